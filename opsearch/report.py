@@ -1,0 +1,162 @@
+"""The study's results as rows: the Pareto front, the fp32 baseline beside it, and trials whose
+different settings produced the same graph (settings that changed nothing)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+@dataclass(frozen=True)
+class TrialRow:
+    trial: int
+    mode: str
+    operators: str  # fp32 operator types quantized, with node counts
+    flags: str
+    accuracy: float
+    accuracy_loss_pt: float
+    samples_per_s: float
+    speedup: float
+    speedup_ci_low: float
+    speedup_ci_high: float
+    speedup_cv: float
+    ci_halfwidth: float
+    rounds: int
+    noisy: bool
+    same_graph_as: int | None
+    pareto: bool
+
+
+@dataclass(frozen=True)
+class SameGraphGroup:
+    trials: list[int]
+    differing: list[str]  # parameters that differ inside the group, yet gave one graph
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    study_name: str
+    baseline: dict
+    rows: list[TrialRow]  # every completed trial, Pareto trials flagged
+    same_graph: list[SameGraphGroup]
+    counts: dict[str, int]  # trials per state
+
+    @property
+    def front(self) -> list[TrialRow]:
+        return sorted((r for r in self.rows if r.pareto), key=lambda r: -r.samples_per_s)
+
+    def to_frame(self, *, front_only: bool = True) -> pd.DataFrame:
+        rows = self.front if front_only else self.rows
+        return pd.DataFrame([asdict(r) for r in rows], columns=list(TrialRow.__dataclass_fields__))
+
+
+def build_report(study: optuna.Study) -> StudyReport:
+    trials = study.get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == COMPLETE]
+    pareto = {t.number for t in study.best_trials} if done else set()
+    rows = [_row(t, t.number in pareto) for t in done]
+    counts: dict[str, int] = {}
+    for t in trials:
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    return StudyReport(study.study_name, dict(study.user_attrs.get("baseline", {})), rows,
+                       _same_graph_groups(done), counts)
+
+
+def _row(trial: optuna.trial.FrozenTrial, pareto: bool) -> TrialRow:
+    attrs = trial.user_attrs
+    recipe = attrs.get("recipe", {})
+    timing = attrs.get("timing", {})
+    ci = timing.get("speedup_ci", [math.nan, math.nan])
+    nodes = attrs.get("quantized_nodes", {})
+    flags = [k for k in ("per_channel", "reduce_range") if recipe.get(k)]
+    if recipe.get("mode") == "static" and recipe.get("activations_symmetric"):
+        flags.append("sym_act")
+    if not recipe.get("weights_symmetric", True):
+        flags.append("asym_w")
+    flags.append("s8" if recipe.get("weights_dtype") == "QInt8" else "u8")
+    return TrialRow(
+        trial=trial.number,
+        mode=recipe.get("mode", "?"),
+        operators=" ".join(f"{op}x{n}" for op, n in nodes.items()) or "(none)",
+        flags=" ".join(flags),
+        accuracy=float(attrs.get("accuracy", math.nan)),
+        accuracy_loss_pt=100 * float(trial.values[1]),
+        samples_per_s=float(trial.values[0]),
+        speedup=float(timing.get("speedup", math.nan)),
+        speedup_ci_low=float(ci[0]),
+        speedup_ci_high=float(ci[1]),
+        speedup_cv=float(timing.get("speedup_cv", math.nan)),
+        ci_halfwidth=float(timing.get("ci_halfwidth", math.nan)),
+        rounds=int(timing.get("rounds", 0)),
+        noisy=bool(timing.get("noisy", False)),
+        same_graph_as=attrs.get("same_graph_as"),
+        pareto=pareto,
+    )
+
+
+def _same_graph_groups(done: list[optuna.trial.FrozenTrial]) -> list[SameGraphGroup]:
+    by_hash: dict[str, list[optuna.trial.FrozenTrial]] = {}
+    for t in done:
+        if "graph_hash" in t.user_attrs:
+            by_hash.setdefault(t.user_attrs["graph_hash"], []).append(t)
+    groups = []
+    for members in by_hash.values():
+        if len(members) < 2:
+            continue
+        keys = sorted({k for t in members for k in t.params})
+        differing = [k for k in keys if len({repr(t.params.get(k)) for t in members}) > 1]
+        groups.append(SameGraphGroup([t.number for t in members], differing))
+    return sorted(groups, key=lambda g: g.trials[0])
+
+
+def format_report(report: StudyReport) -> str:
+    """A plain-text table for the terminal."""
+    base = report.baseline
+    lines = [f"study {report.study_name!r}: "
+             + ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items()))]
+    if base:
+        lines.append(f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f}, "
+                     f"{base['timing']['throughput']:.1f} samples/s (batch 1)")
+    front = report.front
+    if not front:
+        lines.append("no completed trial yet.")
+        return "\n".join(lines)
+    lines.append(f"Pareto front ({len(front)} of {len(report.rows)} completed trials), fastest first:")
+    table = pd.DataFrame([{
+        "trial": r.trial,
+        "mode": r.mode,
+        "quantized operators": r.operators,
+        "flags": r.flags,
+        "accuracy": f"{r.accuracy:.4f}",
+        "loss (pt)": f"{r.accuracy_loss_pt:+.2f}",
+        "samples/s": f"{r.samples_per_s:.1f}",
+        "speedup": f"{r.speedup:.2f}x",
+        "95% CI": f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}",
+        "+-": f"{r.ci_halfwidth:.1%}" + (" NOISY" if r.noisy else ""),
+        "same graph as": "" if r.same_graph_as is None else str(r.same_graph_as),
+    } for r in front])
+    lines.append(table.to_string(index=False))
+    if report.same_graph:
+        lines.append("Trials that produced identical graphs (their differing settings changed nothing):")
+        for group in report.same_graph:
+            lines.append(f"  trials {', '.join(map(str, group.trials))}: differ in "
+                         f"{', '.join(group.differing) or 'nothing'}")
+    if any(r.noisy for r in report.rows):
+        lines.append("NOISY: the speedup's 95% interval stayed wider than ci_target after max_rounds; "
+                     "raise max_rounds or timing_samples, or quiet the machine.")
+    lines.append("throughput = fp32 reference samples/s x paired speedup (median of per-round ratios); "
+                 "+- is the half-width of the speedup's 95% bootstrap interval.")
+    return "\n".join(lines)
+
+
+def write_csv(report: StudyReport, path: str | Path, *, front_only: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.to_frame(front_only=front_only).to_csv(path, index=False)
+    return path

@@ -64,13 +64,19 @@ def inspect_model(path: str | Path) -> GraphInfo:
     return GraphInfo(path=str(path), operators=operators)
 
 
-def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto) -> dict[str, int]:
+def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,
+                          operators: list[str] | tuple[str, ...], qdq: bool = False) -> dict[str, int]:
     """How many nodes of each fp32 operator type the quantized graph computes in int8.
 
-    A node counts when the quantizer replaced it by an integer operator (``<name>_quant`` and the like),
-    or when it still stands but reads or writes quantized tensors (QDQ format, quantized Gather).
+    A node counts when the quantizer replaced it by an integer operator (``<name>_quant``, ``QLinear*``),
+    or when it still stands, is of a type in ``operators``, and works on quantized data: in QDQ format it
+    reads a DequantizeLinear output; otherwise it reads an int8 tensor (an int8 weight, or the output of
+    QuantizeLinear or of another int8 node) or feeds a DequantizeLinear.
     """
     original = {node.name: node.op_type for node in fp32.graph.node}
+    asked = set(operators)
+    int8 = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    quantized_tensors = {init.name for init in quantized.graph.initializer if init.data_type in int8}
     producers = {out: node.op_type for node in quantized.graph.node for out in node.output}
     consumers: dict[str, set[str]] = {}
     for node in quantized.graph.node:
@@ -79,22 +85,28 @@ def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto) -> 
 
     counted: set[str] = set()
     counts: Counter[str] = Counter()
-    for node in quantized.graph.node:
+    for node in quantized.graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") or node.op_type.startswith("QLinear"):
+            quantized_tensors.add(node.output[0])
         if node.op_type in _QDQ:
             continue
         if node.op_type.startswith(_QUANTIZED_OP_PREFIXES):
             base = _original_name(node.name, original)
-            op_type = original.get(base) if base else None
             key = base or node.name
             if key not in counted:
                 counted.add(key)
-                counts[op_type or _base_type(node.op_type)] += 1
-        elif node.name in original and original[node.name] == node.op_type:
-            reads_q = any(producers.get(i) == "DequantizeLinear" for i in node.input)
-            writes_q = any(consumers.get(o, set()) & {"DequantizeLinear", "QuantizeLinear"} for o in node.output)
-            if (reads_q or writes_q) and node.name not in counted:
+                counts[(original.get(base) if base else None) or _base_type(node.op_type)] += 1
+        elif original.get(node.name) == node.op_type and node.op_type in asked and node.name not in counted:
+            if qdq:
+                hit = any(producers.get(i) == "DequantizeLinear" for i in node.input)
+            else:
+                hit = any(i in quantized_tensors for i in node.input) or any(
+                    "DequantizeLinear" in consumers.get(o, set()) for o in node.output)
+            if hit:
                 counted.add(node.name)
                 counts[node.op_type] += 1
+                if not qdq:
+                    quantized_tensors.update(node.output)
     return dict(sorted(counts.items()))
 
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import json
+import logging
 import shutil
 import tempfile
 import time
@@ -113,12 +116,14 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
         quantizer = ORTQuantizer.from_pretrained(fp32_path.parent, file_name=fp32_path.name)
         config = recipe.to_optimum()
         ranges = None
+        if recipe.mode == "static" and calibration is None:
+            raise QuantizationFailed("static quantization needs calibration samples")
         try:
-            if recipe.mode == "static":
-                if calibration is None:
-                    raise QuantizationFailed("static quantization needs calibration samples")
-                ranges = _calibrate(quantizer, recipe, calibration, tmp)
-            path = quantizer.quantize(save_dir=tmp, quantization_config=config, calibration_tensors_range=ranges)
+            with _quiet():
+                if recipe.mode == "static":
+                    ranges = _calibrate(quantizer, recipe, calibration, tmp)
+                path = quantizer.quantize(save_dir=tmp, quantization_config=config,
+                                          calibration_tensors_range=ranges)
         except QuantizationFailed:
             raise
         except Exception as exc:  # the quantizer raises many types for recipes it cannot apply
@@ -129,7 +134,8 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
             raise QuantizationFailed("the quantizer wrote no model file")
         fp32 = onnx.load(str(fp32_path))
         quantized = onnx.load(str(model_file))
-        counts = quantized_node_counts(fp32, quantized)
+        counts = quantized_node_counts(fp32, quantized, operators=recipe.operators_to_quantize,
+                                        qdq=recipe.mode == "static" and recipe.format == "QDQ")
         digest = graph_hash(quantized)
         model_file.rename(tmp / "model.onnx")
         (tmp / "opsearch-recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
@@ -139,6 +145,19 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """The quantizer prints calibration chatter and shape-inference dumps that a user cannot act on."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)
 
 
 def _calibrate(quantizer, recipe: QuantRecipe, calibration: dict[str, np.ndarray], tmp: Path):

@@ -31,6 +31,7 @@ class TrialRow:
     noisy: bool
     same_graph_as: int | None
     pareto: bool
+    preset: str = ""
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,7 @@ def _row(trial: optuna.trial.FrozenTrial, pareto: bool) -> TrialRow:
         noisy=bool(timing.get("noisy", False)),
         same_graph_as=attrs.get("same_graph_as"),
         pareto=pareto,
+        preset=attrs.get("preset", ""),
     )
 
 
@@ -130,6 +132,7 @@ def format_report(report: StudyReport) -> str:
     lines.append(f"Pareto front ({len(front)} of {len(report.rows)} completed trials), fastest first:")
     table = pd.DataFrame([{
         "trial": r.trial,
+        "preset": r.preset or "-",
         "mode": r.mode,
         "quantized operators": r.operators,
         "flags": r.flags,

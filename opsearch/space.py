@@ -60,6 +60,25 @@ class SearchSpace:
             calibration_samples=self.calibration_samples,
         )
 
+    def presets(self) -> list[tuple[str, dict]]:
+        """Known configurations a study tries first, as Optuna parameters, each with its name.
+
+        "MatMul only" is the article's best dynamic recipe; "every quantizable operator" shows what the rest add.
+        """
+        out = []
+        for mode in self.modes:
+            ops = self.operators[mode]
+            base = {"per_channel": False, "reduce_range": False, "weights_symmetric": True, "weights_dtype": "QInt8"}
+            if mode == "static":
+                base["activations_symmetric"] = False
+            if len(self.modes) > 1:
+                base["mode"] = mode
+            if mode == "dynamic" and "MatMul" in ops:
+                out.append((f"{mode}: MatMul only", {**base, **{f"op_{op}": op == "MatMul" for op in ops}}))
+            if mode == "dynamic" and len(ops) > 1:
+                out.append((f"{mode}: every quantizable operator", {**base, **{f"op_{op}": True for op in ops}}))
+        return out
+
     def to_dict(self) -> dict:
         return {"operators": {m: list(o) for m, o in self.operators.items()},
                 "calibration_method": self.calibration_method, "calibration_samples": self.calibration_samples}

@@ -270,6 +270,8 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, existing_o
                     calibration, baseline_session, progress)
     if "baseline" not in study.user_attrs:
         _measure_baseline(runner, model, data, space, threads, storage)
+        for name, params in space.presets():
+            study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
     else:
         # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
         if isinstance(task, EmbeddingTask):

@@ -1,0 +1,97 @@
+"""Shared fixtures: a tiny BERT classifier and encoder built here (seconds), tiny labelled data,
+and the paths of the project's shared assets (the MiniLM SST-2 model) for integration tests."""
+
+from __future__ import annotations
+
+import csv
+import random
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+MINILM_SST2 = SHARED / "models" / "minilm-l6-sst2"
+SST2 = SHARED / "data" / "sst2"
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb", "happy", "brilliant", "warm"]
+NEGATIVE = ["bad", "awful", "poor", "dull", "boring", "sad", "terrible", "cold"]
+FILLER = ["the", "film", "was", "a", "movie", "plot", "very", "and", "story", "it", "is", "really"]
+VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
+
+
+def make_tokenizer(folder: Path):
+    from transformers import BertTokenizerFast
+
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(folder)
+    return tokenizer
+
+
+def make_tiny_bert(folder: Path, *, classifier: bool = True, seed: int = 0) -> Path:
+    """A 2-layer BERT (hidden 32) with random weights, saved as a Hugging Face checkpoint."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification, BertModel
+
+    torch.manual_seed(seed)
+    config = BertConfig(vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=64, num_labels=2,
+                        id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
+    model = (BertForSequenceClassification if classifier else BertModel)(config).eval()
+    model.save_pretrained(folder)
+    make_tokenizer(folder)
+    return folder
+
+
+def sentiment_rows(n: int, *, seed: int = 0) -> list[dict]:
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = i % 2
+        words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"sentence": " ".join(words), "label": label})
+    return rows
+
+
+def write_table(path: Path, rows: list[dict], *, delimiter: str = ",") -> Path:
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter=delimiter)
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-bert"))
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_checkpoint(tmp_path_factory) -> Path:
+    return make_tiny_bert(tmp_path_factory.mktemp("tiny-encoder"), classifier=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_onnx(tiny_checkpoint, tmp_path_factory):
+    """The tiny classifier exported once for the whole session (a PreparedModel)."""
+    from opsearch.model_source import prepare_model
+
+    return prepare_model(str(tiny_checkpoint), cache_dir=tmp_path_factory.mktemp("tiny-cache"))
+
+
+@pytest.fixture(scope="session")
+def tiny_csv(tmp_path_factory) -> Path:
+    return write_table(tmp_path_factory.mktemp("data") / "tiny.csv", sentiment_rows(240))
+
+
+def fast_settings(**extra) -> dict:
+    """Study settings that keep a tiny study to seconds."""
+    return {"fit_size": 60, "calibration_samples": 8, "calibration_max_length": 16, "probe_samples": 60,
+            "timing_samples": 10, "rounds": 3, "max_rounds": 4, "warmup_rounds": 1, "max_length": 32,
+            "intra_op_threads": 1, **extra}
+
+
+def needs_shared(path: Path):
+    return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (the project's shared assets)")

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+
+import pytest
+from conftest import fast_settings
+
+from opsearch.cli import main
+
+
+def _toml(path: Path, **settings) -> Path:
+    def value(v):
+        return json.dumps(v) if not isinstance(v, bool) else str(v).lower()
+
+    path.write_text("\n".join(f"{k} = {value(v)}" for k, v in settings.items()) + "\n")
+    return path
+
+
+def test_inspect_json(tiny_checkpoint, capsys) -> None:
+    assert main(["inspect", str(tiny_checkpoint), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    ops = {o["op_type"]: o for o in data["operators"]}
+    assert data["task"] == "classification"
+    assert ops["MatMul"]["count"] > 0 and ops["MatMul"]["quantizable"]["dynamic"]
+    assert not ops["Shape"]["quantizable"]["dynamic"]
+
+
+def test_inspect_table(tiny_onnx, capsys) -> None:
+    assert main(["inspect", str(tiny_onnx.onnx_path)]) == 0
+    out = capsys.readouterr().out
+    assert "MatMul" in out and "static_qdq" in out and "onnxruntime.quantization.registry" in out
+
+
+def test_run_report_plot_from_a_study_file(tmp_path, tiny_checkpoint, tiny_csv, capsys) -> None:
+    study_file = _toml(tmp_path / "tiny.toml", model=str(tiny_checkpoint), dataset=str(tiny_csv),
+                       study_name="cli", storage="sqlite:///runs/cli.db", modes=["dynamic"], trials=5,
+                       **fast_settings())
+    # A flag overrides the file: 2 trials, not 5.
+    assert main(["run", str(study_file), "--trials", "2", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Pareto front" in out and "fp32 baseline" in out
+    db = tmp_path / "runs" / "cli.db"  # relative to the study file
+    assert db.is_file()
+    storage = ["--storage", f"sqlite:///{db}", "--study-name", "cli"]
+
+    assert main(["report", *storage, "--csv", str(tmp_path / "all.csv")]) == 0
+    capsys.readouterr()
+    with (tmp_path / "all.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 2 and {"trial", "speedup", "accuracy_loss_pt", "pareto"} <= set(rows[0])
+
+    assert main(["report", *storage, "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert front and all(r["pareto"] for r in front)
+
+    assert main(["plot", *storage, "--out", str(tmp_path / "p.png")]) == 0
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    assert main(["resume", *storage, "--trials", "1", "--quiet"]) == 0
+    assert "3 complete" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model", "./no/such/model", "--dataset", "x.csv"], "model path './no/such/model' does not exist"),
+        (["--model", "./m"], "--dataset is missing"),
+        (["--model", "./m", "--dataset", "d.csv", "--label-map", "pos:1"], "write NAME=ID pairs"),
+        (["--model", "./m", "--dataset", "d.csv", "--trials", "-1"], "trials=-1 must be a whole number"),
+    ],
+)
+def test_bad_input_stops_with_a_message_and_no_traceback(args, message, capsys) -> None:
+    assert main(["run", *args]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_missing_column_lists_the_columns(tmp_path, tiny_checkpoint, tiny_csv, capsys) -> None:
+    code = main(["run", "--model", str(tiny_checkpoint), "--dataset", str(tiny_csv), "--text-column", "review",
+                 "--storage", f"sqlite:///{tmp_path / 's.db'}", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "'review' is not in the dataset" in err and "['sentence', 'label']" in err
+
+
+@pytest.mark.parametrize("env", [{"HF_HUB_OFFLINE": "1"}, {"HF_ENDPOINT": "http://127.0.0.1:9"}])
+def test_hub_id_without_hub_fails_fast(env, monkeypatch, capsys) -> None:
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    started = time.perf_counter()
+    assert main(["inspect", "distilbert-base-uncased-finetuned-sst-2-english"]) == 2
+    assert time.perf_counter() - started < 10
+    err = capsys.readouterr().err
+    assert "hub cannot be reached" in err and "local folder" in err
+
+
+def test_help_explains_commands(capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("inspect", "run", "resume", "report", "plot"):
+        assert command in out

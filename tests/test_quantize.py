@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import sentiment_rows
+from transformers import AutoTokenizer
+
+from opsearch.errors import TrialFailed
+from opsearch.quantize import QuantizationFailed, QuantRecipe, quantize
+from opsearch.runtime import ThreadSettings, encode_padded, make_session
+
+
+@pytest.fixture(scope="module")
+def calibration(tiny_onnx) -> dict[str, np.ndarray]:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_onnx.folder)
+    return encode_padded(tokenizer, [r["sentence"] for r in sentiment_rows(16)], length=16)
+
+
+def _logits(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
+    session = make_session(path, ThreadSettings(1))
+    names = {i.name for i in session.get_inputs()}
+    return session.run(["logits"], {k: v for k, v in feed.items() if k in names})[0]
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        QuantRecipe("dynamic", ("MatMul",)),
+        QuantRecipe("dynamic", ("Gather", "MatMul"), per_channel=True, weights_dtype="QUInt8"),
+        QuantRecipe("static", ("MatMul", "Add"), calibration_samples=8),
+        QuantRecipe("static", ("MatMul",), format="QDQ", calibration_samples=8, calibration_method="percentile"),
+    ],
+    ids=lambda r: r.label(),
+)
+def test_recipe_quantizes_and_keeps_outputs_close(tiny_onnx, calibration, tmp_path: Path, recipe) -> None:
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", calibration=calibration)
+    assert result.path.is_file() and result.path.name == "model.onnx"
+    assert result.node_counts.get("MatMul", 0) > 0
+    model = onnx.load(str(result.path))
+    int8 = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    assert any(init.data_type in int8 for init in model.graph.initializer)
+    feed = {k: v[:1] for k, v in calibration.items()}
+    fp32, q = _logits(tiny_onnx.onnx_path, feed), _logits(result.path, feed)
+    assert not np.array_equal(fp32, q)
+    assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
+    # Nothing half-written is left next to the result.
+    assert [p.name for p in (tmp_path).iterdir()] == ["q"]
+    assert QuantRecipe.from_dict(__import__("json").loads((result.path.parent / "opsearch-recipe.json").read_text())) \
+        == recipe
+
+
+def test_same_recipe_same_graph(tiny_onnx, tmp_path: Path) -> None:
+    recipe = QuantRecipe("dynamic", ("MatMul",))
+    a = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "a")
+    b = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "b")
+    c = quantize(QuantRecipe("dynamic", ("MatMul",), per_channel=True), fp32_path=tiny_onnx.onnx_path,
+                 out_dir=tmp_path / "c")
+    assert a.graph_hash == b.graph_hash != c.graph_hash
+
+
+def test_static_without_calibration_is_a_failed_trial(tiny_onnx, tmp_path: Path) -> None:
+    with pytest.raises(QuantizationFailed, match="calibration"):
+        quantize(QuantRecipe("static", ("MatMul",)), fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q")
+    assert issubclass(QuantizationFailed, TrialFailed)
+    assert not (tmp_path / "q").exists()
+
+
+def test_broken_model_is_a_failed_trial_not_a_crash(tmp_path: Path, tiny_onnx) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    for name in ("config.json", "tokenizer.json", "vocab.txt"):
+        (broken / name).write_bytes((tiny_onnx.folder / name).read_bytes())
+    with pytest.raises(QuantizationFailed):
+        quantize(QuantRecipe("dynamic", ("MatMul",)), fp32_path=broken / "model.onnx", out_dir=tmp_path / "q")
+
+
+@pytest.mark.parametrize(("field", "value"), [("mode", "fast"), ("weights_dtype", "QInt4"), ("format", "QXX")])
+def test_recipe_rejects_unknown_values(field: str, value: str) -> None:
+    kwargs = {"mode": "dynamic", "operators_to_quantize": ("MatMul",), field: value}
+    with pytest.raises(ValueError, match=field):
+        QuantRecipe(**kwargs)
+
+
+def test_recipe_maps_to_optimum_config() -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    cfg = QuantRecipe("static", ("MatMul", "Add"), per_channel=True, reduce_range=True, weights_dtype="QUInt8",
+                      activations_symmetric=True, format="QDQ").to_optimum()
+    assert cfg.is_static and cfg.format == QuantFormat.QDQ and cfg.per_channel and cfg.reduce_range
+    assert cfg.weights_dtype == QuantType.QUInt8 and cfg.activations_symmetric
+    assert sorted(cfg.operators_to_quantize) == ["Add", "MatMul"]

@@ -1,0 +1,169 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import fast_settings
+
+from opsearch.config import StudyConfig
+from opsearch.embedding import LinearProbe
+from opsearch.errors import StudyError
+from opsearch.quantize import QuantizationFailed
+from opsearch.report import build_report
+from opsearch.study import cache_dir_for, create_runner, load_existing, resume_study, run_study
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+def _config(tmp_path: Path, model: Path, data: Path, **extra) -> StudyConfig:
+    return StudyConfig(model=str(model), dataset=str(data), storage=f"sqlite:///{tmp_path / 'study.db'}",
+                       study_name="tiny", **fast_settings(**extra))
+
+
+def _snapshot(study: optuna.Study) -> dict[int, tuple]:
+    return {t.number: (t.state, t.values, t.params, t.user_attrs) for t in study.get_trials()}
+
+
+def test_study_runs_trials_and_records_everything(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
+    study = run_study(config, n_trials=3, progress=lambda line: None)
+    assert study.metric_names == ["throughput", "accuracy_loss"]
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE"]
+    for key in ("opsearch_config", "search_space", "baseline", "machine", "versions", "threads", "data"):
+        assert key in study.user_attrs, key
+    assert StudyConfig.from_dict(study.user_attrs["opsearch_config"]) == config
+    baseline = study.user_attrs["baseline"]
+    assert 0 <= baseline["metrics"]["accuracy"] <= 1 and baseline["timing"]["throughput"] > 0
+
+    trials = study.get_trials(states=(COMPLETE,))
+    assert trials, [t.user_attrs.get("fail_reason") for t in study.trials]
+    # The first trials are the presets, labelled.
+    assert study.trials[0].user_attrs["preset"] == "dynamic: MatMul only"
+    assert study.trials[0].user_attrs["quantized_nodes"]["MatMul"] > 0
+    for t in trials:
+        attrs = t.user_attrs
+        assert set(attrs) >= {"recipe", "graph_hash", "quantized_nodes", "metrics", "accuracy", "timing", "speedup"}
+        assert t.values[1] == pytest.approx(baseline["metrics"]["accuracy"] - attrs["accuracy"])
+        assert t.values[0] == pytest.approx(baseline["timing"]["throughput"] * attrs["timing"]["speedup"])
+        assert config.rounds <= attrs["timing"]["rounds"] <= config.max_rounds
+    # Trial models are removed once measured; the export stays cached next to the study.
+    cache = cache_dir_for(config.resolved_storage(), "tiny")
+    assert (cache / "fp32" / "model.onnx").is_file()
+    assert not list((cache / "trials").glob("trial-*"))
+
+
+def test_resume_adds_trials_and_keeps_the_old_ones(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv)
+    study = run_study(config, n_trials=2, progress=lambda line: None)
+    before = _snapshot(study)
+    export = cache_dir_for(config.resolved_storage(), "tiny") / "fp32" / "model.onnx"
+    exported_at = export.stat().st_mtime_ns
+
+    lines: list[str] = []
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=2, progress=lines.append)
+    after = _snapshot(resumed)
+    assert len(after) == len(before) + 2
+    assert {n: after[n] for n in before} == before
+    assert export.stat().st_mtime_ns == exported_at  # exported once per study, never again
+    assert any("resuming 'tiny'" in line for line in lines)
+
+
+def test_same_graph_is_measured_once(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
+    runner = create_runner(config, progress=lambda line: None)
+    # Transpose alone quantizes nothing, so the weight type cannot matter: both give one graph.
+    for dtype in ("QInt8", "QUInt8"):
+        runner.study.enqueue_trial({"op_Gather": False, "op_MatMul": False, "op_Transpose": True,
+                                    "per_channel": False, "reduce_range": False, "weights_symmetric": True,
+                                    "weights_dtype": dtype})
+    # The presets come first in the queue; run them too.
+    runner.optimize(len(runner.study.get_trials(states=(optuna.trial.TrialState.WAITING,))))
+    first, second = [t for t in runner.study.trials if t.params.get("op_Transpose") and not t.params["op_MatMul"]
+                     and not t.params["op_Gather"]]
+    assert first.user_attrs["graph_hash"] == second.user_attrs["graph_hash"]
+    assert second.user_attrs["same_graph_as"] == first.number
+    assert second.values == first.values and second.user_attrs["timing"] == first.user_attrs["timing"]
+    groups = build_report(runner.study).same_graph
+    assert any(set(g.trials) >= {first.number, second.number} and "weights_dtype" in g.differing for g in groups)
+
+
+def test_a_failing_configuration_fails_its_trial_and_the_study_goes_on(tmp_path, tiny_checkpoint, tiny_csv,
+                                                                       monkeypatch) -> None:
+    import opsearch.study as study_module
+
+    real = study_module.quantize
+    calls = {"n": 0}
+
+    def flaky(recipe, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise QuantizationFailed("injected: the quantizer rejected this recipe")
+        return real(recipe, **kwargs)
+
+    monkeypatch.setattr(study_module, "quantize", flaky)
+    study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"]), n_trials=2,
+                      progress=lambda line: None)
+    failed, ok = study.trials
+    assert failed.state == optuna.trial.TrialState.FAIL
+    assert "injected" in failed.user_attrs["fail_reason"]
+    assert ok.state == COMPLETE
+
+
+def test_existing_study_with_other_settings_is_refused(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    before = _snapshot(study)
+    with pytest.raises(StudyError, match="already exists with other settings.*modes"):
+        run_study(config.replace(modes=["static"]), n_trials=1, progress=lambda line: None)
+    assert _snapshot(load_existing(config.resolved_storage(), "tiny")) == before
+
+
+def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    orphan = study.ask()  # stays RUNNING, as after a kill -9
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1,
+                           progress=lambda line: None)
+    swept = resumed.trials[orphan.number]
+    assert swept.state == optuna.trial.TrialState.FAIL
+    assert "interrupted" in swept.user_attrs["fail_reason"]
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 2
+
+
+def test_resume_of_a_missing_study_names_the_ones_there(tmp_path) -> None:
+    storage = f"sqlite:///{tmp_path / 'empty.db'}"
+    optuna.create_study(storage=storage, study_name="other")
+    with pytest.raises(StudyError, match="no study 'nope'.*other"):
+        resume_study(storage=storage, study_name="nope")
+
+
+def test_unwritable_storage_is_refused(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    (locked / "file").write_text("")
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv).replace(storage=f"sqlite:///{locked / 'file' / 'x.db'}")
+    with pytest.raises(StudyError, match="cannot write"):
+        run_study(config, n_trials=1, progress=lambda line: None)
+
+
+def test_embedding_study_fits_the_probe_once_and_reuses_it(tmp_path, tiny_encoder_checkpoint, tiny_csv,
+                                                           monkeypatch) -> None:
+    config = _config(tmp_path, tiny_encoder_checkpoint, tiny_csv, modes=["dynamic"])
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    assert study.user_attrs["task"] == "embedding"
+    probe = study.user_attrs["probe"]
+    assert probe["n_fit"] == config.probe_samples
+    done = study.get_trials(states=(COMPLETE,))
+    cosine = done[0].user_attrs["metrics"]["cosine_to_fp32"]
+    assert 0.9 < cosine < 1.0  # quantization moved the embeddings, a little
+    assert study.user_attrs["baseline"]["metrics"]["cosine_to_fp32"] == pytest.approx(1.0)
+
+    def refit(*args, **kwargs):
+        raise AssertionError("the probe was fitted again on resume")
+
+    monkeypatch.setattr(LinearProbe, "fit", classmethod(refit))
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1,
+                           progress=lambda line: None)
+    assert resumed.user_attrs["probe"] == probe
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 2

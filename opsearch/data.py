@@ -56,6 +56,10 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     rng = np.random.default_rng(config.seed)
 
     eval_texts, eval_raw = _rows(eval_source, text_col, label_col, config.exclude_labels)
+    if config.fit_split and not config.fit_dataset and is_local_spec(config.dataset):
+        raise DatasetError(f"fit_split={config.fit_split!r} names a split of a hub dataset, but {config.dataset!r} is "
+                           "a local file with no splits: give the fit rows' file as fit_dataset, or drop fit_split "
+                           "to hold out fit_size rows of the file.")
     if config.fit_dataset or config.fit_split:
         fit_source, fit_split = _load(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit")
         fit_texts, fit_raw = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
@@ -115,6 +119,8 @@ def _load(spec: str, split: str | None, *, role: str):
             raise DatasetError(f"dataset {spec!r} is not a CSV, TSV, JSON(L) or Parquet file.")
         if path.stat().st_size == 0:
             raise DatasetError(f"dataset file {spec!r} is empty.")
+        if builder == "csv" and _count_lines(path, 2) < 2:
+            raise DatasetError(f"dataset file {spec!r} has a header but no rows.")
         kwargs: dict = {}
         if builder == "csv":
             # GLUE's TSV files are not quoted; some corpora carry bytes that are not UTF-8.
@@ -140,6 +146,11 @@ def _load(spec: str, split: str | None, *, role: str):
     if chosen not in splits:
         raise DatasetError(f"dataset {spec!r} has no split {chosen!r} for {role}; its splits are {splits}.")
     return datasets.load_dataset(name, config_name, split=chosen), chosen
+
+
+def _count_lines(path: Path, at_most: int) -> int:
+    with path.open("rb") as f:
+        return sum(1 for _, line in zip(range(at_most), f, strict=False) if line.strip())
 
 
 def _hub_name(spec: str) -> tuple[str, str | None]:

@@ -104,9 +104,11 @@ class Runner:
     # Trials ---------------------------------------------------------------------------------------------
 
     def optimize(self, n_trials: int) -> optuna.Study:
-        target = len(self.study.trials) + n_trials
+        waiting = optuna.trial.TrialState.WAITING
+        first = len([t for t in self.study.get_trials(deepcopy=False) if t.state != waiting])
+        started = time.perf_counter()
         self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,),
-                            callbacks=[lambda study, trial: self._report_trial(trial, target)])
+                            callbacks=[lambda study, trial: self._report_trial(trial, first, n_trials, started)])
         return self.study
 
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -184,8 +186,11 @@ class Runner:
                 return other
         return None
 
-    def _report_trial(self, trial: optuna.trial.FrozenTrial, target: int) -> None:
-        head = f"[{trial.number + 1}/{target}]"
+    def _report_trial(self, trial: optuna.trial.FrozenTrial, first: int, n_trials: int, started: float) -> None:
+        done = trial.number + 1 - first
+        elapsed = time.perf_counter() - started
+        remaining = elapsed / max(done, 1) * (n_trials - done)
+        head = f"[{done}/{n_trials} {_clock(elapsed)} elapsed, ~{_clock(remaining)} left] trial {trial.number}"
         if trial.state == optuna.trial.TrialState.COMPLETE:
             timing = trial.user_attrs.get("timing", {})
             twin = trial.user_attrs.get("same_graph_as")
@@ -212,6 +217,11 @@ class Runner:
     @property
     def reference_throughput(self) -> float:
         return float(self.study.user_attrs["baseline"]["timing"]["throughput"])
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
 
 
 def _best_under(study: optuna.Study, *, max_loss: float) -> optuna.trial.FrozenTrial | None:

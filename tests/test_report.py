@@ -1,0 +1,299 @@
+"""opsearch.report on a real multi-objective Optuna study stored in SQLite, filled with trials that carry
+the attributes opsearch.study stores."""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pandas as pd
+import pytest
+
+from opsearch.report import StudyReport, build_report, format_report, write_csv
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+Distribution = optuna.distributions.CategoricalDistribution
+DISTRIBUTIONS = {
+    "mode": Distribution(["dynamic", "static"]),
+    "op_MatMul": Distribution([False, True]),
+    "op_Gather": Distribution([False, True]),
+    "per_channel": Distribution([False, True]),
+    "reduce_range": Distribution([False, True]),
+    "weights_symmetric": Distribution([False, True]),
+    "activations_symmetric": Distribution([False, True]),
+    "weights_dtype": Distribution(["QInt8", "QUInt8"]),
+}
+BASELINE = {"metrics": {"accuracy": 0.9123}, "timing": {"throughput": 98.7}}
+STUDY_NAME = "tiny-report"
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One trial to store: throughput, accuracy loss, its params and the extras opsearch records."""
+
+    throughput: float
+    loss: float
+    graph: str | None
+    params: dict[str, Any] = field(default_factory=dict)
+    noisy: bool = False
+    same_graph_as: int | None = None
+    preset: str | None = None
+    state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE
+
+
+def _params(**changes: Any) -> dict[str, Any]:
+    return {
+        "mode": "dynamic",
+        "op_MatMul": True,
+        "op_Gather": False,
+        "per_channel": False,
+        "reduce_range": False,
+        "weights_symmetric": True,
+        "weights_dtype": "QInt8",
+        **changes,
+    }
+
+
+# Throughputs are chosen so that their one-decimal renderings are distinct and unambiguous.
+SPECS: list[Spec] = [
+    Spec(120.5, 0.0, "h-a", _params(), preset="dynamic: MatMul only"),  # 0: front (no loss)
+    Spec(250.4, 0.004, "h-b", _params(op_Gather=True)),  # 1: front
+    Spec(180.7, 0.012, "h-c", _params(weights_symmetric=False)),  # 2: dominated by 1
+    Spec(333.5, 0.031, "h-d", _params(mode="static", activations_symmetric=True), noisy=True),  # 3: front, fastest
+    Spec(110.0, 0.02, "h-e", _params(op_MatMul=False, op_Gather=True)),  # 4: dominated by 0, 1, 2
+    Spec(250.4, 0.004, "h-b", _params(op_Gather=True, per_channel=True), same_graph_as=1),  # 5: twin of 1
+    Spec(0.0, 0.0, None, _params(), state=optuna.trial.TrialState.FAIL),  # 6: failed
+    Spec(
+        180.7,
+        0.012,
+        "h-c",
+        _params(weights_symmetric=False, reduce_range=True, weights_dtype="QUInt8"),
+        same_graph_as=2,
+    ),  # 7: twin of 2, dominated
+    Spec(0.0, 0.0, None, _params(reduce_range=True), state=optuna.trial.TrialState.PRUNED),  # 8: pruned
+    Spec(140.3, 0.05, None, _params(per_channel=True)),  # 9: dominated, no graph hash recorded
+    Spec(140.3, 0.05, "h-a", _params(op_MatMul=True, per_channel=True)),  # 10: same graph as 0, dominated
+]
+COMPLETE = [i for i, s in enumerate(SPECS) if s.state == optuna.trial.TrialState.COMPLETE]
+
+
+def dominates(a: Spec, b: Spec) -> bool:
+    """Higher throughput and lower loss, at least as good in both and better in one."""
+    return a.throughput >= b.throughput and a.loss <= b.loss and (a.throughput > b.throughput or a.loss < b.loss)
+
+
+EXPECTED_FRONT = {i for i in COMPLETE if not any(dominates(SPECS[j], SPECS[i]) for j in COMPLETE)}
+
+
+def _attrs(spec: Spec) -> dict[str, Any]:
+    p = spec.params
+    ops = [op for op in ("MatMul", "Gather") if p.get(f"op_{op}")]
+    recipe = {
+        "mode": p["mode"],
+        "operators_to_quantize": ops,
+        "per_channel": p["per_channel"],
+        "reduce_range": p["reduce_range"],
+        "weights_symmetric": p["weights_symmetric"],
+        "activations_symmetric": p.get("activations_symmetric", False),
+        "weights_dtype": p["weights_dtype"],
+    }
+    attrs: dict[str, Any] = {"recipe": recipe, "label": f"{p['mode']}[{'+'.join(ops)}]"}
+    if spec.state != optuna.trial.TrialState.COMPLETE:
+        attrs["fail_reason"] = "did not finish"
+        return attrs
+    speedup = spec.throughput / BASELINE["timing"]["throughput"]
+    accuracy = BASELINE["metrics"]["accuracy"] - spec.loss
+    attrs.update(
+        {
+            "quantized_nodes": {op: 6 if op == "MatMul" else 1 for op in ops},
+            "metrics": {"accuracy": accuracy, "f1": accuracy},
+            "accuracy": accuracy,
+            "accuracy_loss": spec.loss,
+            "speedup": speedup,
+            "timing": {
+                "speedup": speedup,
+                "speedup_ci": [0.95 * speedup, 1.05 * speedup],
+                "ci_halfwidth": 0.05,
+                "speedup_cv": 0.01,
+                "rounds": 30 if spec.noisy else 10,
+                "noisy": spec.noisy,
+            },
+        }
+    )
+    if spec.graph is not None:
+        attrs["graph_hash"] = spec.graph
+    if spec.same_graph_as is not None:
+        attrs["same_graph_as"] = spec.same_graph_as
+    if spec.preset is not None:
+        attrs["preset"] = spec.preset
+    return attrs
+
+
+def make_study(path: Path, specs: list[Spec] = SPECS, *, baseline: dict | None = BASELINE) -> optuna.Study:
+    """A fresh SQLite study holding ``specs``, reloaded from the file as `opsearch report` would read it."""
+    storage = f"sqlite:///{path}"
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["maximize", "minimize"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        study.set_metric_names(["throughput", "accuracy_loss"])
+    if baseline is not None:
+        study.set_user_attr("baseline", baseline)
+    for spec in specs:
+        params = {k: v for k, v in spec.params.items() if k != "activations_symmetric" or v}
+        complete = spec.state == optuna.trial.TrialState.COMPLETE
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=spec.state,
+                values=[spec.throughput, spec.loss] if complete else None,
+                params=params,
+                distributions={k: DISTRIBUTIONS[k] for k in params},
+                user_attrs=_attrs(spec),
+            )
+        )
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage)
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory: pytest.TempPathFactory) -> StudyReport:
+    return build_report(make_study(tmp_path_factory.mktemp("study") / "study.db"))
+
+
+def test_the_expectation_is_meaningful() -> None:
+    assert EXPECTED_FRONT == {0, 1, 3, 5}  # the hand-made table exercises both front and dominated trials
+
+
+def test_rows_cover_every_completed_trial(report: StudyReport) -> None:
+    assert [r.trial for r in report.rows] == COMPLETE
+    assert report.study_name == STUDY_NAME
+    assert report.baseline == BASELINE
+    assert report.counts == {"complete": len(COMPLETE), "fail": 1, "pruned": 1}
+
+
+def test_pareto_flags(report: StudyReport) -> None:
+    assert {r.trial for r in report.rows if r.pareto} == EXPECTED_FRONT
+
+
+def test_front_is_fastest_first(report: StudyReport) -> None:
+    front = report.front
+    assert {r.trial for r in front} == EXPECTED_FRONT
+    speeds = [r.samples_per_s for r in front]
+    assert speeds == sorted(speeds, reverse=True)
+    assert front[0].trial == max(EXPECTED_FRONT, key=lambda i: SPECS[i].throughput)
+
+
+def test_row_values_come_from_the_trial(report: StudyReport) -> None:
+    rows = {r.trial: r for r in report.rows}
+    for i in COMPLETE:
+        spec, row = SPECS[i], rows[i]
+        assert row.samples_per_s == pytest.approx(spec.throughput)
+        assert row.accuracy_loss_pt == pytest.approx(100 * spec.loss)
+        assert row.accuracy == pytest.approx(BASELINE["metrics"]["accuracy"] - spec.loss)
+        assert row.speedup == pytest.approx(spec.throughput / BASELINE["timing"]["throughput"])
+        assert row.speedup_ci_low < row.speedup < row.speedup_ci_high
+        assert row.noisy is spec.noisy
+        assert row.same_graph_as == spec.same_graph_as
+        assert row.mode == spec.params["mode"]
+    assert rows[3].rounds == 30 and rows[0].rounds == 10
+    assert rows[0].preset == "dynamic: MatMul only" and rows[1].preset == ""
+    assert "MatMul" in rows[0].operators and "Gather" not in rows[0].operators
+    assert "Gather" in rows[4].operators and "MatMul" not in rows[4].operators
+
+
+@pytest.mark.parametrize(
+    ("trial", "present", "absent"),
+    [
+        (0, {"s8"}, {"per_channel", "reduce_range", "asym_w", "u8", "sym_act"}),
+        (2, {"asym_w", "s8"}, {"u8"}),
+        (3, {"sym_act"}, {"asym_w"}),
+        (7, {"reduce_range", "asym_w", "u8"}, {"s8"}),
+        (9, {"per_channel"}, {"reduce_range"}),
+    ],
+)
+def test_flags_describe_the_recipe(report: StudyReport, trial: int, present: set[str], absent: set[str]) -> None:
+    flags = set(next(r for r in report.rows if r.trial == trial).flags.split())
+    assert present <= flags
+    assert not absent & flags
+
+
+def test_same_graph_groups_list_the_differing_params(report: StudyReport) -> None:
+    groups = {tuple(g.trials): g.differing for g in report.same_graph}
+    # Expected: trials sharing a recorded graph hash, with the params whose values differ between them.
+    by_hash: dict[str, list[int]] = {}
+    for i in COMPLETE:
+        if SPECS[i].graph is not None:
+            by_hash.setdefault(SPECS[i].graph, []).append(i)
+    expected = {}
+    for members in by_hash.values():
+        if len(members) > 1:
+            keys = {k for i in members for k in SPECS[i].params}
+            expected[tuple(members)] = sorted(
+                k for k in keys if len({repr(SPECS[i].params.get(k)) for i in members}) > 1
+            )
+    assert groups == expected
+    assert groups == {(0, 10): ["per_channel"], (1, 5): ["per_channel"], (2, 7): ["reduce_range", "weights_dtype"]}
+    assert [g.trials[0] for g in report.same_graph] == sorted(g.trials[0] for g in report.same_graph)
+
+
+def _table_trials(text: str) -> list[int]:
+    """The trial column of the front table in format_report's output, in order."""
+    lines = text.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["trial"])
+    out = []
+    for line in lines[header + 1 :]:
+        first = line.split()[0] if line.split() else ""
+        if not first.isdigit():
+            break
+        out.append(int(first))
+    return out
+
+
+def test_text_report_shows_the_front_and_the_baseline(report: StudyReport) -> None:
+    text = format_report(report)
+    assert STUDY_NAME in text
+    assert "fp32 baseline" in text and "0.9123" in text and "98.7" in text
+    assert f"({len(EXPECTED_FRONT)} of {len(COMPLETE)} completed trials)" in text
+    assert _table_trials(text) == [r.trial for r in report.front]
+    for i in EXPECTED_FRONT:
+        assert f"{SPECS[i].throughput:.1f}" in text
+    for i in set(COMPLETE) - EXPECTED_FRONT:
+        assert f"{SPECS[i].throughput:.1f}" not in text
+    assert "dynamic: MatMul only" in text
+    assert "trials 1, 5: differ in per_channel" in text
+    assert "trials 2, 7: differ in reduce_range, weights_dtype" in text
+    assert "NOISY" in text
+
+
+def test_text_report_of_an_empty_study(tmp_path: Path) -> None:
+    text = format_report(build_report(make_study(tmp_path / "empty.db", [], baseline=None)))
+    assert "no completed trial yet" in text
+    assert "fp32 baseline" not in text
+
+
+def test_text_report_without_noisy_trials_has_no_noise_note(tmp_path: Path) -> None:
+    specs = [SPECS[0], SPECS[1]]
+    text = format_report(build_report(make_study(tmp_path / "quiet.db", specs)))
+    assert "NOISY" not in text
+    assert _table_trials(text) == [1, 0]
+
+
+@pytest.mark.parametrize("front_only", [False, True])
+def test_csv_has_one_row_per_trial(report: StudyReport, tmp_path: Path, front_only: bool) -> None:
+    out = write_csv(report, tmp_path / "nested" / "trials.csv", front_only=front_only)
+    frame = pd.read_csv(out)
+    expected = EXPECTED_FRONT if front_only else set(COMPLETE)
+    assert len(frame) == len(expected)
+    assert set(frame["trial"]) == expected
+    assert {int(t) for t in frame.loc[frame["pareto"], "trial"]} == EXPECTED_FRONT & expected
+    by_trial = frame.set_index("trial")
+    for i in expected:
+        assert by_trial.loc[i, "samples_per_s"] == pytest.approx(SPECS[i].throughput)
+        assert by_trial.loc[i, "accuracy_loss_pt"] == pytest.approx(100 * SPECS[i].loss)
+
+
+def test_csv_by_default_holds_every_completed_trial(report: StudyReport, tmp_path: Path) -> None:
+    frame = pd.read_csv(write_csv(report, tmp_path / "all.csv"))
+    assert sorted(frame["trial"]) == COMPLETE

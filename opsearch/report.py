@@ -50,7 +50,8 @@ class StudyReport:
 
     @property
     def front(self) -> list[TrialRow]:
-        return sorted((r for r in self.rows if r.pareto), key=lambda r: -r.samples_per_s)
+        """Pareto trials, fastest first; a trial that repeats an earlier one's graph is listed once."""
+        return sorted((r for r in self.rows if r.pareto and r.same_graph_as is None), key=lambda r: -r.samples_per_s)
 
     def to_frame(self, *, front_only: bool = True) -> pd.DataFrame:
         rows = self.front if front_only else self.rows

@@ -87,6 +87,8 @@ def dominates(a: Spec, b: Spec) -> bool:
 
 
 EXPECTED_FRONT = {i for i in COMPLETE if not any(dominates(SPECS[j], SPECS[i]) for j in COMPLETE)}
+# The listed front names each graph once: a twin that repeats an earlier trial's graph is not listed again.
+LISTED_FRONT = {i for i in EXPECTED_FRONT if SPECS[i].same_graph_as is None}
 
 
 def _attrs(spec: Spec) -> dict[str, Any]:
@@ -179,10 +181,12 @@ def test_pareto_flags(report: StudyReport) -> None:
 
 def test_front_is_fastest_first(report: StudyReport) -> None:
     front = report.front
-    assert {r.trial for r in front} == EXPECTED_FRONT
+    assert LISTED_FRONT < EXPECTED_FRONT  # the table has a twin on the front
+    assert {r.trial for r in front} == LISTED_FRONT
+    assert {r.trial for r in report.rows if r.pareto} == EXPECTED_FRONT
     speeds = [r.samples_per_s for r in front]
     assert speeds == sorted(speeds, reverse=True)
-    assert front[0].trial == max(EXPECTED_FRONT, key=lambda i: SPECS[i].throughput)
+    assert front[0].trial == max(LISTED_FRONT, key=lambda i: SPECS[i].throughput)
 
 
 def test_row_values_come_from_the_trial(report: StudyReport) -> None:
@@ -255,9 +259,9 @@ def test_text_report_shows_the_front_and_the_baseline(report: StudyReport) -> No
     text = format_report(report)
     assert STUDY_NAME in text
     assert "fp32 baseline" in text and "0.9123" in text and "98.7" in text
-    assert f"({len(EXPECTED_FRONT)} of {len(COMPLETE)} completed trials)" in text
+    assert f"({len(LISTED_FRONT)} of {len(COMPLETE)} completed trials)" in text
     assert _table_trials(text) == [r.trial for r in report.front]
-    for i in EXPECTED_FRONT:
+    for i in LISTED_FRONT:
         assert f"{SPECS[i].throughput:.1f}" in text
     for i in set(COMPLETE) - EXPECTED_FRONT:
         assert f"{SPECS[i].throughput:.1f}" not in text
@@ -284,7 +288,7 @@ def test_text_report_without_noisy_trials_has_no_noise_note(tmp_path: Path) -> N
 def test_csv_has_one_row_per_trial(report: StudyReport, tmp_path: Path, front_only: bool) -> None:
     out = write_csv(report, tmp_path / "nested" / "trials.csv", front_only=front_only)
     frame = pd.read_csv(out)
-    expected = EXPECTED_FRONT if front_only else set(COMPLETE)
+    expected = LISTED_FRONT if front_only else set(COMPLETE)
     assert len(frame) == len(expected)
     assert set(frame["trial"]) == expected
     assert {int(t) for t in frame.loc[frame["pareto"], "trial"]} == EXPECTED_FRONT & expected

@@ -32,8 +32,10 @@ def pareto_plot_info(report: StudyReport) -> ParetoPlotInfo:
         return ParetoPoint(r.trial, r.accuracy_loss_pt, r.samples_per_s, r.speedup,
                            f"#{r.trial} {r.mode} {r.operators.split(' ')[0] if r.operators else ''}")
 
-    front = sorted((point(r) for r in report.rows if r.pareto), key=lambda p: (p.accuracy_loss_pt, -p.samples_per_s))
-    dominated = sorted((point(r) for r in report.rows if not r.pareto), key=lambda p: p.trial)
+    # A trial that repeated an earlier trial's graph sits on the same spot: draw each graph once.
+    rows = [r for r in report.rows if r.same_graph_as is None]
+    front = sorted((point(r) for r in rows if r.pareto), key=lambda p: (p.accuracy_loss_pt, -p.samples_per_s))
+    dominated = sorted((point(r) for r in rows if not r.pareto), key=lambda p: p.trial)
     baseline = float(report.baseline.get("timing", {}).get("throughput", float("nan")))
     return ParetoPlotInfo(front, dominated, baseline, f"opsearch: {report.study_name}")
 

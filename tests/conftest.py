@@ -4,12 +4,14 @@ and the paths of the project's shared assets (the MiniLM SST-2 model) for integr
 from __future__ import annotations
 
 import csv
+import os
 import random
 from pathlib import Path
 
 import pytest
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
+# The project's shared assets sit beside the checkout (../shared); OPSEARCH_SHARED points elsewhere.
+SHARED = Path(os.environ.get("OPSEARCH_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 MINILM_SST2 = SHARED / "models" / "minilm-l6-sst2"
 SST2 = SHARED / "data" / "sst2"
 

@@ -66,6 +66,14 @@ class StudyConfig:
     max_rounds: int = 30
     # Rounds are added until the 95% interval of the speedup is within +-ci_target (relative), or max_rounds.
     ci_target: float = 0.02
+    # Stop adding rounds after this many seconds of timing one trial, whatever the interval.
+    max_seconds: float = 120.0
+    # The timed workload: batch 1 unpadded (latency-like) by default; a larger batch pads each batch.
+    batch_size: int = 1
+    # Tokenization inside the timed region, as a pipeline user sees it.
+    end_to_end: bool = False
+    # At the end of run/resume, time the Pareto candidates again, all in one interleaved session.
+    remeasure_front: bool = True
     intra_op_threads: int | None = None
     inter_op_threads: int = 1
     allow_spinning: bool = False
@@ -86,7 +94,7 @@ class StudyConfig:
         for mode in self.modes:
             _choice("modes", mode, MODES)
         for name in ("fit_size", "calibration_samples", "probe_samples", "timing_samples",
-                     "rounds", "max_length", "calibration_max_length", "inter_op_threads"):
+                     "rounds", "max_length", "calibration_max_length", "inter_op_threads", "batch_size"):
             _at_least(name, getattr(self, name), 1)
         _at_least("trials", self.trials, 0)
         _at_least("warmup_rounds", self.warmup_rounds, 0)
@@ -98,6 +106,8 @@ class StudyConfig:
             _at_least("max_samples", self.max_samples, 2)
         if self.intra_op_threads is not None:
             _at_least("intra_op_threads", self.intra_op_threads, 1)
+        if not isinstance(self.max_seconds, int | float) or isinstance(self.max_seconds, bool) or self.max_seconds <= 0:
+            raise ConfigError(f"max_seconds={self.max_seconds!r} must be a positive number of seconds.")
         number = isinstance(self.ci_target, int | float) and not isinstance(self.ci_target, bool)
         if not number or not 0 < self.ci_target < 1:
             raise ConfigError(f"ci_target={self.ci_target} must lie between 0 and 1 (e.g. 0.02 for +-2%).")

@@ -46,9 +46,13 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-def fingerprint() -> dict:
-    """A JSON-ready description of this machine, stored with every study."""
+def fingerprint(threads: dict | None = None) -> dict:
+    """A JSON-ready description of this machine (and the thread settings timing ran with)."""
+    import onnxruntime
+
     return {
+        "onnxruntime": onnxruntime.__version__,
+        **({"threads": threads} if threads else {}),
         "cpu": cpu_model(),
         "int8_flags": cpu_flags(),
         "logical_cpus": os.cpu_count(),
@@ -56,3 +60,17 @@ def fingerprint() -> dict:
         "platform": platform.platform(),
         "machine": platform.machine(),
     }
+
+
+def machine_id(print_: dict) -> str:
+    """A short, stable name for a fingerprint: equal machines (and thread settings), equal ids."""
+    import hashlib
+    import json
+
+    return hashlib.sha256(json.dumps(print_, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def fingerprint_changes(stored: dict, current: dict) -> list[str]:
+    """What differs between two fingerprints, as 'key: old -> new' lines."""
+    return [f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(stored) | set(current))
+            if stored.get(k) != current.get(k)]

@@ -4,7 +4,7 @@ different settings produced the same graph (settings that changed nothing)."""
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import optuna
@@ -32,6 +32,7 @@ class TrialRow:
     same_graph_as: int | None
     pareto: bool
     preset: str = ""
+    remeasured: bool = False  # speedup from the end-of-study session that timed the front side by side
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,7 @@ class StudyReport:
     rows: list[TrialRow]  # every completed trial, Pareto trials flagged
     same_graph: list[SameGraphGroup]
     counts: dict[str, int]  # trials per state
+    remeasured_at: str = ""
 
     @property
     def front(self) -> list[TrialRow]:
@@ -59,21 +61,33 @@ class StudyReport:
 
 
 def build_report(study: optuna.Study) -> StudyReport:
+    """Rows for every completed trial. Where the front was re-measured side by side, those speedups are used,
+    and the front is recomputed on them."""
     trials = study.get_trials(deepcopy=False)
     done = [t for t in trials if t.state == COMPLETE]
-    pareto = {t.number for t in study.best_trials} if done else set()
-    rows = [_row(t, t.number in pareto) for t in done]
+    remeasured = study.user_attrs.get("front_remeasured", {}).get("trials", {})
+    reference = study.user_attrs.get("baseline", {}).get("timing", {}).get("throughput")
+    rows = [_row(t, remeasured.get(str(t.number)), reference) for t in done]
+    front = _non_dominated([(r.samples_per_s, r.accuracy_loss_pt) for r in rows])
+    rows = [replace(r, pareto=i in front) for i, r in enumerate(rows)]
     counts: dict[str, int] = {}
     for t in trials:
         counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
     return StudyReport(study.study_name, dict(study.user_attrs.get("baseline", {})), rows,
-                       _same_graph_groups(done), counts)
+                       _same_graph_groups(done), counts, study.user_attrs.get("front_remeasured", {}).get("at", ""))
 
 
-def _row(trial: optuna.trial.FrozenTrial, pareto: bool) -> TrialRow:
+def _non_dominated(points: list[tuple[float, float]]) -> set[int]:
+    """Indices of points no other point beats: throughput at least as high and loss at least as low, one strictly."""
+    return {i for i, (speed, loss) in enumerate(points)
+            if not any(s >= speed and q <= loss and (s > speed or q < loss) for s, q in points)}
+
+
+def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: float | None) -> TrialRow:
     attrs = trial.user_attrs
     recipe = attrs.get("recipe", {})
-    timing = attrs.get("timing", {})
+    timing = remeasured or attrs.get("timing", {})
+    throughput = reference * timing["speedup"] if remeasured and reference else float(trial.values[0])
     ci = timing.get("speedup_ci", [math.nan, math.nan])
     nodes = attrs.get("quantized_nodes", {})
     flags = [k for k in ("per_channel", "reduce_range") if recipe.get(k)]
@@ -89,7 +103,7 @@ def _row(trial: optuna.trial.FrozenTrial, pareto: bool) -> TrialRow:
         flags=" ".join(flags),
         accuracy=float(attrs.get("accuracy", math.nan)),
         accuracy_loss_pt=100 * float(trial.values[1]),
-        samples_per_s=float(trial.values[0]),
+        samples_per_s=throughput,
         speedup=float(timing.get("speedup", math.nan)),
         speedup_ci_low=float(ci[0]),
         speedup_ci_high=float(ci[1]),
@@ -98,8 +112,9 @@ def _row(trial: optuna.trial.FrozenTrial, pareto: bool) -> TrialRow:
         rounds=int(timing.get("rounds", 0)),
         noisy=bool(timing.get("noisy", False)),
         same_graph_as=attrs.get("same_graph_as"),
-        pareto=pareto,
+        pareto=False,
         preset=attrs.get("preset", ""),
+        remeasured=remeasured is not None,
     )
 
 
@@ -143,6 +158,7 @@ def format_report(report: StudyReport) -> str:
         "speedup": f"{r.speedup:.2f}x",
         "95% CI": f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}",
         "+-": f"{r.ci_halfwidth:.1%}" + (" NOISY" if r.noisy else ""),
+        "timed": "front session" if r.remeasured else "own trial",
         "same graph as": "" if r.same_graph_as is None else str(r.same_graph_as),
     } for r in front])
     lines.append(table.to_string(index=False))
@@ -154,6 +170,9 @@ def format_report(report: StudyReport) -> str:
     if any(r.noisy for r in report.rows):
         lines.append("NOISY: the speedup's 95% interval stayed wider than ci_target after max_rounds; "
                      "raise max_rounds or timing_samples, or quiet the machine.")
+    session = report.remeasured_at
+    if session:
+        lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
     lines.append("throughput = fp32 reference samples/s x paired speedup (median of per-round ratios); "
                  "+- is the half-width of the speedup's 95% bootstrap interval.")
     return "\n".join(lines)

@@ -23,13 +23,14 @@ from opsearch.data import StudyData, load_study_data
 from opsearch.embedding import LinearProbe, embed
 from opsearch.errors import StudyError, TrialFailed
 from opsearch.graph import GraphInfo, inspect_model
-from opsearch.machine import fingerprint, library_versions
+from opsearch.machine import fingerprint, fingerprint_changes, library_versions, machine_id
 from opsearch.model_source import PreparedModel, prepare_model
 from opsearch.quantize import quantize
-from opsearch.runtime import ThreadSettings, encode, encode_padded, input_names, make_session
+from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
 from opsearch.space import SearchSpace
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
 from opsearch.timing import measure_paired, measure_single
+from opsearch.workload import Workload
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ DIRECTIONS = ("maximize", "minimize")
 IDENTITY_FIELDS = ("model", "dataset", "task", "split", "text_column", "label_column", "label_map",
                    "exclude_labels", "fit_dataset", "fit_split", "fit_size", "max_samples", "seed",
                    "max_length", "modes", "all_operators", "calibration_method", "calibration_samples",
-                   "calibration_max_length", "probe_samples")
+                   "calibration_max_length", "probe_samples", "batch_size", "end_to_end")
 
 Progress = Callable[[str], None]
 
@@ -96,7 +97,7 @@ class Runner:
     threads: ThreadSettings
     cache_dir: Path
     task: ClassificationTask | EmbeddingTask
-    timing_feeds: list
+    workload: Workload
     calibration: dict[str, np.ndarray] | None
     baseline_session: object
     progress: Progress
@@ -157,28 +158,18 @@ class Runner:
             timing = self._time(session)
             throughput = self.reference_throughput * timing.speedup
             trial.set_user_attr("timing", timing.to_dict())
+            trial.set_user_attr("machine_id", machine_id(fingerprint(self.threads.__dict__)))
             trial.set_user_attr("speedup", timing.speedup)
             return throughput, loss
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
 
     def _time(self, session):
-        names_c, names_b = input_names(session), input_names(self.baseline_session)
-        feeds_c = [{k: v for k, v in f.items() if k in names_c} for f in self.timing_feeds]
-        feeds_b = [{k: v for k, v in f.items() if k in names_b} for f in self.timing_feeds]
-
-        def run_candidate() -> None:
-            for feed in feeds_c:
-                session.run(None, feed)
-
-        def run_baseline() -> None:
-            for feed in feeds_b:
-                self.baseline_session.run(None, feed)
-
         cfg = self.config
-        return measure_paired(run_candidate, run_baseline, samples_per_round=len(self.timing_feeds),
-                              rounds=cfg.rounds, max_rounds=cfg.max_rounds, warmup_rounds=cfg.warmup_rounds,
-                              ci_target=cfg.ci_target, seed=cfg.seed)
+        return measure_paired(self.workload.runner(session), self.workload.runner(self.baseline_session),
+                              samples_per_round=self.workload.samples, rounds=cfg.rounds, max_rounds=cfg.max_rounds,
+                              warmup_rounds=cfg.warmup_rounds, ci_target=cfg.ci_target, max_seconds=cfg.max_seconds,
+                              seed=cfg.seed)
 
     def _same_graph(self, digest: str, number: int) -> optuna.trial.FrozenTrial | None:
         for other in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
@@ -264,7 +255,8 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, existing_o
 
     tokenizer = AutoTokenizer.from_pretrained(model.folder)
     eval_feeds = encode(tokenizer, data.eval.texts, max_length=config.max_length)
-    timing_feeds = eval_feeds[: config.timing_samples]
+    workload = Workload(data.eval.texts[: config.timing_samples], tokenizer, batch_size=config.batch_size,
+                        max_length=config.max_length, end_to_end=config.end_to_end)
     calibration = None
     if "static" in config.modes:
         calibration = encode_padded(tokenizer, data.fit.texts[: config.calibration_samples],
@@ -276,7 +268,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, existing_o
     else:
         task = _embedding_task(study, config, model, data, tokenizer, eval_feeds, baseline_session, progress)
 
-    runner = Runner(config, study, model, data, graph, space, threads, cache_dir, task, timing_feeds,
+    runner = Runner(config, study, model, data, graph, space, threads, cache_dir, task, workload,
                     calibration, baseline_session, progress)
     if "baseline" not in study.user_attrs:
         _measure_baseline(runner, model, data, space, threads, storage)
@@ -286,6 +278,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, existing_o
         # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
         if isinstance(task, EmbeddingTask):
             task.evaluate(baseline_session)
+        _check_machine(runner)
         base = study.user_attrs["baseline"]
         progress(f"resuming {study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
                  f"{base['metrics']['accuracy']:.4f}, {base['timing']['throughput']:.1f} samples/s")
@@ -322,21 +315,15 @@ def _measure_baseline(runner: Runner, model: PreparedModel, data: StudyData, spa
         progress(f"WARNING: the fp32 model scores {evaluation.accuracy:.4f}, no better than always answering "
                  f"the majority class ({majority:.4f}): check the label mapping (--label-map).")
     progress("fp32 baseline: timing ...")
-    feeds = runner.timing_feeds
-    names = input_names(runner.baseline_session)
-
-    def run() -> None:
-        for feed in feeds:
-            runner.baseline_session.run(None, {k: v for k, v in feed.items() if k in names})
-
-    timing = measure_single(run, samples_per_round=len(feeds), rounds=config.rounds,
-                            warmup_rounds=config.warmup_rounds)
+    timing = measure_single(runner.workload.runner(runner.baseline_session), samples_per_round=runner.workload.samples,
+                            rounds=config.rounds, warmup_rounds=config.warmup_rounds)
     study.set_user_attr("opsearch_config", config.to_dict())
     study.set_user_attr("search_space", space.to_dict())
     study.set_user_attr("graph", runner.graph.to_dict())
-    study.set_user_attr("machine", fingerprint())
+    study.set_user_attr("machine", fingerprint(threads.__dict__))
     study.set_user_attr("versions", library_versions())
     study.set_user_attr("threads", threads.__dict__)
+    study.set_user_attr("workload", runner.workload.describe())
     study.set_user_attr("task", model.task)
     study.set_user_attr("data", {"description": data.description, "eval_rows": len(data.eval),
                                  "fit_rows": len(data.fit), "labels": data.label_names,
@@ -344,6 +331,31 @@ def _measure_baseline(runner: Runner, model: PreparedModel, data: StudyData, spa
     study.set_user_attr("baseline", {"metrics": evaluation.metrics, "timing": timing.to_dict()})
     progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
              f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
+
+
+def _check_machine(runner: Runner) -> None:
+    """Resuming elsewhere (another CPU, ONNX Runtime or thread setting) warns and times fp32 here first.
+
+    Speedups stay comparable, since each is paired with fp32 on the machine that measured it; the new
+    baseline is stored beside the first, and each trial records the id of the machine it ran on.
+    """
+    study, config = runner.study, runner.config
+    stored = study.user_attrs.get("machine", {})
+    current = fingerprint(runner.threads.__dict__)
+    known = {b["machine_id"] for b in study.user_attrs.get("baselines", [])} | {machine_id(stored)}
+    if machine_id(current) in known:
+        return
+    runner.progress("WARNING: this study was measured on another machine or setting ("
+                    + "; ".join(fingerprint_changes(stored, current))
+                    + "). Speedups are paired with fp32 on each machine, so they stay comparable; "
+                    "timing fp32 here before any new trial ...")
+    timing = measure_single(runner.workload.runner(runner.baseline_session), samples_per_round=runner.workload.samples,
+                            rounds=config.rounds, warmup_rounds=config.warmup_rounds)
+    baselines = [*study.user_attrs.get("baselines", []),
+                 {"machine_id": machine_id(current), "machine": current, "timing": timing.to_dict()}]
+    study.set_user_attr("baselines", baselines)
+    runner.progress(f"fp32 here: {timing.throughput:.1f} samples/s (the study's reference: "
+                    f"{runner.reference_throughput:.1f})")
 
 
 def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
@@ -371,7 +383,12 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress) -> None:
 def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:
     """Create or continue the study ``config`` names, and run ``n_trials`` (default ``config.trials``) more."""
     runner = create_runner(config, progress=progress)
-    return runner.optimize(config.trials if n_trials is None else n_trials)
+    study = runner.optimize(config.trials if n_trials is None else n_trials)
+    if config.remeasure_front:
+        from opsearch.remeasure import remeasure_front
+
+        remeasure_front(runner)
+    return study
 
 
 def resume_study(*, storage: str, study_name: str, n_trials: int | None = None,

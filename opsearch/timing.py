@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -127,36 +127,47 @@ def bootstrap_ci(values: np.ndarray, *, level: float = 0.95, resamples: int = 20
 
 def measure_paired(run_candidate: Callable[[], None], run_baseline: Callable[[], None], *,
                    samples_per_round: int, rounds: int, max_rounds: int, warmup_rounds: int,
-                   ci_target: float, seed: int = 0, clock: Clock = time.perf_counter) -> PairedTiming:
-    """Time both callables in interleaved rounds until the speedup is known to within ``ci_target``.
+                   ci_target: float, max_seconds: float | None = None, seed: int = 0,
+                   clock: Clock = time.perf_counter) -> PairedTiming:
+    """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`)."""
+    return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
+                               max_rounds=max_rounds, warmup_rounds=warmup_rounds, ci_target=ci_target,
+                               max_seconds=max_seconds, seed=seed, clock=clock)[0]
 
-    ``rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of
-    the median per-round speedup is wider than +-``ci_target`` (relative), up to ``max_rounds``.
-    Warm-up rounds run both sides and are discarded.
+
+def measure_interleaved(run_baseline: Callable[[], None], candidates: Sequence[Callable[[], None]], *,
+                        samples_per_round: int, rounds: int, max_rounds: int, warmup_rounds: int,
+                        ci_target: float, max_seconds: float | None = None, seed: int = 0,
+                        clock: Clock = time.perf_counter) -> list[PairedTiming]:
+    """Time the baseline and every candidate once per round, in an order shuffled per round.
+
+    ``rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of any
+    candidate's median per-round speedup is wider than +-``ci_target`` (relative), until ``max_rounds``
+    rounds or ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one
+    record per candidate, each paired with the baseline's times from the same rounds.
     """
     rng = np.random.default_rng(seed)
+    sides = [run_baseline, *candidates]
     for _ in range(warmup_rounds):
-        run_candidate()
-        run_baseline()
-    cand: list[float] = []
-    base: list[float] = []
-    ci = (float("nan"), float("nan"))
-    while True:
-        sides = [(run_candidate, cand), (run_baseline, base)]
-        if rng.random() < 0.5:
-            sides.reverse()
-        for fn, sink in sides:
-            start = clock()
+        for fn in sides:
             fn()
-            sink.append(clock() - start)
-        if len(cand) < rounds:
+    times: list[list[float]] = [[] for _ in sides]
+    started = clock()
+    while True:
+        for i in rng.permutation(len(sides)):
+            start = clock()
+            sides[i]()
+            times[i].append(clock() - start)
+        n = len(times[0])
+        if n < rounds:
             continue
-        ratios = np.asarray(base) / np.asarray(cand)
-        ci = bootstrap_ci(ratios, seed=seed)
-        halfwidth = (ci[1] - ci[0]) / 2 / float(np.median(ratios))
-        if halfwidth <= ci_target or len(cand) >= max_rounds:
-            break
-    return PairedTiming(tuple(cand), tuple(base), samples_per_round, warmup_rounds, ci_target, ci)
+        cis = [bootstrap_ci(np.asarray(times[0]) / np.asarray(t), seed=seed) for t in times[1:]]
+        widths = [(hi - lo) / 2 / float(np.median(np.asarray(times[0]) / np.asarray(t)))
+                  for (lo, hi), t in zip(cis, times[1:], strict=True)]
+        out_of_time = max_seconds is not None and clock() - started >= max_seconds
+        if max(widths) <= ci_target or n >= max_rounds or out_of_time:
+            return [PairedTiming(tuple(t), tuple(times[0]), samples_per_round, warmup_rounds, ci_target, ci)
+                    for t, ci in zip(times[1:], cis, strict=True)]
 
 
 @dataclass(frozen=True)

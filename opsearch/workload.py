@@ -1,0 +1,67 @@
+"""The timed workload: which texts, in which batches, and whether tokenization is inside the timed region."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opsearch.runtime import Feed, input_names
+
+
+@dataclass
+class Workload:
+    """``batch_size`` 1 runs the texts one by one, unpadded (latency-like, as a service sees them); a larger
+    batch pads each batch to its longest text (throughput). With ``end_to_end`` the tokenizer runs inside the
+    timed region, as a pipeline user would see it; otherwise inputs are tokenized once, beforehand."""
+
+    texts: list[str]
+    tokenizer: object
+    batch_size: int = 1
+    max_length: int = 256
+    end_to_end: bool = False
+    _feeds: list[Feed] = field(init=False, repr=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise ValueError("a workload needs at least one text")
+        self._feeds = [self._encode(batch) for batch in self.batches()]
+
+    @property
+    def samples(self) -> int:
+        return len(self.texts)
+
+    def batches(self) -> list[list[str]]:
+        return [self.texts[i:i + self.batch_size] for i in range(0, len(self.texts), self.batch_size)]
+
+    def _encode(self, batch: list[str]) -> Feed:
+        enc = self.tokenizer(batch, truncation=True, max_length=self.max_length, padding=len(batch) > 1,
+                             return_tensors="np")
+        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+
+    def runner(self, session) -> Callable[[], None]:
+        """One pass over the workload with ``session``: what a timing round runs."""
+        names = input_names(session)
+        if self.end_to_end:
+            batches = self.batches()
+
+            def run_end_to_end() -> None:
+                for batch in batches:
+                    feed = self._encode(batch)
+                    session.run(None, {k: v for k, v in feed.items() if k in names})
+
+            return run_end_to_end
+        feeds = [{k: v for k, v in feed.items() if k in names} for feed in self._feeds]
+
+        def run() -> None:
+            for feed in feeds:
+                session.run(None, feed)
+
+        return run
+
+    def describe(self) -> dict:
+        lengths = [int(f["input_ids"].shape[1]) for f in self._feeds]
+        return {"samples": self.samples, "batch_size": self.batch_size, "end_to_end": self.end_to_end,
+                "max_length": self.max_length, "batches": len(self._feeds),
+                "mean_tokens": float(np.mean(lengths))}

@@ -59,6 +59,31 @@ def _parser() -> argparse.ArgumentParser:
     _study_flags(p)
     p.set_defaults(func=cmd_run)
 
+    p = sub.add_parser("remeasure", help="time the Pareto front again, side by side, in one interleaved session")
+    _storage_flags(p)
+    p.add_argument("--quiet", action="store_true", help="print only the final report")
+    p.set_defaults(func=cmd_remeasure)
+
+    p = sub.add_parser("bench", help="paired speedup of ONNX model A over model B, with its confidence interval")
+    p.add_argument("model_a", help="the candidate: an ONNX model folder or file (or anything MODEL takes)")
+    p.add_argument("model_b", help="the reference, e.g. the fp32 model")
+    p.add_argument("--dataset", help="texts to time (default: synthetic sentences from B's vocabulary)")
+    p.add_argument("--split")
+    p.add_argument("--text-column")
+    p.add_argument("--samples", type=int, default=150, help="texts per round (default 150)")
+    p.add_argument("--batch-size", type=int, default=1, help="1: unpadded, one by one (default); N: padded batches")
+    p.add_argument("--end-to-end", action="store_true", help="time tokenization too")
+    p.add_argument("--rounds", type=int, default=10, help="rounds always measured (default 10)")
+    p.add_argument("--max-rounds", type=int, default=30, help="upper bound on rounds (default 30)")
+    p.add_argument("--ci-target", type=float, default=0.02, help="stop when the 95%% CI is within +-this (0.02)")
+    p.add_argument("--max-seconds", type=float, default=120.0, help="stop adding rounds after this long (120)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
+    p.add_argument("--sessions", type=int, default=3,
+                   help="sessions per model that rounds rotate over, averaging out memory-layout luck (3)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print a JSON object (speedup, speedup_ci, rounds, ...)")
+    p.set_defaults(func=cmd_bench)
+
     p = sub.add_parser("resume", help="continue a stored study with the settings it was made with")
     _storage_flags(p)
     p.add_argument("--trials", type=int, help="how many trials to add (default: the study's trials setting)")
@@ -108,13 +133,23 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--rounds", type=int, help="paired timing rounds per trial (default 10)")
     g.add_argument("--max-rounds", type=int, help="upper bound when the variation stays high (default 30)")
     g.add_argument("--timing-samples", type=int, help="texts per timing round (default 150)")
+    g.add_argument("--ci-target", type=float, help="add rounds until the speedup's 95%% CI is within +-this (0.02)")
+    g.add_argument("--max-seconds", type=float, help="stop adding rounds to one trial after this long (120)")
+    g.add_argument("--batch-size", type=int, help="1: unpadded texts one by one (default); N: padded batches")
+    g.add_argument("--end-to-end", action="store_true", default=None, help="time tokenization too")
     g.add_argument("--threads", type=int, dest="intra_op_threads", help="ONNX Runtime intra-op threads")
+    g.add_argument("--inter-op-threads", type=int, help="ONNX Runtime inter-op threads (default 1)")
+    g.add_argument("--spin", action="store_true", default=None, dest="allow_spinning",
+                   help="let ONNX Runtime threads spin between runs (default: no)")
+    g.add_argument("--no-remeasure", action="store_false", default=None, dest="remeasure_front",
+                   help="skip timing the front again side by side at the end")
     p.add_argument("--quiet", action="store_true", help="print only the final report")
 
 
 _OVERRIDES = ("model", "task", "dataset", "split", "text_column", "label_column", "fit_dataset", "fit_split",
               "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds", "max_rounds",
-              "timing_samples", "intra_op_threads")
+              "timing_samples", "intra_op_threads", "ci_target", "max_seconds", "batch_size", "end_to_end",
+              "inter_op_threads", "allow_spinning", "remeasure_front")
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -199,6 +234,38 @@ def _finish(study, storage: str) -> int:
         out = cache_dir_for(storage, study.study_name).parent / f"{study.study_name}-pareto.png"
         print(f"Pareto plot: {draw_pareto(pareto_plot_info(report), out)}")
     print(f"study: --storage {storage} --study-name {study.study_name}")
+    return 0
+
+
+def cmd_remeasure(args: argparse.Namespace) -> int:
+    from opsearch.remeasure import remeasure_front
+    from opsearch.study import create_runner, load_existing, stored_config
+
+    study = load_existing(args.storage, args.study_name)
+    config = stored_config(study).replace(storage=args.storage, study_name=args.study_name)
+    runner = create_runner(config, progress=_progress(args))
+    if remeasure_front(runner) is None:
+        raise OpsearchError(f"study {args.study_name!r} has no completed trial on its front to re-measure.")
+    return _finish(runner.study, args.storage)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from opsearch.bench import bench
+    from opsearch.data import load_texts
+    from opsearch.runtime import ThreadSettings
+
+    for name in ("samples", "batch_size", "rounds", "max_rounds", "sessions"):
+        if getattr(args, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')}={getattr(args, name)} must be at least 1.")
+    if not 0 < args.ci_target < 1:
+        raise ConfigError(f"--ci-target={args.ci_target} must lie between 0 and 1 (e.g. 0.02 for +-2%).")
+    texts = load_texts(args.dataset, split=args.split, text_column=args.text_column) if args.dataset else None
+    result = bench(args.model_a, args.model_b, texts=texts, samples=args.samples, batch_size=args.batch_size,
+                   end_to_end=args.end_to_end, rounds=args.rounds, max_rounds=max(args.rounds, args.max_rounds),
+                   ci_target=args.ci_target, max_seconds=args.max_seconds,
+                   threads=ThreadSettings.resolve(args.threads, 1, False), sessions_per_model=args.sessions,
+                   seed=args.seed)
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 
 

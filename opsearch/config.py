@@ -66,6 +66,8 @@ class StudyConfig:
     max_rounds: int = 30
     # Rounds are added until the 95% interval of the speedup is within +-ci_target (relative), or max_rounds.
     ci_target: float = 0.02
+    # Sessions per model that timing rounds rotate over, to average out each session's memory-layout luck.
+    sessions_per_model: int = 3
     # Stop adding rounds after this many seconds of timing one trial, whatever the interval.
     max_seconds: float = 120.0
     # The timed workload: batch 1 unpadded (latency-like) by default; a larger batch pads each batch.
@@ -94,7 +96,8 @@ class StudyConfig:
         for mode in self.modes:
             _choice("modes", mode, MODES)
         for name in ("fit_size", "calibration_samples", "probe_samples", "timing_samples",
-                     "rounds", "max_length", "calibration_max_length", "inter_op_threads", "batch_size"):
+                     "rounds", "max_length", "calibration_max_length", "inter_op_threads", "batch_size",
+                     "sessions_per_model"):
             _at_least(name, getattr(self, name), 1)
         _at_least("trials", self.trials, 0)
         _at_least("warmup_rounds", self.warmup_rounds, 0)

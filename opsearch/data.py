@@ -97,6 +97,17 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     return StudyData(eval=eval_data, fit=fit_data, label_names=label_names, description=description)
 
 
+def load_texts(spec: str, *, split: str | None = None, text_column: str | None = None) -> list[str]:
+    """The text column of a dataset, in order (for timing workloads that need no labels)."""
+    dataset, _ = _load(spec, split, role="timing")
+    columns = list(dataset.column_names)
+    column = text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
+    if column not in columns:
+        raise DatasetError(f"no text column {text_column or list(TEXT_COLUMNS)} in {spec!r}; its columns are "
+                           f"{columns}. Pass --text-column with one of them.")
+    return [t for t in dataset[column] if isinstance(t, str) and t.strip()]
+
+
 def _load(spec: str, split: str | None, *, role: str):
     import datasets
 

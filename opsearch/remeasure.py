@@ -56,12 +56,12 @@ def remeasure_front(runner) -> dict | None:
                          "inputs changed); left out")
                 continue
             measured.append(trial)
-            sessions.append(make_session(q.path, runner.threads))
+            sessions.append([make_session(q.path, runner.threads) for _ in range(config.sessions_per_model)])
         if not measured:
             return None
         workload = runner.workload
         timings = measure_interleaved(
-            workload.runner(runner.baseline_session), [workload.runner(s) for s in sessions],
+            workload.runner(runner.timing_sessions), [workload.runner(s) for s in sessions],
             samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
             warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
             max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed)

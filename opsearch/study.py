@@ -12,7 +12,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -101,6 +101,11 @@ class Runner:
     calibration: dict[str, np.ndarray] | None
     baseline_session: object
     progress: Progress
+    timing_sessions: list = field(default_factory=list)  # fp32 sessions the timing rounds rotate over
+
+    def __post_init__(self) -> None:
+        extra = [make_session(self.model.onnx_path, self.threads) for _ in range(self.config.sessions_per_model - 1)]
+        self.timing_sessions = [self.baseline_session, *extra]
 
     # Trials ---------------------------------------------------------------------------------------------
 
@@ -155,7 +160,8 @@ class Runner:
             trial.set_user_attr("accuracy", evaluation.accuracy)
             trial.set_user_attr("accuracy_loss", loss)
 
-            timing = self._time(session)
+            del session
+            timing = self._time(quantized.path)
             throughput = self.reference_throughput * timing.speedup
             trial.set_user_attr("timing", timing.to_dict())
             trial.set_user_attr("machine_id", machine_id(fingerprint(self.threads.__dict__)))
@@ -164,9 +170,10 @@ class Runner:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
 
-    def _time(self, session):
+    def _time(self, path: Path):
         cfg = self.config
-        return measure_paired(self.workload.runner(session), self.workload.runner(self.baseline_session),
+        sessions = [make_session(path, self.threads) for _ in range(cfg.sessions_per_model)]
+        return measure_paired(self.workload.runner(sessions), self.workload.runner(self.timing_sessions),
                               samples_per_round=self.workload.samples, rounds=cfg.rounds, max_rounds=cfg.max_rounds,
                               warmup_rounds=cfg.warmup_rounds, ci_target=cfg.ci_target, max_seconds=cfg.max_seconds,
                               seed=cfg.seed)
@@ -315,7 +322,7 @@ def _measure_baseline(runner: Runner, model: PreparedModel, data: StudyData, spa
         progress(f"WARNING: the fp32 model scores {evaluation.accuracy:.4f}, no better than always answering "
                  f"the majority class ({majority:.4f}): check the label mapping (--label-map).")
     progress("fp32 baseline: timing ...")
-    timing = measure_single(runner.workload.runner(runner.baseline_session), samples_per_round=runner.workload.samples,
+    timing = measure_single(runner.workload.runner(runner.timing_sessions), samples_per_round=runner.workload.samples,
                             rounds=config.rounds, warmup_rounds=config.warmup_rounds)
     study.set_user_attr("opsearch_config", config.to_dict())
     study.set_user_attr("search_space", space.to_dict())
@@ -349,7 +356,7 @@ def _check_machine(runner: Runner) -> None:
                     + "; ".join(fingerprint_changes(stored, current))
                     + "). Speedups are paired with fp32 on each machine, so they stay comparable; "
                     "timing fp32 here before any new trial ...")
-    timing = measure_single(runner.workload.runner(runner.baseline_session), samples_per_round=runner.workload.samples,
+    timing = measure_single(runner.workload.runner(runner.timing_sessions), samples_per_round=runner.workload.samples,
                             rounds=config.rounds, warmup_rounds=config.warmup_rounds)
     baselines = [*study.user_attrs.get("baselines", []),
                  {"machine_id": machine_id(current), "machine": current, "timing": timing.to_dict()}]

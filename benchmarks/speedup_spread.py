@@ -1,0 +1,105 @@
+"""How reproducible is a speedup? The same quantized model against fp32, measured in 5 separate processes.
+
+Two methods, on the MiniLM SST-2 model under ../shared (or --model/--dataset):
+  naive    one timed pass over the whole evaluation set per model per process, as the article measured;
+  opsearch `opsearch bench`: paired, interleaved rounds, median of per-round ratios, adaptive repeats.
+Prints each method's speedups and their spread, (max - min) / median. Not a test: it takes minutes and its
+numbers depend on the machine. Run: .venv/bin/python benchmarks/speedup_spread.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+
+NAIVE = r"""
+import csv, sys, time
+import numpy as np, onnxruntime as ort
+from transformers import AutoTokenizer
+from opsearch.runtime import ThreadSettings, make_session, physical_cores
+quantized, fp32, data = sys.argv[1:4]
+tok = AutoTokenizer.from_pretrained(fp32.rsplit("/", 1)[0])
+texts = [r["sentence"] for r in csv.DictReader(open(data), delimiter="\t", quoting=csv.QUOTE_NONE)]
+feeds = [dict(tok(t, return_tensors="np")) for t in texts]
+def one_pass(path):
+    s = make_session(path, ThreadSettings(physical_cores()))
+    names = {i.name for i in s.get_inputs()}
+    fs = [{k: v.astype(np.int64) for k, v in f.items() if k in names} for f in feeds]
+    s.run(None, fs[0])
+    t = time.perf_counter()
+    for f in fs:
+        s.run(None, f)
+    return time.perf_counter() - t
+t_fp32 = one_pass(fp32)
+t_q = one_pass(quantized)
+print(t_fp32 / t_q)
+"""
+
+
+def spread(values: list[float]) -> float:
+    return (max(values) - min(values)) / statistics.median(values)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-sst2"))
+    parser.add_argument("--dataset", default=str(SHARED / "data" / "sst2" / "validation.tsv"))
+    parser.add_argument("--processes", type=int, default=5)
+    parser.add_argument("--ci-target", type=float, default=0.01)
+    parser.add_argument("--max-rounds", type=int, default=60)
+    args = parser.parse_args()
+
+    from opsearch.model_source import prepare_model
+    from opsearch.quantize import QuantRecipe, quantize
+
+    with tempfile.TemporaryDirectory(prefix="opsearch-bench-") as tmp:
+        fp32 = prepare_model(args.model, cache_dir=Path(tmp))
+        recipe = QuantRecipe("dynamic", ("MatMul",))  # the article's best dynamic configuration
+        q = quantize(recipe, fp32_path=fp32.onnx_path, out_dir=Path(tmp) / "quantized")
+        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "config.json"):
+            if (fp32.folder / name).exists():
+                (q.path.parent / name).write_bytes((fp32.folder / name).read_bytes())
+        print(f"model {args.model}, quantized {recipe.label()}, {args.processes} processes each", flush=True)
+
+        results: dict[str, list[float]] = {"naive": [], "opsearch": []}
+        seconds: dict[str, float] = {"naive": 0.0, "opsearch": 0.0}
+        for i in range(args.processes):
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, "-c", NAIVE, str(q.path), str(fp32.onnx_path), args.dataset],
+                                 capture_output=True, text=True, check=True).stdout
+            seconds["naive"] += time.perf_counter() - started
+            results["naive"].append(float(out.strip().splitlines()[-1]))
+            started = time.perf_counter()
+            out = subprocess.run([sys.executable, "-m", "opsearch.cli", "bench", str(q.path.parent), str(fp32.folder),
+                                  "--dataset", args.dataset, "--json", "--ci-target", str(args.ci_target),
+                                  "--max-rounds", str(args.max_rounds), "--seed", str(i)],
+                                 capture_output=True, text=True, check=True).stdout
+            seconds["opsearch"] += time.perf_counter() - started
+            record = json.loads(out)
+            results["opsearch"].append(record["speedup"])
+            print(f"process {i + 1}: naive {results['naive'][-1]:.3f}x   opsearch {record['speedup']:.3f}x "
+                  f"(95% CI {record['speedup_ci'][0]:.3f}-{record['speedup_ci'][1]:.3f}, {record['rounds']} rounds)",
+                  flush=True)
+
+    print()
+    for method, values in results.items():
+        print(f"{method:>8}: {min(values):.3f}x to {max(values):.3f}x, median {statistics.median(values):.3f}x, "
+              f"spread {spread(values):.1%}  ({seconds[method] / len(values):.0f} s per process)")
+    ratio = spread(results["naive"]) / max(spread(results["opsearch"]), 1e-9)
+    print(f"the naive spread is {ratio:.1f}x opsearch's; targets: opsearch spread <= 2% "
+          f"({'met' if spread(results['opsearch']) <= 0.02 else 'NOT met'}), at least 5x smaller "
+          f"({'met' if ratio >= 5 else 'NOT met'})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

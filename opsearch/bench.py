@@ -1,0 +1,73 @@
+"""`opsearch bench`: the study's paired measurement for any two ONNX models."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from opsearch.model_source import prepare_model
+from opsearch.runtime import ThreadSettings, make_session
+from opsearch.timing import PairedTiming, measure_paired
+from opsearch.workload import Workload
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    model_a: str
+    model_b: str
+    timing: PairedTiming  # candidate = A, baseline = B: speedup is how much faster A runs than B
+    workload: dict
+    threads: ThreadSettings
+
+    def to_dict(self) -> dict:
+        t = self.timing
+        return {"model_a": self.model_a, "model_b": self.model_b, "speedup": t.speedup,
+                "speedup_ci": list(t.speedup_ci), "ci_level": t.ci_level, "ci_halfwidth": t.ci_halfwidth,
+                "target_met": t.target_met, "rounds": t.rounds, "throughput_a": t.throughput,
+                "throughput_b": t.baseline_throughput, "warnings": t.warnings(), "workload": self.workload,
+                "threads": self.threads.__dict__}
+
+    def summary(self) -> str:
+        t = self.timing
+        met = "target met" if t.target_met else f"WIDER than the +-{t.ci_target:.0%} target"
+        lines = [f"A is {t.speedup:.3f}x B (95% CI {t.speedup_ci[0]:.3f}-{t.speedup_ci[1]:.3f}, "
+                 f"+-{t.ci_halfwidth:.1%}, {met}; {t.rounds} paired rounds)",
+                 f"A: {t.throughput:.1f} samples/s   B: {t.baseline_throughput:.1f} samples/s   "
+                 f"({self.workload['samples']} texts per round, batch {self.workload['batch_size']})"]
+        lines += [f"warning: {w}" for w in t.warnings()]
+        return "\n".join(lines)
+
+
+def synthetic_texts(tokenizer, *, n: int, seed: int = 0, min_words: int = 8, max_words: int = 40) -> list[str]:
+    """Seeded sentences of whole-word vocabulary tokens, of varied lengths: timing depends on lengths only."""
+    words = [w for w in tokenizer.get_vocab() if w.isalpha() and w.islower() and len(w) > 2]
+    if not words:
+        raise ValueError("the tokenizer's vocabulary has no plain words to build texts from; pass --dataset")
+    rng = np.random.default_rng(seed)
+    words.sort()
+    return [" ".join(rng.choice(words, size=rng.integers(min_words, max_words + 1))) for _ in range(n)]
+
+
+def bench(model_a: str, model_b: str, *, texts: list[str] | None = None, samples: int = 150, batch_size: int = 1,
+          end_to_end: bool = False, max_length: int = 256, rounds: int = 10, max_rounds: int = 30,
+          warmup_rounds: int = 2, ci_target: float = 0.02, max_seconds: float | None = 120.0,
+          threads: ThreadSettings | None = None, sessions_per_model: int = 3, seed: int = 0) -> BenchResult:
+    """Time A against B in interleaved rounds. ``texts=None`` uses synthetic texts from B's tokenizer."""
+    from transformers import AutoTokenizer
+
+    threads = threads or ThreadSettings.resolve(None, 1, False)
+    with tempfile.TemporaryDirectory(prefix="opsearch-bench-") as tmp:
+        a = prepare_model(model_a, cache_dir=Path(tmp) / "a")
+        b = prepare_model(model_b, cache_dir=Path(tmp) / "b")
+        tokenizer = AutoTokenizer.from_pretrained(b.folder)
+        texts = (texts or synthetic_texts(tokenizer, n=samples, seed=seed))[:samples]
+        workload = Workload(texts, tokenizer, batch_size=batch_size, max_length=max_length, end_to_end=end_to_end)
+        sessions_a = [make_session(a.onnx_path, threads) for _ in range(sessions_per_model)]
+        sessions_b = [make_session(b.onnx_path, threads) for _ in range(sessions_per_model)]
+        timing = measure_paired(workload.runner(sessions_a), workload.runner(sessions_b),
+                                samples_per_round=workload.samples, rounds=rounds, max_rounds=max_rounds,
+                                warmup_rounds=warmup_rounds, ci_target=ci_target, max_seconds=max_seconds, seed=seed)
+    return BenchResult(model_a, model_b, timing, workload.describe(), threads)

@@ -62,6 +62,10 @@ def test_run_report_plot_from_a_study_file(tmp_path, tiny_checkpoint, tiny_csv, 
     assert main(["resume", *storage, "--trials", "1", "--quiet"]) == 0
     assert "3 complete" in capsys.readouterr().out
 
+    assert main(["remeasure", *storage]) == 0
+    captured = capsys.readouterr()
+    assert "re-measuring the front" in captured.err and "front session" in captured.out
+
 
 @pytest.mark.parametrize(
     ("args", "message"),

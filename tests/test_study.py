@@ -167,3 +167,47 @@ def test_embedding_study_fits_the_probe_once_and_reuses_it(tmp_path, tiny_encode
                            progress=lambda line: None)
     assert resumed.user_attrs["probe"] == probe
     assert len(resumed.get_trials(states=(COMPLETE,))) == 2
+
+
+def test_front_is_remeasured_side_by_side_and_the_report_uses_it(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    from opsearch.remeasure import front_trials
+
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
+    lines: list[str] = []
+    study = run_study(config, n_trials=3, progress=lines.append)
+    record = study.user_attrs["front_remeasured"]
+    front = front_trials(study)
+    assert set(record["trials"]) == {str(t.number) for t in front}
+    assert config.rounds <= record["rounds"] <= config.max_rounds
+    assert any(line.startswith("re-measuring the front") for line in lines)
+    rows = {r.trial: r for r in build_report(study).rows}
+    for number, timing in record["trials"].items():
+        row = rows[int(number)]
+        assert row.remeasured and row.speedup == pytest.approx(timing["speedup"])
+        reference = study.user_attrs["baseline"]["timing"]["throughput"]
+        assert row.samples_per_s == pytest.approx(reference * timing["speedup"])
+        # The trial's own record, measured during the study, is left as it was.
+        assert study.trials[int(number)].user_attrs["timing"]["speedup"] != timing["speedup"]
+
+
+def test_resuming_on_another_machine_warns_and_times_fp32_first(tmp_path, tiny_checkpoint, tiny_csv,
+                                                                monkeypatch) -> None:
+    import opsearch.study as study_module
+
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], remeasure_front=False)
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    first_machine = study.trials[0].user_attrs["machine_id"]
+    real = study_module.fingerprint
+    monkeypatch.setattr(study_module, "fingerprint", lambda threads=None: {**real(threads), "cpu": "Other CPU"})
+    lines: list[str] = []
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1, progress=lines.append)
+    warning = next(line for line in lines if line.startswith("WARNING: this study was measured on another machine"))
+    assert "Other CPU" in warning
+    assert lines.index(warning) < next(i for i, line in enumerate(lines) if "trial 1" in line)
+    (baseline,) = resumed.user_attrs["baselines"]
+    assert baseline["machine"]["cpu"] == "Other CPU" and baseline["timing"]["throughput"] > 0
+    assert resumed.trials[-1].user_attrs["machine_id"] == baseline["machine_id"] != first_machine
+    # A second resume on that machine does not warn again.
+    lines.clear()
+    resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1, progress=lines.append)
+    assert not any(line.startswith("WARNING: this study") for line in lines)

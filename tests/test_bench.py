@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from opsearch.cli import main
+from opsearch.quantize import QuantRecipe, quantize
+
+
+@pytest.fixture(scope="module")
+def quantized_folder(tiny_onnx, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("bench") / "q"
+    result = quantize(QuantRecipe("dynamic", ("MatMul",)), fp32_path=tiny_onnx.onnx_path, out_dir=out)
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "config.json"):
+        if (tiny_onnx.folder / name).exists():
+            (result.path.parent / name).write_bytes((tiny_onnx.folder / name).read_bytes())
+    return result.path.parent
+
+
+def test_bench_json_has_speedup_interval_and_rounds(quantized_folder, tiny_onnx, tiny_csv, capsys) -> None:
+    code = main(["bench", str(quantized_folder), str(tiny_onnx.folder), "--dataset", str(tiny_csv), "--samples", "20",
+                 "--rounds", "4", "--max-rounds", "6", "--threads", "1", "--json"])
+    assert code == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["speedup_ci"][0] <= record["speedup"] <= record["speedup_ci"][1]
+    assert 4 <= record["rounds"] <= 6
+    assert record["workload"]["samples"] == 20
+    assert record["throughput_a"] > 0 and record["throughput_b"] > 0
+    # speedup is A over B: the ratio of their throughputs from the same rounds, near enough
+    assert record["speedup"] == pytest.approx(record["throughput_a"] / record["throughput_b"], rel=0.5)
+
+
+def test_bench_without_dataset_uses_synthetic_texts(quantized_folder, tiny_onnx, capsys) -> None:
+    assert main(["bench", str(tiny_onnx.folder), str(tiny_onnx.folder), "--samples", "10", "--rounds", "3",
+                 "--max-rounds", "3", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("A is ") and "paired rounds" in out and "10 texts per round" in out
+
+
+def test_bench_rejects_bad_numbers(tiny_onnx, capsys) -> None:
+    assert main(["bench", str(tiny_onnx.folder), str(tiny_onnx.folder), "--rounds", "0"]) == 2
+    assert "--rounds=0 must be at least 1" in capsys.readouterr().err

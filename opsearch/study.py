@@ -198,7 +198,8 @@ class Runner:
                 f"{head} {trial.user_attrs['label']}: {trial.values[0]:.1f} samples/s, "
                 f"{timing.get('speedup', float('nan')):.2f}x fp32 (+-{timing.get('ci_halfwidth', 0):.1%}, "
                 f"{timing.get('rounds', 0)} rounds), accuracy loss {100 * trial.values[1]:+.2f} pt{noisy}{note}")
-            for warning in timing.get("warnings", []) if twin is None else []:
+            # Pairing cancels most drift; the stability warnings matter when the interval stayed wide.
+            for warning in timing.get("warnings", []) if twin is None and timing.get("noisy") else []:
                 self.progress(f"        warning: {warning}")
         else:
             reason = trial.user_attrs.get("fail_reason", "")

@@ -17,8 +17,8 @@ import numpy as np
 
 from opsearch._hub import ensure_hub_reachable
 from opsearch.config import StudyConfig
-from opsearch.errors import DatasetError, OpsearchError
-from opsearch.model_source import is_local_spec, resolve_package_asset
+from opsearch.errors import DatasetError
+from opsearch.model_source import is_local_spec, resolve_local
 
 logger = logging.getLogger(__name__)
 
@@ -112,18 +112,7 @@ def _load(spec: str, split: str | None, *, role: str):
     import datasets
 
     datasets.disable_progress_bars()
-    if spec.startswith("package:"):
-        try:
-            path: Path | None = resolve_package_asset(spec, kind="dataset")
-        except OpsearchError as exc:
-            raise DatasetError(str(exc)) from None
-    elif is_local_spec(spec):
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise DatasetError(f"dataset file {spec!r} does not exist. Check the path, or give a hub dataset id.")
-    else:
-        path = None
-
+    path = resolve_local(spec, kind="dataset", error=DatasetError)
     if path is not None:
         builder = _BUILDERS.get(path.suffix.lower())
         if builder is None or not path.is_file():

@@ -42,6 +42,22 @@ class PreparedModel:
         return self.onnx_path.parent
 
 
+def resolve_local(spec: str, *, kind: str, error: type[OpsearchError]) -> Path | None:
+    """The local file or folder a MODEL or DATA spec names, or None for a hub id; ``error`` if it is missing."""
+    if spec.startswith(_PACKAGE_PREFIX):
+        try:
+            return resolve_package_asset(spec, kind=kind)
+        except OpsearchError as exc:
+            raise error(str(exc)) from None
+    if not is_local_spec(spec):
+        return None
+    path = Path(spec).expanduser()
+    if not path.exists():
+        noun, hub = ("model path", "hub id") if kind == "model" else (f"{kind} file", "hub dataset id")
+        raise error(f"{noun} {spec!r} does not exist. Check the path, or give a {hub}.")
+    return path
+
+
 def resolve_package_asset(spec: str, *, kind: str = "model") -> Path:
     """``package:DIST/path`` -> the installed file or folder, found through the distribution's file list.
 
@@ -76,15 +92,7 @@ def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto") -> Prepared
     ``task="auto"`` reads the checkpoint's architecture (``*ForSequenceClassification`` is a classifier,
     anything else an encoder whose pooled output is probed) or the ONNX model's output names.
     """
-    if spec.startswith(_PACKAGE_PREFIX):
-        path: Path | None = resolve_package_asset(spec)
-    elif is_local_spec(spec):
-        path = Path(spec).expanduser()
-        if not path.exists():
-            raise ModelError(f"model path {spec!r} does not exist. Check the path, or give a hub id.")
-    else:
-        path = None
-
+    path = resolve_local(spec, kind="model", error=ModelError)
     if path is not None and path.is_file():
         if path.suffix != ".onnx":
             raise ModelError(f"model file {spec!r} is not an .onnx file: give an ONNX model or a checkpoint folder.")

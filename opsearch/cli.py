@@ -96,6 +96,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the front as JSON")
     p.set_defaults(func=cmd_report)
 
+    p = sub.add_parser("export", help="write a trial's quantized model as a folder optimum and transformers load")
+    _storage_flags(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="the trial number to export")
+    which.add_argument("--best", action="store_true", help="the fastest trial within --max-accuracy-loss")
+    p.add_argument("--max-accuracy-loss", type=float, help="with --best: the accuracy you can afford, e.g. 0.01")
+    p.add_argument("out_dir", help="a new or empty folder")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("plot", help="draw the Pareto front of a stored study as a PNG")
     _storage_flags(p)
     p.add_argument("--out", metavar="PNG", help="where to write it (default: next to the study)")
@@ -280,6 +289,18 @@ def cmd_report(args: argparse.Namespace) -> int:
         print(format_report(report))
     if args.csv:
         print(f"wrote {write_csv(report, args.csv)}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from opsearch.export import choose_trial, export_trial
+    from opsearch.study import load_existing
+
+    study = load_existing(args.storage, args.study_name)
+    number = choose_trial(study, trial=args.trial, max_accuracy_loss=args.max_accuracy_loss)
+    out = export_trial(study, number, args.out_dir, storage=args.storage)
+    print(f"trial {number} written to {out}: load it with "
+          f"ORTModelForSequenceClassification.from_pretrained({str(out)!r})")
     return 0
 
 

@@ -385,7 +385,10 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress) -> None:
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the process running it stopped")
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
-        progress(f"trial {trial.number} was left running by a stopped process: marked failed")
+        if trial.params:  # its configuration is tried again first
+            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **(
+                {"preset": trial.user_attrs["preset"]} if "preset" in trial.user_attrs else {})})
+        progress(f"trial {trial.number} was left running by a stopped process: marked failed, queued again")
 
 
 def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:

@@ -123,12 +123,19 @@ def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_ch
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
     study = run_study(config, n_trials=1, progress=lambda line: None)
     orphan = study.ask()  # stays RUNNING, as after a kill -9
+    from opsearch.space import SearchSpace
+
+    space = SearchSpace({m: tuple(ops) for m, ops in study.user_attrs["search_space"]["operators"].items()})
+    space.suggest(orphan)  # it had drawn its configuration before the process died
+    orphan_params = study.trials[orphan.number].params
     resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1,
                            progress=lambda line: None)
     swept = resumed.trials[orphan.number]
     assert swept.state == optuna.trial.TrialState.FAIL
     assert "interrupted" in swept.user_attrs["fail_reason"]
-    assert len(resumed.get_trials(states=(COMPLETE,))) == 2
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 2  # exactly the one trial asked for was added
+    retry = resumed.trials[-1]
+    assert retry.user_attrs["retry_of"] == orphan.number and retry.params == orphan_params
 
 
 def test_resume_of_a_missing_study_names_the_ones_there(tmp_path) -> None:

@@ -229,7 +229,7 @@ def _best_under(study: optuna.Study, *, max_loss: float) -> optuna.trial.FrozenT
     return max(done, key=lambda t: t.values[0]) if done else None
 
 
-def create_runner(config: StudyConfig, *, progress: Progress = print, existing_ok: bool = True) -> Runner:
+def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
     """Open or create the study, prepare the model and data, and measure the fp32 baseline if new."""
     study_name, storage = config.resolved_study_name(), config.resolved_storage()
     backend = open_storage(storage)
@@ -279,7 +279,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, existing_o
     runner = Runner(config, study, model, data, graph, space, threads, cache_dir, task, workload,
                     calibration, baseline_session, progress)
     if "baseline" not in study.user_attrs:
-        _measure_baseline(runner, model, data, space, threads, storage)
+        _measure_baseline(runner)
         for name, params in space.presets():
             study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
     else:
@@ -313,9 +313,9 @@ def _embedding_task(study, config, model, data, tokenizer, eval_feeds, baseline_
                          normalize=model.normalize)
 
 
-def _measure_baseline(runner: Runner, model: PreparedModel, data: StudyData, space: SearchSpace,
-                      threads: ThreadSettings, storage: str) -> None:
+def _measure_baseline(runner: Runner) -> None:
     config, study, progress = runner.config, runner.study, runner.progress
+    model, data, space, threads = runner.model, runner.data, runner.space, runner.threads
     progress("fp32 baseline: accuracy on the evaluation split ...")
     evaluation: Evaluation = runner.task.evaluate(runner.baseline_session)
     majority = float(np.bincount(data.eval.labels).max() / len(data.eval))

@@ -68,7 +68,11 @@ def build_report(study: optuna.Study) -> StudyReport:
     remeasured = study.user_attrs.get("front_remeasured", {}).get("trials", {})
     reference = study.user_attrs.get("baseline", {}).get("timing", {}).get("throughput")
     rows = [_row(t, remeasured.get(str(t.number)), reference) for t in done]
-    front = _non_dominated([(r.samples_per_s, r.accuracy_loss_pt) for r in rows])
+    # After a front session, only its numbers, all taken side by side, decide the front: a trial's own
+    # measurement from another moment must not outrank them.
+    candidates = [i for i, r in enumerate(rows) if r.remeasured] if remeasured else list(range(len(rows)))
+    front = {candidates[j] for j in _non_dominated([(rows[i].samples_per_s, rows[i].accuracy_loss_pt)
+                                                     for i in candidates])}
     rows = [replace(r, pareto=i in front) for i, r in enumerate(rows)]
     counts: dict[str, int] = {}
     for t in trials:

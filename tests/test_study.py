@@ -181,7 +181,7 @@ def test_front_is_remeasured_side_by_side_and_the_report_uses_it(tmp_path, tiny_
 
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
     lines: list[str] = []
-    study = run_study(config, n_trials=3, progress=lines.append)
+    study = run_study(config, n_trials=5, progress=lines.append)
     record = study.user_attrs["front_remeasured"]
     front = front_trials(study)
     assert set(record["trials"]) == {str(t.number) for t in front}
@@ -195,6 +195,13 @@ def test_front_is_remeasured_side_by_side_and_the_report_uses_it(tmp_path, tiny_
         assert row.samples_per_s == pytest.approx(reference * timing["speedup"])
         # The trial's own record, measured during the study, is left as it was.
         assert study.trials[int(number)].user_attrs["timing"]["speedup"] != timing["speedup"]
+    # However low the front session's numbers, a trial timed only at another moment does not join the front.
+    slowed = {n: {**t, "speedup": t["speedup"] / 100} for n, t in record["trials"].items()}
+    study.set_user_attr("front_remeasured", {**record, "trials": slowed})
+    report = build_report(study)
+    assert any(not r.remeasured for r in report.rows)  # there is a trial that could wrongly join
+    assert report.front and all(r.remeasured for r in report.front)
+    assert {r.trial for r in report.rows if r.pareto} <= {int(n) for n in slowed}
 
 
 def test_resuming_on_another_machine_warns_and_times_fp32_first(tmp_path, tiny_checkpoint, tiny_csv,

@@ -160,8 +160,7 @@ class Runner:
             trial.set_user_attr("accuracy", evaluation.accuracy)
             trial.set_user_attr("accuracy_loss", loss)
 
-            del session
-            timing = self._time(quantized.path)
+            timing = self._time(quantized.path, session)
             throughput = self.reference_throughput * timing.speedup
             trial.set_user_attr("timing", timing.to_dict())
             trial.set_user_attr("machine_id", machine_id(fingerprint(self.threads.__dict__)))
@@ -170,9 +169,10 @@ class Runner:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
 
-    def _time(self, path: Path):
+    def _time(self, path: Path, session):
+        """Paired timing; ``session`` (already open for accuracy) is the first of the candidate's sessions."""
         cfg = self.config
-        sessions = [make_session(path, self.threads) for _ in range(cfg.sessions_per_model)]
+        sessions = [session, *(make_session(path, self.threads) for _ in range(cfg.sessions_per_model - 1))]
         return measure_paired(self.workload.runner(sessions), self.workload.runner(self.timing_sessions),
                               samples_per_round=self.workload.samples, rounds=cfg.rounds, max_rounds=cfg.max_rounds,
                               warmup_rounds=cfg.warmup_rounds, ci_target=cfg.ci_target, max_seconds=cfg.max_seconds,

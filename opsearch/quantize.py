@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import io
 import json
 import logging
@@ -62,16 +63,19 @@ class QuantRecipe:
             data[key] = tuple(data.get(key, ()))
         return cls(**data)
 
-    def label(self) -> str:
+    def flags(self) -> list[str]:
+        """The flags that differ from the plain recipe, in short words (shared by labels and reports)."""
         flags = [name for name in ("per_channel", "reduce_range") if getattr(self, name)]
-        if self.mode == "static":
-            flags.append(self.format)
-            if self.activations_symmetric:
-                flags.append("sym_act")
+        if self.mode == "static" and self.activations_symmetric:
+            flags.append("sym_act")
         if not self.weights_symmetric:
             flags.append("asym_w")
         flags.append("s8" if self.weights_dtype == "QInt8" else "u8")
-        return f"{self.mode}[{'+'.join(self.operators_to_quantize) or '-'}] {' '.join(flags)}"
+        return flags
+
+    def label(self) -> str:
+        fmt = [self.format] if self.mode == "static" else []
+        return f"{self.mode}[{'+'.join(self.operators_to_quantize) or '-'}] {' '.join(fmt + self.flags())}"
 
     def to_optimum(self):
         from onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
@@ -132,7 +136,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
         model_file = next(iter(sorted(tmp.glob("*quantized*.onnx"))), None) if path.is_dir() else path
         if model_file is None:
             raise QuantizationFailed("the quantizer wrote no model file")
-        fp32 = onnx.load(str(fp32_path))
+        fp32 = _load_graph(fp32_path)
         quantized = onnx.load(str(model_file))
         counts = quantized_node_counts(fp32, quantized, operators=recipe.operators_to_quantize,
                                         qdq=recipe.mode == "static" and recipe.format == "QDQ")
@@ -145,6 +149,17 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start)
+
+
+def _load_graph(path: Path) -> onnx.ModelProto:
+    """The fp32 model, read once per process (and again only if the file changed): every trial needs it."""
+    stat = path.stat()
+    return _load_graph_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_graph_cached(path: str, mtime_ns: int, size: int) -> onnx.ModelProto:
+    return onnx.load(path)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,8 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from opsearch.quantize import QuantRecipe
+
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
 
@@ -94,12 +96,7 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
     throughput = reference * timing["speedup"] if remeasured and reference else float(trial.values[0])
     ci = timing.get("speedup_ci", [math.nan, math.nan])
     nodes = attrs.get("quantized_nodes", {})
-    flags = [k for k in ("per_channel", "reduce_range") if recipe.get(k)]
-    if recipe.get("mode") == "static" and recipe.get("activations_symmetric"):
-        flags.append("sym_act")
-    if not recipe.get("weights_symmetric", True):
-        flags.append("asym_w")
-    flags.append("s8" if recipe.get("weights_dtype") == "QInt8" else "u8")
+    flags = QuantRecipe.from_dict(recipe).flags() if recipe else []
     return TrialRow(
         trial=trial.number,
         mode=recipe.get("mode", "?"),

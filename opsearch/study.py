@@ -102,8 +102,10 @@ class Runner:
     baseline_session: object
     progress: Progress
     timing_sessions: list = field(default_factory=list)  # fp32 sessions the timing rounds rotate over
+    machine_id: str = ""  # of the machine timing this process's trials
 
     def __post_init__(self) -> None:
+        self.machine_id = machine_id(fingerprint(self.threads.__dict__))
         extra = [make_session(self.model.onnx_path, self.threads) for _ in range(self.config.sessions_per_model - 1)]
         self.timing_sessions = [self.baseline_session, *extra]
 
@@ -163,7 +165,7 @@ class Runner:
             timing = self._time(quantized.path, session)
             throughput = self.reference_throughput * timing.speedup
             trial.set_user_attr("timing", timing.to_dict())
-            trial.set_user_attr("machine_id", machine_id(fingerprint(self.threads.__dict__)))
+            trial.set_user_attr("machine_id", self.machine_id)
             trial.set_user_attr("speedup", timing.speedup)
             return throughput, loss
         finally:

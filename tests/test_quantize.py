@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -48,8 +49,7 @@ def test_recipe_quantizes_and_keeps_outputs_close(tiny_onnx, calibration, tmp_pa
     assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
     # Nothing half-written is left next to the result.
     assert [p.name for p in (tmp_path).iterdir()] == ["q"]
-    assert QuantRecipe.from_dict(__import__("json").loads((result.path.parent / "opsearch-recipe.json").read_text())) \
-        == recipe
+    assert QuantRecipe.from_dict(json.loads((result.path.parent / "opsearch-recipe.json").read_text())) == recipe
 
 
 def test_same_recipe_same_graph(tiny_onnx, tmp_path: Path) -> None:

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
-import warnings
 from pathlib import Path
 
+from opsearch._logging import quiet_libraries
 from opsearch.config import StudyConfig
 from opsearch.errors import ConfigError, OpsearchError
 
@@ -26,7 +25,7 @@ EPILOG = """examples:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     try:
         return args.func(args)
     except OpsearchError as exc:
@@ -321,22 +320,6 @@ def _version(name: str) -> str:
     import importlib.metadata
 
     return importlib.metadata.version(name)
-
-
-def _quiet_libraries() -> None:
-    """The export and the quantizer print warnings a user cannot act on; keep the progress readable."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    warnings.filterwarnings("ignore")
-    import logging
-
-    for name in ("optimum", "transformers", "onnxruntime", "root"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    import optuna
-    import transformers
-
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    transformers.logging.set_verbosity_error()
 
 
 if __name__ == "__main__":

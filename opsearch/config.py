@@ -16,6 +16,7 @@ from opsearch.errors import ConfigError
 MODES = ("dynamic", "static")
 TASKS = ("auto", "classification", "embedding")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+ISOLATION = ("process", "none")
 DEFAULT_RUN_DIR = Path("opsearch-runs")
 
 # Values that name a local path rather than a hub id. Hub ids never start with "." or "/".
@@ -79,6 +80,13 @@ class StudyConfig:
     intra_op_threads: int | None = None
     inter_op_threads: int = 1
     allow_spinning: bool = False
+    # Where trials run: "process" puts them in a spawned child, so a crash, a hang or a memory blow-up fails
+    # that trial only; "none" runs them in this process (quicker to start, for debugging).
+    isolation: str = "process"
+    # Seconds a trial process may spend in one phase (quantizing, evaluating, timing) before it is killed.
+    trial_timeout: float = 1800.0
+    # Resident memory (MB) past which a trial process is killed; None: half of this machine's memory.
+    trial_memory_mb: float | None = None
 
     def __post_init__(self) -> None:
         if not self.model:
@@ -87,6 +95,10 @@ class StudyConfig:
             raise ConfigError("dataset is empty: give a CSV/TSV/JSON/Parquet file or a hub dataset id.")
         _choice("task", self.task, TASKS)
         _choice("calibration_method", self.calibration_method, CALIBRATION_METHODS)
+        _choice("isolation", self.isolation, ISOLATION)
+        _positive("trial_timeout", self.trial_timeout, "seconds")
+        if self.trial_memory_mb is not None:
+            _positive("trial_memory_mb", self.trial_memory_mb, "megabytes")
         if isinstance(self.modes, str):
             self.modes = [self.modes]
         if isinstance(self.exclude_labels, str):
@@ -109,8 +121,7 @@ class StudyConfig:
             _at_least("max_samples", self.max_samples, 2)
         if self.intra_op_threads is not None:
             _at_least("intra_op_threads", self.intra_op_threads, 1)
-        if not isinstance(self.max_seconds, int | float) or isinstance(self.max_seconds, bool) or self.max_seconds <= 0:
-            raise ConfigError(f"max_seconds={self.max_seconds!r} must be a positive number of seconds.")
+        _positive("max_seconds", self.max_seconds, "seconds")
         number = isinstance(self.ci_target, int | float) and not isinstance(self.ci_target, bool)
         if not number or not 0 < self.ci_target < 1:
             raise ConfigError(f"ci_target={self.ci_target} must lie between 0 and 1 (e.g. 0.02 for +-2%).")
@@ -219,6 +230,11 @@ def _stem(value: str) -> str:
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not one of {list(allowed)}.")
+
+
+def _positive(name: str, value: float, unit: str) -> None:
+    if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+        raise ConfigError(f"{name}={value!r} must be a positive number of {unit}.")
 
 
 def _at_least(name: str, value: int, minimum: int) -> None:

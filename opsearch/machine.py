@@ -74,3 +74,22 @@ def fingerprint_changes(stored: dict, current: dict) -> list[str]:
     """What differs between two fingerprints, as 'key: old -> new' lines."""
     return [f"{k}: {stored.get(k)!r} -> {current.get(k)!r}" for k in sorted(set(stored) | set(current))
             if stored.get(k) != current.get(k)]
+
+
+def default_lock_path() -> Path:
+    """One lock file per machine (``OPSEARCH_LOCK_DIR`` moves it), shared by every study and worker."""
+    import tempfile
+
+    return Path(os.environ.get("OPSEARCH_LOCK_DIR", tempfile.gettempdir())) / "opsearch-timing.lock"
+
+
+def timing_lock(path: Path | None):
+    """Held while a process times models: CPU-bound timings taken at once on shared cores mean nothing,
+    so workers on one machine take turns (quantizing and evaluating may overlap). ``None``: no lock."""
+    import contextlib
+
+    if path is None:
+        return contextlib.nullcontext()
+    from filelock import FileLock
+
+    return FileLock(str(path))

@@ -9,7 +9,9 @@ config, search space, fp32 baseline, machine fingerprint and library versions, s
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,13 +25,21 @@ from opsearch.data import StudyData, load_study_data
 from opsearch.embedding import LinearProbe, embed
 from opsearch.errors import StudyError, TrialFailed
 from opsearch.graph import GraphInfo, inspect_model
-from opsearch.machine import fingerprint, fingerprint_changes, library_versions, machine_id
+from opsearch.isolation import ChildProcess, Executor, InProcess, Limits
+from opsearch.machine import (
+    default_lock_path,
+    fingerprint,
+    fingerprint_changes,
+    library_versions,
+    machine_id,
+    timing_lock,
+)
 from opsearch.model_source import PreparedModel, prepare_model
-from opsearch.quantize import quantize
 from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
 from opsearch.space import SearchSpace
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
-from opsearch.timing import measure_paired, measure_single
+from opsearch.timing import measure_single
+from opsearch.trial import TimingSettings, TrialBench, TrialJob
 from opsearch.workload import Workload
 
 logger = logging.getLogger(__name__)
@@ -43,6 +53,10 @@ IDENTITY_FIELDS = ("model", "dataset", "task", "split", "text_column", "label_co
                    "calibration_max_length", "probe_samples", "batch_size", "end_to_end")
 
 Progress = Callable[[str], None]
+# A quantized model whose accuracy is within this of always answering the majority class is broken.
+CHANCE_MARGIN = 0.005
+# An fp32 model must beat the majority class by this much for accuracy losses to mean anything.
+BASELINE_MARGIN = 0.02
 
 
 def cache_dir_for(storage: str, study_name: str) -> Path:
@@ -102,12 +116,42 @@ class Runner:
     baseline_session: object
     progress: Progress
     timing_sessions: list = field(default_factory=list)  # fp32 sessions the timing rounds rotate over
-    machine_id: str = ""  # of the machine timing this process's trials
+    machine: dict = field(default_factory=dict)  # fingerprint of the machine timing this process's trials
+    machine_id: str = ""
+    lock_path: Path | None = None  # the machine-wide lock that timed sections take in turn
+    _executor: Executor | None = None
 
     def __post_init__(self) -> None:
-        self.machine_id = machine_id(fingerprint(self.threads.__dict__))
+        self.machine = fingerprint(self.threads.__dict__)
+        self.machine_id = machine_id(self.machine)
+        self.lock_path = default_lock_path()
         extra = [make_session(self.model.onnx_path, self.threads) for _ in range(self.config.sessions_per_model - 1)]
         self.timing_sessions = [self.baseline_session, *extra]
+
+    @property
+    def executor(self) -> Executor:
+        """Made on the first trial, once the task holds everything a trial needs (fp32 embeddings included)."""
+        if self._executor is None:
+            if self.config.isolation == "none":
+                self._executor = InProcess(self.bench())
+            else:
+                memory = self.config.trial_memory_mb or _half_of_memory_mb()
+                self._executor = ChildProcess(self.bench(), limits=Limits(self.config.trial_timeout, memory))
+        return self._executor
+
+    @executor.setter
+    def executor(self, value: Executor) -> None:
+        if self._executor is not None:
+            self._executor.close()
+        self._executor = value
+
+    def bench(self) -> TrialBench:
+        cfg = self.config
+        timing = TimingSettings(rounds=cfg.rounds, max_rounds=cfg.max_rounds, warmup_rounds=cfg.warmup_rounds,
+                                ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
+                                sessions_per_model=cfg.sessions_per_model)
+        return TrialBench(self.model.onnx_path, self.threads, self.task, self.workload, self.calibration, timing,
+                          self.lock_path)
 
     # Trials ---------------------------------------------------------------------------------------------
 
@@ -123,68 +167,62 @@ class Runner:
         recipe = self.space.suggest(trial)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("label", recipe.label())
+        trial.set_user_attr("worker", worker_identity())
         if not recipe.operators_to_quantize:
             trial.set_user_attr("fail_reason", "no operator type selected: the model would be the fp32 model")
             raise optuna.TrialPruned("no operator type selected")
         self.progress(f"trial {trial.number}: {recipe.label()} ...")
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
+        known = frozenset(t.user_attrs["graph_hash"] for t in self._completed() if "graph_hash" in t.user_attrs)
         try:
-            try:
-                quantized = quantize(recipe, fp32_path=self.model.onnx_path, out_dir=out_dir,
-                                     calibration=self.calibration)
-            except TrialFailed as exc:
-                trial.set_user_attr("fail_reason", f"quantization failed: {exc}")
-                raise
-            trial.set_user_attr("graph_hash", quantized.graph_hash)
-            trial.set_user_attr("quantized_nodes", quantized.node_counts)
-            trial.set_user_attr("quantize_seconds", round(quantized.seconds, 2))
-
-            twin = self._same_graph(quantized.graph_hash, trial.number)
-            if twin is not None:
-                for key in ("metrics", "accuracy", "accuracy_loss", "timing", "speedup"):
-                    trial.set_user_attr(key, twin.user_attrs[key])
-                trial.set_user_attr("same_graph_as", twin.number)
-                return tuple(twin.values)
-
-            session = make_session(quantized.path, self.threads)
-            started = time.perf_counter()
-            try:
-                evaluation = self.task.evaluate(session)
-            except TrialFailed as exc:
-                trial.set_user_attr("fail_reason", str(exc))
-                raise
-            except Exception as exc:  # ONNX Runtime cannot run some quantized graphs
-                trial.set_user_attr("fail_reason", f"running the quantized model failed: {exc}")
-                raise TrialFailed(str(exc)) from exc
-            trial.set_user_attr("evaluate_seconds", round(time.perf_counter() - started, 2))
-            loss = self.baseline_accuracy - evaluation.accuracy
-            trial.set_user_attr("metrics", evaluation.metrics)
-            trial.set_user_attr("accuracy", evaluation.accuracy)
-            trial.set_user_attr("accuracy_loss", loss)
-
-            timing = self._time(quantized.path, session)
-            throughput = self.reference_throughput * timing.speedup
-            trial.set_user_attr("timing", timing.to_dict())
-            trial.set_user_attr("machine_id", self.machine_id)
-            trial.set_user_attr("speedup", timing.speedup)
-            return throughput, loss
+            outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known))
+        except TrialFailed as exc:
+            trial.set_user_attr("fail_reason", str(exc))
+            raise
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
+        trial.set_user_attr("graph_hash", outcome.graph_hash)
+        trial.set_user_attr("quantized_nodes", outcome.node_counts)
+        trial.set_user_attr("quantize_seconds", outcome.quantize_seconds)
+        if outcome.repeats_known_graph:
+            twin = self._same_graph(outcome.graph_hash, trial.number)
+            for key in ("metrics", "accuracy", "accuracy_loss", "timing", "speedup"):
+                trial.set_user_attr(key, twin.user_attrs[key])
+            trial.set_user_attr("same_graph_as", twin.number)
+            return tuple(twin.values)
 
-    def _time(self, path: Path, session):
-        """Paired timing; ``session`` (already open for accuracy) is the first of the candidate's sessions."""
-        cfg = self.config
-        sessions = [session, *(make_session(path, self.threads) for _ in range(cfg.sessions_per_model - 1))]
-        return measure_paired(self.workload.runner(sessions), self.workload.runner(self.timing_sessions),
-                              samples_per_round=self.workload.samples, rounds=cfg.rounds, max_rounds=cfg.max_rounds,
-                              warmup_rounds=cfg.warmup_rounds, ci_target=cfg.ci_target, max_seconds=cfg.max_seconds,
-                              seed=cfg.seed)
+        accuracy = float(outcome.metrics["accuracy"])
+        trial.set_user_attr("evaluate_seconds", outcome.evaluate_seconds)
+        trial.set_user_attr("metrics", outcome.metrics)
+        trial.set_user_attr("accuracy", accuracy)
+        trial.set_user_attr("accuracy_loss", self.baseline_accuracy - accuracy)
+        majority = self.study.user_attrs.get("data", {}).get("majority_accuracy")
+        if majority is not None and accuracy <= majority + CHANCE_MARGIN:
+            reason = (f"accuracy {accuracy:.4f} is at chance level (always answering the majority class scores "
+                      f"{majority:.4f}): the quantized model is broken, not merely less accurate")
+            trial.set_user_attr("fail_reason", reason)
+            raise TrialFailed(reason)
+        trial.set_user_attr("timing", outcome.timing)
+        trial.set_user_attr("timed_window", list(outcome.timed_window))
+        trial.set_user_attr("machine_id", self.machine_id)
+        trial.set_user_attr("machine", self.machine)
+        speedup = float(outcome.timing["speedup"])
+        trial.set_user_attr("speedup", speedup)
+        return self.reference_throughput * speedup, self.baseline_accuracy - accuracy
+
+    def _completed(self) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
 
     def _same_graph(self, digest: str, number: int) -> optuna.trial.FrozenTrial | None:
-        for other in self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        for other in self._completed():
             if other.number != number and other.user_attrs.get("graph_hash") == digest:
                 return other
         return None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
 
     def _report_trial(self, trial: optuna.trial.FrozenTrial, first: int, n_trials: int, started: float) -> None:
         done = trial.number + 1 - first
@@ -218,6 +256,17 @@ class Runner:
     @property
     def reference_throughput(self) -> float:
         return float(self.study.user_attrs["baseline"]["timing"]["throughput"])
+
+
+def _half_of_memory_mb() -> float:
+    import psutil
+
+    return psutil.virtual_memory().total / 2**20 / 2
+
+
+def worker_identity() -> dict:
+    """Which process runs a trial: a trial left RUNNING by a dead process on this host can be swept at once."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
 def _clock(seconds: float) -> str:
@@ -321,12 +370,17 @@ def _measure_baseline(runner: Runner) -> None:
     progress("fp32 baseline: accuracy on the evaluation split ...")
     evaluation: Evaluation = runner.task.evaluate(runner.baseline_session)
     majority = float(np.bincount(data.eval.labels).max() / len(data.eval))
-    if evaluation.accuracy <= majority + 0.02:
-        progress(f"WARNING: the fp32 model scores {evaluation.accuracy:.4f}, no better than always answering "
-                 f"the majority class ({majority:.4f}): check the label mapping (--label-map).")
+    if evaluation.accuracy <= majority + BASELINE_MARGIN:
+        raise StudyError(
+            f"the fp32 model scores {evaluation.accuracy:.4f} on {len(data.eval)} evaluation rows, no better than "
+            f"always answering the majority class ({majority:.4f}): accuracy losses against it would mean nothing. "
+            "Check that the dataset's labels match the model's classes (--label-map, --label-column), and that "
+            "the model is trained for this task.")
     progress("fp32 baseline: timing ...")
-    timing = measure_single(runner.workload.runner(runner.timing_sessions), samples_per_round=runner.workload.samples,
-                            rounds=config.rounds, warmup_rounds=config.warmup_rounds)
+    with timing_lock(runner.lock_path):
+        timing = measure_single(runner.workload.runner(runner.timing_sessions),
+                                samples_per_round=runner.workload.samples, rounds=config.rounds,
+                                warmup_rounds=config.warmup_rounds)
     study.set_user_attr("opsearch_config", config.to_dict())
     study.set_user_attr("search_space", space.to_dict())
     study.set_user_attr("graph", runner.graph.to_dict())
@@ -359,8 +413,10 @@ def _check_machine(runner: Runner) -> None:
                     + "; ".join(fingerprint_changes(stored, current))
                     + "). Speedups are paired with fp32 on each machine, so they stay comparable; "
                     "timing fp32 here before any new trial ...")
-    timing = measure_single(runner.workload.runner(runner.timing_sessions), samples_per_round=runner.workload.samples,
-                            rounds=config.rounds, warmup_rounds=config.warmup_rounds)
+    with timing_lock(runner.lock_path):
+        timing = measure_single(runner.workload.runner(runner.timing_sessions),
+                                samples_per_round=runner.workload.samples, rounds=config.rounds,
+                                warmup_rounds=config.warmup_rounds)
     baselines = [*study.user_attrs.get("baselines", []),
                  {"machine_id": machine_id(current), "machine": current, "timing": timing.to_dict()}]
     study.set_user_attr("baselines", baselines)
@@ -396,7 +452,10 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress) -> None:
 def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:
     """Create or continue the study ``config`` names, and run ``n_trials`` (default ``config.trials``) more."""
     runner = create_runner(config, progress=progress)
-    study = runner.optimize(config.trials if n_trials is None else n_trials)
+    try:
+        study = runner.optimize(config.trials if n_trials is None else n_trials)
+    finally:
+        runner.close()
     if config.remeasure_front:
         from opsearch.remeasure import remeasure_front
 

@@ -31,8 +31,10 @@ def make_tokenizer(folder: Path):
     return tokenizer
 
 
-def make_tiny_bert(folder: Path, *, classifier: bool = True, seed: int = 0) -> Path:
-    """A 2-layer BERT (hidden 32) with random weights, saved as a Hugging Face checkpoint."""
+def make_tiny_bert(folder: Path, *, classifier: bool = True, seed: int = 0, trained: bool = True) -> Path:
+    """A 2-layer BERT (hidden 32), saved as a Hugging Face checkpoint. A classifier is ``trained`` for a few
+    seconds on the synthetic sentiment rows (it then scores far above chance, as a real fp32 model must);
+    an encoder keeps its random weights (the study's probe reads its embeddings)."""
     import torch
     from transformers import BertConfig, BertForSequenceClassification, BertModel
 
@@ -41,9 +43,26 @@ def make_tiny_bert(folder: Path, *, classifier: bool = True, seed: int = 0) -> P
                         intermediate_size=64, max_position_embeddings=64, num_labels=2,
                         id2label={0: "NEGATIVE", 1: "POSITIVE"}, label2id={"NEGATIVE": 0, "POSITIVE": 1})
     model = (BertForSequenceClassification if classifier else BertModel)(config).eval()
+    tokenizer = make_tokenizer(folder)
+    if classifier and trained:
+        _train(model, tokenizer, sentiment_rows(240, seed=seed + 1))
     model.save_pretrained(folder)
-    make_tokenizer(folder)
     return folder
+
+
+def _train(model, tokenizer, rows: list[dict], *, steps: int = 60) -> None:
+    import torch
+
+    batch = tokenizer([r["sentence"] for r in rows], padding=True, return_tensors="pt")
+    labels = torch.tensor([r["label"] for r in rows])
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(**batch, labels=labels).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
 
 
 def sentiment_rows(n: int, *, seed: int = 0) -> list[dict]:

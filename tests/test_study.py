@@ -90,9 +90,9 @@ def test_same_graph_is_measured_once(tmp_path, tiny_checkpoint, tiny_csv) -> Non
 
 def test_a_failing_configuration_fails_its_trial_and_the_study_goes_on(tmp_path, tiny_checkpoint, tiny_csv,
                                                                        monkeypatch) -> None:
-    import opsearch.study as study_module
+    import opsearch.trial as trial_module
 
-    real = study_module.quantize
+    real = trial_module.quantize
     calls = {"n": 0}
 
     def flaky(recipe, **kwargs):
@@ -101,8 +101,8 @@ def test_a_failing_configuration_fails_its_trial_and_the_study_goes_on(tmp_path,
             raise QuantizationFailed("injected: the quantizer rejected this recipe")
         return real(recipe, **kwargs)
 
-    monkeypatch.setattr(study_module, "quantize", flaky)
-    study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"]), n_trials=2,
+    monkeypatch.setattr(trial_module, "quantize", flaky)  # patched here: the trial runs in this process
+    study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], isolation="none"), n_trials=2,
                       progress=lambda line: None)
     failed, ok = study.trials
     assert failed.state == optuna.trial.TrialState.FAIL

@@ -60,7 +60,7 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("remeasure", help="time the Pareto front again, side by side, in one interleaved session")
     _storage_flags(p)
-    p.add_argument("--quiet", action="store_true", help="print only the final report")
+    _output_flags(p)
     p.set_defaults(func=cmd_remeasure)
 
     p = sub.add_parser("bench", help="paired speedup of ONNX model A over model B, with its confidence interval")
@@ -86,8 +86,22 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resume", help="continue a stored study with the settings it was made with")
     _storage_flags(p)
     p.add_argument("--trials", type=int, help="how many trials to add (default: the study's trials setting)")
-    p.add_argument("--quiet", action="store_true", help="print only the final report")
+    _isolation_flags(p)
+    _output_flags(p)
     p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("worker", help="join a study that `opsearch run` started, as one more worker",
+                       description="Join a stored study as one more worker. Several workers may share one storage: "
+                       "sqlite:///FILE.db for a few on one machine, journal:FILE.log, or postgresql://... for many "
+                       "machines. Workers on one machine take turns timing (a lock file), while quantizing and "
+                       "evaluating overlap; each times against its own fp32 model. Run `opsearch remeasure` when "
+                       "they are all done.")
+    _storage_flags(p)
+    p.add_argument("--trials", type=int,
+                   help="trials this worker runs (default: until the study holds its `trials` completed trials)")
+    _isolation_flags(p)
+    _output_flags(p)
+    p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("report", help="print the Pareto front of a stored study")
     _storage_flags(p)
@@ -151,13 +165,33 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
                    help="let ONNX Runtime threads spin between runs (default: no)")
     g.add_argument("--no-remeasure", action="store_false", default=None, dest="remeasure_front",
                    help="skip timing the front again side by side at the end")
-    p.add_argument("--quiet", action="store_true", help="print only the final report")
+    _isolation_flags(p)
+    _output_flags(p)
+
+
+def _isolation_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("crash isolation")
+    g.add_argument("--isolation", choices=["process", "none"],
+                   help="process (default): each trial runs in a child process, so a crash, hang or memory "
+                   "blow-up fails that trial only; none: in this process (for debugging)")
+    g.add_argument("--trial-timeout", type=float, metavar="SECONDS",
+                   help="kill a trial stuck this long in one phase (quantizing, evaluating, timing; default 1800)")
+    g.add_argument("--trial-memory-mb", type=float, metavar="MB",
+                   help="kill a trial whose process grows past this (default: half of this machine's memory)")
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--quiet", action="store_true", help="print only the final report")
+    g.add_argument("--json-log", action="store_true",
+                   help="print one JSON object per line (messages, trial_started, trial_finished, finished)")
 
 
 _OVERRIDES = ("model", "task", "dataset", "split", "text_column", "label_column", "fit_dataset", "fit_split",
               "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds", "max_rounds",
               "timing_samples", "intra_op_threads", "ci_target", "max_seconds", "batch_size", "end_to_end",
-              "inter_op_threads", "allow_spinning", "remeasure_front")
+              "inter_op_threads", "allow_spinning", "remeasure_front", "isolation", "trial_timeout",
+              "trial_memory_mb")
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -188,9 +222,15 @@ def _parse_label_map(text: str) -> dict[str, int]:
 
 
 def _progress(args: argparse.Namespace):
+    from opsearch.progress import Bar, JsonLog, Lines, Quiet
+
+    if getattr(args, "json_log", False):
+        return JsonLog(sys.stdout)
     if getattr(args, "quiet", False):
-        return lambda line: None
-    return lambda line: print(line, file=sys.stderr, flush=True)
+        return Quiet()
+    if sys.stderr.isatty():
+        return Bar(sys.stderr)
+    return Lines(lambda line: print(line, file=sys.stderr, flush=True))
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -220,23 +260,41 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)
     study = run_study(config, progress=_progress(args))
-    return _finish(study, config.resolved_storage())
+    return _finish(study, config.resolved_storage(), args)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from opsearch.study import resume_study
 
     study = resume_study(storage=args.storage, study_name=args.study_name, n_trials=args.trials,
-                         progress=_progress(args))
-    return _finish(study, args.storage)
+                         progress=_progress(args), **_runtime_overrides(args))
+    return _finish(study, args.storage, args)
 
 
-def _finish(study, storage: str) -> int:
+def cmd_worker(args: argparse.Namespace) -> int:
+    from opsearch.study import run_worker
+
+    study = run_worker(storage=args.storage, study_name=args.study_name, n_trials=args.trials,
+                       progress=_progress(args), **_runtime_overrides(args))
+    return _finish(study, args.storage, args)
+
+
+def _runtime_overrides(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in ("isolation", "trial_timeout", "trial_memory_mb")
+            if getattr(args, k, None) is not None}
+
+
+def _finish(study, storage: str, args: argparse.Namespace | None = None) -> int:
     from opsearch.plot import draw_pareto, pareto_plot_info
     from opsearch.report import build_report, format_report
     from opsearch.study import cache_dir_for
 
     report = build_report(study)
+    if args is not None and getattr(args, "json_log", False):
+        front = report.to_frame().to_dict(orient="records")
+        print(json.dumps({"event": "finished", "study": study.study_name, "storage": storage, "front": front,
+                          "counts": report.counts}, default=str))
+        return 0
     print(format_report(report))
     if report.rows:
         out = cache_dir_for(storage, study.study_name).parent / f"{study.study_name}-pareto.png"
@@ -254,7 +312,7 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
     runner = create_runner(config, progress=_progress(args))
     if remeasure_front(runner) is None:
         raise OpsearchError(f"study {args.study_name!r} has no completed trial on its front to re-measure.")
-    return _finish(runner.study, args.storage)
+    return _finish(runner.study, args.storage, args)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

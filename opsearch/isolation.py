@@ -29,11 +29,12 @@ WorkerFactory = Callable[[TrialBench], TrialWorker]
 
 @dataclass(frozen=True)
 class Limits:
-    """``seconds``: per phase of a trial (quantizing, evaluating, timing) and for the child to start.
-    ``memory_mb``: the child's resident memory; None: no limit."""
+    """``seconds``: per phase of a trial (quantizing, evaluating, timing). ``memory_mb``: the child's resident
+    memory; None: no limit. ``start_seconds``: for a new child to import its libraries and open its sessions."""
 
     seconds: float = 1800.0
     memory_mb: float | None = None
+    start_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         if not self.seconds > 0:
@@ -104,14 +105,15 @@ class ChildProcess:
         self._process.start()
         child_end.close()
         self._conn = parent_end
-        message = self._wait("starting the trial process")
+        message = self._wait("starting the trial process", self.limits.start_seconds)
         if message != "ready":
             self._kill()
             raise TrialFailed(f"the trial process did not start: {message}")
 
-    def _wait(self, phase: str):
+    def _wait(self, phase: str, seconds: float | None = None):
         """The child's answer; kills it and raises TrialFailed on a crash, a hang or too much memory."""
-        deadline = time.monotonic() + self.limits.seconds
+        seconds = self.limits.seconds if seconds is None else seconds
+        deadline = time.monotonic() + seconds
         while True:
             if self._conn.poll(POLL_SECONDS):
                 try:
@@ -122,7 +124,8 @@ class ChildProcess:
                     phase = payload
                     self.on_phase(phase)
                     untimed = phase in UNTIMED_PHASES
-                    deadline = float("inf") if untimed else time.monotonic() + self.limits.seconds
+                    seconds = self.limits.seconds
+                    deadline = float("inf") if untimed else time.monotonic() + seconds
                 elif kind in ("ok", "ready"):
                     return payload
                 elif kind == "failed":
@@ -134,7 +137,7 @@ class ChildProcess:
                 raise TrialFailed(self._death_reason(phase))
             if time.monotonic() > deadline:
                 self._kill()
-                raise TrialFailed(f"hung: no progress for {self.limits.seconds:g} s while {phase} (the time limit, "
+                raise TrialFailed(f"hung: no progress for {seconds:g} s while {phase} (the time limit, "
                                   "trial_timeout); the process was killed")
             used = self._resident_mb()
             if self.limits.memory_mb is not None and used > self.limits.memory_mb:

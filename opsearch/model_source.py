@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -86,8 +87,10 @@ def is_local_spec(spec: str) -> bool:
     return spec.startswith(_PACKAGE_PREFIX) or spec.startswith((".", "/", "~")) or Path(spec).exists()
 
 
-def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto") -> PreparedModel:
-    """Resolve MODEL to an fp32 ONNX model, exporting a checkpoint once into ``cache_dir``.
+def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto",
+                  notify: Callable[[str], None] = logger.warning) -> PreparedModel:
+    """Resolve MODEL to an fp32 ONNX model, exporting a checkpoint once into ``cache_dir`` (``notify`` hears
+    when a damaged export is made again).
 
     ``task="auto"`` reads the checkpoint's architecture (``*ForSequenceClassification`` is a classifier,
     anything else an encoder whose pooled output is probed) or the ONNX model's output names.
@@ -101,7 +104,7 @@ def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto") -> Prepared
         onnx_path = _pick_onnx(path)
     elif path is not None and (path / "config.json").is_file():
         task = _task_from_checkpoint(path, task)
-        onnx_path = _export(str(path), cache_dir=cache_dir, task=task)
+        onnx_path = _export(str(path), cache_dir=cache_dir, task=task, notify=notify)
     elif path is not None:
         raise ModelError(
             f"model folder {spec!r} holds neither an .onnx file nor a Hugging Face checkpoint (config.json). "
@@ -110,7 +113,7 @@ def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto") -> Prepared
     else:
         ensure_hub_reachable(what=spec, kind="model")
         task = _task_from_hub(spec, task)
-        onnx_path = _export(spec, cache_dir=cache_dir, task=task)
+        onnx_path = _export(spec, cache_dir=cache_dir, task=task, notify=notify)
 
     _check_onnx(onnx_path, spec)
     _check_tokenizer(onnx_path.parent, spec)
@@ -164,14 +167,29 @@ def _task_from_outputs(onnx_path: Path) -> str:
                      "(a classifier) or 'last_hidden_state' (an encoder). Set task explicitly or re-export.")
 
 
-def _export(source: str, *, cache_dir: Path, task: str) -> Path:
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], None] = logger.warning) -> Path:
     """Export with optimum once; a finished export is marked and reused, a half-written one never is."""
     target = cache_dir / "fp32"
     marker = target / EXPORT_MARKER
     record = {"source": source, "task": task, "fingerprint": _source_fingerprint(source)}
-    if marker.is_file() and _read_json(marker) == record and (target / "model.onnx").is_file():
-        logger.info("reusing the ONNX export in %s", target)
-        return target / "model.onnx"
+    if marker.is_file() and (target / "model.onnx").is_file():
+        stored = _read_json(marker)
+        if {k: stored.get(k) for k in record} == record:
+            if stored.get("sha256") in (None, _sha256(target / "model.onnx")):  # None: written before checksums
+                logger.info("reusing the ONNX export in %s", target)
+                return target / "model.onnx"
+            notify(f"the cached ONNX export {str(target / 'model.onnx')!r} is damaged (its checksum changed "
+                   "since it was written): exporting again")
     from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
     from transformers import AutoTokenizer
 
@@ -187,7 +205,8 @@ def _export(source: str, *, cache_dir: Path, task: str) -> Path:
             raise ModelError(f"model {source!r} could not be exported to ONNX: {exc}") from exc
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
-        (tmp / EXPORT_MARKER).write_text(json.dumps(record, indent=2))
+        # The checksum lets a later run tell a damaged cache (disk full, a crash mid-copy) from a good one.
+        (tmp / EXPORT_MARKER).write_text(json.dumps({**record, "sha256": _sha256(tmp / "model.onnx")}, indent=2))
         if target.exists():
             shutil.rmtree(target)
         os.replace(tmp, target)

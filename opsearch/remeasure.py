@@ -13,6 +13,7 @@ import time
 from datetime import datetime, timezone
 
 from opsearch.errors import TrialFailed
+from opsearch.machine import timing_lock
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.runtime import make_session
 from opsearch.timing import measure_interleaved
@@ -60,11 +61,12 @@ def remeasure_front(runner) -> dict | None:
         if not measured:
             return None
         workload = runner.workload
-        timings = measure_interleaved(
-            workload.runner(runner.timing_sessions), [workload.runner(s) for s in sessions],
-            samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
-            warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
-            max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed)
+        with timing_lock(runner.lock_path):
+            timings = measure_interleaved(
+                workload.runner(runner.timing_sessions), [workload.runner(s) for s in sessions],
+                samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
+                warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
+                max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record = {

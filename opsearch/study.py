@@ -15,12 +15,13 @@ import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import optuna
 
-from opsearch.config import DEFAULT_RUN_DIR, StudyConfig
+from opsearch.config import StudyConfig
 from opsearch.data import StudyData, load_study_data
 from opsearch.embedding import LinearProbe, embed
 from opsearch.errors import StudyError, TrialFailed
@@ -35,8 +36,10 @@ from opsearch.machine import (
     timing_lock,
 )
 from opsearch.model_source import PreparedModel, prepare_model
+from opsearch.progress import Lines, TrialEvent, as_progress
 from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
 from opsearch.space import SearchSpace
+from opsearch.storage import cache_dir_for, load_existing, open_storage
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
 from opsearch.timing import measure_single
 from opsearch.trial import TimingSettings, TrialBench, TrialJob
@@ -57,41 +60,8 @@ Progress = Callable[[str], None]
 CHANCE_MARGIN = 0.005
 # An fp32 model must beat the majority class by this much for accuracy losses to mean anything.
 BASELINE_MARGIN = 0.02
-
-
-def cache_dir_for(storage: str, study_name: str) -> Path:
-    """Exports and trial models live next to a SQLite study, else under ./opsearch-runs."""
-    if storage.startswith("sqlite:///"):
-        return Path(storage[len("sqlite:///"):]).expanduser().parent / f"{study_name}.cache"
-    return DEFAULT_RUN_DIR / f"{study_name}.cache"
-
-
-def open_storage(storage: str) -> optuna.storages.BaseStorage:
-    if storage.startswith("sqlite:///"):
-        db = Path(storage[len("sqlite:///"):]).expanduser()
-        try:
-            db.parent.mkdir(parents=True, exist_ok=True)
-            probe = db.parent / f".{db.name}.write-test"
-            probe.touch()
-            probe.unlink()
-        except OSError as exc:
-            raise StudyError(f"storage {storage!r}: cannot write in {str(db.parent)!r} ({exc.strerror}). "
-                             "Choose a folder you can write to, e.g. --storage sqlite:///./study.db") from None
-        # A busy timeout lets a reader (report, plot) and a running study share the file.
-        return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}})
-    try:
-        return optuna.storages.RDBStorage(storage)
-    except Exception as exc:
-        raise StudyError(f"storage {storage!r} cannot be opened: {exc}") from exc
-
-
-def load_existing(storage: str, study_name: str) -> optuna.Study:
-    backend = open_storage(storage)
-    names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
-    if study_name not in names:
-        raise StudyError(f"no study {study_name!r} in {storage!r}; the studies there are {names or 'none'}. "
-                         "Start one with `opsearch run`.")
-    return optuna.load_study(study_name=study_name, storage=backend)
+# A RUNNING trial that never said which process runs it is taken for an orphan only after this long.
+ORPHAN_SECONDS = 60
 
 
 def stored_config(study: optuna.Study) -> StudyConfig:
@@ -114,7 +84,7 @@ class Runner:
     workload: Workload
     calibration: dict[str, np.ndarray] | None
     baseline_session: object
-    progress: Progress
+    progress: Lines
     timing_sessions: list = field(default_factory=list)  # fp32 sessions the timing rounds rotate over
     machine: dict = field(default_factory=dict)  # fingerprint of the machine timing this process's trials
     machine_id: str = ""
@@ -133,10 +103,11 @@ class Runner:
         """Made on the first trial, once the task holds everything a trial needs (fp32 embeddings included)."""
         if self._executor is None:
             if self.config.isolation == "none":
-                self._executor = InProcess(self.bench())
+                self._executor = InProcess(self.bench(), on_phase=self.progress.phase)
             else:
                 memory = self.config.trial_memory_mb or _half_of_memory_mb()
-                self._executor = ChildProcess(self.bench(), limits=Limits(self.config.trial_timeout, memory))
+                self._executor = ChildProcess(self.bench(), limits=Limits(self.config.trial_timeout, memory),
+                                              on_phase=self.progress.phase)
         return self._executor
 
     @executor.setter
@@ -155,23 +126,34 @@ class Runner:
 
     # Trials ---------------------------------------------------------------------------------------------
 
-    def optimize(self, n_trials: int) -> optuna.Study:
-        waiting = optuna.trial.TrialState.WAITING
-        first = len([t for t in self.study.get_trials(deepcopy=False) if t.state != waiting])
-        started = time.perf_counter()
-        self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,),
-                            callbacks=[lambda study, trial: self._report_trial(trial, first, n_trials, started)])
+    def optimize(self, n_trials: int, *, until_complete: int | None = None) -> optuna.Study:
+        """Run ``n_trials`` trials; with ``until_complete``, stop early once the study holds that many completed
+        trials (other workers' included)."""
+        started, finished = time.perf_counter(), [0]
+
+        def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            finished[0] += 1
+            self._report_trial(trial, finished[0], n_trials, started)
+
+        callbacks = [report]
+        if until_complete is not None:
+            callbacks.append(optuna.study.MaxTrialsCallback(until_complete, states=(optuna.trial.TrialState.COMPLETE,)))
+        self.progress.start(n_trials)
+        try:
+            self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=callbacks)
+        finally:
+            self.progress.close()
         return self.study
 
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        trial.set_user_attr("worker", worker_identity())  # first: a sweep after a crash reads it
         recipe = self.space.suggest(trial)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("label", recipe.label())
-        trial.set_user_attr("worker", worker_identity())
         if not recipe.operators_to_quantize:
             trial.set_user_attr("fail_reason", "no operator type selected: the model would be the fp32 model")
             raise optuna.TrialPruned("no operator type selected")
-        self.progress(f"trial {trial.number}: {recipe.label()} ...")
+        self.progress.trial_started(trial.number, recipe.label())
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
         known = frozenset(t.user_attrs["graph_hash"] for t in self._completed() if "graph_hash" in t.user_attrs)
         try:
@@ -224,30 +206,26 @@ class Runner:
             self._executor.close()
             self._executor = None
 
-    def _report_trial(self, trial: optuna.trial.FrozenTrial, first: int, n_trials: int, started: float) -> None:
-        done = trial.number + 1 - first
+    def _report_trial(self, trial: optuna.trial.FrozenTrial, done: int, n_trials: int, started: float) -> None:
         elapsed = time.perf_counter() - started
-        remaining = elapsed / max(done, 1) * (n_trials - done)
-        head = f"[{done}/{n_trials} {_clock(elapsed)} elapsed, ~{_clock(remaining)} left] trial {trial.number}"
-        if trial.state == optuna.trial.TrialState.COMPLETE:
-            timing = trial.user_attrs.get("timing", {})
-            twin = trial.user_attrs.get("same_graph_as")
-            note = f" (same graph as trial {twin}: measured once)" if twin is not None else ""
-            noisy = "  NOISY" if timing.get("noisy") else ""
-            self.progress(
-                f"{head} {trial.user_attrs['label']}: {trial.values[0]:.1f} samples/s, "
-                f"{timing.get('speedup', float('nan')):.2f}x fp32 (+-{timing.get('ci_halfwidth', 0):.1%}, "
-                f"{timing.get('rounds', 0)} rounds), accuracy loss {100 * trial.values[1]:+.2f} pt{noisy}{note}")
-            # Pairing cancels most drift; the stability warnings matter when the interval stayed wide.
-            for warning in timing.get("warnings", []) if twin is None and timing.get("noisy") else []:
-                self.progress(f"        warning: {warning}")
-        else:
-            reason = trial.user_attrs.get("fail_reason", "")
-            self.progress(f"{head} {trial.user_attrs.get('label', '')}: {trial.state.name.lower()}: {reason}")
+        attrs = trial.user_attrs
+        common = {"trial": trial.number, "state": trial.state.name.lower(), "label": attrs.get("label", ""),
+                  "done": done, "total": n_trials, "elapsed_s": round(elapsed, 1),
+                  "remaining_s": round(elapsed / done * (n_trials - done), 1)}
         best = _best_under(self.study, max_loss=0.01)
-        if best is not None:
-            self.progress(f"        best within 1 pt: trial {best.number}, {best.user_attrs['speedup']:.2f}x, "
-                          f"loss {100 * best.values[1]:+.2f} pt")
+        best_point = None if best is None else {"trial": best.number, "speedup": best.user_attrs["speedup"],
+                                                "accuracy_loss_pt": 100 * best.values[1]}
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            self.progress.trial_finished(TrialEvent(**common, reason=attrs.get("fail_reason", ""), best=best_point))
+            return
+        timing = attrs.get("timing", {})
+        twin = attrs.get("same_graph_as")
+        # Pairing cancels most drift; the stability warnings matter when the interval stayed wide.
+        warnings = timing.get("warnings", []) if twin is None and timing.get("noisy") else []
+        self.progress.trial_finished(TrialEvent(
+            **common, speedup=timing.get("speedup"), ci_halfwidth=timing.get("ci_halfwidth"),
+            rounds=timing.get("rounds"), samples_per_s=trial.values[0], accuracy_loss_pt=100 * trial.values[1],
+            noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point))
 
     @property
     def baseline_accuracy(self) -> float:
@@ -269,22 +247,22 @@ def worker_identity() -> dict:
     return {"host": socket.gethostname(), "pid": os.getpid()}
 
 
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
-
-
 def _best_under(study: optuna.Study, *, max_loss: float) -> optuna.trial.FrozenTrial | None:
     done = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
             if t.values[1] <= max_loss]
     return max(done, key=lambda t: t.values[0]) if done else None
 
 
-def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
-    """Open or create the study, prepare the model and data, and measure the fp32 baseline if new."""
+def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bool = False) -> Runner:
+    """Open or create the study, prepare the model and data, and measure the fp32 baseline if new.
+
+    A ``worker`` joins a study another process runs: its sampler is seeded apart, so that workers do not
+    all suggest the same next configuration."""
+    progress = as_progress(progress)
     study_name, storage = config.resolved_study_name(), config.resolved_storage()
     backend = open_storage(storage)
-    sampler = optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True,
+    seed = None if worker else config.seed
+    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
                                          n_startup_trials=min(10, max(4, config.trials // 2)))
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
     if study_name in names:
@@ -299,7 +277,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
     threads = ThreadSettings.resolve(config.intra_op_threads, config.inter_op_threads, config.allow_spinning)
 
     started = time.perf_counter()
-    model = prepare_model(config.model, cache_dir=cache_dir, task=config.task)
+    model = prepare_model(config.model, cache_dir=cache_dir, task=config.task, notify=progress)
     progress(f"model: {model.onnx_path} ({model.task}), ready in {time.perf_counter() - started:.1f} s")
     data = load_study_data(config, id2label=model.id2label, task=model.task)
     progress(f"data: {data.description}")
@@ -438,15 +416,37 @@ def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
 
 
 def _sweep_interrupted(study: optuna.Study, progress: Progress) -> None:
-    """Trials left RUNNING by a process that died are marked failed, so they count for nothing."""
+    """Trials left RUNNING by a process that died are marked failed and their configuration queued again.
+
+    A trial records the host and pid running it: on this host, a dead pid is proof enough, at once. A trial
+    of another host (or one too young to say) is left to the storage's heartbeat, which fails it once its
+    worker stops beating; a live worker's trial is never touched.
+    """
     storage = study._storage
+    here = socket.gethostname()
+    now = datetime.now()
     for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker")
+        if worker is not None:
+            if worker.get("host") != here or _alive(int(worker.get("pid", -1))):
+                continue
+        elif trial.datetime_start is None or (now - trial.datetime_start).total_seconds() < ORPHAN_SECONDS:
+            continue  # another worker may have just asked for it
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the process running it stopped")
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
         if trial.params:  # its configuration is tried again first
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **(
                 {"preset": trial.user_attrs["preset"]} if "preset" in trial.user_attrs else {})})
         progress(f"trial {trial.number} was left running by a stopped process: marked failed, queued again")
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:
@@ -463,12 +463,43 @@ def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Pro
     return study
 
 
-def resume_study(*, storage: str, study_name: str, n_trials: int | None = None,
-                 progress: Progress = print) -> optuna.Study:
-    """Continue a stored study with the settings it was created with."""
+# Settings a resumed study or a worker may change: how trials run here, not what the study measures.
+RUNTIME_FIELDS = ("isolation", "trial_timeout", "trial_memory_mb")
+
+
+def _stored_for(storage: str, study_name: str, overrides: dict) -> StudyConfig:
     study = load_existing(storage, study_name)
     if "opsearch_config" not in study.user_attrs:
         raise StudyError(f"study {study_name!r} in {storage!r} was not made by opsearch (or its baseline never "
                          "finished): start it again with `opsearch run`.")
-    config = stored_config(study).replace(storage=storage, study_name=study_name)
-    return run_study(config, n_trials=n_trials, progress=progress)
+    bad = sorted(set(overrides) - set(RUNTIME_FIELDS))
+    if bad:
+        raise StudyError(f"{bad} cannot change in a stored study (only {list(RUNTIME_FIELDS)} can): start a new "
+                         "study with `opsearch run --study-name NEW` instead.")
+    return stored_config(study).replace(storage=storage, study_name=study_name, **overrides)
+
+
+def resume_study(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
+                 **overrides) -> optuna.Study:
+    """Continue a stored study with the settings it was created with (``overrides``: RUNTIME_FIELDS only)."""
+    return run_study(_stored_for(storage, study_name, overrides), n_trials=n_trials, progress=progress)
+
+
+def run_worker(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
+               **overrides) -> optuna.Study:
+    """Join a study that `opsearch run` started, as one more worker: run ``n_trials`` trials, or (None) until
+    the study holds its ``trials`` completed trials, counting every worker's. Workers never re-measure the
+    front (run `opsearch remeasure` once they are done)."""
+    config = _stored_for(storage, study_name, overrides).replace(remeasure_front=False)
+    runner = create_runner(config, progress=progress, worker=True)
+    try:
+        done = len(runner.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if n_trials is None:
+            if done >= config.trials:
+                runner.progress(f"study {study_name!r} already holds {done} completed trials (its target is "
+                                f"{config.trials}): nothing to do; pass --trials to run more.")
+                return runner.study
+            return runner.optimize(config.trials - done, until_complete=config.trials)
+        return runner.optimize(n_trials)
+    finally:
+        runner.close()

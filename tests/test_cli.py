@@ -37,7 +37,7 @@ def test_inspect_table(tiny_onnx, capsys) -> None:
 def test_run_report_plot_from_a_study_file(tmp_path, tiny_checkpoint, tiny_csv, capsys) -> None:
     study_file = _toml(tmp_path / "tiny.toml", model=str(tiny_checkpoint), dataset=str(tiny_csv),
                        study_name="cli", storage="sqlite:///runs/cli.db", modes=["dynamic"], trials=5,
-                       **fast_settings())
+                       **fast_settings(isolation="process"))
     # A flag overrides the file: 2 trials, not 5.
     assert main(["run", str(study_file), "--trials", "2", "--quiet"]) == 0
     out = capsys.readouterr().out
@@ -65,6 +65,16 @@ def test_run_report_plot_from_a_study_file(tmp_path, tiny_checkpoint, tiny_csv, 
     assert main(["remeasure", *storage]) == 0
     captured = capsys.readouterr()
     assert "re-measuring the front" in captured.err and "front session" in captured.out
+
+    # Machines read one JSON object per line, and nothing else, on stdout.
+    assert main(["resume", *storage, "--trials", "2", "--json-log"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds.count("trial_started") == kinds.count("trial_finished") == 2 and kinds[-1] == "finished"
+    finished = [e for e in events if e["event"] == "trial_finished"]
+    assert [e["done"] for e in finished] == [1, 2] and all(e["total"] == 2 for e in finished)
+    assert all(e["state"] == "complete" and e["speedup"] > 0 for e in finished)
+    assert events[-1]["counts"]["complete"] == 5
 
 
 @pytest.mark.parametrize(

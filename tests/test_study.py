@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import optuna
@@ -119,10 +121,20 @@ def test_existing_study_with_other_settings_is_refused(tmp_path, tiny_checkpoint
     assert _snapshot(load_existing(config.resolved_storage(), "tiny")) == before
 
 
+def _dead_pid() -> int:
+    import subprocess
+    import sys
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
 def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_checkpoint, tiny_csv) -> None:
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
     study = run_study(config, n_trials=1, progress=lambda line: None)
     orphan = study.ask()  # stays RUNNING, as after a kill -9
+    orphan.set_user_attr("worker", {"host": socket.gethostname(), "pid": _dead_pid()})
     from opsearch.space import SearchSpace
 
     space = SearchSpace({m: tuple(ops) for m, ops in study.user_attrs["search_space"]["operators"].items()})
@@ -136,6 +148,20 @@ def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_ch
     assert len(resumed.get_trials(states=(COMPLETE,))) == 2  # exactly the one trial asked for was added
     retry = resumed.trials[-1]
     assert retry.user_attrs["retry_of"] == orphan.number and retry.params == orphan_params
+
+
+@pytest.mark.parametrize("worker", ["this process", "another host", "not yet recorded"])
+def test_a_trial_a_live_worker_may_be_running_is_left_alone(tmp_path, tiny_checkpoint, tiny_csv, worker) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], remeasure_front=False)
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    running = study.ask()
+    if worker != "not yet recorded":
+        host = socket.gethostname() if worker == "this process" else "elsewhere"
+        running.set_user_attr("worker", {"host": host, "pid": os.getpid() if worker == "this process" else 1})
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1,
+                           progress=lambda line: None)
+    assert resumed.trials[running.number].state == optuna.trial.TrialState.RUNNING
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 2
 
 
 def test_resume_of_a_missing_study_names_the_ones_there(tmp_path) -> None:

@@ -1,0 +1,92 @@
+"""Where a study lives: an Optuna storage opened from a URL, and the cache folder beside it.
+
+- ``sqlite:///path.db``: one machine, a few workers (a busy timeout lets them share the file).
+- ``journal:path.log``: Optuna's journal file, appended to under a file lock; for NFS-like folders.
+- any other SQLAlchemy URL (``postgresql://user@host/db``): many workers on many machines.
+
+Database storages get Optuna's heartbeat: a trial whose worker stops beating is failed after a grace
+period and its configuration queued again, on whichever worker comes next.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+
+from opsearch.config import DEFAULT_RUN_DIR
+from opsearch.errors import StudyError
+
+JOURNAL_PREFIX = "journal:"
+HEARTBEAT_SECONDS = 30
+# A worker silent this long is taken for dead: well above the heartbeat, so a busy machine is not mistaken.
+GRACE_SECONDS = 180
+
+
+def file_of(storage: str) -> Path | None:
+    """The file a SQLite or journal storage writes to; None for a database server."""
+    if storage.startswith("sqlite:///"):
+        return Path(storage[len("sqlite:///"):]).expanduser()
+    if storage.startswith(JOURNAL_PREFIX):
+        rest = storage[len(JOURNAL_PREFIX):]
+        return Path(rest[2:] if rest.startswith("//") else rest).expanduser()
+    return None
+
+
+def cache_dir_for(storage: str, study_name: str) -> Path:
+    """Exports and trial models live next to a study's file, else under ./opsearch-runs."""
+    path = file_of(storage)
+    return (path.parent if path is not None else DEFAULT_RUN_DIR) / f"{study_name}.cache"
+
+
+def open_storage(storage: str) -> optuna.storages.BaseStorage:
+    path = file_of(storage)
+    if path is not None:
+        _check_writable(storage, path)
+    if storage.startswith(JOURNAL_PREFIX):
+        from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+        return JournalStorage(JournalFileBackend(str(path)))
+    heartbeat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS,
+                 "failed_trial_callback": _queue_again}
+    if storage.startswith("sqlite:///"):
+        # A busy timeout lets workers, a report and a running study share the file.
+        return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}}, **heartbeat)
+    try:
+        return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+    except ImportError as exc:
+        raise StudyError(f"storage {storage!r} needs a database driver that is not installed ({exc}). For "
+                         "PostgreSQL: pip install 'opsearch[postgres]'.") from None
+    except Exception as exc:
+        raise StudyError(f"storage {storage!r} cannot be opened: {type(exc).__name__}: {exc}. Check the URL, "
+                         "that the server runs and that the database exists.") from None
+
+
+def load_existing(storage: str, study_name: str) -> optuna.Study:
+    backend = open_storage(storage)
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
+    if study_name not in names:
+        raise StudyError(f"no study {study_name!r} in {storage!r}; the studies there are {names or 'none'}. "
+                         "Start one with `opsearch run`.")
+    return optuna.load_study(study_name=study_name, storage=backend)
+
+
+def _check_writable(storage: str, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.parent / f".{path.name}.write-test"
+        probe.touch()
+        probe.unlink()
+        if path.exists() and not path.is_file():
+            raise IsADirectoryError(21, "is a folder")
+    except OSError as exc:
+        raise StudyError(f"storage {storage!r}: cannot write {str(path)!r} ({exc.strerror}). Choose a place "
+                         "you can write to, e.g. --storage sqlite:///./study.db") from None
+
+
+def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna failed a trial whose worker stopped beating: try its configuration again."""
+    if trial.params:
+        extra = {"preset": trial.user_attrs["preset"]} if "preset" in trial.user_attrs else {}
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **extra,
+                                                      "retry_reason": "its worker stopped sending heartbeats"})

@@ -159,7 +159,7 @@ class ChildProcess:
         self._kill()
         if code is not None and code < 0:
             name = signal.Signals(-code).name
-            hint = {"SIGSEGV": "a fault inside native code (the quantizer or ONNX Runtime)",
+            hint = {"SIGSEGV": "a fault inside native code: the quantizer or ONNX Runtime",
                     "SIGKILL": "killed from outside, often by the system's out-of-memory killer",
                     "SIGABRT": "native code aborted"}.get(name, "")
             return f"crashed with {name} while {phase}" + (f" ({hint})" if hint else "")

@@ -268,7 +268,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler)
         _check_same_study(study, config)
-        _sweep_interrupted(study, progress)
+        _sweep_interrupted(study, progress, cache_dir_for(storage, study_name))
     else:
         study = optuna.create_study(study_name=study_name, storage=backend, sampler=sampler,
                                     directions=list(DIRECTIONS))
@@ -415,7 +415,7 @@ def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
                          "`opsearch resume` to continue it as it was.")
 
 
-def _sweep_interrupted(study: optuna.Study, progress: Progress) -> None:
+def _sweep_interrupted(study: optuna.Study, progress: Progress, cache_dir: Path) -> None:
     """Trials left RUNNING by a process that died are marked failed and their configuration queued again.
 
     A trial records the host and pid running it: on this host, a dead pid is proof enough, at once. A trial
@@ -434,6 +434,7 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress) -> None:
             continue  # another worker may have just asked for it
         storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the process running it stopped")
         storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        shutil.rmtree(cache_dir / "trials" / f"trial-{trial.number}", ignore_errors=True)
         if trial.params:  # its configuration is tried again first
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **(
                 {"preset": trial.user_attrs["preset"]} if "preset" in trial.user_attrs else {})})

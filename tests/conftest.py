@@ -110,7 +110,8 @@ def tiny_csv(tmp_path_factory) -> Path:
 def fast_settings(**extra) -> dict:
     """Study settings that keep a tiny study to seconds. Trials run in this process (a child costs seconds to
     start); the tests of crash isolation, workers and the CLI use the default, a child process."""
-    return {"isolation": "none", "fit_size": 60, "calibration_samples": 8, "calibration_max_length": 16, "probe_samples": 60,
+    return {"isolation": "none", "fit_size": 60, "calibration_samples": 8, "calibration_max_length": 16,
+            "probe_samples": 60,
             "timing_samples": 10, "rounds": 3, "max_rounds": 4, "warmup_rounds": 1, "max_length": 32,
             "intra_op_threads": 1, **extra}
 

@@ -83,6 +83,7 @@ class CrashesOnMarkedTrials(TrialWorker):
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:
         marked = {int(n) for n in os.environ.get("OPSEARCH_TEST_CRASH_TRIALS", "").split(",") if n}
         if job.number in marked:
+            phase("quantizing")
             ctypes.string_at(0)
         return super().run(job, phase)
 

@@ -77,3 +77,30 @@ def test_in_process_runs_here() -> None:
 def test_limits_are_checked(limits: dict) -> None:
     with pytest.raises(ValueError, match="must be positive"):
         Limits(**limits)
+
+
+def test_a_trial_that_crashes_fails_alone_and_the_study_goes_on(tmp_path, tiny_checkpoint, tiny_csv,
+                                                                monkeypatch) -> None:
+    import optuna
+    from conftest import fast_settings
+
+    from opsearch.config import StudyConfig
+    from opsearch.study import create_runner
+
+    monkeypatch.setenv("OPSEARCH_TEST_CRASH_TRIALS", "1")  # the spawned child reads it
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=f"sqlite:///{tmp_path}/s.db",
+                         study_name="crash", modes=["dynamic"], remeasure_front=False,
+                         **fast_settings(isolation="process"))
+    lines: list[str] = []
+    runner = create_runner(config, progress=lines.append)
+    runner.executor = ChildProcess(runner.bench(), worker_factory=faults.CrashesOnMarkedTrials)
+    try:
+        runner.optimize(3)
+    finally:
+        runner.close()
+    states = [t.state for t in runner.study.trials]
+    complete, fail = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL
+    assert states == [complete, fail, complete]
+    reason = runner.study.trials[1].user_attrs["fail_reason"]
+    assert reason.startswith("crashed with SIGSEGV while quantizing")
+    assert any(line.startswith("[2/3") and "fail: crashed with SIGSEGV" in line for line in lines)

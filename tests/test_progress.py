@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import json
 
-from opsearch.progress import Bar, JsonLog, Lines, TrialEvent, as_progress, describe
+from opsearch.progress import Bar, JsonLog, TrialEvent, as_progress, describe
 
 DONE = TrialEvent(trial=4, state="complete", label="dynamic[MatMul] s8", done=2, total=4, elapsed_s=65.0,
                   remaining_s=65.0, speedup=2.05, ci_halfwidth=0.012, rounds=12, samples_per_s=410.0,
@@ -61,7 +61,3 @@ def test_the_bar_counts_trials_and_shows_the_current_one_and_the_best() -> None:
     text = out.getvalue()
     assert "trial 4 dynamic[MatMul] s8: 410.0 samples/s" in text  # the trial's line printed above the bar
     assert "1/4 trials" in text
-
-
-def test_lines_is_the_base_of_every_display() -> None:
-    assert all(issubclass(cls, Lines) for cls in (Bar, JsonLog))

@@ -1,0 +1,153 @@
+"""Nothing lost: a study killed with kill -9 resumes cleanly, and several workers share one study."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import psutil
+import pytest
+from conftest import fast_settings
+
+from opsearch.config import StudyConfig
+from opsearch.storage import cache_dir_for
+from opsearch.study import resume_study, run_study, run_worker
+
+COMPLETE, FAIL, RUNNING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
+                           optuna.trial.TrialState.RUNNING)
+
+
+def _toml(path: Path, **values) -> Path:
+    lines = [f"{k} = {_value(v)}" for k, v in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return f'"{v}"'
+    if isinstance(v, list):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    return str(v)
+
+
+def _opsearch(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "opsearch.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def _trials(storage: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials()
+    except KeyError:  # not created yet
+        return []
+
+
+def _snapshot(trials) -> dict:
+    return {t.number: (t.values, t.params, t.user_attrs) for t in trials if t.state == COMPLETE}
+
+
+def test_kill_9_mid_trial_then_resume_loses_nothing(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    storage = f"sqlite:///{tmp_path / 'kill.db'}"
+    study_file = _toml(tmp_path / "kill.toml", model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage,
+                       study_name="kill", modes=["dynamic"], trials=20, remeasure_front=False,
+                       **fast_settings(isolation="process"))
+    run = _opsearch("run", str(study_file), "--quiet")
+    deadline = time.monotonic() + 300
+    while True:  # wait for two completed trials and a third one under way
+        trials = _trials(storage, "kill")
+        running = [t for t in trials if t.state == RUNNING and "worker" in t.user_attrs]
+        if len([t for t in trials if t.state == COMPLETE]) >= 2 and running:
+            break
+        assert run.poll() is None, run.communicate()
+        assert time.monotonic() < deadline, "the study did not get going"
+        time.sleep(0.1)
+    trial_process = psutil.Process(run.pid).children(recursive=True)
+    assert trial_process, "the trial runs in a child process"
+    os.kill(run.pid, signal.SIGKILL)
+    run.wait()
+    # The child dies with its parent: nothing goes on timing on an orphaned process.
+    _, alive = psutil.wait_procs(trial_process, timeout=15)
+    assert not alive
+
+    before = _trials(storage, "kill")
+    interrupted = [t for t in before if t.state == RUNNING]
+    assert len(interrupted) == 1
+    lines: list[str] = []
+    resumed = resume_study(storage=storage, study_name="kill", n_trials=2, progress=lines.append)
+    after = resumed.get_trials()
+    assert _snapshot(after) | _snapshot(before) == _snapshot(after)  # every trial completed before is intact
+    orphan = after[interrupted[0].number]
+    assert orphan.state == FAIL and orphan.user_attrs["fail_reason"].startswith("interrupted")
+    added = [t for t in after if t.number > max(t.number for t in before)]
+    assert [t.state for t in added] == [COMPLETE, COMPLETE]  # exactly the trials asked for
+    assert added[0].user_attrs["retry_of"] == orphan.number and added[0].params == orphan.params
+    assert any("left running by a stopped process" in line for line in lines)
+    # No half-written trial model is left behind to be reused.
+    assert not list((cache_dir_for(storage, "kill") / "trials").glob("trial-*"))
+
+
+def test_two_workers_share_one_sqlite_study_and_take_turns_timing(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    storage = f"sqlite:///{tmp_path / 'shared.db'}"
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="shared",
+                         modes=["dynamic"], trials=6, remeasure_front=False, **fast_settings(isolation="process"))
+    run_study(config, n_trials=0, progress=lambda line: None)  # the study and its fp32 baseline
+    env = {"OPSEARCH_LOCK_DIR": str(tmp_path)}  # this test's workers share a lock of their own
+    workers = [_opsearch("worker", "--storage", storage, "--study-name", "shared", "--quiet", env=env)
+               for _ in range(2)]
+    for worker in workers:
+        out, err = worker.communicate(timeout=600)
+        assert worker.returncode == 0, err
+    trials = _trials(storage, "shared")
+    done = [t for t in trials if t.state == COMPLETE]
+    assert 6 <= len(done) <= 7  # both may finish a trial at the moment the sixth completes
+    assert not [t for t in trials if t.state in (RUNNING, FAIL)]
+    assert len({t.user_attrs["worker"]["pid"] for t in done}) == 2  # both took part
+    # Timed sections never overlapped: workers on one machine take turns timing.
+    windows = sorted(tuple(t.user_attrs["timed_window"]) for t in done if "timed_window" in t.user_attrs)
+    assert len(windows) >= 2
+    for (_, end), (start, _) in zip(windows, windows[1:], strict=False):
+        assert end <= start
+
+
+def test_a_worker_needs_a_started_study(tmp_path) -> None:
+    from opsearch.errors import StudyError
+
+    storage = f"sqlite:///{tmp_path / 'none.db'}"
+    optuna.create_study(storage=storage, study_name="bare")
+    with pytest.raises(StudyError, match="not made by opsearch"):
+        run_worker(storage=storage, study_name="bare")
+
+
+def test_a_journal_file_holds_a_study(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    storage = f"journal:{tmp_path / 'study.log'}"
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="j",
+                         modes=["dynamic"], remeasure_front=False, **fast_settings())
+    run_study(config, n_trials=2, progress=lambda line: None)
+    resumed = resume_study(storage=storage, study_name="j", n_trials=1, progress=lambda line: None)
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 3
+    assert (tmp_path / "study.log").stat().st_size > 0
+    assert (tmp_path / "j.cache" / "fp32" / "model.onnx").is_file()  # the cache sits beside the journal
+
+
+def test_a_damaged_export_cache_is_exported_again(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=f"sqlite:///{tmp_path}/d.db",
+                         study_name="d", modes=["dynamic"], remeasure_front=False, **fast_settings())
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    before = _snapshot(study.get_trials())
+    model = cache_dir_for(config.resolved_storage(), "d") / "fp32" / "model.onnx"
+    good = model.read_bytes()
+    model.write_bytes(good[: len(good) // 2])  # a crash mid-copy, a full disk
+    lines: list[str] = []
+    resumed = resume_study(storage=config.resolved_storage(), study_name="d", n_trials=1, progress=lines.append)
+    assert any("is damaged" in line and "exporting again" in line for line in lines)
+    assert len(model.read_bytes()) == len(good)
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 2
+    assert _snapshot(resumed.get_trials()) | before == _snapshot(resumed.get_trials())

@@ -240,4 +240,5 @@ def test_interaction_hint_names_operators_that_work_together(study: optuna.Study
     assert len(table) == 8
     joint = make_factorial_study(tmp_path / "s.db", table)
     (hint,) = interaction_hints(joint.get_trials(states=(optuna.trial.TrialState.COMPLETE,)))
-    assert hint.startswith("op_Gather and op_MatMul: together +0.5") and "more" in hint
+    assert hint.startswith("op_Gather and op_MatMul: together +") and "x more speedup" in hint
+    assert float(hint.split("together ")[1].split("x")[0]) == pytest.approx(0.5, abs=0.05)  # the rule's 0.5x

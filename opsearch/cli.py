@@ -12,12 +12,16 @@ from opsearch._logging import quiet_libraries
 from opsearch.config import StudyConfig
 from opsearch.errors import ConfigError, OpsearchError
 
+FORMATS = ("text", "markdown", "csv", "json", "html")  # opsearch.formats.FORMATS, kept here for a fast --help
+Y_AXES = ("speedup", "throughput")  # opsearch.plot.Y_AXES
+
 EPILOG = """examples:
   opsearch run                                   the default study (all-MiniLM-L6-v2 on labelled tweets)
   opsearch run studies/minilm-sst2.toml --trials 20
   opsearch run --model ./my-checkpoint --dataset val.csv --label-map negative=0,positive=1
   opsearch resume --storage sqlite:///opsearch-runs/default.db --study-name default --trials 5
   opsearch report --storage sqlite:///opsearch-runs/default.db --study-name default --csv front.csv
+  opsearch report --storage sqlite:///opsearch-runs/default.db --study-name default --format html
   opsearch plot   --storage sqlite:///opsearch-runs/default.db --study-name default --out pareto.png
 """
 
@@ -103,10 +107,18 @@ def _parser() -> argparse.ArgumentParser:
     _output_flags(p)
     p.set_defaults(func=cmd_worker)
 
-    p = sub.add_parser("report", help="print the Pareto front of a stored study")
+    p = sub.add_parser("report", help="the Pareto front of a stored study, as text, markdown, CSV, JSON or HTML")
     _storage_flags(p)
+    shape = p.add_mutually_exclusive_group()
+    shape.add_argument("--format", choices=FORMATS, default="text",
+                       help="text (default), markdown (front, baseline, effects), csv (every completed trial), "
+                       "json (everything), html (one self-contained page with interactive plots)")
+    shape.add_argument("--json", action="store_true", help="print the front as a JSON list (as before --format)")
+    p.add_argument("--out", metavar="FILE", help="write the report here (default: stdout; for html, "
+                   "STUDY-report.html next to the study)")
+    p.add_argument("--max-accuracy-loss", type=float, metavar="L",
+                   help="trials losing more than L accuracy (a fraction: 0.01 is one point) are infeasible")
     p.add_argument("--csv", metavar="PATH", help="also write every completed trial as CSV")
-    p.add_argument("--json", action="store_true", help="print the front as JSON")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("export", help="write a trial's quantized model as a folder optimum and transformers load")
@@ -118,9 +130,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="a new or empty folder")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("plot", help="draw the Pareto front of a stored study as a PNG")
+    p = sub.add_parser("plot", help="draw the Pareto front of a stored study (PNG, or interactive HTML)")
     _storage_flags(p)
-    p.add_argument("--out", metavar="PNG", help="where to write it (default: next to the study)")
+    p.add_argument("--out", metavar="PNG|HTML", help="where to write it (default: next to the study); a .html "
+                   "name writes the interactive plot")
+    p.add_argument("--html", action="store_true", help="write the interactive plot as self-contained HTML")
+    p.add_argument("--effects", metavar="PNG", help="also draw the operator-effects plot here")
+    p.add_argument("--max-accuracy-loss", type=float, metavar="L",
+                   help="fade trials losing more than L accuracy (0.01 is one point) and mark the best within it")
+    p.add_argument("--y", choices=Y_AXES, default="speedup", dest="y_axis",
+                   help="y axis: speedup over fp32 (default) or throughput in samples/s")
     p.set_defaults(func=cmd_plot)
     return parser
 
@@ -336,14 +355,28 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from opsearch.report import build_report, format_report, write_csv
-    from opsearch.study import load_existing
+    from opsearch.effects import study_effects
+    from opsearch.formats import render
+    from opsearch.report import build_report, write_csv
+    from opsearch.study import cache_dir_for, load_existing
 
-    report = build_report(load_existing(args.storage, args.study_name))
+    study = load_existing(args.storage, args.study_name)
+    report = build_report(study, max_accuracy_loss=args.max_accuracy_loss)
     if args.json:
         print(report.to_frame().to_json(orient="records", indent=2))
     else:
-        print(format_report(report))
+        effects = study_effects(study, report=report) if args.format in ("markdown", "json", "html") else None
+        text = render(report, effects, args.format)
+        out = args.out
+        if args.format == "html" and not out:
+            out = cache_dir_for(args.storage, args.study_name).parent / f"{args.study_name}-report.html"
+        if out:
+            out = Path(out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(text, encoding="utf-8")
+            print(f"wrote {out}", file=sys.stderr)
+        else:
+            print(text, end="" if text.endswith("\n") else "\n")
     if args.csv:
         print(f"wrote {write_csv(report, args.csv)}", file=sys.stderr)
     return 0
@@ -362,15 +395,25 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
-    from opsearch.plot import draw_pareto, pareto_plot_info
+    from opsearch.plot import draw_effects, draw_pareto, effects_plot_info, pareto_plot_info, write_pareto_html
     from opsearch.report import build_report
     from opsearch.study import cache_dir_for, load_existing
 
-    report = build_report(load_existing(args.storage, args.study_name))
+    study = load_existing(args.storage, args.study_name)
+    report = build_report(study, max_accuracy_loss=args.max_accuracy_loss)
     if not report.rows:
         raise OpsearchError(f"study {args.study_name!r} has no completed trial to plot yet.")
-    out = args.out or cache_dir_for(args.storage, args.study_name).parent / f"{args.study_name}-pareto.png"
-    print(draw_pareto(pareto_plot_info(report), out))
+    html = args.html or (args.out is not None and Path(args.out).suffix.lower() in (".html", ".htm"))
+    default = cache_dir_for(args.storage, args.study_name).parent / f"{args.study_name}-pareto"
+    out = args.out or default.with_suffix(".html" if html else ".png")
+    info = pareto_plot_info(report, y_axis=args.y_axis)
+    print(write_pareto_html(info, out) if html else draw_pareto(info, out))
+    if args.effects:
+        from opsearch.effects import study_effects
+
+        effects = study_effects(study, report=report)
+        print(draw_effects(effects_plot_info(effects, title=f"operator and flag effects: {args.study_name}"),
+                           args.effects))
     return 0
 
 

@@ -116,3 +116,85 @@ def test_help_explains_commands(capsys) -> None:
     out = capsys.readouterr().out
     for command in ("inspect", "run", "resume", "report", "plot"):
         assert command in out
+
+
+# report and plot on a stored (fake) study: no model needed -----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fake_storage(tmp_path_factory) -> list[str]:
+    from test_report import STUDY_NAME, make_study
+
+    db = tmp_path_factory.mktemp("fake") / "study.db"
+    make_study(db)
+    return ["--storage", f"sqlite:///{db}", "--study-name", STUDY_NAME]
+
+
+def test_report_json_flag_still_prints_the_front_as_a_list(fake_storage, capsys) -> None:
+    from test_report import LISTED_FRONT
+
+    assert main(["report", *fake_storage, "--json"]) == 0
+    front = json.loads(capsys.readouterr().out)
+    assert isinstance(front, list) and {r["trial"] for r in front} == LISTED_FRONT
+
+
+@pytest.mark.parametrize("fmt", ["text", "markdown", "csv", "json"])
+def test_report_formats_go_to_stdout_or_out(fake_storage, fmt, tmp_path, capsys) -> None:
+    assert main(["report", *fake_storage, "--format", fmt, "--max-accuracy-loss", "0.01"]) == 0
+    printed = capsys.readouterr().out
+    out = tmp_path / "sub" / f"report.{fmt}"
+    assert main(["report", *fake_storage, "--format", fmt, "--max-accuracy-loss", "0.01", "--out", str(out)]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == "" and str(out) in captured.err
+    written = out.read_text()
+    assert written.rstrip("\n") == printed.rstrip("\n")
+    if fmt == "json":
+        data = json.loads(written)
+        assert data["best_feasible"] == 1 and data["effects"] and data["operator_matrix"]["trials"]
+    elif fmt == "csv":
+        assert len(list(csv.DictReader(written.splitlines()))) == 9
+    elif fmt == "markdown":
+        assert "## Operator and flag effects" in written and "best within 1.00 pt: trial 1" in written
+    else:
+        assert "best within 1.00 pt: trial 1" in written
+
+
+def test_report_html_defaults_next_to_the_study(fake_storage, capsys) -> None:
+    assert main(["report", *fake_storage, "--format", "html"]) == 0
+    db = Path(fake_storage[1][len("sqlite:///"):])
+    page = db.parent / f"{fake_storage[3]}-report.html"
+    assert str(page) in capsys.readouterr().err
+    assert page.read_text().startswith("<!DOCTYPE html>")
+
+
+def test_report_json_and_format_exclude_each_other(fake_storage, capsys) -> None:
+    with pytest.raises(SystemExit):
+        main(["report", *fake_storage, "--json", "--format", "markdown"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_report_refuses_a_negative_limit(fake_storage, capsys) -> None:
+    assert main(["report", *fake_storage, "--max-accuracy-loss", "-1"]) == 2
+    assert "e.g. 0.01" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("flags", "suffix"), [(["--html"], ".html"), ([], ".png")])
+def test_plot_defaults(fake_storage, flags, suffix, capsys) -> None:
+    assert main(["plot", *fake_storage, *flags]) == 0
+    out = Path(capsys.readouterr().out.strip())
+    assert out.suffix == suffix and out.name.startswith(fake_storage[3])
+    data = out.read_bytes()
+    if suffix == ".png":
+        assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    else:
+        assert data.lstrip().lower().startswith(b"<!doctype html>") and b"plotly.js v" in data
+
+
+def test_plot_html_from_suffix_with_effects_and_limit(fake_storage, tmp_path, capsys) -> None:
+    pareto, effects = tmp_path / "pareto.html", tmp_path / "effects.png"
+    assert main(["plot", *fake_storage, "--out", str(pareto), "--effects", str(effects), "--max-accuracy-loss",
+                 "0.01", "--y", "throughput"]) == 0
+    assert capsys.readouterr().out.split() == [str(pareto), str(effects)]
+    text = pareto.read_text()
+    assert "best within limit (#1)" in text and "throughput (samples" in text
+    assert effects.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,7 @@ the attributes opsearch.study stores."""
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class Spec:
     same_graph_as: int | None = None
     preset: str | None = None
     state: optuna.trial.TrialState = optuna.trial.TrialState.COMPLETE
+    extra_attrs: dict[str, Any] = field(default_factory=dict)  # more user attrs, e.g. a "constraint"
+    system_attrs: dict[str, Any] = field(default_factory=dict)
 
 
 def _params(**changes: Any) -> dict[str, Any]:
@@ -153,15 +155,21 @@ def make_study(path: Path, specs: list[Spec] = SPECS, *, baseline: dict | None =
                 values=[spec.throughput, spec.loss] if complete else None,
                 params=params,
                 distributions={k: DISTRIBUTIONS[k] for k in params},
-                user_attrs=_attrs(spec),
+                user_attrs={**_attrs(spec), **spec.extra_attrs},
+                system_attrs=spec.system_attrs,
             )
         )
     return optuna.load_study(study_name=STUDY_NAME, storage=storage)
 
 
 @pytest.fixture(scope="module")
-def report(tmp_path_factory: pytest.TempPathFactory) -> StudyReport:
-    return build_report(make_study(tmp_path_factory.mktemp("study") / "study.db"))
+def stored(tmp_path_factory: pytest.TempPathFactory) -> optuna.Study:
+    return make_study(tmp_path_factory.mktemp("study") / "study.db")
+
+
+@pytest.fixture(scope="module")
+def report(stored: optuna.Study) -> StudyReport:
+    return build_report(stored)
 
 
 def test_the_expectation_is_meaningful() -> None:
@@ -301,3 +309,90 @@ def test_csv_has_one_row_per_trial(report: StudyReport, tmp_path: Path, front_on
 def test_csv_by_default_holds_every_completed_trial(report: StudyReport, tmp_path: Path) -> None:
     frame = pd.read_csv(write_csv(report, tmp_path / "all.csv"))
     assert sorted(frame["trial"]) == COMPLETE
+
+
+# Feasibility: an accuracy limit from the caller, or a constraint stored with the trial ------------------------
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.004, 0.01, 0.03, 0.5])
+def test_an_accuracy_limit_marks_infeasible_trials_and_the_front_keeps_feasible_ones(stored: optuna.Study,
+                                                                                      limit: float) -> None:
+    report = build_report(stored, max_accuracy_loss=limit)
+    feasible = {i for i in COMPLETE if SPECS[i].loss <= limit}
+    assert {r.trial for r in report.rows if r.feasible} == feasible
+    for r in report.rows:
+        assert ("accuracy loss" in r.infeasible_reason) is (r.trial not in feasible)
+    expected = {i for i in feasible if not any(dominates(SPECS[j], SPECS[i]) for j in feasible)}
+    assert {r.trial for r in report.rows if r.pareto} == expected
+    best = report.best_feasible
+    assert best is not None and best.trial == max(expected - {5}, key=lambda i: SPECS[i].throughput)
+    assert best.accuracy_loss_pt <= 100 * limit
+
+
+def test_without_a_limit_every_trial_is_feasible_and_there_is_no_best(report: StudyReport) -> None:
+    assert all(r.feasible and not r.infeasible_reason for r in report.rows)
+    assert report.max_accuracy_loss is None and report.best_feasible is None
+
+
+def test_a_limit_nothing_meets_leaves_an_empty_front_and_says_so(tmp_path: Path) -> None:
+    specs = [SPECS[2], SPECS[4]]  # losses 1.2 and 2 points
+    report = build_report(make_study(tmp_path / "s.db", specs), max_accuracy_loss=0.01)
+    assert report.front == [] and report.best_feasible is None
+    assert "no trial loses at most 1.00 pt" in format_report(report)
+
+
+CONSTRAINTS = [([0.0], True), ([-0.5, 0.0], True), ([0.2], False), ([-1.0, 0.3], False), (0.7, False), (-0.1, True)]
+
+
+def test_a_stored_constraint_above_zero_makes_a_trial_infeasible(tmp_path: Path) -> None:
+    # Each trial carries the constraint another part of opsearch stores under "constraint"; all share one spot.
+    specs = [replace(SPECS[1], extra_attrs={"constraint": c}) for c, _ in CONSTRAINTS]
+    rows = build_report(make_study(tmp_path / "s.db", specs)).rows
+    assert [r.feasible for r in rows] == [feasible for _, feasible in CONSTRAINTS]
+    for r in rows:
+        assert ("constraint" in r.infeasible_reason) is not r.feasible
+        assert r.pareto is r.feasible  # the front is taken over feasible trials only
+
+
+def test_an_infeasible_trial_leaves_the_front_to_the_trials_it_dominated(tmp_path: Path) -> None:
+    specs = [SPECS[0], replace(SPECS[1], extra_attrs={"constraint": [0.2]}), SPECS[2], SPECS[3]]
+    rows = {r.trial: r for r in build_report(make_study(tmp_path / "s.db", specs)).rows}
+    assert {t for t, r in rows.items() if r.pareto} == {0, 2, 3}  # trial 2 was dominated by trial 1 only
+
+
+def test_optunas_constraints_system_attr_counts_too(tmp_path: Path) -> None:
+    specs = [SPECS[0], replace(SPECS[1], system_attrs={"constraints": [0.5]})]
+    rows = {r.trial: r for r in build_report(make_study(tmp_path / "s.db", specs)).rows}
+    assert not rows[1].feasible and rows[0].feasible
+
+
+@pytest.mark.parametrize("bad", [-0.01, float("nan"), float("inf")])
+def test_a_bad_limit_is_refused_with_the_fix(stored: optuna.Study, bad: float) -> None:
+    from opsearch.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"max_accuracy_loss=.*e\.g\. 0\.01"):
+        build_report(stored, max_accuracy_loss=bad)
+
+
+def test_knee_of_the_listed_front(report: StudyReport) -> None:
+    from opsearch.pareto import knee
+
+    front = report.front
+    assert len(front) == 3
+    expected = knee([(r.samples_per_s, r.accuracy_loss_pt) for r in front])
+    assert report.knee == (None if expected is None else front[expected])
+    # Front (loss pt, samples/s): (0, 120.5), (0.4, 250.4), (3.1, 333.5): trial 1 is the bend.
+    assert report.knee is not None and report.knee.trial == 1
+    assert "knee of the front: trial 1" in format_report(report)
+
+
+def test_the_report_carries_the_machine_versions_and_settings(tmp_path: Path) -> None:
+    study = make_study(tmp_path / "s.db", [SPECS[0]])
+    study.set_user_attr("machine", {"cpu": "Test CPU 9000", "physical_cores": 2})
+    study.set_user_attr("versions", {"onnxruntime": "1.99.0"})
+    study.set_user_attr("opsearch_config", {"model": "tiny", "trials": 3})
+    study.set_user_attr("threads", {"intra_op": 2})
+    report = build_report(study)
+    assert report.machine == {"cpu": "Test CPU 9000", "physical_cores": 2}
+    assert report.versions == {"onnxruntime": "1.99.0"}
+    assert report.settings == {"opsearch_config": {"model": "tiny", "trials": 3}, "threads": {"intra_op": 2}}

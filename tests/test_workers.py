@@ -126,17 +126,6 @@ def test_a_worker_needs_a_started_study(tmp_path) -> None:
         run_worker(storage=storage, study_name="bare")
 
 
-def test_a_journal_file_holds_a_study(tmp_path, tiny_checkpoint, tiny_csv) -> None:
-    storage = f"journal:{tmp_path / 'study.log'}"
-    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="j",
-                         modes=["dynamic"], remeasure_front=False, **fast_settings())
-    run_study(config, n_trials=2, progress=lambda line: None)
-    resumed = resume_study(storage=storage, study_name="j", n_trials=1, progress=lambda line: None)
-    assert len(resumed.get_trials(states=(COMPLETE,))) == 3
-    assert (tmp_path / "study.log").stat().st_size > 0
-    assert (tmp_path / "j.cache" / "fp32" / "model.onnx").is_file()  # the cache sits beside the journal
-
-
 def test_a_damaged_export_cache_is_exported_again(tmp_path, tiny_checkpoint, tiny_csv) -> None:
     config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=f"sqlite:///{tmp_path}/d.db",
                          study_name="d", modes=["dynamic"], remeasure_front=False, **fast_settings())

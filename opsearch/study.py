@@ -18,15 +18,18 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from opsearch.config import DEFAULT_RUN_DIR, StudyConfig
+from opsearch.config import DEFAULT_RUN_DIR, LEGACY_DEFAULTS, StudyConfig
 from opsearch.data import StudyData, load_study_data
 from opsearch.embedding import LinearProbe, embed
 from opsearch.errors import StudyError, TrialFailed
+from opsearch.fusion import FusionFailed, fused_model
 from opsearch.graph import GraphInfo, inspect_model
 from opsearch.machine import fingerprint, fingerprint_changes, library_versions, machine_id
 from opsearch.model_source import PreparedModel, prepare_model
+from opsearch.presets import presets
 from opsearch.quantize import quantize
 from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
+from opsearch.sampling import AccuracyConstraint, make_sampler
 from opsearch.space import SearchSpace
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
 from opsearch.timing import measure_paired, measure_single
@@ -40,7 +43,10 @@ DIRECTIONS = ("maximize", "minimize")
 IDENTITY_FIELDS = ("model", "dataset", "task", "split", "text_column", "label_column", "label_map",
                    "exclude_labels", "fit_dataset", "fit_split", "fit_size", "max_samples", "seed",
                    "max_length", "modes", "all_operators", "calibration_method", "calibration_samples",
-                   "calibration_max_length", "probe_samples", "batch_size", "end_to_end")
+                   "calibration_max_length", "probe_samples", "batch_size", "end_to_end", "fusions", "formats",
+                   "activation_types", "exclude_fragile")
+# Enumerating the space queues every recipe; above this many, sampling it is the only way.
+MAX_ENUMERATED = 5000
 
 Progress = Callable[[str], None]
 
@@ -81,7 +87,9 @@ def load_existing(storage: str, study_name: str) -> optuna.Study:
 
 
 def stored_config(study: optuna.Study) -> StudyConfig:
-    return StudyConfig.from_dict(study.user_attrs["opsearch_config"], source=f"study {study.study_name!r}")
+    """The config a study was made with; settings it predates take the values that reproduce its search."""
+    return StudyConfig.from_dict({**LEGACY_DEFAULTS, **study.user_attrs["opsearch_config"]},
+                                 source=f"study {study.study_name!r}")
 
 
 @dataclass
@@ -123,7 +131,7 @@ class Runner:
         recipe = self.space.suggest(trial)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("label", recipe.label())
-        if not recipe.operators_to_quantize:
+        if recipe.is_fp32:
             trial.set_user_attr("fail_reason", "no operator type selected: the model would be the fp32 model")
             raise optuna.TrialPruned("no operator type selected")
         self.progress(f"trial {trial.number}: {recipe.label()} ...")
@@ -131,7 +139,7 @@ class Runner:
         try:
             try:
                 quantized = quantize(recipe, fp32_path=self.model.onnx_path, out_dir=out_dir,
-                                     calibration=self.calibration)
+                                     calibration=self.calibration, cache_dir=self.cache_dir)
             except TrialFailed as exc:
                 trial.set_user_attr("fail_reason", f"quantization failed: {exc}")
                 raise
@@ -235,8 +243,8 @@ def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
     """Open or create the study, prepare the model and data, and measure the fp32 baseline if new."""
     study_name, storage = config.resolved_study_name(), config.resolved_storage()
     backend = open_storage(storage)
-    sampler = optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True,
-                                         n_startup_trials=min(10, max(4, config.trials // 2)))
+    constraint = AccuracyConstraint(config)
+    sampler = make_sampler(config, constraint)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler)
@@ -255,9 +263,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
     data = load_study_data(config, id2label=model.id2label, task=model.task)
     progress(f"data: {data.description}")
     graph = inspect_model(model.onnx_path)
-    space = SearchSpace.from_graph(graph, modes=config.modes, all_operators=config.all_operators,
-                                   calibration_method=config.calibration_method,
-                                   calibration_samples=config.calibration_samples)
+    space = _search_space(config, model, graph, cache_dir, progress)
     progress("search space: " + "; ".join(f"{m}: {', '.join(ops)}" for m, ops in space.operators.items())
              + f" ({space.size()} recipes)")
 
@@ -269,7 +275,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
                         max_length=config.max_length, end_to_end=config.end_to_end)
     calibration = None
     if "static" in config.modes:
-        calibration = encode_padded(tokenizer, data.fit.texts[: config.calibration_samples],
+        calibration = encode_padded(tokenizer, data.fit.texts[: config.calibration_rows],
                                     length=config.calibration_max_length)
     baseline_session = make_session(model.onnx_path, threads)
 
@@ -282,8 +288,9 @@ def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
                     calibration, baseline_session, progress)
     if "baseline" not in study.user_attrs:
         _measure_baseline(runner)
-        for name, params in space.presets():
-            study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
+        for preset in presets(space, sweep_operators=config.sweep_operators):
+            study.enqueue_trial(preset.params, user_attrs={"preset": preset.name}, skip_if_exists=True)
+        _enumerate(study, config, space, progress)
     else:
         # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
         if isinstance(task, EmbeddingTask):
@@ -292,7 +299,48 @@ def create_runner(config: StudyConfig, *, progress: Progress = print) -> Runner:
         base = study.user_attrs["baseline"]
         progress(f"resuming {study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
                  f"{base['metrics']['accuracy']:.4f}, {base['timing']['throughput']:.1f} samples/s")
+    constraint.set_baseline(study, runner.baseline_accuracy)
     return runner
+
+
+def _search_space(config: StudyConfig, model: PreparedModel, graph: GraphInfo, cache_dir: Path,
+                  progress: Progress) -> SearchSpace:
+    """The space over the exported graph and each fusion level the optimizer can make of it (made once)."""
+    fused: dict[str, GraphInfo] = {}
+    for level in config.fusions:
+        if level == "none":
+            continue
+        started = time.perf_counter()
+        try:
+            fused[level] = inspect_model(fused_model(model.onnx_path, level, cache_dir=cache_dir))
+        except FusionFailed as exc:
+            progress(f"WARNING: {exc}; fusion {level} is left out of the search")
+            continue
+        progress(f"fusion {level}: {sum(o.count for o in fused[level].operators)} nodes (from "
+                 f"{sum(o.count for o in graph.operators)}), made in {time.perf_counter() - started:.1f} s")
+    levels = [level for level in config.fusions if level == "none" or level in fused]
+    if not levels:
+        raise StudyError(f"no fusion level of {config.fusions} could be made for this model: add \"none\" to "
+                         "fusions to search the exported graph.")
+    exclude = [False, True] if config.exclude_fragile == "search" else [bool(config.exclude_fragile)]
+    return SearchSpace.from_graph(graph, modes=config.modes, all_operators=config.all_operators,
+                                  calibration_method=config.calibration_method,
+                                  calibration_samples=config.calibration_samples, fusions=levels, fused=fused,
+                                  formats=config.formats, activation_types=config.activation_types,
+                                  exclude_fragile=exclude)
+
+
+def _enumerate(study: optuna.Study, config: StudyConfig, space: SearchSpace, progress: Progress) -> None:
+    """Queue every recipe once when the space is small enough to try whole (``enumerate``), after the presets."""
+    size = space.size()
+    if config.enumerate == "off" or (config.enumerate == "auto" and size > config.trials):
+        return
+    if size > MAX_ENUMERATED:
+        raise StudyError(f"enumerate=\"on\" but the space holds {size} recipes (more than {MAX_ENUMERATED}): "
+                         "narrow it (modes, fusions, formats, ...) or set enumerate = \"auto\".")
+    for params in space.enumerate_params():
+        study.enqueue_trial(params, skip_if_exists=True)
+    progress(f"search space: all {size} recipes queued, each once")
 
 
 def _embedding_task(study, config, model, data, tokenizer, eval_feeds, baseline_session, progress) -> EmbeddingTask:
@@ -373,6 +421,7 @@ def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
     if stored is None:
         return  # created but its baseline never finished: nothing measured to protect
     new = config.to_dict()
+    stored = {**LEGACY_DEFAULTS, **stored}
     changed = [k for k in IDENTITY_FIELDS if stored.get(k) != new.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in changed)

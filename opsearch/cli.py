@@ -130,6 +130,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("out_dir", help="a new or empty folder")
     p.set_defaults(func=cmd_export)
 
+    p = sub.add_parser("sensitivity", help="rank a configuration's quantized layers (or nodes) by the accuracy "
+                       "they cost, and the curve of keeping the worst in fp32")
+    _storage_flags(p)
+    which = p.add_mutually_exclusive_group(required=True)
+    which.add_argument("--trial", type=int, help="the trial whose recipe to analyse")
+    which.add_argument("--recipe", metavar="JSON", help='a recipe, e.g. \'{"mode": "dynamic", '
+                       '"operators_to_quantize": ["MatMul"], "fusion": "O2"}\'')
+    p.add_argument("--by", choices=["layer", "node"], default="layer",
+                   help="unit ranked: a transformer layer (node-name prefix) or each node (default layer)")
+    p.add_argument("--max-excluded", type=int, help="stop the curve after excluding this many units")
+    p.add_argument("--samples", type=int, help="evaluate on this many rows (default: the study's evaluation split)")
+    p.add_argument("--json", action="store_true", help="print JSON for machines")
+    p.add_argument("--quiet", action="store_true", help="print only the result")
+    p.set_defaults(func=cmd_sensitivity)
+
     p = sub.add_parser("plot", help="draw the Pareto front of a stored study (PNG, or interactive HTML)")
     _storage_flags(p)
     p.add_argument("--out", metavar="PNG|HTML", help="where to write it (default: next to the study); a .html "
@@ -167,7 +182,23 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--modes", help="dynamic, static, or dynamic,static (default both)")
     g.add_argument("--all-operators", action="store_true", default=None,
                    help="offer every operator type in the graph, not only the quantizable ones")
-    g.add_argument("--seed", type=int)
+    g.add_argument("--seed", type=int, help="seeds the sampler: the same seed suggests the same configurations")
+    g.add_argument("--fusions", help="graph fusion levels searched before quantization: none,O1,O2,O3 "
+                   "(default none,O2)")
+    g.add_argument("--formats", help="static formats searched: QOperator,QDQ (default both)")
+    g.add_argument("--activation-types", help="static activation types searched: QUInt8,QInt8 (default both)")
+    g.add_argument("--calibration-method", help="static calibration: minmax, entropy, percentile, or a "
+                   "comma list to search (default minmax)")
+    g.add_argument("--calibration-samples", help="calibration rows, or a comma list to search (default 64)")
+    g.add_argument("--exclude-fragile", choices=["on", "off", "search"],
+                   help="static: keep layer norms, GELU and residual/mask/embedding Adds in fp32 (default search)")
+    g.add_argument("--max-accuracy-loss", metavar="LIMIT",
+                   help="a constraint for the sampler: 0.01 (1 point of accuracy) or 1%%rel (of fp32 accuracy)")
+    g.add_argument("--sampler", choices=["tpe", "nsga2", "random"], help="how trials are chosen (default tpe)")
+    g.add_argument("--enumerate", choices=["auto", "on", "off"],
+                   help="queue every recipe once instead of sampling: auto when the space <= trials (default)")
+    g.add_argument("--sweep-operators", action="store_true", default=None,
+                   help="also queue each dynamic operator type alone, first")
     g.add_argument("--storage", help="Optuna storage URL (default sqlite:///opsearch-runs/STUDY_NAME.db)")
     g.add_argument("--study-name", help="default: MODEL-DATASET")
     g = p.add_argument_group("timing")
@@ -210,7 +241,7 @@ _OVERRIDES = ("model", "task", "dataset", "split", "text_column", "label_column"
               "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds", "max_rounds",
               "timing_samples", "intra_op_threads", "ci_target", "max_seconds", "batch_size", "end_to_end",
               "inter_op_threads", "allow_spinning", "remeasure_front", "isolation", "trial_timeout",
-              "trial_memory_mb")
+              "trial_memory_mb", "sampler", "enumerate", "sweep_operators")
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -220,6 +251,23 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         overrides["label_map"] = _parse_label_map(args.label_map)
     if args.modes:
         overrides["modes"] = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for name in ("fusions", "formats", "activation_types"):
+        if getattr(args, name):
+            overrides[name] = _split(getattr(args, name))
+    if args.calibration_method:
+        methods = _split(args.calibration_method)
+        overrides["calibration_method"] = methods if len(methods) > 1 else methods[0]
+    if args.calibration_samples:
+        try:
+            sizes = [int(v) for v in _split(args.calibration_samples)]
+        except ValueError:
+            raise ConfigError(f"--calibration-samples {args.calibration_samples!r}: give whole numbers, "
+                              "e.g. 64 or 64,256.") from None
+        overrides["calibration_samples"] = sizes if len(sizes) > 1 else sizes[0]
+    if args.exclude_fragile:
+        overrides["exclude_fragile"] = {"on": True, "off": False}.get(args.exclude_fragile, "search")
+    if args.max_accuracy_loss:
+        overrides["max_accuracy_loss"] = _limit(args.max_accuracy_loss)
     if args.study_file:
         return StudyConfig.from_toml(args.study_file, **overrides)
     if "model" in overrides or "dataset" in overrides:
@@ -228,6 +276,18 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
             raise ConfigError(f"--{missing[0]} is missing: give both --model and --dataset, or a study file.")
         return StudyConfig.from_dict(overrides, source="the flags")
     return StudyConfig.default().replace(**overrides)
+
+
+def _split(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def _limit(text: str) -> float | str:
+    """``0.01`` is a fraction of accuracy; anything else (``1%rel``) is checked by the config."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 def _parse_label_map(text: str) -> dict[str, int]:
@@ -391,6 +451,28 @@ def cmd_export(args: argparse.Namespace) -> int:
     out = export_trial(study, number, args.out_dir, storage=args.storage)
     print(f"trial {number} written to {out}: load it with "
           f"ORTModelForSequenceClassification.from_pretrained({str(out)!r})")
+    return 0
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from opsearch.quantize import QuantRecipe
+    from opsearch.sensitivity import format_sensitivity, study_sensitivity
+
+    recipe = None
+    if args.recipe:
+        try:
+            recipe = QuantRecipe.from_dict(json.loads(args.recipe))
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"--recipe {args.recipe!r} is not a recipe ({exc}); e.g. "
+                              '\'{"mode": "dynamic", "operators_to_quantize": ["MatMul"]}\'.') from None
+    for name in ("max_excluded", "samples"):
+        value = getattr(args, name)
+        if value is not None and value < (0 if name == "max_excluded" else 2):
+            raise ConfigError(f"--{name.replace('_', '-')}={value} is too small.")
+    result = study_sensitivity(storage=args.storage, study_name=args.study_name, trial=args.trial, recipe=recipe,
+                               by=args.by, max_excluded=args.max_excluded, samples=args.samples,
+                               progress=_progress(args))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else format_sensitivity(result))
     return 0
 
 

@@ -17,6 +17,17 @@ MODES = ("dynamic", "static")
 TASKS = ("auto", "classification", "embedding")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ISOLATION = ("process", "none")
+FUSIONS = ("none", "O1", "O2", "O3")
+FORMATS = ("QOperator", "QDQ")
+ACTIVATION_TYPES = ("QUInt8", "QInt8")
+SAMPLERS = ("tpe", "nsga2", "random")
+ENUMERATE = ("auto", "on", "off")
+# Settings added after studies were first stored, with the value that reproduces what those studies searched:
+# a stored config without them is read with these, not with today's defaults.
+LEGACY_DEFAULTS: dict[str, Any] = {"fusions": ["none"], "formats": ["QOperator"], "activation_types": ["QUInt8"],
+                                   "exclude_fragile": False, "sampler": "tpe", "enumerate": "off",
+                                   "sweep_operators": False, "max_accuracy_loss": None}
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*rel\s*$")
 DEFAULT_RUN_DIR = Path("opsearch-runs")
 
 # Values that name a local path rather than a hub id. Hub ids never start with "." or "/".
@@ -48,14 +59,31 @@ class StudyConfig:
     fit_split: str | None = None
     fit_size: int = 2000
     max_samples: int | None = None
-    calibration_samples: int = 64
-    calibration_method: str = "minmax"
+    # Static calibration: one value, or a list that the study searches (e.g. ["minmax", "percentile"], [64, 256]).
+    calibration_samples: int | list[int] = 64
+    calibration_method: str | list[str] = "minmax"
     # Calibration inputs are padded to one length: percentile and entropy calibration need equal shapes.
     calibration_max_length: int = 128
     probe_samples: int = 4000
     max_length: int = 256
     modes: list[str] = field(default_factory=lambda: list(MODES))
     all_operators: bool = False
+    # Graph fusion (optimum's ORTOptimizer) before quantization, searched: "none" is the exported graph.
+    # O2 is where the transformer fusions (Attention, SkipLayerNormalization, BiasGelu) happen.
+    fusions: list[str] = field(default_factory=lambda: ["none", "O2"])
+    # Static quantization: formats and activation types searched (QInt8 activations only with QInt8 weights),
+    # and whether fragile nodes (opsearch.fragile) stay fp32: true, false, or "search".
+    formats: list[str] = field(default_factory=lambda: list(FORMATS))
+    activation_types: list[str] = field(default_factory=lambda: list(ACTIVATION_TYPES))
+    exclude_fragile: bool | str = "search"
+    # Trials that lose more accuracy are infeasible for the sampler: a fraction of accuracy (0.01 = 1 point)
+    # or a share of the fp32 accuracy ("1%rel"). None: no constraint.
+    max_accuracy_loss: float | str | None = None
+    sampler: str = "tpe"
+    # "auto": when the space holds no more recipes than trials, queue each once instead of sampling.
+    enumerate: str = "auto"
+    # Also queue each dynamic operator type alone, first.
+    sweep_operators: bool = False
     trials: int = 20
     storage: str | None = None
     study_name: str | None = None
@@ -94,20 +122,38 @@ class StudyConfig:
         if not self.dataset:
             raise ConfigError("dataset is empty: give a CSV/TSV/JSON/Parquet file or a hub dataset id.")
         _choice("task", self.task, TASKS)
-        _choice("calibration_method", self.calibration_method, CALIBRATION_METHODS)
+        for name, allowed in (("calibration_method", CALIBRATION_METHODS), ("fusions", FUSIONS),
+                              ("formats", FORMATS), ("activation_types", ACTIVATION_TYPES)):
+            values = _as_list(self, name)
+            if not values:
+                raise ConfigError(f"{name} is empty: use one or more of {list(allowed)}.")
+            for value in values:
+                _choice(name, value, allowed)
+            if len(set(values)) != len(values):
+                raise ConfigError(f"{name}={values!r} names a value twice: list each once.")
+        for value in _as_list(self, "calibration_samples"):
+            _at_least("calibration_samples", value, 1)
+        if self.exclude_fragile not in (True, False, "search"):
+            raise ConfigError(f"exclude_fragile={self.exclude_fragile!r} must be true, false or \"search\".")
+        _choice("sampler", self.sampler, SAMPLERS)
+        _choice("enumerate", self.enumerate, ENUMERATE)
+        if not isinstance(self.sweep_operators, bool):
+            raise ConfigError(f"sweep_operators={self.sweep_operators!r} must be true or false.")
+        self.accuracy_limit(1.0)  # validates max_accuracy_loss
+        for name in ("modes", "fusions", "formats", "activation_types"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, [getattr(self, name)])
         _choice("isolation", self.isolation, ISOLATION)
         _positive("trial_timeout", self.trial_timeout, "seconds")
         if self.trial_memory_mb is not None:
             _positive("trial_memory_mb", self.trial_memory_mb, "megabytes")
-        if isinstance(self.modes, str):
-            self.modes = [self.modes]
         if isinstance(self.exclude_labels, str):
             self.exclude_labels = [self.exclude_labels]
         if not self.modes:
             raise ConfigError(f"modes is empty: use one or both of {list(MODES)}.")
         for mode in self.modes:
             _choice("modes", mode, MODES)
-        for name in ("fit_size", "calibration_samples", "probe_samples", "timing_samples",
+        for name in ("fit_size", "probe_samples", "timing_samples",
                      "rounds", "max_length", "calibration_max_length", "inter_op_threads", "batch_size",
                      "sessions_per_model"):
             _at_least(name, getattr(self, name), 1)
@@ -203,6 +249,27 @@ class StudyConfig:
 
     # Derived values ---------------------------------------------------------------------------------
 
+    @property
+    def calibration_rows(self) -> int:
+        """How many calibration inputs to prepare: the most any searched recipe uses."""
+        return max(_as_list(self, "calibration_samples"))
+
+    def accuracy_limit(self, baseline_accuracy: float) -> float | None:
+        """``max_accuracy_loss`` as a fraction of accuracy, given the fp32 accuracy; None without a limit."""
+        value = self.max_accuracy_loss
+        if value is None:
+            return None
+        if isinstance(value, str):
+            match = _RELATIVE.match(value)
+            if match is None:
+                raise ConfigError(f"max_accuracy_loss={value!r}: write a fraction (0.01 for 1 point) or a share "
+                                  "of the fp32 accuracy such as \"1%rel\".")
+            return float(match[1]) / 100 * baseline_accuracy
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+            raise ConfigError(f"max_accuracy_loss={value!r} must be a fraction between 0 and 1 (0.01 for 1 point) "
+                              "or a share of the fp32 accuracy such as \"1%rel\".")
+        return float(value)
+
     def resolved_study_name(self) -> str:
         if self.study_name:
             return self.study_name
@@ -225,6 +292,12 @@ def _stem(value: str) -> str:
     name = value.rstrip("/").split("/")[-1]
     name = re.sub(r"\.(csv|tsv|json|jsonl|parquet|onnx)$", "", name)
     return re.sub(r"[^\w.\-]", "-", name) or "study"
+
+
+def _as_list(config: StudyConfig, name: str) -> list:
+    """A setting that takes one value or a list, as a list (stored back as given)."""
+    value = getattr(config, name)
+    return list(value) if isinstance(value, list | tuple) else [value]
 
 
 def _choice(name: str, value: str, allowed: tuple[str, ...]) -> None:

@@ -55,9 +55,10 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
 
         data = load_study_data(config, id2label=model.id2label, task=model.task)
         calibration = encode_padded(AutoTokenizer.from_pretrained(model.folder),
-                                    data.fit.texts[: config.calibration_samples], length=config.calibration_max_length)
+                                    data.fit.texts[: config.calibration_rows], length=config.calibration_max_length)
     with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir.parent if out_dir.parent.exists() else None) as t:
-        quantized = quantize(recipe, fp32_path=model.onnx_path, out_dir=Path(t) / "model", calibration=calibration)
+        quantized = quantize(recipe, fp32_path=model.onnx_path, out_dir=Path(t) / "model", calibration=calibration,
+                             cache_dir=cache_dir_for(storage, study.study_name))
         if quantized.graph_hash != frozen.user_attrs["graph_hash"]:
             raise OpsearchError(f"trial {number}'s recipe now gives another graph than the study measured "
                                 "(the quantizer or the model changed): its measurements would not describe it.")

@@ -48,7 +48,7 @@ def remeasure_front(runner) -> dict | None:
             recipe = QuantRecipe.from_dict(trial.user_attrs["recipe"])
             try:
                 q = quantize(recipe, fp32_path=runner.model.onnx_path, out_dir=work / f"trial-{trial.number}",
-                             calibration=runner.calibration)
+                             calibration=runner.calibration, cache_dir=runner.cache_dir)
             except TrialFailed as exc:
                 progress(f"  trial {trial.number}: could not be quantized again ({exc}); left out")
                 continue

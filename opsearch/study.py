@@ -21,10 +21,11 @@ from pathlib import Path
 import numpy as np
 import optuna
 
-from opsearch.config import StudyConfig
+from opsearch.config import LEGACY_DEFAULTS, StudyConfig
 from opsearch.data import StudyData, load_study_data
 from opsearch.embedding import LinearProbe, embed
 from opsearch.errors import StudyError, TrialFailed
+from opsearch.fusion import FusionFailed, fused_model
 from opsearch.graph import GraphInfo, inspect_model
 from opsearch.isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.machine import (
@@ -36,8 +37,10 @@ from opsearch.machine import (
     timing_lock,
 )
 from opsearch.model_source import PreparedModel, prepare_model
+from opsearch.presets import presets
 from opsearch.progress import Lines, TrialEvent, as_progress
 from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
+from opsearch.sampling import AccuracyConstraint, already_tried, make_sampler
 from opsearch.space import SearchSpace
 from opsearch.storage import cache_dir_for, load_existing, open_storage
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
@@ -53,7 +56,10 @@ DIRECTIONS = ("maximize", "minimize")
 IDENTITY_FIELDS = ("model", "dataset", "task", "split", "text_column", "label_column", "label_map",
                    "exclude_labels", "fit_dataset", "fit_split", "fit_size", "max_samples", "seed",
                    "max_length", "modes", "all_operators", "calibration_method", "calibration_samples",
-                   "calibration_max_length", "probe_samples", "batch_size", "end_to_end")
+                   "calibration_max_length", "probe_samples", "batch_size", "end_to_end", "fusions", "formats",
+                   "activation_types", "exclude_fragile")
+# Enumerating the space queues every recipe; above this many, sampling it is the only way.
+MAX_ENUMERATED = 5000
 
 Progress = Callable[[str], None]
 # A quantized model whose accuracy is within this of always answering the majority class is broken.
@@ -65,7 +71,9 @@ ORPHAN_SECONDS = 60
 
 
 def stored_config(study: optuna.Study) -> StudyConfig:
-    return StudyConfig.from_dict(study.user_attrs["opsearch_config"], source=f"study {study.study_name!r}")
+    """The config a study was made with; settings it predates take the values that reproduce its search."""
+    return StudyConfig.from_dict({**LEGACY_DEFAULTS, **study.user_attrs["opsearch_config"]},
+                                 source=f"study {study.study_name!r}")
 
 
 @dataclass
@@ -122,7 +130,7 @@ class Runner:
                                 ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
                                 sessions_per_model=cfg.sessions_per_model)
         return TrialBench(self.model.onnx_path, self.threads, self.task, self.workload, self.calibration, timing,
-                          self.lock_path)
+                          self.lock_path, self.cache_dir)
 
     # Trials ---------------------------------------------------------------------------------------------
 
@@ -150,9 +158,13 @@ class Runner:
         recipe = self.space.suggest(trial)
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("label", recipe.label())
-        if not recipe.operators_to_quantize:
+        if recipe.is_fp32:
             trial.set_user_attr("fail_reason", "no operator type selected: the model would be the fp32 model")
             raise optuna.TrialPruned("no operator type selected")
+        earlier = already_tried(self.study, trial)
+        if earlier is not None:  # a sampler may draw a finished configuration again: measuring it adds nothing
+            trial.set_user_attr("fail_reason", f"same configuration as trial {earlier.number}")
+            raise optuna.TrialPruned(f"same configuration as trial {earlier.number}")
         self.progress.trial_started(trial.number, recipe.label())
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
         known = frozenset(t.user_attrs["graph_hash"] for t in self._completed() if "graph_hash" in t.user_attrs)
@@ -261,9 +273,9 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
     progress = as_progress(progress)
     study_name, storage = config.resolved_study_name(), config.resolved_storage()
     backend = open_storage(storage)
-    seed = None if worker else config.seed
-    sampler = optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True,
-                                         n_startup_trials=min(10, max(4, config.trials // 2)))
+    constraint = AccuracyConstraint(config)
+    # Workers draw apart: with one seed they would all suggest the same next configuration.
+    sampler = make_sampler(config.replace(seed=config.seed + os.getpid()) if worker else config, constraint)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler)
@@ -282,9 +294,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
     data = load_study_data(config, id2label=model.id2label, task=model.task)
     progress(f"data: {data.description}")
     graph = inspect_model(model.onnx_path)
-    space = SearchSpace.from_graph(graph, modes=config.modes, all_operators=config.all_operators,
-                                   calibration_method=config.calibration_method,
-                                   calibration_samples=config.calibration_samples)
+    space = _search_space(config, model, graph, cache_dir, progress)
     progress("search space: " + "; ".join(f"{m}: {', '.join(ops)}" for m, ops in space.operators.items())
              + f" ({space.size()} recipes)")
 
@@ -296,7 +306,7 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
                         max_length=config.max_length, end_to_end=config.end_to_end)
     calibration = None
     if "static" in config.modes:
-        calibration = encode_padded(tokenizer, data.fit.texts[: config.calibration_samples],
+        calibration = encode_padded(tokenizer, data.fit.texts[: config.calibration_rows],
                                     length=config.calibration_max_length)
     baseline_session = make_session(model.onnx_path, threads)
 
@@ -309,8 +319,9 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
                     calibration, baseline_session, progress)
     if "baseline" not in study.user_attrs:
         _measure_baseline(runner)
-        for name, params in space.presets():
-            study.enqueue_trial(params, user_attrs={"preset": name}, skip_if_exists=True)
+        for preset in presets(space, sweep_operators=config.sweep_operators):
+            study.enqueue_trial(preset.params, user_attrs={"preset": preset.name}, skip_if_exists=True)
+        _enumerate(study, config, space, progress)
     else:
         # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
         if isinstance(task, EmbeddingTask):
@@ -319,7 +330,48 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
         base = study.user_attrs["baseline"]
         progress(f"resuming {study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
                  f"{base['metrics']['accuracy']:.4f}, {base['timing']['throughput']:.1f} samples/s")
+    constraint.set_baseline(study, runner.baseline_accuracy)
     return runner
+
+
+def _search_space(config: StudyConfig, model: PreparedModel, graph: GraphInfo, cache_dir: Path,
+                  progress: Progress) -> SearchSpace:
+    """The space over the exported graph and each fusion level the optimizer can make of it (made once)."""
+    fused: dict[str, GraphInfo] = {}
+    for level in config.fusions:
+        if level == "none":
+            continue
+        started = time.perf_counter()
+        try:
+            fused[level] = inspect_model(fused_model(model.onnx_path, level, cache_dir=cache_dir))
+        except FusionFailed as exc:
+            progress(f"WARNING: {exc}; fusion {level} is left out of the search")
+            continue
+        progress(f"fusion {level}: {sum(o.count for o in fused[level].operators)} nodes (from "
+                 f"{sum(o.count for o in graph.operators)}), made in {time.perf_counter() - started:.1f} s")
+    levels = [level for level in config.fusions if level == "none" or level in fused]
+    if not levels:
+        raise StudyError(f"no fusion level of {config.fusions} could be made for this model: add \"none\" to "
+                         "fusions to search the exported graph.")
+    exclude = [False, True] if config.exclude_fragile == "search" else [bool(config.exclude_fragile)]
+    return SearchSpace.from_graph(graph, modes=config.modes, all_operators=config.all_operators,
+                                  calibration_method=config.calibration_method,
+                                  calibration_samples=config.calibration_samples, fusions=levels, fused=fused,
+                                  formats=config.formats, activation_types=config.activation_types,
+                                  exclude_fragile=exclude)
+
+
+def _enumerate(study: optuna.Study, config: StudyConfig, space: SearchSpace, progress: Progress) -> None:
+    """Queue every recipe once when the space is small enough to try whole (``enumerate``), after the presets."""
+    size = space.size()
+    if config.enumerate == "off" or (config.enumerate == "auto" and size > config.trials):
+        return
+    if size > MAX_ENUMERATED:
+        raise StudyError(f"enumerate=\"on\" but the space holds {size} recipes (more than {MAX_ENUMERATED}): "
+                         "narrow it (modes, fusions, formats, ...) or set enumerate = \"auto\".")
+    for params in space.enumerate_params():
+        study.enqueue_trial(params, skip_if_exists=True)
+    progress(f"search space: all {size} recipes queued, each once")
 
 
 def _embedding_task(study, config, model, data, tokenizer, eval_feeds, baseline_session, progress) -> EmbeddingTask:
@@ -407,6 +459,7 @@ def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
     if stored is None:
         return  # created but its baseline never finished: nothing measured to protect
     new = config.to_dict()
+    stored = {**LEGACY_DEFAULTS, **stored}
     changed = [k for k in IDENTITY_FIELDS if stored.get(k) != new.get(k)]
     if changed:
         detail = ", ".join(f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in changed)

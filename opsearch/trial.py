@@ -47,6 +47,7 @@ class TrialBench:
     calibration: dict[str, np.ndarray] | None
     timing: TimingSettings
     lock_path: Path | None = None  # machine-wide lock serializing timed sections; None: no lock
+    cache_dir: Path | None = None  # where fused fp32 graphs are kept, made once per study
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,7 @@ class TrialWorker:
         bench = self.bench
         phase("quantizing")
         quantized = quantize(job.recipe, fp32_path=bench.fp32_path, out_dir=job.out_dir,
-                             calibration=bench.calibration)
+                             calibration=bench.calibration, cache_dir=bench.cache_dir)
         outcome = TrialOutcome(quantized.graph_hash, quantized.node_counts, round(quantized.seconds, 2))
         if quantized.graph_hash in job.known_graphs:
             return outcome

@@ -198,3 +198,23 @@ def test_plot_html_from_suffix_with_effects_and_limit(fake_storage, tmp_path, ca
     text = pareto.read_text()
     assert "best within limit (#1)" in text and "throughput (samples" in text
     assert effects.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+def test_search_flags_compile_into_the_config() -> None:
+    from opsearch.cli import _parser, config_from_args
+
+    args = _parser().parse_args(["run", "--model", "./m", "--dataset", "d.csv", "--fusions", "none,O2,O3",
+                                 "--formats", "QDQ", "--activation-types", "QInt8", "--calibration-method",
+                                 "minmax,percentile", "--calibration-samples", "64,256", "--exclude-fragile", "on",
+                                 "--max-accuracy-loss", "1%rel", "--sampler", "nsga2", "--enumerate", "off",
+                                 "--sweep-operators", "--seed", "3"])
+    cfg = config_from_args(args)
+    assert cfg.fusions == ["none", "O2", "O3"] and cfg.formats == ["QDQ"] and cfg.activation_types == ["QInt8"]
+    assert cfg.calibration_method == ["minmax", "percentile"] and cfg.calibration_samples == [64, 256]
+    assert cfg.exclude_fragile is True and cfg.max_accuracy_loss == "1%rel" and cfg.sampler == "nsga2"
+    assert cfg.enumerate == "off" and cfg.sweep_operators and cfg.seed == 3
+    assert config_from_args(_parser().parse_args(["run", "--model", "./m", "--dataset", "d.csv",
+                                                  "--max-accuracy-loss", "0.01"])).max_accuracy_loss == 0.01
+
+
+def test_bad_search_flag_stops_with_a_message(capsys) -> None:
+    assert main(["run", "--model", "./m", "--dataset", "d.csv", "--fusions", "O9"]) == 2
+    assert "fusions='O9' is not one of" in capsys.readouterr().err

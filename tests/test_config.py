@@ -280,3 +280,52 @@ DEFAULT_TOML = REPO / "studies" / "default.toml"
 def test_default_matches_the_default_study_file(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(REPO)
     assert StudyConfig.from_toml("studies/default.toml") == StudyConfig.default()
+
+
+# Search settings (issue 5) -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("changes", "field", "shown"),
+    [
+        ({"fusions": ["none", "O4"]}, "fusions", "O4"),
+        ({"fusions": []}, "fusions", None),
+        ({"fusions": ["O2", "O2"]}, "fusions", "O2"),
+        ({"formats": ["QDQ", "QXX"]}, "formats", "QXX"),
+        ({"activation_types": ["QInt4"]}, "activation_types", "QInt4"),
+        ({"calibration_method": ["minmax", "mse"]}, "calibration_method", "mse"),
+        ({"calibration_samples": [64, 0]}, "calibration_samples", "0"),
+        ({"exclude_fragile": "maybe"}, "exclude_fragile", "maybe"),
+        ({"max_accuracy_loss": 2}, "max_accuracy_loss", "2"),
+        ({"max_accuracy_loss": "1%"}, "max_accuracy_loss", "1%"),
+        ({"sampler": "cmaes"}, "sampler", "cmaes"),
+        ({"enumerate": "yes"}, "enumerate", "yes"),
+    ],
+)
+def test_bad_search_settings_name_the_field(changes: dict, field: str, shown: str | None) -> None:
+    with pytest.raises(ConfigError) as info:
+        config(**changes)
+    assert field in str(info.value)
+    if shown is not None:
+        assert shown in str(info.value)
+
+
+def test_search_settings_accept_one_value_or_a_list() -> None:
+    cfg = config(fusions="O2", calibration_method=["minmax", "percentile"], calibration_samples=[32, 128])
+    assert cfg.fusions == ["O2"] and cfg.calibration_rows == 128
+    assert config(calibration_samples=16).calibration_rows == 16
+
+
+@pytest.mark.parametrize(("value", "baseline", "limit"), [(0.01, 0.9, 0.01), ("1%rel", 0.9, 0.009),
+                                                          ("2.5 % rel", 0.8, 0.02), (None, 0.9, None)])
+def test_accuracy_limit(value, baseline: float, limit: float | None) -> None:
+    got = config(max_accuracy_loss=value).accuracy_limit(baseline)
+    assert got == (pytest.approx(limit) if limit is not None else None)
+
+
+def test_search_settings_from_a_study_file(tmp_path: Path) -> None:
+    path = write_study(tmp_path, 'model = "m"\ndataset = "d"\nfusions = ["none", "O3"]\nsampler = "nsga2"\n'
+                                 'max-accuracy-loss = "1%rel"\nexclude_fragile = true\nenumerate = "off"\n')
+    cfg = StudyConfig.from_toml(path)
+    assert (cfg.fusions, cfg.sampler, cfg.max_accuracy_loss, cfg.exclude_fragile, cfg.enumerate) == (
+        ["none", "O3"], "nsga2", "1%rel", True, "off")

@@ -93,3 +93,69 @@ def test_recipe_maps_to_optimum_config() -> None:
     assert cfg.is_static and cfg.format == QuantFormat.QDQ and cfg.per_channel and cfg.reduce_range
     assert cfg.weights_dtype == QuantType.QUInt8 and cfg.activations_symmetric
     assert sorted(cfg.operators_to_quantize) == ["Add", "MatMul"]
+
+
+# Fusion, fusion-only and fragile nodes --------------------------------------------------------------------
+
+
+def _count(path: Path, op_type: str) -> int:
+    return sum(node.op_type == op_type for node in onnx.load(str(path)).graph.node)
+
+
+def test_fused_attention_is_quantized(tiny_onnx, calibration, tmp_path: Path) -> None:
+    recipe = QuantRecipe("dynamic", ("Attention", "MatMul"), fusion="O2")
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", cache_dir=tmp_path / "cache")
+    assert result.node_counts["Attention"] == 2 and result.node_counts["MatMul"] > 0
+    assert _count(result.path, "QAttention") == 2 and _count(result.path, "Attention") == 0
+    feed = {k: v[:1] for k, v in calibration.items()}
+    fp32, q = _logits(tiny_onnx.onnx_path, feed), _logits(result.path, feed)
+    assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
+    # The model folder says how it was made, fusion included, as optimum would read it.
+    ort_config = json.loads((result.path.parent / "ort_config.json").read_text())
+    assert ort_config["optimization"]["optimization_level"] >= 1 and ort_config["quantization"]["per_channel"] is False
+    assert (tmp_path / "cache" / "fused" / "O2" / "model.onnx").is_file()  # fused once, kept for the next trial
+
+
+def test_fusion_only_recipe_is_the_fused_fp32_graph(tiny_onnx, calibration, tmp_path: Path) -> None:
+    recipe = QuantRecipe("dynamic", (), fusion="O2")
+    assert not recipe.is_fp32 and QuantRecipe("dynamic", ()).is_fp32
+    assert recipe.label() == "fp32 fused O2"
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", cache_dir=tmp_path / "cache")
+    assert result.node_counts == {} and _count(result.path, "Attention") == 2
+    feed = {k: v[:1] for k, v in calibration.items()}
+    np.testing.assert_allclose(_logits(result.path, feed), _logits(tiny_onnx.onnx_path, feed), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+def test_static_on_a_fused_graph(tiny_onnx, calibration, tmp_path: Path, fmt: str) -> None:
+    recipe = QuantRecipe("static", ("MatMul",), fusion="O2", format=fmt, calibration_samples=8,
+                         calibration_method="percentile", activations_dtype="QInt8")
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", calibration=calibration,
+                      cache_dir=tmp_path / "cache")
+    assert result.node_counts["MatMul"] > 0
+
+
+def test_exclude_fragile_keeps_those_nodes_in_fp32(tiny_onnx, calibration, tmp_path: Path) -> None:
+    from opsearch.fragile import fragile_nodes
+
+    fragile_adds = {n.name for n in fragile_nodes(onnx.load(str(tiny_onnx.onnx_path))) if n.op_type == "Add"}
+    plain = QuantRecipe("static", ("Add", "MatMul"), calibration_samples=8)
+    kept = QuantRecipe("static", ("Add", "MatMul"), calibration_samples=8, exclude_fragile=True)
+    a = quantize(plain, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "a", calibration=calibration)
+    b = quantize(kept, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "b", calibration=calibration)
+    assert a.node_counts["Add"] - b.node_counts["Add"] == len(fragile_adds) > 0
+    still_fp32 = {n.name for n in onnx.load(str(b.path)).graph.node if n.op_type == "Add"}
+    assert fragile_adds <= still_fp32
+    assert b.node_counts["MatMul"] == a.node_counts["MatMul"]
+    assert "fp32_fragile" in kept.flags()
+
+
+def test_recipe_from_older_or_newer_records() -> None:
+    old = {"mode": "dynamic", "operators_to_quantize": ["MatMul"], "per_channel": True}
+    assert QuantRecipe.from_dict(old) == QuantRecipe("dynamic", ("MatMul",), per_channel=True, fusion="none")
+    assert QuantRecipe.from_dict({**old, "some_future_field": 3}).per_channel
+
+
+def test_static_int8_activations_need_int8_weights() -> None:
+    with pytest.raises(ValueError, match="activations_dtype"):
+        QuantRecipe("static", ("MatMul",), activations_dtype="QInt8", weights_dtype="QUInt8")

@@ -60,21 +60,86 @@ def test_single_mode_has_no_mode_param() -> None:
     assert all("mode" not in t.params for t in _sampled(space, 5))
 
 
-@pytest.mark.parametrize("modes", [["dynamic"], ["dynamic", "static"]])
-def test_presets_are_valid_points_of_the_space(modes: list[str]) -> None:
-    space = SearchSpace.from_graph(_graph(), modes=modes)
-    presets = space.presets()
-    assert [name for name, _ in presets] == ["dynamic: MatMul only", "dynamic: every quantizable operator"]
-    study = optuna.create_study(directions=["maximize", "minimize"])
-    for _, params in presets:
-        study.enqueue_trial(params)
-    recipes: list[QuantRecipe] = []
-    study.optimize(lambda t: (recipes.append(space.suggest(t)) or 0.0, 0.0), n_trials=len(presets))
-    assert [r.operators_to_quantize for r in recipes] == [("MatMul",), ("Gather", "MatMul")]
-    assert all(r.mode == "dynamic" for r in recipes)
-
-
 def test_size_counts_recipes() -> None:
     space = SearchSpace.from_graph(_graph(), modes=["dynamic"])
-    # 2 operators, then per_channel, reduce_range, weights_symmetric and 2 weight types
-    assert space.size() == 2**2 * 2 * 2 * 2 * 2
+    # 3 non-empty operator sets (none: the fp32 model), then per_channel, reduce_range, weights_symmetric, 2 types
+    assert space.size() == (2**2 - 1) * 2 * 2 * 2 * 2
+
+
+def _fused() -> GraphInfo:
+    def op(name: str, count: int, dynamic: bool, qop: bool, qdq: bool) -> OperatorInfo:
+        return OperatorInfo(name, count, {"dynamic": dynamic, "static_qoperator": qop, "static_qdq": qdq})
+
+    return GraphInfo("fused.onnx", [op("MatMul", 4, True, True, True), op("Attention", 2, True, False, False),
+                                    op("SkipLayerNormalization", 4, False, False, False)])
+
+
+def _rich() -> SearchSpace:
+    return SearchSpace.from_graph(_graph(), modes=["dynamic", "static"], fusions=["none", "O2"],
+                                  fused={"O2": _fused()}, formats=["QOperator", "QDQ"],
+                                  activation_types=["QUInt8", "QInt8"], exclude_fragile=[False, True],
+                                  calibration_method=["minmax", "percentile"], calibration_samples=[32, 64])
+
+
+def test_fused_variants_offer_the_fused_graphs_operators() -> None:
+    space = _rich()
+    assert space.operators_for("O2", "dynamic") == ("Attention", "MatMul")
+    assert space.operators_for("none", "dynamic") == ("Gather", "MatMul")
+    assert space.operators_for("O2", "static", "QDQ") == ("MatMul",)
+    assert space.fusions == ("none", "O2")
+
+
+@pytest.mark.parametrize("sampler", [optuna.samplers.RandomSampler(seed=3), optuna.samplers.TPESampler(seed=3),
+                                     optuna.samplers.NSGAIISampler(seed=3, population_size=6)],
+                         ids=["random", "tpe", "nsga2"])
+def test_conditional_params_work_with_each_sampler(sampler) -> None:
+    space = _rich()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    recipes: list[QuantRecipe] = []
+    study.optimize(lambda t: (recipes.append(space.suggest(t)) or float(len(recipes)), 0.0), n_trials=30)
+    for trial, recipe in zip(study.trials, recipes, strict=True):
+        assert ("op_Attention" in trial.params) == (recipe.fusion == "O2" and recipe.mode == "dynamic")
+        assert ("op_Add" in trial.params) == (recipe.fusion == "none" and recipe.mode == "static")
+        if recipe.mode == "dynamic":
+            assert "format" not in trial.params and "calibration_method" not in trial.params
+        if recipe.mode == "static" and recipe.weights_dtype == "QUInt8":
+            assert recipe.activations_dtype == "QUInt8" and "activations_dtype" not in trial.params
+    assert {r.fusion for r in recipes} == {"none", "O2"}
+
+
+def test_fusion_alone_is_a_recipe_and_asks_no_flags() -> None:
+    space = _rich()
+    recipe = space.suggest(optuna.trial.FixedTrial({"fusion": "O2", "mode": "dynamic", "op_Attention": False,
+                                                    "op_MatMul": False}))
+    assert recipe.fusion == "O2" and recipe.operators_to_quantize == () and not recipe.is_fp32
+
+
+def test_enumeration_yields_every_recipe_once_and_size_counts_them() -> None:
+    for space in (SearchSpace.from_graph(_graph(), modes=["dynamic"]),
+                  SearchSpace.from_graph(_graph(), modes=["dynamic", "static"]), _rich()):
+        params = list(space.enumerate_params())
+        recipes = [space.suggest(optuna.trial.FixedTrial(p)) for p in params]
+        assert len(params) == space.size()
+        assert len(set(recipes)) == len(recipes)  # no repeats
+        assert not any(r.is_fp32 for r in recipes)
+    rich = _rich()
+    fusion_only = [r for r in (rich.suggest(optuna.trial.FixedTrial(p)) for p in rich.enumerate_params())
+                   if not r.operators_to_quantize]
+    assert [r.fusion for r in fusion_only] == ["O2"]
+
+
+def test_params_for_round_trips_and_rejects_what_the_space_lacks() -> None:
+    space = _rich()
+    recipe = QuantRecipe("static", ("MatMul",), fusion="O2", format="QDQ", activations_dtype="QInt8",
+                         calibration_method="percentile", calibration_samples=32, exclude_fragile=True)
+    params = space.params_for(recipe)
+    assert params is not None and space.suggest(optuna.trial.FixedTrial(params)) == recipe
+    assert space.params_for(QuantRecipe("dynamic", ("Conv",))) is None
+    assert space.params_for(QuantRecipe("static", ("MatMul",), calibration_method="entropy")) is None
+
+
+def test_stored_space_round_trips() -> None:
+    space = _rich()
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    old = {"operators": {"dynamic": ["MatMul"]}, "calibration_method": "minmax", "calibration_samples": 64}
+    assert SearchSpace.from_dict(old).fusions == ("none",)

@@ -24,7 +24,9 @@ def _config(tmp_path: Path, model: Path, data: Path, **extra) -> StudyConfig:
 
 
 def _snapshot(study: optuna.Study) -> dict[int, tuple]:
-    return {t.number: (t.state, t.values, t.params, t.user_attrs) for t in study.get_trials()}
+    """The trials that ran (queued presets not yet run are left out: a resume runs them next)."""
+    return {t.number: (t.state, t.values, t.params, t.user_attrs) for t in study.get_trials()
+            if t.state != optuna.trial.TrialState.WAITING}
 
 
 def test_study_runs_trials_and_records_everything(tmp_path, tiny_checkpoint, tiny_csv) -> None:
@@ -106,7 +108,7 @@ def test_a_failing_configuration_fails_its_trial_and_the_study_goes_on(tmp_path,
     monkeypatch.setattr(trial_module, "quantize", flaky)  # patched here: the trial runs in this process
     study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], isolation="none"), n_trials=2,
                       progress=lambda line: None)
-    failed, ok = study.trials
+    failed, ok = [t for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
     assert failed.state == optuna.trial.TrialState.FAIL
     assert "injected" in failed.user_attrs["fail_reason"]
     assert ok.state == COMPLETE
@@ -146,8 +148,10 @@ def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_ch
     assert swept.state == optuna.trial.TrialState.FAIL
     assert "interrupted" in swept.user_attrs["fail_reason"]
     assert len(resumed.get_trials(states=(COMPLETE,))) == 2  # exactly the one trial asked for was added
-    retry = resumed.trials[-1]
-    assert retry.user_attrs["retry_of"] == orphan.number and retry.params == orphan_params
+    # Queued again, behind the presets still waiting: it runs with the configuration it had drawn.
+    (retry,) = [t for t in resumed.trials if t.user_attrs.get("retry_of") == orphan.number]
+    drawn = retry.params if retry.state == COMPLETE else retry.system_attrs["fixed_params"]
+    assert drawn == orphan_params
 
 
 @pytest.mark.parametrize("worker", ["this process", "another host", "not yet recorded"])
@@ -246,8 +250,45 @@ def test_resuming_on_another_machine_warns_and_times_fp32_first(tmp_path, tiny_c
     assert lines.index(warning) < next(i for i, line in enumerate(lines) if "trial 1" in line)
     (baseline,) = resumed.user_attrs["baselines"]
     assert baseline["machine"]["cpu"] == "Other CPU" and baseline["timing"]["throughput"] > 0
-    assert resumed.trials[-1].user_attrs["machine_id"] == baseline["machine_id"] != first_machine
+    last = resumed.get_trials(states=(COMPLETE,))[-1]
+    assert last.user_attrs["machine_id"] == baseline["machine_id"] != first_machine
     # A second resume on that machine does not warn again.
     lines.clear()
     resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1, progress=lines.append)
     assert not any(line.startswith("WARNING: this study") for line in lines)
+
+
+def test_fused_presets_run_and_constraints_are_recorded(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], fusions=["none", "O2"],
+                     max_accuracy_loss=0.005, remeasure_front=False, sweep_operators=True)
+    runner = create_runner(config, progress=lambda line: None)
+    assert runner.space.operators_for("O2", "dynamic") == ("Attention", "Gather", "MatMul")
+    waiting = runner.study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    names = [t.user_attrs["preset"] for t in waiting]
+    assert "fusion only O2" in names and "sweep: Transpose alone" in names
+    assert "dynamic: MatMul only / sweep: MatMul alone" in names
+    runner.optimize(len(waiting))
+    done = {t.user_attrs["preset"]: t for t in runner.study.get_trials(states=(COMPLETE,))}
+    fused = done["fusion only O2"]
+    assert fused.user_attrs["recipe"]["fusion"] == "O2" and fused.user_attrs["quantized_nodes"] == {}
+    assert fused.user_attrs["accuracy_loss"] == pytest.approx(0.0, abs=0.02)
+    for trial in done.values():
+        assert trial.user_attrs["constraints"] == pytest.approx([trial.values[1] - 0.005])
+        assert trial.system_attrs["constraints"] == pytest.approx((trial.values[1] - 0.005,))
+    # The fused graph was made once, in the study's cache, and reused by every fused trial.
+    assert (cache_dir_for(config.resolved_storage(), "tiny") / "fused" / "O2" / "model.onnx").is_file()
+
+
+def test_small_space_is_enumerated_each_recipe_once(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], trials=200)
+    runner = create_runner(config, progress=lambda line: None)
+    expected = [tuple(sorted(p.items())) for p in runner.space.enumerate_params()]
+    assert len(expected) == runner.space.size() <= config.trials
+    queued = [tuple(sorted(t.system_attrs["fixed_params"].items()))
+              for t in runner.study.get_trials(states=(optuna.trial.TrialState.WAITING,))]
+    assert sorted(queued) == sorted(expected)  # every recipe, presets included, exactly once
+    # Resuming does not queue them again.
+    again = create_runner(config, progress=lambda line: None)
+    assert len(again.study.trials) == len(queued)
+    assert create_runner(config.replace(trials=5, study_name="big"), progress=lambda line: None).study.trials[-1] \
+        .user_attrs.get("preset")  # a space larger than the trials: presets only, no enumeration

@@ -176,6 +176,8 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--label-map", metavar="NAME=ID,...", help="map dataset labels to class ids")
     g.add_argument("--fit-dataset", help="where calibration/probe rows come from (default: held out)")
     g.add_argument("--fit-split", help="split of the fit dataset (e.g. train)")
+    g.add_argument("--fit-size", type=int,
+                   help="rows held out of the evaluation data for calibration and the probe (default 2000)")
     g.add_argument("--max-samples", type=int, help="cap the evaluation rows (a seeded random subset)")
     g = p.add_argument_group("search")
     g.add_argument("--trials", type=int, help="how many trials to run now (default 20)")
@@ -238,9 +240,9 @@ def _output_flags(p: argparse.ArgumentParser) -> None:
 
 
 _OVERRIDES = ("model", "task", "dataset", "split", "text_column", "label_column", "fit_dataset", "fit_split",
-              "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds", "max_rounds",
-              "timing_samples", "intra_op_threads", "ci_target", "max_seconds", "batch_size", "end_to_end",
-              "inter_op_threads", "allow_spinning", "remeasure_front", "isolation", "trial_timeout",
+              "fit_size", "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds",
+              "max_rounds", "timing_samples", "intra_op_threads", "ci_target", "max_seconds", "batch_size",
+              "end_to_end", "inter_op_threads", "allow_spinning", "remeasure_front", "isolation", "trial_timeout",
               "trial_memory_mb", "sampler", "enumerate", "sweep_operators")
 
 

@@ -61,10 +61,11 @@ def test_kill_9_mid_trial_then_resume_loses_nothing(tmp_path, tiny_checkpoint, t
                        **fast_settings(isolation="process"))
     run = _opsearch("run", str(study_file), "--quiet")
     deadline = time.monotonic() + 300
-    while True:  # wait for two completed trials and a third one under way
+    while True:  # wait for the queued presets to be done and a trial under way, then kill
         trials = _trials(storage, "kill")
         running = [t for t in trials if t.state == RUNNING and "worker" in t.user_attrs]
-        if len([t for t in trials if t.state == COMPLETE]) >= 2 and running:
+        queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
+        if len([t for t in trials if t.state == COMPLETE]) >= 2 and running and not queued:
             break
         assert run.poll() is None, run.communicate()
         assert time.monotonic() < deadline, "the study did not get going"

@@ -48,7 +48,7 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
 
         return JournalStorage(JournalFileBackend(str(path)))
     heartbeat = {"heartbeat_interval": HEARTBEAT_SECONDS, "grace_period": GRACE_SECONDS,
-                 "failed_trial_callback": _queue_again}
+                 _stale_callback_argument(): _queue_again}
     if storage.startswith("sqlite:///"):
         # A busy timeout lets workers, a report and a running study share the file.
         return optuna.storages.RDBStorage(storage, engine_kwargs={"connect_args": {"timeout": 60}}, **heartbeat)
@@ -60,6 +60,14 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
     except Exception as exc:
         raise StudyError(f"storage {storage!r} cannot be opened: {type(exc).__name__}: {exc}. Check the URL, "
                          "that the server runs and that the database exists.") from None
+
+
+def _stale_callback_argument() -> str:
+    """Optuna 4.9 renamed the argument; older releases know only the first name."""
+    import inspect
+
+    names = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    return "heartbeat_stale_trial_callback" if "heartbeat_stale_trial_callback" in names else "failed_trial_callback"
 
 
 def load_existing(storage: str, study_name: str) -> optuna.Study:
@@ -80,8 +88,10 @@ def _check_writable(storage: str, path: Path) -> None:
         if path.exists() and not path.is_file():
             raise IsADirectoryError(21, "is a folder")
     except OSError as exc:
-        raise StudyError(f"storage {storage!r}: cannot write {str(path)!r} ({exc.strerror}). Choose a place "
-                         "you can write to, e.g. --storage sqlite:///./study.db") from None
+        blocking = next((p for p in path.parents if p.is_file()), None)
+        why = f"{str(blocking)!r} is a file, not a folder" if blocking is not None else exc.strerror
+        raise StudyError(f"storage {storage!r}: cannot write {str(path)!r} ({why}). Choose a place you can write "
+                         "to, e.g. --storage sqlite:///./study.db") from None
 
 
 def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

@@ -2,6 +2,7 @@
 throughput against accuracy loss, with Optuna and ONNX Runtime."""
 
 from opsearch.config import StudyConfig
+from opsearch.effects import study_effects
 from opsearch.errors import (
     ConfigError,
     DatasetError,
@@ -14,7 +15,7 @@ from opsearch.errors import (
 from opsearch.graph import GraphInfo, inspect_model
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.report import build_report, format_report
-from opsearch.study import resume_study, run_study
+from opsearch.study import resume_study, run_study, run_worker
 
 __version__ = "0.1.0"
 
@@ -35,4 +36,6 @@ __all__ = [
     "quantize",
     "resume_study",
     "run_study",
+    "run_worker",
+    "study_effects",
 ]

@@ -141,6 +141,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="unit ranked: a transformer layer (node-name prefix) or each node (default layer)")
     p.add_argument("--max-excluded", type=int, help="stop the curve after excluding this many units")
     p.add_argument("--samples", type=int, help="evaluate on this many rows (default: the study's evaluation split)")
+    p.add_argument("--enqueue", action="store_true",
+                   help="with --trial: queue the curve's points as trials of the study (the trial's configuration "
+                   "with its 1, 2, ... most damaging units kept in fp32); `opsearch resume` then measures them")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--quiet", action="store_true", help="print only the result")
     p.set_defaults(func=cmd_sensitivity)
@@ -471,10 +474,20 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value < (0 if name == "max_excluded" else 2):
             raise ConfigError(f"--{name.replace('_', '-')}={value} is too small.")
+    if args.enqueue and args.trial is None:
+        raise ConfigError("--enqueue queues variants of a trial of the study: give --trial N, not --recipe.")
     result = study_sensitivity(storage=args.storage, study_name=args.study_name, trial=args.trial, recipe=recipe,
                                by=args.by, max_excluded=args.max_excluded, samples=args.samples,
                                progress=_progress(args))
     print(json.dumps(result.to_dict(), indent=2) if args.json else format_sensitivity(result))
+    if args.enqueue:
+        from opsearch.sensitivity import enqueue_fallbacks
+        from opsearch.study import load_existing
+
+        queued = enqueue_fallbacks(load_existing(args.storage, args.study_name), args.trial, result)
+        print(f"queued {len(queued)} trials: trial {args.trial} with its {', '.join(map(str, queued))} most damaging "
+              f"{args.by}(s) in fp32; measure them with `opsearch resume --storage {args.storage} --study-name "
+              f"{args.study_name} --trials {len(queued)}`", file=sys.stderr)
     return 0
 
 

@@ -69,9 +69,12 @@ class _ConstrainedRandomSampler(optuna.samplers.RandomSampler):
 
 
 def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.trial.FrozenTrial | None:
-    """An earlier finished trial with exactly these parameters, if any: the hook that prunes sampled repeats."""
+    """An earlier finished trial with exactly these parameters (and the same extra nodes kept in fp32, see
+    ``sensitivity.enqueue_fallbacks``), if any: the hook that prunes sampled repeats."""
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    extra = trial.user_attrs.get("nodes_to_exclude")
     for other in study.get_trials(deepcopy=False, states=finished):
-        if other.number != trial.number and other.params == trial.params:
+        if (other.number != trial.number and other.params == trial.params
+                and other.user_attrs.get("nodes_to_exclude") == extra):
             return other
     return None

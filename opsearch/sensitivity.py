@@ -211,3 +211,25 @@ def study_sensitivity(*, storage: str, study_name: str, trial: int | None = None
 
     return measure_sensitivity(recipe, fp32_path=model.onnx_path, evaluate=evaluate, by=by, calibration=calibration,
                                cache_dir=cache, max_excluded=max_excluded, progress=progress)
+
+
+# A trial user attribute: nodes kept in fp32 on top of what the trial's parameters say (see enqueue_fallbacks).
+EXCLUDE_ATTR = "nodes_to_exclude"
+
+
+def enqueue_fallbacks(study, trial_number: int, result: Sensitivity) -> list[int]:
+    """Queue the sensitivity curve as trials of the study: trial ``trial_number``'s configuration with its 1, 2,
+    ... most damaging units kept in fp32, so the next `opsearch resume` measures each one's accuracy and
+    throughput for real and the whole trade-off lands on the Pareto front. Returns how many units each excludes.
+    """
+    source = study.trials[trial_number]
+    queued = []
+    for point in result.curve[1:]:
+        nodes = sorted(n for unit in point.units for e in result.ranking if e.unit == unit for n in e.nodes)
+        study.enqueue_trial(source.params, user_attrs={
+            EXCLUDE_ATTR: nodes,
+            "preset": f"trial {trial_number}, {point.excluded} most damaging {result.by}(s) in fp32",
+            "fallback_of": trial_number})
+        queued.append(point.excluded)
+    return queued
+

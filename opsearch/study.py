@@ -8,6 +8,7 @@ config, search space, fp32 baseline, machine fingerprint and library versions, s
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -41,6 +42,7 @@ from opsearch.presets import presets
 from opsearch.progress import Lines, TrialEvent, as_progress
 from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
 from opsearch.sampling import AccuracyConstraint, already_tried, make_sampler
+from opsearch.sensitivity import EXCLUDE_ATTR
 from opsearch.space import SearchSpace
 from opsearch.storage import cache_dir_for, load_existing, open_storage
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
@@ -156,6 +158,9 @@ class Runner:
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
         trial.set_user_attr("worker", worker_identity())  # first: a sweep after a crash reads it
         recipe = self.space.suggest(trial)
+        extra = trial.user_attrs.get(EXCLUDE_ATTR)  # a fallback queued by `opsearch sensitivity --enqueue`
+        if extra:
+            recipe = dataclasses.replace(recipe, nodes_to_exclude=(*recipe.nodes_to_exclude, *extra))
         trial.set_user_attr("recipe", recipe.to_dict())
         trial.set_user_attr("label", recipe.label())
         if recipe.is_fp32:

@@ -218,3 +218,9 @@ def test_search_flags_compile_into_the_config() -> None:
 def test_bad_search_flag_stops_with_a_message(capsys) -> None:
     assert main(["run", "--model", "./m", "--dataset", "d.csv", "--fusions", "O9"]) == 2
     assert "fusions='O9' is not one of" in capsys.readouterr().err
+
+
+def test_sensitivity_enqueue_needs_a_trial(fake_storage, capsys) -> None:
+    recipe = '{"mode": "dynamic", "operators_to_quantize": ["MatMul"]}'
+    assert main(["sensitivity", *fake_storage, "--recipe", recipe, "--enqueue"]) == 2
+    assert "give --trial N" in capsys.readouterr().err

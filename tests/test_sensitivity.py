@@ -116,3 +116,38 @@ def test_cli_sensitivity_of_a_stored_trial(tmp_path, tiny_checkpoint, tiny_csv, 
     assert {u["unit"] for u in data["ranking"]} >= {"layer.0", "layer.1"}
     assert data["curve"][0]["excluded"] == 0
     assert main(["sensitivity", *storage, "--recipe", "{not json"]) == 2
+
+
+def test_the_curve_queued_as_trials_is_measured_for_real(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    import optuna
+    from conftest import fast_settings
+
+    from opsearch.config import StudyConfig
+    from opsearch.sensitivity import enqueue_fallbacks, study_sensitivity
+    from opsearch.study import load_existing, resume_study, run_study
+
+    storage = f"sqlite:///{tmp_path / 'fb.db'}"
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="fb",
+                         modes=["dynamic"], remeasure_front=False, **fast_settings())
+    study = run_study(config, n_trials=1, progress=lambda line: None)  # trial 0: the "MatMul only" preset
+    result = study_sensitivity(storage=storage, study_name="fb", trial=0, by="layer")
+    assert len(result.curve) >= 3
+    queued = enqueue_fallbacks(load_existing(storage, "fb"), 0, result)
+    assert queued == list(range(1, len(result.curve)))
+
+    waiting = len(load_existing(storage, "fb").get_trials(states=(optuna.trial.TrialState.WAITING,)))
+    resumed = resume_study(storage=storage, study_name="fb", n_trials=waiting, progress=lambda line: None)
+    fallbacks = [t for t in resumed.trials if t.user_attrs.get("fallback_of") == 0]
+    assert [t.state for t in fallbacks] == [optuna.trial.TrialState.COMPLETE] * len(queued)
+    assert all(t.params == study.trials[0].params for t in fallbacks)  # same parameters, yet not pruned as repeats
+    for trial, point in zip(fallbacks, result.curve[1:], strict=True):
+        excluded = trial.user_attrs["recipe"]["nodes_to_exclude"]
+        assert len(excluded) == len(trial.user_attrs["nodes_to_exclude"]) > 0
+        assert f"exclude{len(excluded)}" in trial.user_attrs["label"]
+        # The study measured exactly what the curve predicted: the same nodes quantized, the same accuracy.
+        assert sum(trial.user_attrs["quantized_nodes"].values()) == point.quantized_nodes
+        assert trial.user_attrs["accuracy"] == pytest.approx(point.accuracy)
+        assert trial.user_attrs["timing"]["speedup"] > 0
+    counts = [sum(t.user_attrs["quantized_nodes"].values()) for t in fallbacks]
+    assert counts == sorted(counts, reverse=True) and counts[0] < sum(study.trials[0].user_attrs[
+        "quantized_nodes"].values())

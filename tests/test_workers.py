@@ -141,3 +141,28 @@ def test_a_damaged_export_cache_is_exported_again(tmp_path, tiny_checkpoint, tin
     assert len(model.read_bytes()) == len(good)
     assert len(resumed.get_trials(states=(COMPLETE,))) == 2
     assert _snapshot(resumed.get_trials()) | before == _snapshot(resumed.get_trials())
+
+
+def test_a_silent_worker_on_another_host_has_its_trial_failed_and_queued_again(tmp_path, tiny_checkpoint, tiny_csv,
+                                                                               monkeypatch) -> None:
+    import opsearch.storage as storage_module
+    from opsearch.space import SearchSpace
+
+    monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
+    monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)
+    storage = f"sqlite:///{tmp_path / 'beat.db'}"
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="beat",
+                         modes=["dynamic"], remeasure_front=False, **fast_settings())
+    study = run_study(config, n_trials=0, progress=lambda line: None)
+    for waiting in study.get_trials(states=(optuna.trial.TrialState.WAITING,)):  # no presets in the way
+        study._storage.set_trial_state_values(waiting._trial_id, optuna.trial.TrialState.FAIL)
+    silent = study.ask()
+    SearchSpace.from_dict(study.user_attrs["search_space"]).suggest(silent)
+    silent.set_user_attr("worker", {"host": "another-host", "pid": 1})  # not ours to judge by pid
+    study._storage.record_heartbeat(silent._trial_id)  # it beat once, then its machine went away
+    time.sleep(2.5)
+    resumed = resume_study(storage=storage, study_name="beat", n_trials=1, progress=lambda line: None)
+    assert resumed.trials[silent.number].state == FAIL
+    retry = resumed.trials[-1]
+    assert retry.state == COMPLETE and retry.params == resumed.trials[silent.number].params
+    assert retry.user_attrs["retry_of"] == silent.number and "heartbeats" in retry.user_attrs["retry_reason"]

@@ -131,12 +131,9 @@ def draw_pareto(info: ParetoPlotInfo, out: str | Path) -> Path:
         ax.axvline(info.max_accuracy_loss_pt, color="tab:gray", linestyle="--", alpha=0.6,
                    label=f"accuracy limit ({info.max_accuracy_loss_pt:.2f} pt)")
     ax.scatter([0.0], [info.baseline_y], marker="*", s=220, color="black", label="fp32 baseline", zorder=7)
-    for p in info.front:
-        ax.annotate(f"#{p.trial} {p.speedup:.2f}x", (p.accuracy_loss_pt, p.y), textcoords="offset points",
-                    xytext=(5, 4), fontsize=8)
-    for name, p in info.presets:
-        ax.annotate(name, (p.accuracy_loss_pt, p.y), textcoords="offset points", xytext=(5, -12), fontsize=8,
-                    color="tab:purple")
+    fig.canvas.draw()  # fixes the axes' limits, so data positions map to pixels
+    _labels(ax, [(f"#{p.trial} {p.speedup:.2f}x", p) for p in info.front], first=4, step=11, color="black")
+    _labels(ax, info.presets, first=-12, step=-11, color="tab:purple")
     ax.set_xlabel("accuracy loss vs fp32 (points, lower is better)")
     ax.set_ylabel(info.y_label)
     ax.set_title(info.title)
@@ -278,3 +275,14 @@ def effects_figure(info: EffectsPlotInfo) -> go.Figure:
     fig.update_yaxes(autorange="reversed")
     fig.update_layout(title=info.title, template="plotly_white", height=200 + 32 * max(len(info.speedup), 1))
     return fig
+
+
+def _labels(ax, items: list[tuple[str, ParetoPoint]], *, first: float, step: float, color: str) -> None:
+    """Label points; labels whose points lie close together (presets often share one graph) are stacked."""
+    placed: list[tuple[float, float]] = []
+    for name, p in sorted(items, key=lambda item: -item[1].y):
+        x, y = ax.transData.transform((p.accuracy_loss_pt, p.y))
+        crowd = sum(1 for px, py in placed if abs(px - x) < 120 and abs(py - y) < 24)
+        placed.append((x, y))
+        ax.annotate(name, (p.accuracy_loss_pt, p.y), textcoords="offset points", xytext=(5, first + step * crowd),
+                    fontsize=8, color=color)

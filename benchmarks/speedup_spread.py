@@ -26,12 +26,12 @@ import csv, sys, time
 import numpy as np, onnxruntime as ort
 from transformers import AutoTokenizer
 from opsearch.runtime import ThreadSettings, make_session, physical_cores
-quantized, fp32, data = sys.argv[1:4]
+quantized, fp32, data, threads = sys.argv[1:5]
 tok = AutoTokenizer.from_pretrained(fp32.rsplit("/", 1)[0])
 texts = [r["sentence"] for r in csv.DictReader(open(data), delimiter="\t", quoting=csv.QUOTE_NONE)]
 feeds = [dict(tok(t, return_tensors="np")) for t in texts]
 def one_pass(path):
-    s = make_session(path, ThreadSettings(physical_cores()))
+    s = make_session(path, ThreadSettings(int(threads) or physical_cores()))
     names = {i.name for i in s.get_inputs()}
     fs = [{k: v.astype(np.int64) for k, v in f.items() if k in names} for f in feeds]
     s.run(None, fs[0])
@@ -56,6 +56,7 @@ def main() -> int:
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--ci-target", type=float, default=0.01)
     parser.add_argument("--max-rounds", type=int, default=60)
+    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: physical cores)")
     args = parser.parse_args()
 
     from opsearch.model_source import prepare_model
@@ -68,20 +69,24 @@ def main() -> int:
         for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "config.json"):
             if (fp32.folder / name).exists():
                 (q.path.parent / name).write_bytes((fp32.folder / name).read_bytes())
-        print(f"model {args.model}, quantized {recipe.label()}, {args.processes} processes each", flush=True)
+        threads = args.threads or "physical cores"
+        print(f"model {args.model}, quantized {recipe.label()}, {args.processes} processes each, intra-op threads: "
+              f"{threads}", flush=True)
 
         results: dict[str, list[float]] = {"naive": [], "opsearch": []}
         seconds: dict[str, float] = {"naive": 0.0, "opsearch": 0.0}
         for i in range(args.processes):
             started = time.perf_counter()
-            out = subprocess.run([sys.executable, "-c", NAIVE, str(q.path), str(fp32.onnx_path), args.dataset],
+            out = subprocess.run([sys.executable, "-c", NAIVE, str(q.path), str(fp32.onnx_path), args.dataset,
+                                  str(args.threads)],
                                  capture_output=True, text=True, check=True).stdout
             seconds["naive"] += time.perf_counter() - started
             results["naive"].append(float(out.strip().splitlines()[-1]))
             started = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "opsearch.cli", "bench", str(q.path.parent), str(fp32.folder),
                                   "--dataset", args.dataset, "--json", "--ci-target", str(args.ci_target),
-                                  "--max-rounds", str(args.max_rounds), "--seed", str(i)],
+                                  "--max-rounds", str(args.max_rounds), "--seed", str(i),
+                                  *(["--threads", str(args.threads)] if args.threads else [])],
                                  capture_output=True, text=True, check=True).stdout
             seconds["opsearch"] += time.perf_counter() - started
             record = json.loads(out)

@@ -1,7 +1,10 @@
-"""Library chatter a user cannot act on, silenced once per process (the CLI's and each trial process's)."""
+"""Library chatter a user cannot act on: silenced once per process (the CLI's and each trial process's),
+and around the quantizer's and optimizer's calls."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
 import os
 import warnings
@@ -19,3 +22,17 @@ def quiet_libraries() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     transformers.logging.set_verbosity_error()
+
+
+@contextlib.contextmanager
+def quiet():
+    """For the length of one call: the quantizer and optimizer print calibration chatter and shape-inference
+    dumps on stdout and the root logger that a user cannot act on."""
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.setLevel(level)

@@ -389,11 +389,9 @@ def _finish(study, storage: str, args: argparse.Namespace | None = None) -> int:
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
     from opsearch.remeasure import remeasure_front
-    from opsearch.study import create_runner, load_existing, stored_config
+    from opsearch.study import create_runner, load_config
 
-    study = load_existing(args.storage, args.study_name)
-    config = stored_config(study).replace(storage=args.storage, study_name=args.study_name)
-    runner = create_runner(config, progress=_progress(args))
+    runner = create_runner(load_config(args.storage, args.study_name), progress=_progress(args))
     if remeasure_front(runner) is None:
         raise OpsearchError(f"study {args.study_name!r} has no completed trial on its front to re-measure.")
     return _finish(runner.study, args.storage, args)

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import optuna
 
-from opsearch.config import StudyConfig
 from opsearch.errors import OpsearchError, StudyError
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.report import build_report
@@ -40,10 +39,10 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
     from opsearch.data import load_study_data
     from opsearch.model_source import prepare_model
     from opsearch.runtime import encode_padded
-    from opsearch.study import cache_dir_for
+    from opsearch.study import cache_dir_for, stored_config
 
     frozen = study.trials[number]
-    config = StudyConfig.from_dict(study.user_attrs["opsearch_config"], source=f"study {study.study_name!r}")
+    config = stored_config(study)  # settings the study predates read as it searched them
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise OpsearchError(f"{str(out_dir)!r} exists and is not empty: choose a new folder.")

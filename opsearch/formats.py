@@ -10,7 +10,7 @@ from typing import Any
 
 from opsearch.effects import StudyEffects
 from opsearch.errors import ConfigError
-from opsearch.report import StudyReport, TrialRow, format_report, knee_line, limit_line
+from opsearch.report import ROW_CELLS, StudyReport, TrialRow, format_report, knee_line, limit_line, row_cells
 
 FORMATS = ("text", "markdown", "csv", "json", "html")
 
@@ -96,12 +96,9 @@ def front_table_rows(report: StudyReport) -> tuple[list[str], list[list[object]]
         return " ".join(m for m, on in (("knee", knee is not None and knee.trial == r.trial),
                                         ("best within limit", best is not None and best.trial == r.trial)) if on)
 
-    header = ["trial", "", "preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "samples/s",
-              "speedup", "95% CI", "noisy"]
-    rows: list[list[object]] = [[r.trial, mark(r), r.preset or "-", r.mode, r.operators, r.flags or "-",
-                                 f"{r.accuracy:.4f}", f"{r.accuracy_loss_pt:+.2f}", f"{r.samples_per_s:.1f}",
-                                 f"{r.speedup:.2f}x", f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}",
-                                 "NOISY" if r.noisy else ""] for r in report.front]
+    header = ["trial", "", *ROW_CELLS, "noisy"]
+    rows: list[list[object]] = [[r.trial, mark(r), *row_cells(r).values(), "NOISY" if r.noisy else ""]
+                                for r in report.front]
     return header, rows
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import onnx
 
+from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 
 # "none" is the exported graph. O1: basic general optimizations; O2: plus the transformer-specific fusions
@@ -72,11 +73,9 @@ def _optimize(fp32_path: Path, level: str, out: Path) -> None:
     from optimum.onnxruntime import ORTOptimizer
     from optimum.onnxruntime.configuration import AutoOptimizationConfig
 
-    from opsearch.quantize import _quiet
-
     work = out / "optimizer"
     try:
-        with _quiet():
+        with quiet():
             optimizer = ORTOptimizer.from_pretrained(fp32_path.parent, file_names=[fp32_path.name])
             config = AutoOptimizationConfig.with_optimization_level(level)
             optimizer.optimize(save_dir=work, optimization_config=config)

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import functools
-import io
 import json
-import logging
 import shutil
 import tempfile
 import time
@@ -17,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 
+from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 from opsearch.fusion import FUSION_LEVELS, fused_model
 from opsearch.graph import graph_hash, quantized_node_counts
@@ -172,7 +170,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
             raise QuantizationFailed("static quantization needs calibration samples")
         model_file = tmp / "quantized.onnx"
         try:
-            with _quiet():
+            with quiet():
                 source = fp32_path
                 if recipe.fusion != "none":
                     source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
@@ -283,19 +281,6 @@ def _load_graph_cached(path: str, mtime_ns: int, size: int) -> onnx.ModelProto:
     return onnx.load(path)
 
 
-@contextlib.contextmanager
-def _quiet():
-    """The quantizer prints calibration chatter and shape-inference dumps that a user cannot act on."""
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)
-    try:
-        with contextlib.redirect_stdout(io.StringIO()):
-            yield
-    finally:
-        root.setLevel(level)
-
-
 def _calibrate(quantizer, recipe: QuantRecipe, calibration: dict[str, np.ndarray], tmp: Path):
     import datasets
     from optimum.onnxruntime.configuration import AutoCalibrationConfig
@@ -307,7 +292,7 @@ def _calibrate(quantizer, recipe: QuantRecipe, calibration: dict[str, np.ndarray
     elif recipe.calibration_method == "entropy":
         cal_config = AutoCalibrationConfig.entropy(dataset)
     else:
-        cal_config = AutoCalibrationConfig.percentiles(dataset, percentile=99.999)
+        cal_config = AutoCalibrationConfig.percentiles(dataset, percentile=PERCENTILE)
     return quantizer.fit(dataset=dataset, calibration_config=cal_config,
                          onnx_augmented_model_name=tmp / "augmented_model.onnx",
                          operators_to_quantize=list(recipe.operators_to_quantize))

@@ -196,6 +196,18 @@ def _same_graph_groups(done: list[optuna.trial.FrozenTrial]) -> list[SameGraphGr
     return sorted(groups, key=lambda g: g.trials[0])
 
 
+# The cells every table of the front shows for a trial, from its preset to the speedup's interval.
+ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "samples/s", "speedup",
+             "95% CI")
+
+
+def row_cells(r: TrialRow) -> dict[str, str]:
+    """A trial's ROW_CELLS, formatted."""
+    return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
+                                f"{r.accuracy_loss_pt:+.2f}", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
+                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}"), strict=True))
+
+
 def format_report(report: StudyReport) -> str:
     """A plain-text table for the terminal."""
     base = report.baseline
@@ -214,15 +226,7 @@ def format_report(report: StudyReport) -> str:
     lines.append(f"Pareto front ({len(front)} of {len(report.rows)} completed trials), fastest first:")
     table = pd.DataFrame([{
         "trial": r.trial,
-        "preset": r.preset or "-",
-        "mode": r.mode,
-        "quantized operators": r.operators,
-        "flags": r.flags,
-        "accuracy": f"{r.accuracy:.4f}",
-        "loss (pt)": f"{r.accuracy_loss_pt:+.2f}",
-        "samples/s": f"{r.samples_per_s:.1f}",
-        "speedup": f"{r.speedup:.2f}x",
-        "95% CI": f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}",
+        **row_cells(r),
         "+-": f"{r.ci_halfwidth:.1%}" + (" NOISY" if r.noisy else ""),
         "timed": "front session" if r.remeasured else "own trial",
         "same graph as": "" if r.same_graph_as is None else str(r.same_graph_as),

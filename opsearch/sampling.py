@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import optuna
 
 from opsearch.config import StudyConfig
+from opsearch.sensitivity import EXCLUDE_ATTR
 
 # Where Optuna keeps a trial's constraint values (optuna.study._constrained_optimization._CONSTRAINTS_KEY);
 # opsearch stores the same list under this name as a user attribute, for reports.
@@ -72,9 +73,9 @@ def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.
     """An earlier finished trial with exactly these parameters (and the same extra nodes kept in fp32, see
     ``sensitivity.enqueue_fallbacks``), if any: the hook that prunes sampled repeats."""
     finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
-    extra = trial.user_attrs.get("nodes_to_exclude")
+    extra = trial.user_attrs.get(EXCLUDE_ATTR)
     for other in study.get_trials(deepcopy=False, states=finished):
         if (other.number != trial.number and other.params == trial.params
-                and other.user_attrs.get("nodes_to_exclude") == extra):
+                and other.user_attrs.get(EXCLUDE_ATTR) == extra):
             return other
     return None

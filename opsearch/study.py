@@ -526,7 +526,8 @@ def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Pro
 RUNTIME_FIELDS = ("isolation", "trial_timeout", "trial_memory_mb")
 
 
-def _stored_for(storage: str, study_name: str, overrides: dict) -> StudyConfig:
+def load_config(storage: str, study_name: str, **overrides) -> StudyConfig:
+    """The config a stored study was made with, pointed at ``storage`` (``overrides``: RUNTIME_FIELDS only)."""
     study = load_existing(storage, study_name)
     if "opsearch_config" not in study.user_attrs:
         raise StudyError(f"study {study_name!r} in {storage!r} was not made by opsearch (or its baseline never "
@@ -541,7 +542,7 @@ def _stored_for(storage: str, study_name: str, overrides: dict) -> StudyConfig:
 def resume_study(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
                  **overrides) -> optuna.Study:
     """Continue a stored study with the settings it was created with (``overrides``: RUNTIME_FIELDS only)."""
-    return run_study(_stored_for(storage, study_name, overrides), n_trials=n_trials, progress=progress)
+    return run_study(load_config(storage, study_name, **overrides), n_trials=n_trials, progress=progress)
 
 
 def run_worker(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
@@ -549,7 +550,7 @@ def run_worker(*, storage: str, study_name: str, n_trials: int | None = None, pr
     """Join a study that `opsearch run` started, as one more worker: run ``n_trials`` trials, or (None) until
     the study holds its ``trials`` completed trials, counting every worker's. Workers never re-measure the
     front (run `opsearch remeasure` once they are done)."""
-    config = _stored_for(storage, study_name, overrides).replace(remeasure_front=False)
+    config = load_config(storage, study_name, **overrides).replace(remeasure_front=False)
     runner = create_runner(config, progress=progress, worker=True)
     try:
         done = len(runner.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))

@@ -224,3 +224,13 @@ def test_sensitivity_enqueue_needs_a_trial(fake_storage, capsys) -> None:
     recipe = '{"mode": "dynamic", "operators_to_quantize": ["MatMul"]}'
     assert main(["sensitivity", *fake_storage, "--recipe", recipe, "--enqueue"]) == 2
     assert "give --trial N" in capsys.readouterr().err
+
+
+def test_remeasure_of_a_study_opsearch_did_not_make_is_refused(tmp_path, capsys) -> None:
+    import optuna
+
+    storage = f"sqlite:///{tmp_path / 'other.db'}"
+    optuna.create_study(storage=storage, study_name="foreign")
+    assert main(["remeasure", "--storage", storage, "--study-name", "foreign"]) == 2
+    err = capsys.readouterr().err
+    assert "was not made by opsearch" in err and "Traceback" not in err

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from opsearch.machine import LoadMeter
 from opsearch.model_source import prepare_model
 from opsearch.runtime import ThreadSettings, make_session
 from opsearch.timing import PairedTiming, measure_paired
@@ -24,8 +25,12 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         t = self.timing
+        record = t.to_dict()
         return {"model_a": self.model_a, "model_b": self.model_b, "speedup": t.speedup,
                 "speedup_ci": list(t.speedup_ci), "ci_level": t.ci_level, "ci_halfwidth": t.ci_halfwidth,
+                "estimator": t.estimator, "floor_speedup": t.floor_speedup, "median_ratio": t.median_ratio,
+                "median_ratio_ci": record["median_ratio_ci"], "other_cores": t.other_cores,
+                "steal_cores": t.steal_cores,
                 "target_met": t.target_met, "rounds": t.rounds, "throughput_a": t.throughput,
                 "throughput_b": t.baseline_throughput, "warnings": t.warnings(), "workload": self.workload,
                 "threads": self.threads.__dict__}
@@ -33,8 +38,10 @@ class BenchResult:
     def summary(self) -> str:
         t = self.timing
         met = "target met" if t.target_met else f"WIDER than the +-{t.ci_target:.0%} target"
-        lines = [f"A is {t.speedup:.3f}x B (95% CI {t.speedup_ci[0]:.3f}-{t.speedup_ci[1]:.3f}, "
-                 f"+-{t.ci_halfwidth:.1%}, {met}; {t.rounds} paired rounds)",
+        other = (f"median of per-round ratios {t.median_ratio:.3f}x" if t.estimator == "floor"
+                 else f"floor {t.floor_speedup:.3f}x")
+        lines = [f"A is {t.speedup:.3f}x B ({t.estimator}; 95% CI {t.speedup_ci[0]:.3f}-{t.speedup_ci[1]:.3f}, "
+                 f"+-{t.ci_halfwidth:.1%}, {met}; {t.rounds} paired rounds; {other})",
                  f"A: {t.throughput:.1f} samples/s   B: {t.baseline_throughput:.1f} samples/s   "
                  f"({self.workload['samples']} texts per round, batch {self.workload['batch_size']})"]
         lines += [f"warning: {w}" for w in t.warnings()]
@@ -54,7 +61,8 @@ def synthetic_texts(tokenizer, *, n: int, seed: int = 0, min_words: int = 8, max
 def bench(model_a: str, model_b: str, *, texts: list[str] | None = None, samples: int = 150, batch_size: int = 1,
           end_to_end: bool = False, max_length: int = 256, rounds: int = 10, max_rounds: int = 30,
           warmup_rounds: int = 2, ci_target: float = 0.02, max_seconds: float | None = 120.0,
-          threads: ThreadSettings | None = None, sessions_per_model: int = 3, seed: int = 0) -> BenchResult:
+          threads: ThreadSettings | None = None, sessions_per_model: int = 3, estimator: str = "floor",
+          seed: int = 0) -> BenchResult:
     """Time A against B in interleaved rounds. ``texts=None`` uses synthetic texts from B's tokenizer."""
     from transformers import AutoTokenizer
 
@@ -69,5 +77,6 @@ def bench(model_a: str, model_b: str, *, texts: list[str] | None = None, samples
         sessions_b = [make_session(b.onnx_path, threads) for _ in range(sessions_per_model)]
         timing = measure_paired(workload.runner(sessions_a), workload.runner(sessions_b),
                                 samples_per_round=workload.samples, rounds=rounds, max_rounds=max_rounds,
-                                warmup_rounds=warmup_rounds, ci_target=ci_target, max_seconds=max_seconds, seed=seed)
+                                warmup_rounds=warmup_rounds, ci_target=ci_target, max_seconds=max_seconds, seed=seed,
+                                estimator=estimator, load_meter=LoadMeter)
     return BenchResult(model_a, model_b, timing, workload.describe(), threads)

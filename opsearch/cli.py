@@ -83,6 +83,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--sessions", type=int, default=3,
                    help="sessions per model that rounds rotate over, averaging out memory-layout luck (3)")
+    p.add_argument("--estimator", choices=["floor", "median"], default="floor",
+                   help="floor (default): ratio of each model's summed fastest time per text over rounds; "
+                   "median: median of per-round ratios. Both are printed; this one drives the stop rule")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", action="store_true", help="print a JSON object (speedup, speedup_ci, rounds, ...)")
     p.set_defaults(func=cmd_bench)
@@ -212,6 +215,10 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timing-samples", type=int, help="texts per timing round (default 150)")
     g.add_argument("--ci-target", type=float, help="add rounds until the speedup's 95%% CI is within +-this (0.02)")
     g.add_argument("--max-seconds", type=float, help="stop adding rounds to one trial after this long (120)")
+    g.add_argument("--speedup-estimator", choices=["floor", "median"],
+                   help="floor (default): ratio of each side's summed fastest time per text over rounds, "
+                   "reproducible between runs; median: median of per-round ratios, the machine's typical "
+                   "interference included")
     g.add_argument("--batch-size", type=int, help="1: unpadded texts one by one (default); N: padded batches")
     g.add_argument("--end-to-end", action="store_true", default=None, help="time tokenization too")
     g.add_argument("--threads", type=int, dest="intra_op_threads", help="ONNX Runtime intra-op threads")
@@ -246,7 +253,7 @@ _OVERRIDES = ("model", "task", "dataset", "split", "text_column", "label_column"
               "fit_size", "max_samples", "trials", "all_operators", "seed", "storage", "study_name", "rounds",
               "max_rounds", "timing_samples", "intra_op_threads", "ci_target", "max_seconds", "batch_size",
               "end_to_end", "inter_op_threads", "allow_spinning", "remeasure_front", "isolation", "trial_timeout",
-              "trial_memory_mb", "sampler", "enumerate", "sweep_operators")
+              "trial_memory_mb", "sampler", "enumerate", "sweep_operators", "speedup_estimator")
 
 
 def config_from_args(args: argparse.Namespace) -> StudyConfig:
@@ -412,7 +419,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
                    end_to_end=args.end_to_end, rounds=args.rounds, max_rounds=max(args.rounds, args.max_rounds),
                    ci_target=args.ci_target, max_seconds=args.max_seconds,
                    threads=ThreadSettings.resolve(args.threads, 1, False), sessions_per_model=args.sessions,
-                   seed=args.seed)
+                   estimator=args.estimator, seed=args.seed)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 

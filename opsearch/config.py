@@ -12,6 +12,7 @@ from typing import Any
 import tomllib
 
 from opsearch.errors import ConfigError
+from opsearch.timing import ESTIMATORS
 
 MODES = ("dynamic", "static")
 TASKS = ("auto", "classification", "embedding")
@@ -26,7 +27,7 @@ ENUMERATE = ("auto", "on", "off")
 # a stored config without them is read with these, not with today's defaults.
 LEGACY_DEFAULTS: dict[str, Any] = {"fusions": ["none"], "formats": ["QOperator"], "activation_types": ["QUInt8"],
                                    "exclude_fragile": False, "sampler": "tpe", "enumerate": "off",
-                                   "sweep_operators": False, "max_accuracy_loss": None}
+                                   "sweep_operators": False, "max_accuracy_loss": None, "speedup_estimator": "median"}
 _RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*rel\s*$")
 DEFAULT_RUN_DIR = Path("opsearch-runs")
 
@@ -95,6 +96,9 @@ class StudyConfig:
     max_rounds: int = 30
     # Rounds are added until the 95% interval of the speedup is within +-ci_target (relative), or max_rounds.
     ci_target: float = 0.02
+    # "floor": the ratio of each side's summed fastest-per-call times over rounds (reproducible between runs);
+    # "median": the median of per-round ratios (keeps the machine's typical interference). See timing.py.
+    speedup_estimator: str = "floor"
     # Sessions per model that timing rounds rotate over, to average out each session's memory-layout luck.
     sessions_per_model: int = 3
     # Stop adding rounds after this many seconds of timing one trial, whatever the interval.
@@ -144,6 +148,7 @@ class StudyConfig:
             if isinstance(getattr(self, name), str):
                 setattr(self, name, [getattr(self, name)])
         _choice("isolation", self.isolation, ISOLATION)
+        _choice("speedup_estimator", self.speedup_estimator, ESTIMATORS)
         _positive("trial_timeout", self.trial_timeout, "seconds")
         if self.trial_memory_mb is not None:
             _positive("trial_memory_mb", self.trial_memory_mb, "megabytes")

@@ -1,10 +1,13 @@
-"""What a measurement was taken on: the CPU and its int8 instructions, the cores, the library versions."""
+"""What a measurement was taken on: the CPU and its int8 instructions, the cores, the library versions, and
+what else the CPUs were doing meanwhile."""
 
 from __future__ import annotations
 
 import importlib.metadata
 import os
 import platform
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from opsearch.runtime import physical_cores
@@ -93,3 +96,46 @@ def timing_lock(path: Path | None):
     from filelock import FileLock
 
     return FileLock(str(path))
+
+
+@dataclass(frozen=True)
+class Load:
+    """What else the CPUs did while a measurement ran, in cores kept busy on average."""
+
+    other_cores: float  # by every process but this one (another worker quantizing, a build, a browser)
+    steal_cores: float  # by the hypervisor, for another tenant of this virtual machine
+    seconds: float
+
+
+class LoadMeter:
+    """``with LoadMeter() as meter: ...`` then ``meter.load`` (None for a window too short to count on:
+    the kernel counts CPU time in ticks of 10 ms)."""
+
+    MIN_SECONDS = 1.0
+
+    def __init__(self) -> None:
+        self.load: Load | None = None
+
+    @staticmethod
+    def _busy(times) -> float:
+        return sum(getattr(times, name, 0.0) for name in ("user", "nice", "system", "irq", "softirq"))
+
+    def __enter__(self) -> LoadMeter:
+        import psutil
+
+        self._process = psutil.Process()
+        self._start = (time.monotonic(), psutil.cpu_times(), self._process.cpu_times())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import psutil
+
+        end = (time.monotonic(), psutil.cpu_times(), self._process.cpu_times())
+        (t0, all0, own0), (t1, all1, own1) = self._start, end
+        seconds = t1 - t0
+        if seconds < self.MIN_SECONDS:
+            return
+        own = (own1.user + own1.system) - (own0.user + own0.system)
+        other = max(0.0, self._busy(all1) - self._busy(all0) - own)
+        steal = max(0.0, getattr(all1, "steal", 0.0) - getattr(all0, "steal", 0.0))
+        self.load = Load(other / seconds, steal / seconds, seconds)

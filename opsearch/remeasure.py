@@ -13,7 +13,7 @@ import time
 from datetime import datetime, timezone
 
 from opsearch.errors import TrialFailed
-from opsearch.machine import timing_lock
+from opsearch.machine import LoadMeter, timing_lock
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.runtime import make_session
 from opsearch.timing import measure_interleaved
@@ -66,7 +66,8 @@ def remeasure_front(runner) -> dict | None:
                 workload.runner(runner.timing_sessions), [workload.runner(s) for s in sessions],
                 samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
                 warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
-                max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed)
+                max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed,
+                estimator=config.speedup_estimator, load_meter=LoadMeter)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     record = {

@@ -86,6 +86,12 @@ class StudyReport:
         front = self.front
         return front[0] if self.max_accuracy_loss is not None and front else None
 
+    @property
+    def estimator(self) -> str:
+        """How the study's speedups were estimated (see :mod:`opsearch.timing`); studies before the setting
+        used the median of per-round ratios."""
+        return self.settings.get("opsearch_config", {}).get("speedup_estimator", "median")
+
     def to_frame(self, *, front_only: bool = True) -> pd.DataFrame:
         rows = self.front if front_only else self.rows
         return pd.DataFrame([asdict(r) for r in rows], columns=list(TrialRow.__dataclass_fields__))
@@ -246,7 +252,9 @@ def format_report(report: StudyReport) -> str:
     session = report.remeasured_at
     if session:
         lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
-    lines.append("throughput = fp32 reference samples/s x paired speedup (median of per-round ratios); "
+    how = ("each side's summed fastest time per text over paired rounds" if report.estimator == "floor"
+           else "median of per-round ratios")
+    lines.append(f"throughput = fp32 reference samples/s x paired speedup ({how}); "
                  "+- is the half-width of the speedup's 95% bootstrap interval.")
     return "\n".join(lines)
 

@@ -130,7 +130,7 @@ class Runner:
         cfg = self.config
         timing = TimingSettings(rounds=cfg.rounds, max_rounds=cfg.max_rounds, warmup_rounds=cfg.warmup_rounds,
                                 ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
-                                sessions_per_model=cfg.sessions_per_model)
+                                sessions_per_model=cfg.sessions_per_model, estimator=cfg.speedup_estimator)
         return TrialBench(self.model.onnx_path, self.threads, self.task, self.workload, self.calibration, timing,
                           self.lock_path, self.cache_dir)
 

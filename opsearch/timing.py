@@ -1,19 +1,40 @@
 """Throughput measured like pyperf measures: warm-ups apart, repeated rounds, variation checked.
 
 A trial is timed *paired* with the fp32 model: each round runs both over the same workload, in an order
-shuffled per round, so a drift in the machine's speed hits both alike and cancels in the per-round ratio.
+shuffled per round, so both sides see the same machine. Two estimators of the speedup come from the same
+rounds:
+
+- ``floor`` (the default): each side's cost is the sum, over the workload's calls, of each call's fastest
+  time across rounds; the speedup is the ratio of those sums. A shared machine only ever *adds* time to a
+  call (another tenant, an interrupt, a cache flushed), and that added time is not proportional: it hurts the
+  faster model's short calls more, and by how much depends on the machine's state at the moment. The
+  fastest of several tries of each call is the call with the least added, which the machine reaches again
+  and again; that makes the floor reproducible between processes where the median is not (see the README's
+  "How reproducible is a speedup?"). Chen and Revels make the same argument for the minimum in "Robust
+  benchmarking in noisy environments" (2016), the basis of Julia's BenchmarkTools.
+- ``median``: the median over rounds of the per-round ratio (fp32 seconds / candidate seconds): a drift in
+  the machine's speed cancels in each round's ratio; the machine's typical interference stays in.
+
+Throughput (samples/s) is always the candidate's own median round: what the machine gave, interference
+included.
 """
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
 Clock = Callable[[], float]
+# One side of a round: runs the workload once; returns each call's seconds, or None (then the whole pass
+# counts as one call).
+Side = Callable[[], "Sequence[float] | np.ndarray | None"]
+ESTIMATORS = ("floor", "median")
 
 
 @dataclass(frozen=True)
@@ -25,8 +46,15 @@ class PairedTiming:
     samples_per_round: int
     warmup_rounds: int
     ci_target: float  # wanted relative half-width of the speedup's confidence interval
-    speedup_ci: tuple[float, float]
+    speedup_ci: tuple[float, float]  # of the chosen estimator's speedup
     ci_level: float = 0.95
+    estimator: str = "median"
+    # Each side's sum over calls of the call's fastest time across rounds (for the floor estimator).
+    candidate_floor_s: float | None = None
+    baseline_floor_s: float | None = None
+    # What else the CPUs did meanwhile, in cores busy on average (None: not watched).
+    other_cores: float | None = None
+    steal_cores: float | None = None
 
     @property
     def rounds(self) -> int:
@@ -37,9 +65,21 @@ class PairedTiming:
         return np.asarray(self.baseline_s) / np.asarray(self.candidate_s)
 
     @property
-    def speedup(self) -> float:
+    def median_ratio(self) -> float:
         """Median over rounds of (fp32 seconds / candidate seconds)."""
         return float(np.median(self.ratios))
+
+    @property
+    def floor_speedup(self) -> float | None:
+        """fp32's floor cost over the candidate's (see the module's docstring)."""
+        if self.candidate_floor_s is None or self.baseline_floor_s is None:
+            return None
+        return self.baseline_floor_s / self.candidate_floor_s
+
+    @property
+    def speedup(self) -> float:
+        """The chosen estimator's speedup."""
+        return self.floor_speedup if self.estimator == "floor" else self.median_ratio
 
     @property
     def ci_halfwidth(self) -> float:
@@ -73,19 +113,31 @@ class PairedTiming:
         return self.samples_per_round / statistics.median(self.baseline_s)
 
     def warnings(self) -> list[str]:
-        return stability_warnings(np.asarray(self.candidate_s), what="candidate") + stability_warnings(
-            np.asarray(self.baseline_s), what="fp32"
-        )
+        return (stability_warnings(np.asarray(self.candidate_s), what="candidate")
+                + stability_warnings(np.asarray(self.baseline_s), what="fp32")
+                + load_warnings(self.other_cores, self.steal_cores))
 
     def to_dict(self) -> dict:
         return {
             "speedup": self.speedup, "speedup_ci": list(self.speedup_ci), "ci_halfwidth": self.ci_halfwidth,
-            "ci_target": self.ci_target, "target_met": self.target_met, "speedup_cv": self.speedup_cv,
+            "ci_target": self.ci_target, "target_met": self.target_met, "estimator": self.estimator,
+            "floor_speedup": self.floor_speedup, "candidate_floor_s": self.candidate_floor_s,
+            "baseline_floor_s": self.baseline_floor_s, "median_ratio": self.median_ratio,
+            "median_ratio_ci": list(bootstrap_ci(self.ratios)), "speedup_cv": self.speedup_cv,
             "throughput": self.throughput, "baseline_throughput": self.baseline_throughput,
             "candidate_cv": self.candidate_cv, "rounds": self.rounds, "warmup_rounds": self.warmup_rounds,
             "samples_per_round": self.samples_per_round, "noisy": self.noisy, "warnings": self.warnings(),
+            "other_cores": self.other_cores, "steal_cores": self.steal_cores,
             "candidate_s": list(self.candidate_s), "baseline_s": list(self.baseline_s),
         }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PairedTiming:
+        return cls(tuple(data["candidate_s"]), tuple(data["baseline_s"]), data["samples_per_round"],
+                   data["warmup_rounds"], data["ci_target"], tuple(data["speedup_ci"]),
+                   estimator=data.get("estimator", "median"), candidate_floor_s=data.get("candidate_floor_s"),
+                   baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
+                   steal_cores=data.get("steal_cores"))
 
 
 # pyperf's thresholds: a spread over 10% of the mean, or a value 50% away from the median, is suspect;
@@ -93,6 +145,10 @@ class PairedTiming:
 _MAX_CV = 0.10
 _MAX_OUTLIER = 0.50
 _MIN_ROUND_S = 1e-3
+# Other processes keeping this share of a core busy, or a hypervisor taking this share, skew a speedup: the
+# two models do not suffer alike from a neighbour (the faster one's short calls suffer more).
+_MAX_OTHER_CORES = 0.15
+_MAX_STEAL_CORES = 0.05
 
 
 def stability_warnings(seconds: np.ndarray, *, what: str) -> list[str]:
@@ -111,6 +167,18 @@ def stability_warnings(seconds: np.ndarray, *, what: str) -> list[str]:
     return out
 
 
+def load_warnings(other_cores: float | None, steal_cores: float | None) -> list[str]:
+    """Warnings for a machine that was busy with something else while timing ran."""
+    out = []
+    if other_cores is not None and other_cores > _MAX_OTHER_CORES:
+        out.append(f"other processes kept {other_cores:.2f} cores busy while timing ran: they slow the two "
+                   "models unequally; stop them (other workers quantizing, builds, browsers) and measure again")
+    if steal_cores is not None and steal_cores > _MAX_STEAL_CORES:
+        out.append(f"the hypervisor took {steal_cores:.2f} cores (steal time) while timing ran: another tenant "
+                   "of this virtual machine was busy; measure again later, or on a dedicated machine")
+    return out
+
+
 def _cv(values: np.ndarray) -> float:
     mean = float(np.mean(values))
     return float(np.std(values, ddof=1) / mean) if len(values) > 1 and mean > 0 else 0.0
@@ -125,49 +193,104 @@ def bootstrap_ci(values: np.ndarray, *, level: float = 0.95, resamples: int = 20
     return float(np.quantile(medians, alpha)), float(np.quantile(medians, 1 - alpha))
 
 
-def measure_paired(run_candidate: Callable[[], None], run_baseline: Callable[[], None], *,
-                   samples_per_round: int, rounds: int, max_rounds: int, warmup_rounds: int,
-                   ci_target: float, max_seconds: float | None = None, seed: int = 0,
+def floor_seconds(calls: np.ndarray) -> float:
+    """A side's floor cost: the sum over calls of each call's fastest time across rounds (rounds x calls)."""
+    return float(np.asarray(calls).min(axis=0).sum())
+
+
+def floor_ci(candidate_calls: np.ndarray, baseline_calls: np.ndarray, *, level: float = 0.95,
+             resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Bootstrap interval of the floor speedup, resampling whole rounds (each rounds x calls).
+
+    Percentile interval, widened if need be to contain the estimate itself: a resample holds fewer distinct
+    rounds, so its minima lie a little higher, and the plain percentile interval of an extreme can miss it.
+    """
+    cand, base = np.asarray(candidate_calls, dtype=float), np.asarray(baseline_calls, dtype=float)
+    n = len(cand)
+    rng = np.random.default_rng(seed)
+    ratios = np.empty(resamples)
+    chunk = 200
+    for first in range(0, resamples, chunk):
+        k = min(chunk, resamples - first)
+        left_out = np.ones((k, n), dtype=bool)
+        np.put_along_axis(left_out, rng.integers(0, n, size=(k, n)), False, axis=1)
+        mask = left_out[:, :, None]
+        cand_floor = np.where(mask, np.inf, cand[None]).min(axis=1).sum(axis=1)
+        base_floor = np.where(mask, np.inf, base[None]).min(axis=1).sum(axis=1)
+        ratios[first:first + k] = base_floor / cand_floor
+    alpha = (1 - level) / 2
+    point = floor_seconds(base) / floor_seconds(cand)
+    return min(float(np.quantile(ratios, alpha)), point), max(float(np.quantile(ratios, 1 - alpha)), point)
+
+
+def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], candidate_calls: np.ndarray,
+                  baseline_calls: np.ndarray, *, estimator: str, samples_per_round: int, warmup_rounds: int,
+                  ci_target: float, seed: int = 0) -> PairedTiming:
+    """The record of paired rounds: round totals, per-call times (rounds x calls) for the floor."""
+    if estimator == "floor":
+        ci = floor_ci(candidate_calls, baseline_calls, seed=seed)
+    else:
+        ci = bootstrap_ci(np.asarray(baseline_s) / np.asarray(candidate_s), seed=seed)
+    return PairedTiming(tuple(candidate_s), tuple(baseline_s), samples_per_round, warmup_rounds, ci_target, ci,
+                        estimator=estimator, candidate_floor_s=floor_seconds(candidate_calls),
+                        baseline_floor_s=floor_seconds(baseline_calls))
+
+
+def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
+                   max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
+                   seed: int = 0, estimator: str = "floor", load_meter: Callable[[], Any] | None = None,
                    clock: Clock = time.perf_counter) -> PairedTiming:
     """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`)."""
     return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
                                max_rounds=max_rounds, warmup_rounds=warmup_rounds, ci_target=ci_target,
-                               max_seconds=max_seconds, seed=seed, clock=clock)[0]
+                               max_seconds=max_seconds, seed=seed, estimator=estimator, load_meter=load_meter,
+                               clock=clock)[0]
 
 
-def measure_interleaved(run_baseline: Callable[[], None], candidates: Sequence[Callable[[], None]], *,
-                        samples_per_round: int, rounds: int, max_rounds: int, warmup_rounds: int,
-                        ci_target: float, max_seconds: float | None = None, seed: int = 0,
+def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, samples_per_round: int, rounds: int,
+                        max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
+                        seed: int = 0, estimator: str = "floor", load_meter: Callable[[], Any] | None = None,
                         clock: Clock = time.perf_counter) -> list[PairedTiming]:
     """Time the baseline and every candidate once per round, in an order shuffled per round.
 
     ``rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of any
-    candidate's median per-round speedup is wider than +-``ci_target`` (relative), until ``max_rounds``
+    candidate's speedup (by ``estimator``) is wider than +-``ci_target`` (relative), until ``max_rounds``
     rounds or ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one
-    record per candidate, each paired with the baseline's times from the same rounds.
+    record per candidate, each paired with the baseline's times from the same rounds. ``load_meter`` (e.g.
+    :class:`opsearch.machine.LoadMeter`) watches what else the CPUs do during the timed rounds.
     """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
     rng = np.random.default_rng(seed)
     sides = [run_baseline, *candidates]
     for _ in range(warmup_rounds):
         for fn in sides:
             fn()
-    times: list[list[float]] = [[] for _ in sides]
-    started = clock()
-    while True:
-        for i in rng.permutation(len(sides)):
-            start = clock()
-            sides[i]()
-            times[i].append(clock() - start)
-        n = len(times[0])
-        if n < rounds:
-            continue
-        cis = [bootstrap_ci(np.asarray(times[0]) / np.asarray(t), seed=seed) for t in times[1:]]
-        widths = [(hi - lo) / 2 / float(np.median(np.asarray(times[0]) / np.asarray(t)))
-                  for (lo, hi), t in zip(cis, times[1:], strict=True)]
-        out_of_time = max_seconds is not None and clock() - started >= max_seconds
-        if max(widths) <= ci_target or n >= max_rounds or out_of_time:
-            return [PairedTiming(tuple(t), tuple(times[0]), samples_per_round, warmup_rounds, ci_target, ci)
-                    for t, ci in zip(times[1:], cis, strict=True)]
+    totals: list[list[float]] = [[] for _ in sides]
+    calls: list[list[np.ndarray]] = [[] for _ in sides]
+    meter = load_meter() if load_meter is not None else None
+    with meter if meter is not None else contextlib.nullcontext():
+        started = clock()
+        while True:
+            for i in rng.permutation(len(sides)):
+                start = clock()
+                per_call = sides[i]()
+                totals[i].append(clock() - start)
+                calls[i].append(np.asarray(per_call if per_call is not None else [totals[i][-1]], dtype=float))
+            n = len(totals[0])
+            if n < rounds:
+                continue
+            records = [paired_record(totals[j], totals[0], np.stack(calls[j]), np.stack(calls[0]),
+                                     estimator=estimator, samples_per_round=samples_per_round,
+                                     warmup_rounds=warmup_rounds, ci_target=ci_target, seed=seed)
+                       for j in range(1, len(sides))]
+            out_of_time = max_seconds is not None and clock() - started >= max_seconds
+            if max(r.ci_halfwidth for r in records) <= ci_target or n >= max_rounds or out_of_time:
+                break
+    load = getattr(meter, "load", None)
+    if load is None:
+        return records
+    return [replace(r, other_cores=load.other_cores, steal_cores=load.steal_cores) for r in records]
 
 
 @dataclass(frozen=True)
@@ -192,7 +315,7 @@ class SingleTiming:
                 "seconds": list(self.seconds)}
 
 
-def measure_single(run: Callable[[], None], *, samples_per_round: int, rounds: int, warmup_rounds: int,
+def measure_single(run: Side, *, samples_per_round: int, rounds: int, warmup_rounds: int,
                    clock: Clock = time.perf_counter) -> SingleTiming:
     for _ in range(warmup_rounds):
         run()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from opsearch.errors import TrialFailed
-from opsearch.machine import timing_lock
+from opsearch.machine import LoadMeter, timing_lock
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.runtime import ThreadSettings, make_session
 from opsearch.tasks import ClassificationTask, EmbeddingTask
@@ -34,6 +34,7 @@ class TimingSettings:
     max_seconds: float
     seed: int
     sessions_per_model: int
+    estimator: str = "floor"
 
 
 @dataclass
@@ -112,7 +113,8 @@ class TrialWorker:
             timing = measure_paired(bench.workload.runner(sessions), bench.workload.runner(self._fp32_sessions),
                                     samples_per_round=bench.workload.samples, rounds=t.rounds,
                                     max_rounds=t.max_rounds, warmup_rounds=t.warmup_rounds, ci_target=t.ci_target,
-                                    max_seconds=t.max_seconds, seed=t.seed)
+                                    max_seconds=t.max_seconds, seed=t.seed, estimator=t.estimator,
+                                    load_meter=LoadMeter)
             outcome.timed_window = (began, time.time())
         outcome.timing = timing.to_dict()
         return outcome

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,8 +41,8 @@ class Workload:
                              return_tensors="np")
         return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
 
-    def runner(self, sessions) -> Callable[[], None]:
-        """One pass over the workload: what a timing round runs.
+    def runner(self, sessions) -> Callable[[], np.ndarray]:
+        """One pass over the workload, returning each call's seconds: what a timing round runs.
 
         Given several sessions of one model, successive passes take them in turn. Each session's memory
         layout makes it a little faster or slower for good (about +-1% here, the same in every round, so
@@ -51,28 +52,38 @@ class Workload:
         passes = [self._one_pass(session) for session in sessions]
         turn = [0]
 
-        def run() -> None:
-            passes[turn[0] % len(passes)]()
+        def run() -> np.ndarray:
+            seconds = passes[turn[0] % len(passes)]()
             turn[0] += 1
+            return seconds
 
         return run if len(passes) > 1 else passes[0]
 
-    def _one_pass(self, session) -> Callable[[], None]:
+    def _one_pass(self, session) -> Callable[[], np.ndarray]:
         names = input_names(session)
+        clock = time.perf_counter
         if self.end_to_end:
             batches = self.batches()
 
-            def run_end_to_end() -> None:
-                for batch in batches:
+            def run_end_to_end() -> np.ndarray:
+                seconds = np.empty(len(batches))
+                for i, batch in enumerate(batches):
+                    start = clock()
                     feed = self._encode(batch)
                     session.run(None, {k: v for k, v in feed.items() if k in names})
+                    seconds[i] = clock() - start
+                return seconds
 
             return run_end_to_end
         feeds = [{k: v for k, v in feed.items() if k in names} for feed in self._feeds]
 
-        def run() -> None:
-            for feed in feeds:
+        def run() -> np.ndarray:
+            seconds = np.empty(len(feeds))
+            for i, feed in enumerate(feeds):
+                start = clock()
                 session.run(None, feed)
+                seconds[i] = clock() - start
+            return seconds
 
         return run
 

@@ -42,3 +42,16 @@ def test_bench_without_dataset_uses_synthetic_texts(quantized_folder, tiny_onnx,
 def test_bench_rejects_bad_numbers(tiny_onnx, capsys) -> None:
     assert main(["bench", str(tiny_onnx.folder), str(tiny_onnx.folder), "--rounds", "0"]) == 2
     assert "--rounds=0 must be at least 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("estimator", ["floor", "median"])
+def test_bench_reports_both_estimators_and_the_chosen_one_leads(quantized_folder, tiny_onnx, tiny_csv, capsys,
+                                                                estimator: str) -> None:
+    args = ["bench", str(quantized_folder), str(tiny_onnx.folder), "--dataset", str(tiny_csv), "--samples", "20",
+            "--rounds", "4", "--max-rounds", "4", "--threads", "1", "--json"]
+    assert main([*args, "--estimator", estimator]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["estimator"] == estimator
+    assert record["speedup"] == record["floor_speedup" if estimator == "floor" else "median_ratio"]
+    assert record["floor_speedup"] > 0 and record["median_ratio"] > 0
+    assert record["median_ratio_ci"][0] <= record["median_ratio"] <= record["median_ratio_ci"][1]

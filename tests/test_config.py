@@ -76,6 +76,7 @@ def test_a_valid_config_keeps_its_values() -> None:
         ({"label_map": ["neg", "pos"]}, "label_map", "neg"),
         ({"study_name": "my study"}, "study_name", "my study"),
         ({"study_name": "a/b"}, "study_name", "a/b"),
+        ({"speedup_estimator": "mean"}, "speedup_estimator", "mean"),
     ],
 )
 def test_bad_settings_are_rejected_naming_the_field(changes: dict, field: str, shown: str | None) -> None:

@@ -73,6 +73,22 @@ def test_resume_adds_trials_and_keeps_the_old_ones(tmp_path, tiny_checkpoint, ti
     assert any("resuming 'tiny'" in line for line in lines)
 
 
+def test_a_study_stored_before_the_floor_estimator_goes_on_with_the_median(tmp_path, tiny_checkpoint,
+                                                                           tiny_csv) -> None:
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
+    study = run_study(config, n_trials=1, progress=lambda line: None)
+    done = {t.number for t in study.get_trials(states=(COMPLETE,))}
+    assert done and all(study.trials[n].user_attrs["timing"]["estimator"] == "floor" for n in done)
+    stored = dict(study.user_attrs["opsearch_config"])
+    del stored["speedup_estimator"]  # as a study made before the setting existed holds it
+    study.set_user_attr("opsearch_config", stored)
+
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1,
+                           progress=lambda line: None)
+    new = [t for t in resumed.get_trials(states=(COMPLETE,)) if t.number not in done]
+    assert new and all(t.user_attrs["timing"]["estimator"] == "median" for t in new)
+
+
 def test_same_graph_is_measured_once(tmp_path, tiny_checkpoint, tiny_csv) -> None:
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"])
     runner = create_runner(config, progress=lambda line: None)

@@ -72,3 +72,20 @@ def test_passes_rotate_over_sessions(tokenizer) -> None:
     for _ in range(7):
         run()
     assert [len(s.feeds) // len(TEXTS) for s in sessions] == [3, 2, 2]
+
+
+@pytest.mark.parametrize("end_to_end", [False, True])
+def test_a_pass_returns_each_calls_seconds(tokenizer, monkeypatch, end_to_end: bool) -> None:
+    """The floor estimator needs each call's time: the pass returns them, in workload order."""
+    now = [0.0]
+    monkeypatch.setattr("opsearch.workload.time.perf_counter", lambda: now[0])
+
+    class TimedSession(RecordingSession):
+        def run(self, outputs, feed):  # a call costs 1 ms per token of its batch
+            now[0] += 1e-3 * feed["input_ids"].size
+            return super().run(outputs, feed)
+
+    session = TimedSession()
+    seconds = Workload(TEXTS, tokenizer, batch_size=4, end_to_end=end_to_end).runner(session)()
+    assert seconds == pytest.approx([1e-3 * f["input_ids"].size for f in session.feeds])
+    assert len(seconds) == 3

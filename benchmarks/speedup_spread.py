@@ -57,8 +57,10 @@ def main() -> int:
     parser.add_argument("--dataset", default=str(SHARED / "data" / "sst2" / "validation.tsv"))
     parser.add_argument("--processes", type=int, default=5)
     parser.add_argument("--ci-target", type=float, default=0.01)
+    parser.add_argument("--rounds", type=int, default=10, help="rounds always measured (default 10)")
     parser.add_argument("--max-rounds", type=int, default=60)
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: physical cores)")
+    parser.add_argument("--sessions", type=int, default=3, help="sessions per model that bench rotates over (3)")
     args = parser.parse_args()
 
     from opsearch.model_source import prepare_model
@@ -73,10 +75,10 @@ def main() -> int:
                 (q.path.parent / name).write_bytes((fp32.folder / name).read_bytes())
         threads = args.threads or "physical cores"
         print(f"model {args.model}, quantized {recipe.label()}, {args.processes} processes each, intra-op threads: "
-              f"{threads}", flush=True)
+              f"{threads}, {args.sessions} sessions per model", flush=True)
 
         results: dict[str, list[float]] = {"naive": [], "median": [], "floor": []}
-        seconds: dict[str, float] = {"naive": 0.0, "median": 0.0, "floor": 0.0}
+        seconds: dict[str, float] = {"naive": 0.0, "bench": 0.0}  # the median and the floor share bench's rounds
         for i in range(args.processes):
             started = time.perf_counter()
             out = subprocess.run([sys.executable, "-c", NAIVE, str(q.path), str(fp32.onnx_path), args.dataset,
@@ -87,21 +89,24 @@ def main() -> int:
             started = time.perf_counter()
             out = subprocess.run([sys.executable, "-m", "opsearch.cli", "bench", str(q.path.parent), str(fp32.folder),
                                   "--dataset", args.dataset, "--json", "--ci-target", str(args.ci_target),
-                                  "--max-rounds", str(args.max_rounds), "--seed", str(i),
+                                  "--rounds", str(args.rounds), "--max-rounds", str(max(args.rounds, args.max_rounds)),
+                                  "--seed", str(i), "--sessions", str(args.sessions),
                                   *(["--threads", str(args.threads)] if args.threads else [])],
                                  capture_output=True, text=True, check=True).stdout
-            seconds["median"] = seconds["floor"] = seconds["median"] + time.perf_counter() - started
+            seconds["bench"] += time.perf_counter() - started
             record = json.loads(out)
             results["median"].append(record["median_ratio"])
             results["floor"].append(record["floor_speedup"])
             print(f"process {i + 1}: naive {results['naive'][-1]:.3f}x   median {record['median_ratio']:.3f}x   "
                   f"floor {record['floor_speedup']:.3f}x (95% CI {record['speedup_ci'][0]:.3f}-"
-                  f"{record['speedup_ci'][1]:.3f}, {record['rounds']} rounds)", flush=True)
+                  f"{record['speedup_ci'][1]:.3f}, {record['rounds']} rounds; other processes "
+                  f"{record['other_cores'] or 0:.2f} cores)", flush=True)
 
     print()
     for method, values in results.items():
         print(f"{method:>8}: {min(values):.3f}x to {max(values):.3f}x, median {statistics.median(values):.3f}x, "
-              f"spread {spread(values):.1%}  ({seconds[method] / len(values):.0f} s per process)")
+              f"spread {spread(values):.1%}  ({seconds['naive' if method == 'naive' else 'bench'] / len(values):.0f} s "
+              "per process)")
     ours = spread(results["floor"])
     ratio = spread(results["naive"]) / max(ours, 1e-9)
     print(f"the naive spread is {ratio:.1f}x opsearch's (floor); targets: opsearch spread <= 2% "

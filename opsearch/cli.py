@@ -217,7 +217,7 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--max-seconds", type=float, help="stop adding rounds to one trial after this long (120)")
     g.add_argument("--speedup-estimator", choices=["floor", "median"],
                    help="floor (default): ratio of each side's summed fastest time per text over rounds, "
-                   "reproducible between runs; median: median of per-round ratios, the machine's typical "
+                   "more reproducible between runs; median: median of per-round ratios, the machine's typical "
                    "interference included")
     g.add_argument("--batch-size", type=int, help="1: unpadded texts one by one (default); N: padded batches")
     g.add_argument("--end-to-end", action="store_true", default=None, help="time tokenization too")

@@ -96,7 +96,7 @@ class StudyConfig:
     max_rounds: int = 30
     # Rounds are added until the 95% interval of the speedup is within +-ci_target (relative), or max_rounds.
     ci_target: float = 0.02
-    # "floor": the ratio of each side's summed fastest-per-call times over rounds (reproducible between runs);
+    # "floor": the ratio of each side's summed fastest-per-call times over rounds (more reproducible);
     # "median": the median of per-round ratios (keeps the machine's typical interference). See timing.py.
     speedup_estimator: str = "floor"
     # Sessions per model that timing rounds rotate over, to average out each session's memory-layout luck.

@@ -36,7 +36,7 @@ def test_this_process_busy_is_not_counted() -> None:
     with LoadMeter() as meter:
         _spin(1.5)  # the measurement's own work
     assert meter.load is not None
-    assert meter.load.other_cores < 0.3
+    assert meter.load.other_cores < 0.5  # counting its own spin would give about 1.0
 
 
 def test_a_window_too_short_to_count_gives_no_load() -> None:

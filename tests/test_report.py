@@ -396,3 +396,13 @@ def test_the_report_carries_the_machine_versions_and_settings(tmp_path: Path) ->
     assert report.machine == {"cpu": "Test CPU 9000", "physical_cores": 2}
     assert report.versions == {"onnxruntime": "1.99.0"}
     assert report.settings == {"opsearch_config": {"model": "tiny", "trials": 3}, "threads": {"intra_op": 2}}
+
+
+@pytest.mark.parametrize(("stored", "says"), [({"speedup_estimator": "floor"}, "summed fastest time per text"),
+                                              ({"speedup_estimator": "median"}, "median of per-round ratios"),
+                                              ({}, "median of per-round ratios")])  # a study from before the setting
+def test_the_report_says_how_speedups_were_estimated(tmp_path: Path, stored: dict, says: str) -> None:
+    study = make_study(tmp_path / "s.db", [SPECS[0]])
+    study.set_user_attr("opsearch_config", {"model": "tiny", **stored})
+    footer = [line for line in format_report(build_report(study)).splitlines() if "paired speedup (" in line]
+    assert len(footer) == 1 and says in footer[0]

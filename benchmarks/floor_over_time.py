@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from _pair import add_model_args, quantized_pair, spread
 
 
 def child(args: argparse.Namespace) -> None:
@@ -61,15 +59,9 @@ def child(args: argparse.Namespace) -> None:
                       "median": float(np.median(np.asarray(totals[0]) / np.asarray(totals[1])))}))
 
 
-def spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-sst2"))
-    parser.add_argument("--dataset", default=str(SHARED / "data" / "sst2" / "validation.tsv"))
-    parser.add_argument("--processes", type=int, default=5)
+    add_model_args(parser)
     parser.add_argument("--blocks", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=10, help="paired rounds per block (10)")
     parser.add_argument("--pause", type=float, default=20.0, help="seconds of rest between blocks (20)")
@@ -83,13 +75,8 @@ def main() -> int:
         child(args)
         return 0
 
-    from opsearch.model_source import prepare_model
-    from opsearch.quantize import QuantRecipe, quantize
-
     with tempfile.TemporaryDirectory(prefix="opsearch-bench-") as tmp:
-        fp32 = prepare_model(args.model, cache_dir=Path(tmp))
-        recipe = QuantRecipe("dynamic", ("MatMul",))
-        q = quantize(recipe, fp32_path=fp32.onnx_path, out_dir=Path(tmp) / "quantized")
+        fp32, q, recipe = quantized_pair(args.model, Path(tmp))
         print(f"model {args.model}, quantized {recipe.label()}: {args.processes} processes of {args.blocks} blocks "
               f"of {args.rounds} paired rounds, {args.pause:.0f} s apart", flush=True)
         records = []

@@ -20,8 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+from _pair import add_model_args, quantized_pair, spread
 
 NAIVE = r"""
 import csv, sys, time
@@ -47,15 +46,9 @@ print(t_fp32 / t_q)
 """
 
 
-def spread(values: list[float]) -> float:
-    return (max(values) - min(values)) / statistics.median(values)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=str(SHARED / "models" / "minilm-l6-sst2"))
-    parser.add_argument("--dataset", default=str(SHARED / "data" / "sst2" / "validation.tsv"))
-    parser.add_argument("--processes", type=int, default=5)
+    add_model_args(parser)
     parser.add_argument("--ci-target", type=float, default=0.01)
     parser.add_argument("--rounds", type=int, default=10, help="rounds always measured (default 10)")
     parser.add_argument("--max-rounds", type=int, default=60)
@@ -63,16 +56,8 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=3, help="sessions per model that bench rotates over (3)")
     args = parser.parse_args()
 
-    from opsearch.model_source import prepare_model
-    from opsearch.quantize import QuantRecipe, quantize
-
     with tempfile.TemporaryDirectory(prefix="opsearch-bench-") as tmp:
-        fp32 = prepare_model(args.model, cache_dir=Path(tmp))
-        recipe = QuantRecipe("dynamic", ("MatMul",))  # the article's best dynamic configuration
-        q = quantize(recipe, fp32_path=fp32.onnx_path, out_dir=Path(tmp) / "quantized")
-        for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json", "config.json"):
-            if (fp32.folder / name).exists():
-                (q.path.parent / name).write_bytes((fp32.folder / name).read_bytes())
+        fp32, q, recipe = quantized_pair(args.model, Path(tmp))
         threads = args.threads or "physical cores"
         print(f"model {args.model}, quantized {recipe.label()}, {args.processes} processes each, intra-op threads: "
               f"{threads}, {args.sessions} sessions per model", flush=True)

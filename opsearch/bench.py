@@ -25,14 +25,9 @@ class BenchResult:
 
     def to_dict(self) -> dict:
         t = self.timing
-        record = t.to_dict()
-        return {"model_a": self.model_a, "model_b": self.model_b, "speedup": t.speedup,
-                "speedup_ci": list(t.speedup_ci), "ci_level": t.ci_level, "ci_halfwidth": t.ci_halfwidth,
-                "estimator": t.estimator, "floor_speedup": t.floor_speedup, "median_ratio": t.median_ratio,
-                "median_ratio_ci": record["median_ratio_ci"], "other_cores": t.other_cores,
-                "steal_cores": t.steal_cores,
-                "target_met": t.target_met, "rounds": t.rounds, "throughput_a": t.throughput,
-                "throughput_b": t.baseline_throughput, "warnings": t.warnings(), "workload": self.workload,
+        record = {k: v for k, v in t.to_dict().items() if k not in ("candidate_s", "baseline_s")}
+        return {"model_a": self.model_a, "model_b": self.model_b, **record, "ci_level": t.ci_level,
+                "throughput_a": t.throughput, "throughput_b": t.baseline_throughput, "workload": self.workload,
                 "threads": self.threads.__dict__}
 
     def summary(self) -> str:

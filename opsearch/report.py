@@ -15,6 +15,7 @@ from pathlib import Path
 import optuna
 import pandas as pd
 
+from opsearch.config import LEGACY_DEFAULTS
 from opsearch.errors import ConfigError
 from opsearch.pareto import knee, non_dominated
 from opsearch.quantize import QuantRecipe
@@ -90,7 +91,7 @@ class StudyReport:
     def estimator(self) -> str:
         """How the study's speedups were estimated (see :mod:`opsearch.timing`); studies before the setting
         used the median of per-round ratios."""
-        return self.settings.get("opsearch_config", {}).get("speedup_estimator", "median")
+        return self.settings.get("opsearch_config", {}).get("speedup_estimator", LEGACY_DEFAULTS["speedup_estimator"])
 
     def to_frame(self, *, front_only: bool = True) -> pd.DataFrame:
         rows = self.front if front_only else self.rows

@@ -34,7 +34,7 @@ class TimingSettings:
     max_seconds: float
     seed: int
     sessions_per_model: int
-    estimator: str = "floor"
+    estimator: str
 
 
 @dataclass

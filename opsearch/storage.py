@@ -10,6 +10,7 @@ period and its configuration queued again, on whichever worker comes next.
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import optuna
@@ -82,9 +83,9 @@ def load_existing(storage: str, study_name: str) -> optuna.Study:
 def _check_writable(storage: str, path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        probe = path.parent / f".{path.name}.write-test"
-        probe.touch()
-        probe.unlink()
+        # A probe of its own: workers that start together must not remove each other's.
+        with tempfile.TemporaryFile(dir=path.parent, prefix=f".{path.name}.write-test-"):
+            pass
         if path.exists() and not path.is_file():
             raise IsADirectoryError(21, "is a folder")
     except OSError as exc:

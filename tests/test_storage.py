@@ -17,7 +17,7 @@ from conftest import fast_settings
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
 from opsearch.report import build_report
-from opsearch.storage import cache_dir_for, file_of, open_storage
+from opsearch.storage import _check_writable, cache_dir_for, file_of, open_storage
 from opsearch.study import resume_study, run_study, run_worker
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -45,6 +45,32 @@ def test_an_unreachable_database_names_the_url_and_the_fix() -> None:
 def test_a_database_without_its_driver_says_what_to_install() -> None:
     with pytest.raises(StudyError, match="driver"):
         open_storage("mysql+nosuchdriver://u@127.0.0.1/db")
+
+
+def test_many_workers_opening_one_storage_at_once_all_pass_the_write_check(tmp_path) -> None:
+    # Workers start together: each checks that the study's folder is writable. A probe file shared by
+    # name made one worker delete another's probe, and refuse a folder it could write to.
+    import threading
+
+    storage = f"journal:{tmp_path / 'busy.log'}"
+    errors: list[Exception] = []
+    start = threading.Barrier(8)
+
+    def open_many() -> None:
+        start.wait()
+        for _ in range(200):
+            try:
+                _check_writable(storage, tmp_path / "busy.log")
+            except StudyError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=open_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [p.name for p in tmp_path.iterdir()] == []  # no probe left behind
 
 
 def test_a_journal_file_holds_a_study(tmp_path, tiny_checkpoint, tiny_csv) -> None:

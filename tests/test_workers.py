@@ -58,20 +58,21 @@ def test_kill_9_mid_trial_then_resume_loses_nothing(tmp_path, tiny_checkpoint, t
     storage = f"sqlite:///{tmp_path / 'kill.db'}"
     study_file = _toml(tmp_path / "kill.toml", model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage,
                        study_name="kill", modes=["dynamic"], trials=20, remeasure_front=False,
-                       **fast_settings(isolation="process"))
+                       # A timed phase of seconds, so the kill lands inside a trial and not between two.
+                       **fast_settings(isolation="process", rounds=40, max_rounds=40))
     run = _opsearch("run", str(study_file), "--quiet")
     deadline = time.monotonic() + 300
-    while True:  # wait for the queued presets to be done and a trial under way, then kill
+    while True:  # wait for the queued presets to be done and a sampled trial under way, then kill
         trials = _trials(storage, "kill")
-        running = [t for t in trials if t.state == RUNNING and "worker" in t.user_attrs]
+        # "recipe" is stored once every parameter is drawn: a kill before it leaves a part-sampled trial.
+        running = [t for t in trials if t.state == RUNNING and "recipe" in t.user_attrs]
         queued = [t for t in trials if t.state == optuna.trial.TrialState.WAITING]
-        if len([t for t in trials if t.state == COMPLETE]) >= 2 and running and not queued:
+        trial_process = psutil.Process(run.pid).children(recursive=True)
+        if len([t for t in trials if t.state == COMPLETE]) >= 2 and running and not queued and trial_process:
             break
         assert run.poll() is None, run.communicate()
         assert time.monotonic() < deadline, "the study did not get going"
         time.sleep(0.1)
-    trial_process = psutil.Process(run.pid).children(recursive=True)
-    assert trial_process, "the trial runs in a child process"
     os.kill(run.pid, signal.SIGKILL)
     run.wait()
     # The child dies with its parent: nothing goes on timing on an orphaned process.

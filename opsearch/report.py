@@ -2,8 +2,8 @@
 different settings produced the same graph (settings that changed nothing).
 
 A trial is *feasible* unless it breaks a constraint: an accuracy loss over the caller's ``max_accuracy_loss``,
-or a constraint the study stored with it (user attr ``constraint``, or Optuna's own ``constraints`` system
-attr: a value above 0 is a violation). As in Optuna, the Pareto front is taken over feasible trials only.
+or a constraint the study stored with it (user attr ``constraint``, or Optuna's own, ``Trial.set_constraint``:
+a value above 0 is a violation). As in Optuna, the Pareto front is taken over feasible trials only.
 """
 
 from __future__ import annotations
@@ -134,11 +134,11 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
 
 
 def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
-    """The constraint values stored with a trial (user attr ``constraint``, else Optuna's ``constraints``
-    system attr), as floats; a value above 0 is a violation. Empty when the study set no constraint."""
-    raw = trial.user_attrs.get("constraint", trial.system_attrs.get("constraints"))
+    """The constraint values stored with a trial (user attr ``constraint``, else Optuna's own constraints, in
+    either of its formats), as floats; a value above 0 is a violation. Empty when the study set none."""
+    raw = trial.user_attrs.get("constraint")
     if raw is None:
-        return []
+        return [float(v) for v in trial.constraints.values()]
     values = raw if isinstance(raw, (list, tuple)) else [raw]
     return [float(v) for v in values]
 

@@ -41,7 +41,7 @@ from opsearch.model_source import PreparedModel, prepare_model
 from opsearch.presets import presets
 from opsearch.progress import Lines, TrialEvent, as_progress
 from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
-from opsearch.sampling import AccuracyConstraint, already_tried, make_sampler
+from opsearch.sampling import already_tried, make_sampler, record_constraint
 from opsearch.sensitivity import EXCLUDE_ATTR
 from opsearch.space import SearchSpace
 from opsearch.storage import cache_dir_for, load_existing, open_storage
@@ -156,6 +156,16 @@ class Runner:
         return self.study
 
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        limit = self.config.accuracy_limit(self.baseline_accuracy)
+        try:
+            values = self._measure(trial)
+        except optuna.TrialPruned:
+            record_constraint(trial, None, limit)
+            raise
+        record_constraint(trial, values[1], limit)
+        return values
+
+    def _measure(self, trial: optuna.Trial) -> tuple[float, float]:
         trial.set_user_attr("worker", worker_identity())  # first: a sweep after a crash reads it
         recipe = self.space.suggest(trial)
         extra = trial.user_attrs.get(EXCLUDE_ATTR)  # a fallback queued by `opsearch sensitivity --enqueue`
@@ -278,9 +288,8 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
     progress = as_progress(progress)
     study_name, storage = config.resolved_study_name(), config.resolved_storage()
     backend = open_storage(storage)
-    constraint = AccuracyConstraint(config)
     # Workers draw apart: with one seed they would all suggest the same next configuration.
-    sampler = make_sampler(config.replace(seed=config.seed + os.getpid()) if worker else config, constraint)
+    sampler = make_sampler(config.replace(seed=config.seed + os.getpid()) if worker else config)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
     if study_name in names:
         study = optuna.load_study(study_name=study_name, storage=backend, sampler=sampler)
@@ -335,7 +344,6 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
         base = study.user_attrs["baseline"]
         progress(f"resuming {study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
                  f"{base['metrics']['accuracy']:.4f}, {base['timing']['throughput']:.1f} samples/s")
-    constraint.set_baseline(study, runner.baseline_accuracy)
     return runner
 
 

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from opsearch.report import StudyReport, build_report, format_report, write_csv
+from opsearch.report import StudyReport, build_report, constraint_values, format_report, write_csv
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -352,6 +352,16 @@ def test_a_stored_constraint_above_zero_makes_a_trial_infeasible(tmp_path: Path)
     for r in rows:
         assert ("constraint" in r.infeasible_reason) is not r.feasible
         assert r.pareto is r.feasible  # the front is taken over feasible trials only
+
+
+@pytest.mark.parametrize("system_attrs", [
+    {"constraints": [-0.5, 0.2]},  # Optuna's list, as studies stored before Optuna 5 (constraints_func) hold it
+    {"constraints:accuracy_loss": 0.2, "constraints:other": -0.5},  # Trial.set_constraint, as opsearch stores it
+])
+def test_constraints_optuna_stored_are_read_in_either_format(system_attrs: dict) -> None:
+    trial = optuna.trial.create_trial(values=[1.0, 0.0], system_attrs=system_attrs)
+    assert sorted(constraint_values(trial)) == [-0.5, 0.2]
+    assert constraint_values(optuna.trial.create_trial(values=[1.0, 0.0])) == []
 
 
 def test_an_infeasible_trial_leaves_the_front_to_the_trials_it_dominated(tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from opsearch.config import StudyConfig
 from opsearch.graph import GraphInfo, OperatorInfo
-from opsearch.sampling import CONSTRAINTS_KEY, AccuracyConstraint, already_tried, make_sampler
+from opsearch.sampling import CONSTRAINTS_KEY, already_tried, make_sampler, record_constraint
 from opsearch.space import SearchSpace
 
 
@@ -21,12 +21,6 @@ def _space() -> SearchSpace:
     return SearchSpace.from_graph(GraphInfo("x", ops), modes=["dynamic", "static"], fusions=["none", "O2"],
                                   fused={"O2": GraphInfo("f", ops)}, formats=["QOperator", "QDQ"],
                                   exclude_fragile=[False, True])
-
-
-def test_optuna_constraints_key_is_ours() -> None:
-    from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
-
-    assert CONSTRAINTS_KEY == _CONSTRAINTS_KEY
 
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
@@ -46,34 +40,37 @@ def test_same_seed_same_suggestions(name: str) -> None:
 
 def test_constraint_is_loss_minus_limit_and_stored() -> None:
     study = optuna.create_study(directions=["maximize", "minimize"])
-    constraint = AccuracyConstraint(_config(max_accuracy_loss="1%rel"))
-    constraint.set_baseline(study, 0.9)
-    assert constraint.limit == pytest.approx(0.009)
-    trial = study.ask()
-    trial.set_user_attr("accuracy_loss", 0.02)
-    frozen = study.trials[trial.number]
-    assert constraint(frozen) == [pytest.approx(0.011)]
-    assert study.trials[trial.number].user_attrs[CONSTRAINTS_KEY] == [pytest.approx(0.011)]
-    unmeasured = study.ask().number
-    assert constraint(study.trials[unmeasured]) == [1.0]  # nothing measured: not shown feasible
+    limit = _config(max_accuracy_loss="1%rel").accuracy_limit(0.9)
+    measured, unmeasured, unlimited = study.ask(), study.ask(), study.ask()
+    record_constraint(measured, 0.02, limit)
+    record_constraint(unmeasured, None, limit)  # nothing measured: not shown feasible
+    record_constraint(unlimited, 0.02, None)
+    trials = study.get_trials()
+    assert trials[0].constraints == {"accuracy_loss": pytest.approx(0.011)}
+    assert trials[0].user_attrs[CONSTRAINTS_KEY] == [pytest.approx(0.011)]
+    assert trials[1].constraints == {"accuracy_loss": 1.0}
+    assert trials[2].constraints == {} and CONSTRAINTS_KEY not in trials[2].user_attrs
 
 
 @pytest.mark.parametrize("name", ["tpe", "nsga2", "random"])
-def test_sampler_records_feasibility(name: str) -> None:
-    config = _config(sampler=name, max_accuracy_loss=0.01)
-    constraint = AccuracyConstraint(config)
-    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config, constraint))
-    constraint.set_baseline(study, 0.9)
+def test_under_every_sampler_optuna_keeps_infeasible_trials_off_its_front(name: str) -> None:
+    # The last trial is the fastest and loses the least but one: unconstrained, it would dominate the others.
+    config = _config(sampler=name, max_accuracy_loss=0.01, trials=8)
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=make_sampler(config))
+    losses = [0.0, 0.005, 0.009, 0.011]
 
     def objective(trial: optuna.Trial):
         trial.suggest_categorical("x", [0, 1, 2, 3])
-        loss = 0.005 * trial.number
-        trial.set_user_attr("accuracy_loss", loss)
-        return 1.0, loss
+        loss = losses[trial.number]
+        record_constraint(trial, loss, config.accuracy_limit(0.9))
+        return 1.0 + trial.number, loss
 
     study.optimize(objective, n_trials=4)
-    assert [t.user_attrs[CONSTRAINTS_KEY][0] for t in study.trials] == pytest.approx([-0.01, -0.005, 0.0, 0.005])
-    assert study.trials[3].system_attrs[CONSTRAINTS_KEY] == pytest.approx((0.005,))
+    assert [t.constraints["accuracy_loss"] for t in study.trials] == pytest.approx([-0.01, -0.005, -0.001, 0.001])
+    assert sorted(t.number for t in study.best_trials) == [0, 1, 2]
+    unconstrained = optuna.create_study(directions=["maximize", "minimize"])
+    unconstrained.add_trials([optuna.trial.create_trial(values=t.values) for t in study.trials])
+    assert 3 in [t.number for t in unconstrained.best_trials]  # the constraint, not the values, drops trial 3
 
 
 def test_already_tried_finds_an_exact_repeat() -> None:

@@ -290,7 +290,7 @@ def test_fused_presets_run_and_constraints_are_recorded(tmp_path, tiny_checkpoin
     assert fused.user_attrs["accuracy_loss"] == pytest.approx(0.0, abs=0.02)
     for trial in done.values():
         assert trial.user_attrs["constraints"] == pytest.approx([trial.values[1] - 0.005])
-        assert trial.system_attrs["constraints"] == pytest.approx((trial.values[1] - 0.005,))
+        assert trial.constraints == {"accuracy_loss": pytest.approx(trial.values[1] - 0.005)}
     # The fused graph was made once, in the study's cache, and reused by every fused trial.
     assert (cache_dir_for(config.resolved_storage(), "tiny") / "fused" / "O2" / "model.onnx").is_file()
 

@@ -61,9 +61,9 @@ def remeasure_front(runner) -> dict | None:
         if not measured:
             return None
         workload = runner.workload
-        with timing_lock(runner.lock_path):
+        with runner.fp32_timing_sessions() as fp32, timing_lock(runner.lock_path):
             timings = measure_interleaved(
-                workload.runner(runner.timing_sessions), [workload.runner(s) for s in sessions],
+                workload.runner(fp32), [workload.runner(s) for s in sessions],
                 samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
                 warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
                 max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed,

@@ -14,7 +14,8 @@ import os
 import shutil
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -95,7 +96,6 @@ class Runner:
     calibration: dict[str, np.ndarray] | None
     baseline_session: object
     progress: Lines
-    timing_sessions: list = field(default_factory=list)  # fp32 sessions the timing rounds rotate over
     machine: dict = field(default_factory=dict)  # fingerprint of the machine timing this process's trials
     machine_id: str = ""
     lock_path: Path | None = None  # the machine-wide lock that timed sections take in turn
@@ -105,8 +105,18 @@ class Runner:
         self.machine = fingerprint(self.threads.__dict__)
         self.machine_id = machine_id(self.machine)
         self.lock_path = default_lock_path()
-        extra = [make_session(self.model.onnx_path, self.threads) for _ in range(self.config.sessions_per_model - 1)]
-        self.timing_sessions = [self.baseline_session, *extra]
+
+    @contextmanager
+    def fp32_timing_sessions(self) -> Iterator[list]:
+        """The fp32 sessions timing rounds rotate over (``sessions_per_model``), open only while this process
+        times fp32: trials time theirs in their own process, so holding these through a search would only
+        double the fp32 model's memory."""
+        sessions = [self.baseline_session, *(make_session(self.model.onnx_path, self.threads)
+                                             for _ in range(self.config.sessions_per_model - 1))]
+        try:
+            yield sessions
+        finally:
+            sessions.clear()  # a caller still holding the list holds no session
 
     @property
     def executor(self) -> Executor:
@@ -420,8 +430,8 @@ def _measure_baseline(runner: Runner) -> None:
             "Check that the dataset's labels match the model's classes (--label-map, --label-column), and that "
             "the model is trained for this task.")
     progress("fp32 baseline: timing ...")
-    with timing_lock(runner.lock_path):
-        timing = measure_single(runner.workload.runner(runner.timing_sessions),
+    with runner.fp32_timing_sessions() as fp32, timing_lock(runner.lock_path):
+        timing = measure_single(runner.workload.runner(fp32),
                                 samples_per_round=runner.workload.samples, rounds=config.rounds,
                                 warmup_rounds=config.warmup_rounds)
     study.set_user_attr("opsearch_config", config.to_dict())
@@ -456,8 +466,8 @@ def _check_machine(runner: Runner) -> None:
                     + "; ".join(fingerprint_changes(stored, current))
                     + "). Speedups are paired with fp32 on each machine, so they stay comparable; "
                     "timing fp32 here before any new trial ...")
-    with timing_lock(runner.lock_path):
-        timing = measure_single(runner.workload.runner(runner.timing_sessions),
+    with runner.fp32_timing_sessions() as fp32, timing_lock(runner.lock_path):
+        timing = measure_single(runner.workload.runner(fp32),
                                 samples_per_round=runner.workload.samples, rounds=config.rounds,
                                 warmup_rounds=config.warmup_rounds)
     baselines = [*study.user_attrs.get("baselines", []),

@@ -308,3 +308,32 @@ def test_small_space_is_enumerated_each_recipe_once(tmp_path, tiny_checkpoint, t
     assert len(again.study.trials) == len(queued)
     assert create_runner(config.replace(trials=5, study_name="big"), progress=lambda line: None).study.trials[-1] \
         .user_attrs.get("preset")  # a space larger than the trials: presets only, no enumeration
+
+
+def test_between_timings_this_process_keeps_one_fp32_session(tmp_path, tiny_checkpoint, tiny_csv,
+                                                               monkeypatch) -> None:
+    # Trials time fp32 in their own process: the study's process opens its extra timing sessions only to time.
+    import gc
+    import weakref
+
+    import opsearch.study as study_module
+
+    opened: list[weakref.ref] = []
+    make_session = study_module.make_session
+
+    def tracked(*args, **kwargs):
+        session = make_session(*args, **kwargs)
+        opened.append(weakref.ref(session))
+        return session
+
+    monkeypatch.setattr(study_module, "make_session", tracked)
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], sessions_per_model=3)
+    runner = create_runner(config, progress=lambda line: None)
+    gc.collect()
+    assert len(opened) == 3  # the baseline was timed over three fp32 sessions
+    assert [ref() for ref in opened if ref() is not None] == [runner.baseline_session]
+    with runner.fp32_timing_sessions() as sessions:
+        assert len(sessions) == 3 and sessions[0] is runner.baseline_session
+    gc.collect()
+    assert sessions == []
+    assert sum(ref() is not None for ref in opened) == 1

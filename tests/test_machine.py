@@ -17,7 +17,16 @@ def _spin(seconds: float) -> None:
         pass
 
 
+def _quiet_window() -> float:
+    """Other processes' load with this one asleep: what the machine does anyway, to compare against."""
+    with LoadMeter() as meter:
+        time.sleep(1.5)
+    assert meter.load is not None
+    return meter.load.other_cores
+
+
 def test_another_process_busy_is_counted() -> None:
+    anyway = _quiet_window()
     busy = subprocess.Popen([sys.executable, "-c", "import time\nend = time.monotonic() + 5\n"
                              "while time.monotonic() < end: pass"])
     try:
@@ -28,15 +37,17 @@ def test_another_process_busy_is_counted() -> None:
         busy.kill()
         busy.wait()
     assert meter.load is not None
-    assert meter.load.other_cores > 0.6  # one core spinning, give or take the kernel's 10 ms ticks
+    # One core spinning, give or take the kernel's 10 ms ticks; on a busy machine it may get less than a core.
+    assert meter.load.other_cores - anyway > 0.6 or meter.load.other_cores > 1.6
     assert meter.load.seconds == pytest.approx(1.5, abs=0.3)
 
 
 def test_this_process_busy_is_not_counted() -> None:
+    anyway = _quiet_window()
     with LoadMeter() as meter:
         _spin(1.5)  # the measurement's own work
     assert meter.load is not None
-    assert meter.load.other_cores < 0.5  # counting its own spin would give about 1.0
+    assert meter.load.other_cores - anyway < 0.5  # counting its own spin would add about 1.0
 
 
 def test_a_window_too_short_to_count_gives_no_load() -> None:

@@ -73,6 +73,32 @@ def test_many_workers_opening_one_storage_at_once_all_pass_the_write_check(tmp_p
     assert [p.name for p in tmp_path.iterdir()] == []  # no probe left behind
 
 
+def _ask_queued(storage: str, asks: int, start, results) -> None:
+    study = optuna.load_study(study_name="queue", storage=open_storage(storage))
+    start.wait()
+    results.put([study.ask().number for _ in range(asks)])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_workers_popping_queued_trials_at_once_each_get_their_own(tmp_path, kind: str) -> None:
+    # Presets and retries are queued trials; workers started together take them from the queue at once.
+    import multiprocessing
+
+    storage = f"sqlite:///{tmp_path / 'q.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'q.log'}"
+    study = optuna.create_study(study_name="queue", storage=open_storage(storage))
+    for x in range(60):
+        study.enqueue_trial({"x": x})
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_ask_queued, args=(storage, 15, start, results)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    taken = [number for _ in workers for number in results.get(timeout=120)]
+    for worker in workers:
+        worker.join()
+    assert sorted(taken) == list(range(60))  # every queued trial, none handed to two workers
+
+
 def test_a_journal_file_holds_a_study(tmp_path, tiny_checkpoint, tiny_csv) -> None:
     storage = f"journal:{tmp_path / 'study.log'}"
     config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="j",

@@ -28,8 +28,11 @@ def test_bench_json_has_speedup_interval_and_rounds(quantized_folder, tiny_onnx,
     assert 4 <= record["rounds"] <= 6
     assert record["workload"]["samples"] == 20
     assert record["throughput_a"] > 0 and record["throughput_b"] > 0
-    # speedup is A over B: the ratio of their throughputs from the same rounds, near enough
-    assert record["speedup"] == pytest.approx(record["throughput_a"] / record["throughput_b"], rel=0.5)
+    # speedup is A over B: B's floor (its fastest time per text, summed) over A's
+    assert record["speedup"] == pytest.approx(record["baseline_floor_s"] / record["candidate_floor_s"])
+    # and each throughput belongs to its model: no round runs a model faster than its floor
+    assert record["throughput_a"] <= 20 / record["candidate_floor_s"]
+    assert record["throughput_b"] <= 20 / record["baseline_floor_s"]
 
 
 def test_bench_without_dataset_uses_synthetic_texts(quantized_folder, tiny_onnx, capsys) -> None:

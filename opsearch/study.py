@@ -496,7 +496,8 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress, cache_dir: Path)
 
     A trial records the host and pid running it: on this host, a dead pid is proof enough, at once. A trial
     of another host (or one too young to say) is left to the storage's heartbeat, which fails it once its
-    worker stops beating; a live worker's trial is never touched.
+    worker stops beating; a live worker's trial is never touched. Workers starting together may both find
+    the same dead trial: the first marks it failed and queues it, the others step aside.
     """
     storage = study._storage
     here = socket.gethostname()
@@ -508,8 +509,11 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress, cache_dir: Path)
                 continue
         elif trial.datetime_start is None or (now - trial.datetime_start).total_seconds() < ORPHAN_SECONDS:
             continue  # another worker may have just asked for it
-        storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the process running it stopped")
-        storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        try:
+            storage.set_trial_user_attr(trial._trial_id, "fail_reason", "interrupted: the process running it stopped")
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process starting at the same moment swept it first, and queued it again
         shutil.rmtree(cache_dir / "trials" / f"trial-{trial.number}", ignore_errors=True)
         if trial.params:  # its configuration is tried again first
             study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **(

@@ -170,6 +170,30 @@ def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_ch
     assert drawn == orphan_params
 
 
+@pytest.mark.parametrize("storage", ["sqlite:///{}/s.db", "journal:{}/s.log"])
+def test_two_processes_sweeping_one_orphan_at_once_fail_it_and_queue_it_once(tmp_path, monkeypatch,
+                                                                             storage: str) -> None:
+    # Two workers start together after a crash: both read the dead worker's trial as RUNNING before either
+    # marks it failed. The second must step aside, neither crash on a finished trial nor queue it twice.
+    from opsearch.storage import open_storage
+    from opsearch.study import _sweep_interrupted
+
+    study = optuna.create_study(storage=open_storage(storage.format(tmp_path)), study_name="s")
+    orphan = study.ask()
+    orphan.suggest_categorical("x", [1, 2])
+    orphan.set_user_attr("worker", {"host": socket.gethostname(), "pid": _dead_pid()})
+    seen_by_second = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    lines: list[str] = []
+    _sweep_interrupted(study, lines.append, tmp_path)
+    monkeypatch.setattr(study, "get_trials", lambda *args, **kwargs: seen_by_second)
+    _sweep_interrupted(study, lines.append, tmp_path)  # acts on what it read before the first one wrote
+    monkeypatch.undo()
+    assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
+    retries = [t for t in study.trials if t.user_attrs.get("retry_of") == orphan.number]
+    assert len(retries) == 1 and retries[0].state == optuna.trial.TrialState.WAITING
+    assert len(lines) == 1
+
+
 @pytest.mark.parametrize("worker", ["this process", "another host", "not yet recorded"])
 def test_a_trial_a_live_worker_may_be_running_is_left_alone(tmp_path, tiny_checkpoint, tiny_csv, worker) -> None:
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], remeasure_front=False)

@@ -434,7 +434,6 @@ def _measure_baseline(runner: Runner) -> None:
         timing = measure_single(runner.workload.runner(fp32),
                                 samples_per_round=runner.workload.samples, rounds=config.rounds,
                                 warmup_rounds=config.warmup_rounds)
-    study.set_user_attr("opsearch_config", config.to_dict())
     study.set_user_attr("search_space", space.to_dict())
     study.set_user_attr("graph", runner.graph.to_dict())
     study.set_user_attr("machine", fingerprint(threads.__dict__))
@@ -446,6 +445,8 @@ def _measure_baseline(runner: Runner) -> None:
                                  "fit_rows": len(data.fit), "labels": data.label_names,
                                  "majority_accuracy": majority})
     study.set_user_attr("baseline", {"metrics": evaluation.metrics, "timing": timing.to_dict()})
+    # Last: workers and resumes take a study with its config for one whose baseline is complete.
+    study.set_user_attr("opsearch_config", config.to_dict())
     progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
              f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
 

@@ -71,7 +71,7 @@ def _lock_whole_transactions(engine) -> None:
     Optuna hands out a queued trial by reading that it waits, then marking it running, and counts on
     ``SELECT ... FOR UPDATE`` to keep both in one locked step. SQLite has no such thing, and Python's sqlite3
     driver does not even begin the transaction before the read: two workers could both read "waiting" and
-    both run the trial (4 workers popping 100 queued trials got 81 to 84 distinct ones). SQLAlchemy's recipe
+    both run the trial (4 processes asking 100 times for queued trials got 81 to 84 distinct ones). SQLAlchemy's recipe
     for the driver: it begins nothing itself, and every transaction begins IMMEDIATE.
     """
     from sqlalchemy import event

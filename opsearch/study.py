@@ -109,8 +109,8 @@ class Runner:
     @contextmanager
     def fp32_timing_sessions(self) -> Iterator[list]:
         """The fp32 sessions timing rounds rotate over (``sessions_per_model``), open only while this process
-        times fp32: trials time theirs in their own process, so holding these through a search would only
-        double the fp32 model's memory."""
+        times fp32: trials open fp32 sessions of their own (in a child process by default), so holding these
+        through a search would only double the fp32 model's memory."""
         sessions = [self.baseline_session, *(make_session(self.model.onnx_path, self.threads)
                                              for _ in range(self.config.sessions_per_model - 1))]
         try:

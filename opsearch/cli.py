@@ -11,6 +11,7 @@ from pathlib import Path
 from opsearch._logging import quiet_libraries
 from opsearch.config import StudyConfig
 from opsearch.errors import ConfigError, OpsearchError
+from opsearch.timing import ESTIMATORS
 
 FORMATS = ("text", "markdown", "csv", "json", "html")  # opsearch.formats.FORMATS, kept here for a fast --help
 Y_AXES = ("speedup", "throughput")  # opsearch.plot.Y_AXES
@@ -83,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, help="ONNX Runtime intra-op threads (default: physical cores)")
     p.add_argument("--sessions", type=int, default=3,
                    help="sessions per model that rounds rotate over, averaging out memory-layout luck (3)")
-    p.add_argument("--estimator", choices=["floor", "median"], default="floor",
+    p.add_argument("--estimator", choices=ESTIMATORS, default="floor",
                    help="floor (default): ratio of each model's summed fastest time per text over rounds; "
                    "median: median of per-round ratios. Both are printed; this one drives the stop rule")
     p.add_argument("--seed", type=int, default=0)
@@ -215,7 +216,7 @@ def _study_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--timing-samples", type=int, help="texts per timing round (default 150)")
     g.add_argument("--ci-target", type=float, help="add rounds until the speedup's 95%% CI is within +-this (0.02)")
     g.add_argument("--max-seconds", type=float, help="stop adding rounds to one trial after this long (120)")
-    g.add_argument("--speedup-estimator", choices=["floor", "median"],
+    g.add_argument("--speedup-estimator", choices=ESTIMATORS,
                    help="floor (default): ratio of each side's summed fastest time per text over rounds, "
                    "more reproducible between runs; median: median of per-round ratios, the machine's typical "
                    "interference included")

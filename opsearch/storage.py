@@ -119,9 +119,13 @@ def _check_writable(storage: str, path: Path) -> None:
                          "to, e.g. --storage sqlite:///./study.db") from None
 
 
-def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
-    """Optuna failed a trial whose worker stopped beating: try its configuration again."""
+def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
+    """Queue a trial that was cut off (its configuration, its preset name) to be tried again."""
     if trial.params:
         extra = {"preset": trial.user_attrs["preset"]} if "preset" in trial.user_attrs else {}
-        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **extra,
-                                                      "retry_reason": "its worker stopped sending heartbeats"})
+        study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **extra, "retry_reason": reason})
+
+
+def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+    """Optuna failed a trial whose worker stopped beating: try its configuration again."""
+    queue_retry(study, trial, "its worker stopped sending heartbeats")

@@ -45,7 +45,7 @@ from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
 from opsearch.sampling import already_tried, make_sampler, record_constraint
 from opsearch.sensitivity import EXCLUDE_ATTR
 from opsearch.space import SearchSpace
-from opsearch.storage import cache_dir_for, load_existing, open_storage
+from opsearch.storage import cache_dir_for, load_existing, open_storage, queue_retry
 from opsearch.tasks import ClassificationTask, EmbeddingTask, Evaluation
 from opsearch.timing import measure_single
 from opsearch.trial import TimingSettings, TrialBench, TrialJob
@@ -516,9 +516,7 @@ def _sweep_interrupted(study: optuna.Study, progress: Progress, cache_dir: Path)
         except optuna.exceptions.UpdateFinishedTrialError:
             continue  # another process starting at the same moment swept it first, and queued it again
         shutil.rmtree(cache_dir / "trials" / f"trial-{trial.number}", ignore_errors=True)
-        if trial.params:  # its configuration is tried again first
-            study.enqueue_trial(trial.params, user_attrs={"retry_of": trial.number, **(
-                {"preset": trial.user_attrs["preset"]} if "preset" in trial.user_attrs else {})})
+        queue_retry(study, trial, "the process running it stopped")
         progress(f"trial {trial.number} was left running by a stopped process: marked failed, queued again")
 
 

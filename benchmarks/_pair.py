@@ -24,8 +24,8 @@ def spread(values: list[float]) -> float:
 def quantized_pair(model: str, tmp: Path):
     """The fp32 export and its dynamic MatMul-only quantization (the article's best dynamic configuration),
     the quantized folder given the tokenizer too, so that either folder is a MODEL for `opsearch bench`."""
-    from opsearch.model_source import prepare_model
     from opsearch.quantize import QuantRecipe, quantize
+    from opsearch.source import prepare_model
 
     fp32 = prepare_model(model, cache_dir=tmp)
     recipe = QuantRecipe("dynamic", ("MatMul",))

@@ -28,10 +28,8 @@ def child(args: argparse.Namespace) -> None:
     import numpy as np
     from transformers import AutoTokenizer
 
-    from opsearch.data import load_texts
-    from opsearch.runtime import ThreadSettings, make_session, physical_cores
-    from opsearch.timing import floor_seconds
-    from opsearch.workload import Workload
+    from opsearch.measure import ThreadSettings, Workload, floor_seconds, make_session, physical_cores
+    from opsearch.source import load_texts
 
     tokenizer = AutoTokenizer.from_pretrained(Path(args.fp32).parent)
     texts = load_texts(args.dataset)[:args.samples]

@@ -22,9 +22,8 @@ import optuna
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
-from opsearch.sampling import make_sampler
-from opsearch.space import SearchSpace
-from opsearch.study import load_existing, run_study
+from opsearch.search import SearchSpace, make_sampler, run_study
+from opsearch.store import load_existing
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPLETE = optuna.trial.TrialState.COMPLETE

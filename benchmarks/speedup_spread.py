@@ -26,7 +26,7 @@ NAIVE = r"""
 import csv, sys, time
 import numpy as np, onnxruntime as ort
 from transformers import AutoTokenizer
-from opsearch.runtime import ThreadSettings, make_session, physical_cores
+from opsearch.measure import make_session, physical_cores, ThreadSettings
 quantized, fp32, data, threads = sys.argv[1:5]
 tok = AutoTokenizer.from_pretrained(fp32.rsplit("/", 1)[0])
 texts = [r["sentence"] for r in csv.DictReader(open(data), delimiter="\t", quoting=csv.QUOTE_NONE)]

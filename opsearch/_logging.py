@@ -14,14 +14,15 @@ def quiet_libraries() -> None:
     """The export and the quantizer print warnings a user cannot act on; keep the progress readable."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    # Read when transformers and datasets are first imported: a command that needs neither never pays for them.
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("DATASETS_VERBOSITY", "error")
     warnings.filterwarnings("ignore")
     for name in ("optimum", "transformers", "onnxruntime", "root"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    import optuna
-    import transformers
+    import optuna  # every command but inspect and bench reads a study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    transformers.logging.set_verbosity_error()
 
 
 @contextlib.contextmanager

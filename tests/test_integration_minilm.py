@@ -9,7 +9,7 @@ import pytest
 from conftest import MINILM_SST2, SST2, needs_shared
 
 from opsearch.config import StudyConfig
-from opsearch.study import resume_study, run_study
+from opsearch.search import resume_study, run_study
 
 pytestmark = [pytest.mark.integration, needs_shared(MINILM_SST2), needs_shared(SST2)]
 
@@ -48,3 +48,20 @@ def test_minilm_sst2_study_runs_resumes_and_keeps_its_trials(tmp_path) -> None:
     after = ran(resumed)
     assert len(after) == len(before) + 1
     assert {n: after[n] for n in before} == before
+
+
+def test_one_labelled_file_is_enough_for_a_study(tmp_path, capsys) -> None:
+    """A newcomer's first command: the 872-row validation file alone, no --fit-dataset. Static calibration needs
+    calibration_samples rows: those are held out (and said so), the rest evaluated."""
+    from opsearch.cli import main
+    from opsearch.store import StudyRecord, load_existing
+
+    storage = f"sqlite:///{tmp_path / 'one-file.db'}"
+    code = main(["run", "--model", str(MINILM_SST2), "--dataset", str(SST2 / "validation.tsv"), "--trials", "1",
+                 "--storage", storage, "--study-name", "one-file", "--rounds", "3", "--max-rounds", "3",
+                 "--timing-samples", "40", "--fusions", "none", "--no-remeasure"])
+    err = capsys.readouterr().err
+    assert code == 0, err
+    assert "808 evaluation rows" in err and "64 rows held out by a shuffle seeded 0 for static calibration" in err
+    data = StudyRecord.of(load_existing(storage, "one-file")).data
+    assert data["eval_rows"] == 808 and data["fit_rows"] == 64

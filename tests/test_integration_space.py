@@ -17,10 +17,8 @@ pytestmark = [pytest.mark.integration, needs_shared(MINILM_SST2), needs_shared(S
 def minilm(tmp_path_factory):
     from transformers import AutoTokenizer
 
-    from opsearch.data import load_study_data
-    from opsearch.model_source import prepare_model
-    from opsearch.runtime import ThreadSettings, encode, encode_padded, make_session
-    from opsearch.tasks import ClassificationTask
+    from opsearch.measure import ClassificationTask, ThreadSettings, encode, encode_padded, make_session
+    from opsearch.source import load_study_data, prepare_model
 
     config = StudyConfig.from_toml("studies/minilm-sst2.toml")
     cache = tmp_path_factory.mktemp("minilm-cache")

@@ -15,8 +15,8 @@ import pytest
 from conftest import fast_settings
 
 from opsearch.config import StudyConfig
-from opsearch.storage import cache_dir_for
-from opsearch.study import resume_study, run_study, run_worker
+from opsearch.search import resume_study, run_study, run_worker
+from opsearch.store import cache_dir_for
 
 COMPLETE, FAIL, RUNNING = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL,
                            optuna.trial.TrialState.RUNNING)
@@ -149,8 +149,8 @@ def test_a_damaged_export_cache_is_exported_again(tmp_path, tiny_checkpoint, tin
 
 def test_a_silent_worker_on_another_host_has_its_trial_failed_and_queued_again(tmp_path, tiny_checkpoint, tiny_csv,
                                                                                monkeypatch) -> None:
-    import opsearch.storage as storage_module
-    from opsearch.space import SearchSpace
+    import opsearch.store._storage as storage_module
+    from opsearch.search import SearchSpace
 
     monkeypatch.setattr(storage_module, "HEARTBEAT_SECONDS", 1)
     monkeypatch.setattr(storage_module, "GRACE_SECONDS", 1)

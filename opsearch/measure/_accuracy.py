@@ -1,0 +1,114 @@
+"""What "accuracy" means for a model, and the metrics that measure it.
+
+A task evaluates one ONNX session on the whole evaluation split and returns its metrics: a classifier's own
+head, or an encoder's embeddings through a frozen probe. It fails the trial (never wins it) when the outputs
+are not finite. The metrics are an ``evaluate`` module computed locally with scikit-learn
+(``evaluate.load("accuracy")`` fetches its script from the hub), so they run on machines without the hub.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opsearch.errors import TrialFailed
+from opsearch.measure._embedding import LinearProbe, embed, mean_cosine
+from opsearch.measure._sessions import Feed, run_all
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: dict[str, float]
+    predictions: np.ndarray = field(repr=False)
+    outputs: np.ndarray = field(repr=False)  # logits or embeddings, one row per evaluated text
+
+    @property
+    def accuracy(self) -> float:
+        return self.metrics["accuracy"]
+
+
+class ClassificationTask:
+    """The model's own classification head: argmax of its logits."""
+
+    name = "classification"
+
+    def __init__(self, feeds: list[Feed], labels: np.ndarray) -> None:
+        self.feeds, self.labels = feeds, labels
+
+    def evaluate(self, session) -> Evaluation:
+        logits = np.concatenate(run_all(session, self.feeds, "logits"), axis=0)
+        _check_finite(logits, "logits")
+        predictions = logits.argmax(axis=1)
+        return Evaluation(classification_metrics(predictions, self.labels), predictions, logits)
+
+
+class EmbeddingTask:
+    """Pooled sentence embeddings through a probe frozen on fp32 embeddings; also their cosine to fp32."""
+
+    name = "embedding"
+
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, probe: LinearProbe, pooling: str,
+                 normalize: bool, reference: np.ndarray | None = None) -> None:
+        self.feeds, self.labels, self.probe = feeds, labels, probe
+        self.pooling, self.normalize = pooling, normalize
+        self.reference = reference  # fp32 embeddings of the evaluation split, for the cosine
+
+    def embeddings(self, session) -> np.ndarray:
+        vectors = embed(session, self.feeds, pooling=self.pooling, normalize=self.normalize)
+        _check_finite(vectors, "embeddings")
+        return vectors
+
+    def evaluate(self, session) -> Evaluation:
+        vectors = self.embeddings(session)
+        if self.reference is None:
+            self.reference = vectors  # the first model evaluated is the fp32 one
+        predictions = self.probe.predict(vectors)
+        metrics = classification_metrics(predictions, self.labels)
+        metrics["cosine_to_fp32"] = mean_cosine(vectors, self.reference)
+        return Evaluation(metrics, predictions, vectors)
+
+
+def _check_finite(values: np.ndarray, what: str) -> None:
+    if not np.all(np.isfinite(values)):
+        bad = int((~np.isfinite(values)).sum())
+        raise TrialFailed(f"the model produced {bad} non-finite {what} (NaN or inf)")
+
+
+@functools.cache
+def _metric_class():
+    """The ``evaluate.Metric`` subclass, made on first use: evaluate, datasets and scikit-learn take seconds to
+    import, and a report or ``--help`` needs none of them."""
+    import datasets
+    import evaluate
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support
+
+    class ClassificationMetrics(evaluate.Metric):
+        """Accuracy, and F1, precision and recall (binary for two classes, macro-averaged for more)."""
+
+        def _info(self) -> evaluate.MetricInfo:
+            return evaluate.MetricInfo(
+                description="accuracy, f1, precision and recall of predicted class ids",
+                citation="",
+                inputs_description="predictions and references: lists of class ids",
+                features=datasets.Features({"predictions": datasets.Value("int64"),
+                                            "references": datasets.Value("int64")}),
+                module_type="metric",
+            )
+
+        def _compute(self, predictions, references):
+            predictions, references = np.asarray(predictions), np.asarray(references)
+            labels = np.unique(np.concatenate([predictions, references]))
+            average = "binary" if set(labels.tolist()) <= {0, 1} else "macro"
+            precision, recall, f1, _ = precision_recall_fscore_support(
+                references, predictions, average=average, zero_division=0)
+            return {"accuracy": float(accuracy_score(references, predictions)), "f1": float(f1),
+                    "precision": float(precision), "recall": float(recall)}
+
+    return ClassificationMetrics
+
+
+def classification_metrics(predictions: np.ndarray, references: np.ndarray) -> dict[str, float]:
+    metric = _metric_class()(keep_in_memory=True)
+    return metric.compute(predictions=predictions.tolist(), references=references.tolist())

@@ -1,0 +1,76 @@
+"""`opsearch bench`: the study's paired measurement for any two ONNX models."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from opsearch.measure._machine import LoadMeter
+from opsearch.measure._sessions import ThreadSettings, make_session
+from opsearch.measure._timing import PairedTiming, measure_paired
+from opsearch.measure._workload import Workload
+from opsearch.source import prepare_model
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    model_a: str
+    model_b: str
+    timing: PairedTiming  # candidate = A, baseline = B: speedup is how much faster A runs than B
+    workload: dict
+    threads: ThreadSettings
+
+    def to_dict(self) -> dict:
+        t = self.timing
+        record = {k: v for k, v in t.to_dict().items() if k not in ("candidate_s", "baseline_s")}
+        return {"model_a": self.model_a, "model_b": self.model_b, **record, "ci_level": t.ci_level,
+                "throughput_a": t.throughput, "throughput_b": t.baseline_throughput, "workload": self.workload,
+                "threads": self.threads.__dict__}
+
+    def summary(self) -> str:
+        t = self.timing
+        met = "target met" if t.target_met else f"WIDER than the +-{t.ci_target:.0%} target"
+        other = (f"median of per-round ratios {t.median_ratio:.3f}x" if t.estimator == "floor"
+                 else f"floor {t.floor_speedup:.3f}x")
+        lines = [f"A is {t.speedup:.3f}x B ({t.estimator}; 95% CI {t.speedup_ci[0]:.3f}-{t.speedup_ci[1]:.3f}, "
+                 f"+-{t.ci_halfwidth:.1%}, {met}; {t.rounds} paired rounds; {other})",
+                 f"A: {t.throughput:.1f} samples/s   B: {t.baseline_throughput:.1f} samples/s   "
+                 f"({self.workload['samples']} texts per round, batch {self.workload['batch_size']})"]
+        lines += [f"warning: {w}" for w in t.warnings()]
+        return "\n".join(lines)
+
+
+def synthetic_texts(tokenizer, *, n: int, seed: int = 0, min_words: int = 8, max_words: int = 40) -> list[str]:
+    """Seeded sentences of whole-word vocabulary tokens, of varied lengths: timing depends on lengths only."""
+    words = [w for w in tokenizer.get_vocab() if w.isalpha() and w.islower() and len(w) > 2]
+    if not words:
+        raise ValueError("the tokenizer's vocabulary has no plain words to build texts from; pass --dataset")
+    rng = np.random.default_rng(seed)
+    words.sort()
+    return [" ".join(rng.choice(words, size=rng.integers(min_words, max_words + 1))) for _ in range(n)]
+
+
+def bench(model_a: str, model_b: str, *, texts: list[str] | None, samples: int, batch_size: int, end_to_end: bool,
+          max_length: int, rounds: int, max_rounds: int, warmup_rounds: int, ci_target: float,
+          max_seconds: float | None, threads: ThreadSettings, sessions_per_model: int, estimator: str,
+          seed: int) -> BenchResult:
+    """Time A against B in interleaved rounds, as a study times a trial (the study's settings of the same names
+    say what each argument does). ``texts=None`` uses synthetic texts from B's tokenizer."""
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory(prefix="opsearch-bench-") as tmp:
+        a = prepare_model(model_a, cache_dir=Path(tmp) / "a")
+        b = prepare_model(model_b, cache_dir=Path(tmp) / "b")
+        tokenizer = AutoTokenizer.from_pretrained(b.folder)
+        texts = (texts or synthetic_texts(tokenizer, n=samples, seed=seed))[:samples]
+        workload = Workload(texts, tokenizer, batch_size=batch_size, max_length=max_length, end_to_end=end_to_end)
+        sessions_a = [make_session(a.onnx_path, threads) for _ in range(sessions_per_model)]
+        sessions_b = [make_session(b.onnx_path, threads) for _ in range(sessions_per_model)]
+        timing = measure_paired(workload.runner(sessions_a), workload.runner(sessions_b),
+                                samples_per_round=workload.samples, rounds=rounds, max_rounds=max_rounds,
+                                warmup_rounds=warmup_rounds, ci_target=ci_target, max_seconds=max_seconds, seed=seed,
+                                estimator=estimator, load_meter=LoadMeter)
+    return BenchResult(model_a, model_b, timing, workload.describe(), threads)

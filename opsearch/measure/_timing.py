@@ -1,0 +1,291 @@
+"""Throughput measured like pyperf measures: warm-ups apart, repeated rounds, variation checked.
+
+A trial is timed *paired* with the fp32 model: each round runs both over the same workload, in an order
+shuffled per round, so both sides see the same machine. Two estimators of the speedup come from the same
+rounds:
+
+- ``floor`` (the default): each side's cost is the sum, over the workload's calls, of each call's fastest
+  time across rounds; the speedup is the ratio of those sums. A shared machine only ever *adds* time to a
+  call (another tenant, an interrupt, a cache flushed), and that added time is not proportional: it hurts the
+  faster model's short calls more, and by how much depends on the machine's state at the moment. The
+  fastest of several tries of each call is the call with the least added, which the machine reaches again
+  and again; that makes the floor more reproducible between processes than the median (coefficient of
+  variation 2.0% against 3.1% over 30 processes here; the README's "How reproducible is a speedup?").
+  Chen and Revels make the same argument for the minimum in "Robust benchmarking in noisy environments"
+  (2016), the basis of Julia's BenchmarkTools.
+- ``median``: the median over rounds of the per-round ratio (fp32 seconds / candidate seconds): a drift in
+  the machine's speed cancels in each round's ratio; the machine's typical interference stays in.
+
+Throughput (samples/s) is always the candidate's own median round: what the machine gave, interference
+included.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+
+from opsearch.config import ESTIMATORS
+from opsearch.measure._statistics import bootstrap_ci, floor_ci, floor_seconds
+
+Clock = Callable[[], float]
+# One side of a round: runs the workload once; returns each call's seconds, or None (then the whole pass
+# counts as one call).
+Side = Callable[[], "Sequence[float] | np.ndarray | None"]
+
+
+@dataclass(frozen=True)
+class PairedTiming:
+    """An immutable record of one paired measurement: seconds per round for each side."""
+
+    candidate_s: tuple[float, ...]
+    baseline_s: tuple[float, ...]
+    samples_per_round: int
+    warmup_rounds: int
+    ci_target: float  # wanted relative half-width of the speedup's confidence interval
+    speedup_ci: tuple[float, float]  # of the chosen estimator's speedup
+    ci_level: float = 0.95
+    estimator: str = "median"
+    # Each side's sum over calls of the call's fastest time across rounds (for the floor estimator).
+    candidate_floor_s: float | None = None
+    baseline_floor_s: float | None = None
+    # What else the CPUs did meanwhile, in cores busy on average (None: not watched).
+    other_cores: float | None = None
+    steal_cores: float | None = None
+
+    @property
+    def rounds(self) -> int:
+        return len(self.candidate_s)
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return np.asarray(self.baseline_s) / np.asarray(self.candidate_s)
+
+    @property
+    def median_ratio(self) -> float:
+        """Median over rounds of (fp32 seconds / candidate seconds)."""
+        return float(np.median(self.ratios))
+
+    @property
+    def floor_speedup(self) -> float | None:
+        """fp32's floor cost over the candidate's (see the module's docstring)."""
+        if self.candidate_floor_s is None or self.baseline_floor_s is None:
+            return None
+        return self.baseline_floor_s / self.candidate_floor_s
+
+    @property
+    def speedup(self) -> float:
+        """The chosen estimator's speedup."""
+        return self.floor_speedup if self.estimator == "floor" else self.median_ratio
+
+    @property
+    def ci_halfwidth(self) -> float:
+        """Half the confidence interval's width, relative to the speedup."""
+        low, high = self.speedup_ci
+        return (high - low) / 2 / self.speedup
+
+    @property
+    def target_met(self) -> bool:
+        return self.ci_halfwidth <= self.ci_target
+
+    @property
+    def noisy(self) -> bool:
+        return not self.target_met
+
+    @property
+    def speedup_cv(self) -> float:
+        return _cv(self.ratios)
+
+    @property
+    def candidate_cv(self) -> float:
+        return _cv(np.asarray(self.candidate_s))
+
+    @property
+    def throughput(self) -> float:
+        """Candidate samples per second, from its own median round."""
+        return self.samples_per_round / statistics.median(self.candidate_s)
+
+    @property
+    def baseline_throughput(self) -> float:
+        return self.samples_per_round / statistics.median(self.baseline_s)
+
+    def warnings(self) -> list[str]:
+        return (stability_warnings(np.asarray(self.candidate_s), what="candidate")
+                + stability_warnings(np.asarray(self.baseline_s), what="fp32")
+                + load_warnings(self.other_cores, self.steal_cores))
+
+    def to_dict(self) -> dict:
+        return {
+            "speedup": self.speedup, "speedup_ci": list(self.speedup_ci), "ci_halfwidth": self.ci_halfwidth,
+            "ci_target": self.ci_target, "target_met": self.target_met, "estimator": self.estimator,
+            "floor_speedup": self.floor_speedup, "candidate_floor_s": self.candidate_floor_s,
+            "baseline_floor_s": self.baseline_floor_s, "median_ratio": self.median_ratio,
+            "median_ratio_ci": list(bootstrap_ci(self.ratios)), "speedup_cv": self.speedup_cv,
+            "throughput": self.throughput, "baseline_throughput": self.baseline_throughput,
+            "candidate_cv": self.candidate_cv, "rounds": self.rounds, "warmup_rounds": self.warmup_rounds,
+            "samples_per_round": self.samples_per_round, "noisy": self.noisy, "warnings": self.warnings(),
+            "other_cores": self.other_cores, "steal_cores": self.steal_cores,
+            "candidate_s": list(self.candidate_s), "baseline_s": list(self.baseline_s),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> PairedTiming:
+        return cls(tuple(data["candidate_s"]), tuple(data["baseline_s"]), data["samples_per_round"],
+                   data["warmup_rounds"], data["ci_target"], tuple(data["speedup_ci"]),
+                   estimator=data.get("estimator", "median"), candidate_floor_s=data.get("candidate_floor_s"),
+                   baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
+                   steal_cores=data.get("steal_cores"))
+
+
+# pyperf's thresholds: a spread over 10% of the mean, or a value 50% away from the median, is suspect;
+# a round under a millisecond is too short for the clock to time well.
+_MAX_CV = 0.10
+_MAX_OUTLIER = 0.50
+_MIN_ROUND_S = 1e-3
+# Other processes keeping this share of a core busy, or a hypervisor taking this share, skew a speedup: the
+# two models do not suffer alike from a neighbour (the faster one's short calls suffer more).
+_MAX_OTHER_CORES = 0.15
+_MAX_STEAL_CORES = 0.05
+
+
+def stability_warnings(seconds: np.ndarray, *, what: str) -> list[str]:
+    """pyperf-style checks; each warning says what to do about it."""
+    out = []
+    if len(seconds) > 1 and _cv(seconds) > _MAX_CV:
+        out.append(f"{what}: rounds vary by {_cv(seconds):.0%} (std/mean > {_MAX_CV:.0%}): measure more rounds "
+                   "(--max-rounds), use a larger workload (--timing-samples), or quiet the machine")
+    median = float(np.median(seconds))
+    if median > 0 and np.any(np.abs(seconds - median) > _MAX_OUTLIER * median):
+        out.append(f"{what}: a round lies over {_MAX_OUTLIER:.0%} away from the median: something else ran on "
+                   "the machine; quiet it and measure again")
+    if np.min(seconds) < _MIN_ROUND_S:
+        out.append(f"{what}: a round took under {_MIN_ROUND_S * 1e3:.0f} ms, too short to time reliably: "
+                   "raise --timing-samples")
+    return out
+
+
+def load_warnings(other_cores: float | None, steal_cores: float | None) -> list[str]:
+    """Warnings for a machine that was busy with something else while timing ran."""
+    out = []
+    if other_cores is not None and other_cores > _MAX_OTHER_CORES:
+        out.append(f"other processes kept {other_cores:.2f} cores busy while timing ran: they slow the two "
+                   "models unequally; stop them (other workers quantizing, builds, browsers) and measure again")
+    if steal_cores is not None and steal_cores > _MAX_STEAL_CORES:
+        out.append(f"the hypervisor took {steal_cores:.2f} cores (steal time) while timing ran: another tenant "
+                   "of this virtual machine was busy; measure again later, or on a dedicated machine")
+    return out
+
+
+def _cv(values: np.ndarray) -> float:
+    mean = float(np.mean(values))
+    return float(np.std(values, ddof=1) / mean) if len(values) > 1 and mean > 0 else 0.0
+
+
+def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], candidate_calls: np.ndarray,
+                  baseline_calls: np.ndarray, *, estimator: str, samples_per_round: int, warmup_rounds: int,
+                  ci_target: float, seed: int = 0) -> PairedTiming:
+    """The record of paired rounds: round totals, per-call times (rounds x calls) for the floor."""
+    if estimator == "floor":
+        ci = floor_ci(candidate_calls, baseline_calls, seed=seed)
+    else:
+        ci = bootstrap_ci(np.asarray(baseline_s) / np.asarray(candidate_s), seed=seed)
+    return PairedTiming(tuple(candidate_s), tuple(baseline_s), samples_per_round, warmup_rounds, ci_target, ci,
+                        estimator=estimator, candidate_floor_s=floor_seconds(candidate_calls),
+                        baseline_floor_s=floor_seconds(baseline_calls))
+
+
+def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
+                   max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
+                   seed: int = 0, estimator: str = "floor", load_meter: Callable[[], Any] | None = None,
+                   clock: Clock = time.perf_counter) -> PairedTiming:
+    """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`)."""
+    return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
+                               max_rounds=max_rounds, warmup_rounds=warmup_rounds, ci_target=ci_target,
+                               max_seconds=max_seconds, seed=seed, estimator=estimator, load_meter=load_meter,
+                               clock=clock)[0]
+
+
+def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, samples_per_round: int, rounds: int,
+                        max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
+                        seed: int = 0, estimator: str = "floor", load_meter: Callable[[], Any] | None = None,
+                        clock: Clock = time.perf_counter) -> list[PairedTiming]:
+    """Time the baseline and every candidate once per round, in an order shuffled per round.
+
+    ``rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of any
+    candidate's speedup (by ``estimator``) is wider than +-``ci_target`` (relative), until ``max_rounds``
+    rounds or ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one
+    record per candidate, each paired with the baseline's times from the same rounds. ``load_meter`` (e.g.
+    :class:`opsearch.machine.LoadMeter`) watches what else the CPUs do during the timed rounds.
+    """
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
+    rng = np.random.default_rng(seed)
+    sides = [run_baseline, *candidates]
+    for _ in range(warmup_rounds):
+        for fn in sides:
+            fn()
+    totals: list[list[float]] = [[] for _ in sides]
+    calls: list[list[np.ndarray]] = [[] for _ in sides]
+    meter = load_meter() if load_meter is not None else None
+    with meter if meter is not None else contextlib.nullcontext():
+        started = clock()
+        while True:
+            for i in rng.permutation(len(sides)):
+                start = clock()
+                per_call = sides[i]()
+                totals[i].append(clock() - start)
+                calls[i].append(np.asarray(per_call if per_call is not None else [totals[i][-1]], dtype=float))
+            n = len(totals[0])
+            if n < rounds:
+                continue
+            records = [paired_record(totals[j], totals[0], np.stack(calls[j]), np.stack(calls[0]),
+                                     estimator=estimator, samples_per_round=samples_per_round,
+                                     warmup_rounds=warmup_rounds, ci_target=ci_target, seed=seed)
+                       for j in range(1, len(sides))]
+            out_of_time = max_seconds is not None and clock() - started >= max_seconds
+            if max(r.ci_halfwidth for r in records) <= ci_target or n >= max_rounds or out_of_time:
+                break
+    load = getattr(meter, "load", None)
+    if load is None:
+        return records
+    return [replace(r, other_cores=load.other_cores, steal_cores=load.steal_cores) for r in records]
+
+
+@dataclass(frozen=True)
+class SingleTiming:
+    """Seconds per round for one model alone (the study's fp32 reference)."""
+
+    seconds: tuple[float, ...]
+    samples_per_round: int
+    warmup_rounds: int
+
+    @property
+    def throughput(self) -> float:
+        return self.samples_per_round / statistics.median(self.seconds)
+
+    @property
+    def cv(self) -> float:
+        return _cv(np.asarray(self.seconds))
+
+    def to_dict(self) -> dict:
+        return {"throughput": self.throughput, "cv": self.cv, "rounds": len(self.seconds),
+                "warmup_rounds": self.warmup_rounds, "samples_per_round": self.samples_per_round,
+                "seconds": list(self.seconds)}
+
+
+def measure_single(run: Side, *, samples_per_round: int, rounds: int, warmup_rounds: int,
+                   clock: Clock = time.perf_counter) -> SingleTiming:
+    for _ in range(warmup_rounds):
+        run()
+    seconds = []
+    for _ in range(rounds):
+        start = clock()
+        run()
+        seconds.append(clock() - start)
+    return SingleTiming(tuple(seconds), samples_per_round, warmup_rounds)

@@ -1,0 +1,94 @@
+"""The timed workload: which texts, in which batches, and whether tokenization is inside the timed region."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from opsearch.measure._sessions import Feed, input_names
+
+
+@dataclass
+class Workload:
+    """``batch_size`` 1 runs the texts one by one, unpadded (latency-like, as a service sees them); a larger
+    batch pads each batch to its longest text (throughput). With ``end_to_end`` the tokenizer runs inside the
+    timed region, as a pipeline user would see it; otherwise inputs are tokenized once, beforehand."""
+
+    texts: list[str]
+    tokenizer: object
+    batch_size: int = 1
+    max_length: int = 256
+    end_to_end: bool = False
+    _feeds: list[Feed] = field(init=False, repr=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise ValueError("a workload needs at least one text")
+        self._feeds = [self._encode(batch) for batch in self.batches()]
+
+    @property
+    def samples(self) -> int:
+        return len(self.texts)
+
+    def batches(self) -> list[list[str]]:
+        return [self.texts[i:i + self.batch_size] for i in range(0, len(self.texts), self.batch_size)]
+
+    def _encode(self, batch: list[str]) -> Feed:
+        enc = self.tokenizer(batch, truncation=True, max_length=self.max_length, padding=len(batch) > 1,
+                             return_tensors="np")
+        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+
+    def runner(self, sessions) -> Callable[[], np.ndarray]:
+        """One pass over the workload, returning each call's seconds: what a timing round runs.
+
+        Given several sessions of one model, successive passes take them in turn. Each session's memory
+        layout makes it a little faster or slower for good (about +-1% here, the same in every round, so
+        more rounds cannot average it away); rotating over a few sessions does.
+        """
+        sessions = list(sessions) if isinstance(sessions, list | tuple) else [sessions]
+        passes = [self._one_pass(session) for session in sessions]
+        turn = [0]
+
+        def run() -> np.ndarray:
+            seconds = passes[turn[0] % len(passes)]()
+            turn[0] += 1
+            return seconds
+
+        return run if len(passes) > 1 else passes[0]
+
+    def _one_pass(self, session) -> Callable[[], np.ndarray]:
+        names = input_names(session)
+        clock = time.perf_counter
+        if self.end_to_end:
+            batches = self.batches()
+
+            def run_end_to_end() -> np.ndarray:
+                seconds = np.empty(len(batches))
+                for i, batch in enumerate(batches):
+                    start = clock()
+                    feed = self._encode(batch)
+                    session.run(None, {k: v for k, v in feed.items() if k in names})
+                    seconds[i] = clock() - start
+                return seconds
+
+            return run_end_to_end
+        feeds = [{k: v for k, v in feed.items() if k in names} for feed in self._feeds]
+
+        def run() -> np.ndarray:
+            seconds = np.empty(len(feeds))
+            for i, feed in enumerate(feeds):
+                start = clock()
+                session.run(None, feed)
+                seconds[i] = clock() - start
+            return seconds
+
+        return run
+
+    def describe(self) -> dict:
+        lengths = [int(f["input_ids"].shape[1]) for f in self._feeds]
+        return {"samples": self.samples, "batch_size": self.batch_size, "end_to_end": self.end_to_end,
+                "max_length": self.max_length, "batches": len(self._feeds),
+                "mean_tokens": float(np.mean(lengths))}

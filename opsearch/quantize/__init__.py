@@ -1,0 +1,36 @@
+"""Stage 2, the graph: inspect it, fuse it, and quantize it as a recipe says."""
+
+from __future__ import annotations
+
+from opsearch.quantize._apply import QuantizationFailed, QuantizedModel, quantize
+from opsearch.quantize._fragile import FragileNode, fragile_nodes
+from opsearch.quantize._fusion import FUSION_LEVELS, FusionFailed, fused_model
+from opsearch.quantize._graph import (
+    QUANT_MODES,
+    GraphInfo,
+    OperatorInfo,
+    graph_hash,
+    inspect_model,
+    quantizable_registry,
+    quantized_node_counts,
+)
+from opsearch.quantize._recipe import QuantRecipe
+
+__all__ = [
+    "FUSION_LEVELS",
+    "FragileNode",
+    "FusionFailed",
+    "GraphInfo",
+    "OperatorInfo",
+    "QUANT_MODES",
+    "QuantRecipe",
+    "QuantizationFailed",
+    "QuantizedModel",
+    "fragile_nodes",
+    "fused_model",
+    "graph_hash",
+    "inspect_model",
+    "quantizable_registry",
+    "quantize",
+    "quantized_node_counts",
+]

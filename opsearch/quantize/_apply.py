@@ -1,0 +1,182 @@
+"""Turning an fp32 ONNX model into the int8 model a recipe describes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from opsearch._files import atomic_folder
+from opsearch._logging import quiet
+from opsearch.errors import TrialFailed
+from opsearch.quantize._fusion import fused_model
+from opsearch.quantize._graph import graph_hash, quantized_node_counts
+from opsearch.quantize._recipe import QuantRecipe
+
+if TYPE_CHECKING:
+    import onnx
+
+# Percentile calibration keeps this share of each activation's histogram (optimum's default).
+PERCENTILE = 99.999
+
+
+class QuantizationFailed(TrialFailed):
+    """The quantizer rejected a recipe or produced an unusable model: a failed trial, not a user error."""
+
+
+@dataclass(frozen=True)
+class QuantizedModel:
+    path: Path
+    graph_hash: str
+    node_counts: dict[str, int]  # fp32 operator type -> nodes computed in int8
+    seconds: float
+
+
+def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
+             calibration: dict[str, np.ndarray] | None = None, cache_dir: Path | None = None) -> QuantizedModel:
+    """Quantize into ``out_dir``, written under a temporary name and renamed.
+
+    An unfused recipe goes through optimum's ORTQuantizer; a fused one is fused first (``fusion.fused_model``,
+    cached under ``cache_dir``; ``None``: fused again in a temporary folder) and quantized by ONNX Runtime's
+    quantizer directly, which optimum cannot tell to type the contrib operators. A fused recipe that
+    quantizes nothing gives the fused fp32 graph. ``calibration`` holds the static mode's inputs, all of one
+    shape (see ``runtime.encode_padded``). Node counts are against the graph that was quantized.
+    """
+    import onnx
+
+    start = time.perf_counter()
+    with atomic_folder(out_dir, prefix=".quant-") as tmp:
+        if recipe.mode == "static" and calibration is None and recipe.operators_to_quantize:
+            raise QuantizationFailed("static quantization needs calibration samples")
+        model_file = tmp / "quantized.onnx"
+        try:
+            with quiet():
+                source = fp32_path
+                if recipe.fusion != "none":
+                    source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
+                graph = _load_graph(source)
+                excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()
+                if not recipe.operators_to_quantize:
+                    shutil.copy2(source, model_file)
+                elif recipe.fusion == "none":
+                    model_file = _quantize_optimum(recipe, source, tmp, calibration, excluded)
+                else:
+                    _quantize_ort(recipe, source, model_file, calibration, excluded)
+        except TrialFailed:
+            raise
+        except Exception as exc:  # the quantizer raises many types for recipes it cannot apply
+            raise QuantizationFailed(f"{type(exc).__name__}: {exc}") from exc
+        if model_file is None or not model_file.is_file():
+            raise QuantizationFailed("the quantizer wrote no model file")
+        quantized = onnx.load(str(model_file))
+        counts = quantized_node_counts(graph, quantized, operators=recipe.operators_to_quantize,
+                                        qdq=recipe.mode == "static" and recipe.format == "QDQ")
+        digest = graph_hash(quantized)
+        model_file.rename(tmp / "model.onnx")
+        if recipe.fusion != "none":
+            recipe.to_ort_config(nodes_to_exclude=excluded).save_pretrained(tmp)
+        (tmp / "opsearch-recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+        shutil.rmtree(tmp / "cache", ignore_errors=True)
+        shutil.rmtree(tmp / "optimum", ignore_errors=True)
+        (tmp / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
+    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start)
+
+
+def fragile_names(model: onnx.ModelProto) -> tuple[str, ...]:
+    from opsearch.quantize._fragile import fragile_nodes
+
+    return tuple(node.name for node in fragile_nodes(model))
+
+
+def _quantize_optimum(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibration, excluded) -> Path | None:
+    from optimum.onnxruntime import ORTQuantizer
+
+    quantizer = ORTQuantizer.from_pretrained(fp32_path.parent, file_name=fp32_path.name)
+    config = recipe.to_optimum(nodes_to_exclude=excluded)
+    work = tmp / "optimum"
+    ranges = _calibrate(quantizer, recipe, calibration, tmp) if recipe.mode == "static" else None
+    path = Path(quantizer.quantize(save_dir=work, quantization_config=config, calibration_tensors_range=ranges))
+    model_file = next(iter(sorted(work.glob("*quantized*.onnx"))), None) if path.is_dir() else path
+    if model_file is None:
+        return None
+    for item in work.iterdir():  # ort_config.json, config.json: what optimum writes beside the model
+        if item != model_file:
+            item.rename(tmp / item.name)
+    return model_file
+
+
+def _quantize_ort(recipe: QuantRecipe, source: Path, target: Path, calibration, excluded) -> None:
+    """ONNX Runtime's quantizer on a fused graph, with optimum's option names mapped onto its arguments."""
+    import onnx
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+
+    extra = {
+        # Shape inference cannot type the outputs of contrib operators (Attention, SkipLayerNormalization).
+        "DefaultTensorType": onnx.TensorProto.FLOAT,
+        "WeightSymmetric": recipe.weights_symmetric,
+        "ActivationSymmetric": recipe.activations_symmetric,
+        "ForceSymmetric": recipe.activations_symmetric and recipe.weights_symmetric,  # as optimum sets it
+    }
+    common = {"op_types_to_quantize": list(recipe.operators_to_quantize), "per_channel": recipe.per_channel,
+              "reduce_range": recipe.reduce_range, "weight_type": getattr(QuantType, recipe.weights_dtype),
+              "nodes_to_exclude": sorted({*recipe.nodes_to_exclude, *excluded})}
+    if recipe.mode == "dynamic":
+        quantize_dynamic(str(source), str(target), extra_options=extra, **common)
+        return
+    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
+              "percentile": CalibrationMethod.Percentile}[recipe.calibration_method]
+    if recipe.calibration_method == "percentile":
+        extra["CalibPercentile"] = PERCENTILE
+    names = {i.name for i in _load_graph(source).graph.input}
+    n = min(recipe.calibration_samples, len(next(iter(calibration.values()))))
+    reader = _Feeds([{k: v[i:i + 1] for k, v in calibration.items() if k in names} for i in range(n)])
+    quantize_static(str(source), str(target), reader, extra_options=extra,
+                    quant_format=QuantFormat.QDQ if recipe.format == "QDQ" else QuantFormat.QOperator,
+                    activation_type=getattr(QuantType, recipe.activations_dtype), calibrate_method=method,
+                    **common)
+
+
+class _Feeds:
+    """ONNX Runtime's CalibrationDataReader protocol over a list of feeds."""
+
+    def __init__(self, feeds: list[dict[str, np.ndarray]]) -> None:
+        self._feeds = iter(feeds)
+
+    def get_next(self) -> dict[str, np.ndarray] | None:
+        return next(self._feeds, None)
+
+
+def _load_graph(path: Path) -> onnx.ModelProto:
+    """The fp32 model, read once per process (and again only if the file changed): every trial needs it."""
+    stat = path.stat()
+    return _load_graph_cached(str(path), stat.st_mtime_ns, stat.st_size)
+
+
+@functools.lru_cache(maxsize=2)
+def _load_graph_cached(path: str, mtime_ns: int, size: int) -> onnx.ModelProto:
+    import onnx
+
+    return onnx.load(path)
+
+
+def _calibrate(quantizer, recipe: QuantRecipe, calibration: dict[str, np.ndarray], tmp: Path):
+    import datasets
+    from optimum.onnxruntime.configuration import AutoCalibrationConfig
+
+    n = min(recipe.calibration_samples, len(next(iter(calibration.values()))))
+    dataset = datasets.Dataset.from_dict({k: v[:n].tolist() for k, v in calibration.items()})
+    if recipe.calibration_method == "minmax":
+        cal_config = AutoCalibrationConfig.minmax(dataset)
+    elif recipe.calibration_method == "entropy":
+        cal_config = AutoCalibrationConfig.entropy(dataset)
+    else:
+        cal_config = AutoCalibrationConfig.percentiles(dataset, percentile=PERCENTILE)
+    return quantizer.fit(dataset=dataset, calibration_config=cal_config,
+                         onnx_augmented_model_name=tmp / "augmented_model.onnx",
+                         operators_to_quantize=list(recipe.operators_to_quantize))

@@ -1,0 +1,142 @@
+"""ONNX graph inspection: which operator types a model holds, which of them ONNX Runtime can quantize
+in each mode, and, after quantization, which nodes actually were."""
+
+from __future__ import annotations
+
+import hashlib
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import onnx
+
+# Quantization modes as ONNX Runtime's quantizer names its operator registries.
+QUANT_MODES = ("dynamic", "static_qoperator", "static_qdq")
+
+# Operator types that carry integer arithmetic in a quantized graph (QOperator format and dynamic mode).
+_QUANTIZED_OP_PREFIXES = ("QLinear", "QGemm", "QAttention", "QEmbedLayerNormalization", "MatMulInteger",
+                          "ConvInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QOrdered",
+                          "MatMulIntegerToFloat")
+_QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+
+
+def quantizable_registry() -> dict[str, frozenset[str]]:
+    """Operator types ONNX Runtime's quantizer handles, per mode, read from its own registries."""
+    from onnxruntime.quantization import registry
+
+    return {
+        "dynamic": frozenset(registry.IntegerOpsRegistry),
+        "static_qoperator": frozenset(registry.QLinearOpsRegistry),
+        "static_qdq": frozenset(registry.QDQRegistry),
+    }
+
+
+@dataclass(frozen=True)
+class OperatorInfo:
+    op_type: str
+    count: int
+    quantizable: dict[str, bool]  # mode -> can ONNX Runtime quantize it
+
+
+@dataclass(frozen=True)
+class GraphInfo:
+    path: str
+    operators: list[OperatorInfo]  # most frequent first
+
+    def quantizable_in(self, mode: str) -> list[str]:
+        return sorted(op.op_type for op in self.operators if op.quantizable[mode])
+
+    def op_types(self) -> list[str]:
+        return sorted(op.op_type for op in self.operators)
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "operators": [
+            {"op_type": o.op_type, "count": o.count, "quantizable": o.quantizable} for o in self.operators]}
+
+
+def inspect_model(path: str | Path) -> GraphInfo:
+    """Count the model's nodes per operator type and mark what each quantization mode can quantize."""
+    import onnx
+
+    model = onnx.load(str(path), load_external_data=False)
+    counts = Counter(node.op_type for node in model.graph.node)
+    registry = quantizable_registry()
+    operators = [OperatorInfo(op, n, {mode: op in registry[mode] for mode in QUANT_MODES})
+                 for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return GraphInfo(path=str(path), operators=operators)
+
+
+def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,
+                          operators: list[str] | tuple[str, ...], qdq: bool = False) -> dict[str, int]:
+    """How many nodes of each fp32 operator type the quantized graph computes in int8.
+
+    A node counts when the quantizer replaced it by an integer operator (``<name>_quant``, ``QLinear*``),
+    or when it still stands, is of a type in ``operators``, and works on quantized data: in QDQ format it
+    reads a DequantizeLinear output; otherwise it reads an int8 tensor (an int8 weight, or the output of
+    QuantizeLinear or of another int8 node) or feeds a DequantizeLinear.
+    """
+    import onnx
+
+    original = {node.name: node.op_type for node in fp32.graph.node}
+    asked = set(operators)
+    int8 = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    quantized_tensors = {init.name for init in quantized.graph.initializer if init.data_type in int8}
+    producers = {out: node.op_type for node in quantized.graph.node for out in node.output}
+    consumers: dict[str, set[str]] = {}
+    for node in quantized.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, set()).add(node.op_type)
+
+    counted: set[str] = set()
+    counts: Counter[str] = Counter()
+    for node in quantized.graph.node:  # ONNX graphs are topologically sorted
+        if node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") or node.op_type.startswith("QLinear"):
+            quantized_tensors.add(node.output[0])
+        if node.op_type in _QDQ:
+            continue
+        if node.op_type.startswith(_QUANTIZED_OP_PREFIXES):
+            base = _original_name(node.name, original)
+            key = base or node.name
+            if key not in counted:
+                counted.add(key)
+                counts[(original.get(base) if base else None) or _base_type(node.op_type)] += 1
+        elif original.get(node.name) == node.op_type and node.op_type in asked and node.name not in counted:
+            if qdq:
+                hit = any(producers.get(i) == "DequantizeLinear" for i in node.input)
+            else:
+                hit = any(i in quantized_tensors for i in node.input) or any(
+                    "DequantizeLinear" in consumers.get(o, set()) for o in node.output)
+            if hit:
+                counted.add(node.name)
+                counts[node.op_type] += 1
+                if not qdq:
+                    quantized_tensors.update(node.output)
+    return dict(sorted(counts.items()))
+
+
+def _original_name(name: str, original: dict[str, str]) -> str | None:
+    candidate = name
+    for suffix in ("_quant", "_MatMul", "_Gemm"):
+        if candidate in original:
+            return candidate
+        if candidate.endswith(suffix):
+            candidate = candidate[: -len(suffix)]
+    return candidate if candidate in original else None
+
+
+def _base_type(quantized_op: str) -> str:
+    if quantized_op.startswith("QLinear"):
+        return quantized_op[len("QLinear"):]
+    return {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "ConvInteger": "Conv",
+            "QAttention": "Attention", "QEmbedLayerNormalization": "EmbedLayerNormalization",
+            "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM"}.get(quantized_op, quantized_op)
+
+
+def graph_hash(model: onnx.ModelProto) -> str:
+    """A digest of the computation (nodes and weights), blind to producer metadata: equal graphs, equal hash."""
+    digest = hashlib.sha256(model.graph.SerializeToString(deterministic=True))
+    for opset in sorted((o.domain, o.version) for o in model.opset_import):
+        digest.update(repr(opset).encode())
+    return digest.hexdigest()[:16]

@@ -1,0 +1,124 @@
+"""One quantization recipe: everything that decides the quantized graph, in optimum's names."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from opsearch.config import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, WEIGHT_TYPES
+from opsearch.config import FUSIONS as FUSION_LEVELS
+
+
+@dataclass(frozen=True)
+class QuantRecipe:
+    """Everything that decides the quantized graph. Names follow optimum's QuantizationConfig."""
+
+    mode: str  # "dynamic" or "static"
+    operators_to_quantize: tuple[str, ...]
+    per_channel: bool = False
+    reduce_range: bool = False
+    weights_symmetric: bool = True
+    activations_symmetric: bool = False
+    weights_dtype: str = "QInt8"
+    format: str = "QOperator"  # static only; dynamic mode always writes integer operators
+    calibration_method: str = "minmax"
+    calibration_samples: int = 64
+    nodes_to_exclude: tuple[str, ...] = ()
+    # The graph quantized: the export ("none") or the export fused by ORTOptimizer at O1/O2/O3.
+    fusion: str = "none"
+    activations_dtype: str = "QUInt8"  # static only: dynamic quantization computes uint8 activations
+    # Static only: keep the nodes opsearch.fragile finds (normalizations, GELU, residual/mask/embedding Adds) fp32.
+    exclude_fragile: bool = False
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("dynamic", "static"):
+            raise ValueError(f"mode={self.mode!r} is not 'dynamic' or 'static'")
+        if self.weights_dtype not in WEIGHT_TYPES:
+            raise ValueError(f"weights_dtype={self.weights_dtype!r} is not one of {WEIGHT_TYPES}")
+        if self.activations_dtype not in ACTIVATION_TYPES:
+            raise ValueError(f"activations_dtype={self.activations_dtype!r} is not one of {ACTIVATION_TYPES}")
+        if self.format not in FORMATS:
+            raise ValueError(f"format={self.format!r} is not one of {FORMATS}")
+        if self.fusion not in FUSION_LEVELS:
+            raise ValueError(f"fusion={self.fusion!r} is not one of {FUSION_LEVELS}")
+        if self.calibration_method not in CALIBRATION_METHODS:
+            raise ValueError(f"calibration_method={self.calibration_method!r} is not one of {CALIBRATION_METHODS}")
+        if self.mode == "static" and self.activations_dtype == "QInt8" and self.weights_dtype == "QUInt8":
+            raise ValueError("activations_dtype='QInt8' with weights_dtype='QUInt8': ONNX Runtime's static "
+                             "quantization does not support that pair")
+        object.__setattr__(self, "operators_to_quantize", tuple(sorted(self.operators_to_quantize)))
+        object.__setattr__(self, "nodes_to_exclude", tuple(self.nodes_to_exclude))
+
+    @property
+    def is_fp32(self) -> bool:
+        """True when the recipe would give back the fp32 model itself (nothing fused, nothing quantized)."""
+        return not self.operators_to_quantize and self.fusion == "none"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> QuantRecipe:
+        """Tolerant of records from other versions: missing fields take their defaults, unknown ones are dropped."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        data = {k: v for k, v in data.items() if k in known}
+        for key in ("operators_to_quantize", "nodes_to_exclude"):
+            data[key] = tuple(data.get(key, ()))
+        return cls(**data)
+
+    def flags(self) -> list[str]:
+        """The flags that differ from the plain recipe, in short words (shared by labels and reports)."""
+        flags = [self.fusion] if self.fusion != "none" else []
+        if not self.operators_to_quantize:
+            return flags  # nothing quantized: the quantization flags change nothing
+        flags += [name for name in ("per_channel", "reduce_range") if getattr(self, name)]
+        if self.mode == "static" and self.activations_symmetric:
+            flags.append("sym_act")
+        if not self.weights_symmetric:
+            flags.append("asym_w")
+        flags.append("s8" if self.weights_dtype == "QInt8" else "u8")
+        if self.mode == "static":
+            if self.activations_dtype == "QInt8":
+                flags.append("s8act")
+            flags.append(f"{self.calibration_method}@{self.calibration_samples}")
+            if self.exclude_fragile:
+                flags.append("fp32_fragile")
+        if self.nodes_to_exclude:
+            flags.append(f"exclude{len(self.nodes_to_exclude)}")
+        return flags
+
+    def label(self) -> str:
+        if not self.operators_to_quantize:
+            return f"fp32 fused {self.fusion}" if self.fusion != "none" else "fp32"
+        fmt = [self.format] if self.mode == "static" else []
+        return f"{self.mode}[{'+'.join(self.operators_to_quantize) or '-'}] {' '.join(fmt + self.flags())}"
+
+    def to_optimum(self, *, nodes_to_exclude: tuple[str, ...] | list[str] = ()):
+        """optimum's QuantizationConfig; ``nodes_to_exclude`` adds names resolved from the graph (fragile nodes)."""
+        from onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
+        from optimum.onnxruntime.configuration import QuantizationConfig
+
+        static = self.mode == "static"
+        return QuantizationConfig(
+            is_static=static,
+            format=QuantFormat.QDQ if static and self.format == "QDQ" else QuantFormat.QOperator,
+            mode=QuantizationMode.QLinearOps if static else QuantizationMode.IntegerOps,
+            activations_dtype=getattr(QuantType, self.activations_dtype) if static else QuantType.QUInt8,
+            activations_symmetric=self.activations_symmetric,
+            weights_dtype=getattr(QuantType, self.weights_dtype),
+            weights_symmetric=self.weights_symmetric,
+            per_channel=self.per_channel,
+            reduce_range=self.reduce_range,
+            operators_to_quantize=list(self.operators_to_quantize),
+            nodes_to_exclude=sorted({*self.nodes_to_exclude, *nodes_to_exclude}),
+        )
+
+    def to_ort_config(self, *, nodes_to_exclude: tuple[str, ...] | list[str] = ()):
+        """optimum's ORTConfig: the fusion as its optimization config, the quantization as its quantization config."""
+        from optimum.onnxruntime.configuration import AutoOptimizationConfig, ORTConfig
+
+        optimization = AutoOptimizationConfig.with_optimization_level(self.fusion) if self.fusion != "none" else None
+        quantization = self.to_optimum(nodes_to_exclude=nodes_to_exclude) if self.operators_to_quantize else None
+        return ORTConfig(optimization=optimization, quantization=quantization)
+
+

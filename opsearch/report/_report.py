@@ -1,0 +1,173 @@
+"""The study's results as a report: the fp32 baseline, every completed trial as a row, the Pareto front, its
+knee, the fastest trial within an accuracy limit, and trials whose different settings produced one graph;
+and the plain-text table ``opsearch report`` prints."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import optuna
+import pandas as pd
+
+from opsearch.config import StudyConfig, legacy_values
+from opsearch.store import (
+    SameGraphGroup,
+    StudyRecord,
+    TrialRow,
+    best_within,
+    front_rows,
+    knee,
+    same_graph_groups,
+    trial_rows,
+)
+
+
+@dataclass(frozen=True)
+class StudyReport:
+    study_name: str
+    baseline: dict
+    rows: list[TrialRow]  # every completed trial, Pareto trials flagged
+    same_graph: list[SameGraphGroup]
+    counts: dict[str, int]  # trials per state
+    remeasured_at: str = ""
+    max_accuracy_loss: float | None = None  # the caller's limit (a fraction: 0.01 is one point); None: no limit
+    machine: dict = field(default_factory=dict)  # fingerprint of the machine that measured the study
+    versions: dict = field(default_factory=dict)  # library versions it ran with
+    settings: dict = field(default_factory=dict)  # config, threads, workload, data and task, as stored
+
+    @property
+    def front(self) -> list[TrialRow]:
+        """Pareto trials, fastest first; a trial that repeats an earlier one's graph is listed once."""
+        return front_rows(self.rows)
+
+    @property
+    def knee(self) -> TrialRow | None:
+        """The front's knee (see :func:`opsearch.pareto.knee`), or None when the front has none."""
+        front = self.front
+        i = knee([(r.samples_per_s, r.accuracy_loss_pt) for r in front])
+        return None if i is None else front[i]
+
+    @property
+    def best_feasible(self) -> TrialRow | None:
+        """The fastest feasible trial when a ``max_accuracy_loss`` was given; None without a limit or a candidate.
+
+        It is the front's fastest point, since the front holds feasible trials only (after a front session, those
+        it re-timed)."""
+        return None if self.max_accuracy_loss is None else best_within(self.rows, self.max_accuracy_loss)
+
+    @property
+    def estimator(self) -> str:
+        """How the study's speedups were estimated (see :mod:`opsearch.timing`); studies before the setting
+        used the median of per-round ratios."""
+        stored = self.settings.get("opsearch_config") or {}
+        return stored.get("speedup_estimator", legacy_values(StudyConfig)["speedup_estimator"])
+
+    def to_frame(self, *, front_only: bool = True) -> pd.DataFrame:
+        rows = self.front if front_only else self.rows
+        return pd.DataFrame([asdict(r) for r in rows], columns=list(TrialRow.__dataclass_fields__))
+
+
+
+
+def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None) -> StudyReport:
+    """The report of a stored study (see :func:`opsearch.store.trial_rows` for the rows and the front).
+
+    ``max_accuracy_loss`` (a fraction: 0.01 is one point) marks trials that lose more as infeasible and names the
+    fastest trial within it; None sets no limit. Trials that break a stored constraint are infeasible either way.
+    """
+    rows = trial_rows(study, max_accuracy_loss=max_accuracy_loss)
+    counts: dict[str, int] = {}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] = counts.get(t.state.name.lower(), 0) + 1
+    record = StudyRecord.of(study)
+    settings = {"opsearch_config": record.opsearch_config, "task": record.task, "threads": record.threads,
+                "workload": record.workload, "data": record.data, "search_space": record.search_space}
+    return StudyReport(study.study_name, dict(record.baseline), rows, same_graph_groups(study), counts,
+                       record.front_remeasured.get("at", ""), max_accuracy_loss=max_accuracy_loss,
+                       machine=dict(record.machine), versions=dict(record.versions),
+                       settings={k: v for k, v in settings.items() if v})
+
+
+# The cells every table of the front shows for a trial, from its preset to the speedup's interval.
+ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "samples/s", "speedup",
+             "95% CI")
+
+
+def row_cells(r: TrialRow) -> dict[str, str]:
+    """A trial's ROW_CELLS, formatted."""
+    return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
+                                f"{r.accuracy_loss_pt:+.2f}", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
+                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}"), strict=True))
+
+
+def format_report(report: StudyReport) -> str:
+    """A plain-text table for the terminal."""
+    base = report.baseline
+    lines = [f"study {report.study_name!r}: "
+             + ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items()))]
+    if base:
+        lines.append(f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f}, "
+                     f"{base['timing']['throughput']:.1f} samples/s (batch 1)")
+    front = report.front
+    if not front:
+        if not report.rows:
+            lines.append("no completed trial yet.")
+        else:
+            lines.append(limit_line(report) or "no feasible trial: every completed trial breaks a stored constraint.")
+        return "\n".join(lines)
+    lines.append(f"Pareto front ({len(front)} of {len(report.rows)} completed trials), fastest first:")
+    table = pd.DataFrame([{
+        "trial": r.trial,
+        **row_cells(r),
+        "+-": f"{r.ci_halfwidth:.1%}" + (" NOISY" if r.noisy else ""),
+        "timed": "front session" if r.remeasured else "own trial",
+        "same graph as": "" if r.same_graph_as is None else str(r.same_graph_as),
+    } for r in front])
+    lines.append(table.to_string(index=False))
+    lines.append(knee_line(report))
+    if report.max_accuracy_loss is not None:
+        lines.append(limit_line(report))
+    if report.same_graph:
+        lines.append("Trials that produced identical graphs (their differing settings changed nothing):")
+        for group in report.same_graph:
+            lines.append(f"  trials {', '.join(map(str, group.trials))}: differ in "
+                         f"{', '.join(group.differing) or 'nothing'}")
+    if any(r.noisy for r in report.rows):
+        lines.append("NOISY: the speedup's 95% interval stayed wider than ci_target after max_rounds; "
+                     "raise max_rounds or timing_samples, or quiet the machine.")
+    session = report.remeasured_at
+    if session:
+        lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
+    how = ("each side's summed fastest time per text over paired rounds" if report.estimator == "floor"
+           else "median of per-round ratios")
+    lines.append(f"throughput = fp32 reference samples/s x paired speedup ({how}); "
+                 "+- is the half-width of the speedup's 95% bootstrap interval.")
+    return "\n".join(lines)
+
+
+def limit_line(report: StudyReport) -> str:
+    """The accuracy limit and the fastest trial within it; empty without a limit."""
+    if report.max_accuracy_loss is None:
+        return ""
+    limit = f"{100 * report.max_accuracy_loss:.2f} pt"
+    best = report.best_feasible
+    if best is None:
+        return f"no trial loses at most {limit} accuracy: raise --max-accuracy-loss or run more trials."
+    return (f"best within {limit}: trial {best.trial}, {best.speedup:.2f}x fp32 "
+            f"({best.samples_per_s:.1f} samples/s), loss {best.accuracy_loss_pt:+.2f} pt")
+
+
+def knee_line(report: StudyReport) -> str:
+    knee = report.knee
+    if knee is None:
+        return "knee: none (the front has fewer than three points, or no bend)"
+    return (f"knee of the front: trial {knee.trial}, {knee.speedup:.2f}x fp32 at {knee.accuracy_loss_pt:+.2f} pt "
+            "(the point farthest above the line joining the front's ends, both axes scaled to the front)")
+
+
+def write_csv(report: StudyReport, path: str | Path, *, front_only: bool = False) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    report.to_frame(front_only=front_only).to_csv(path, index=False)
+    return path

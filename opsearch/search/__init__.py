@@ -1,0 +1,64 @@
+"""Stage 4, the search: the space, presets and sampler; the study that prepares its inputs once, runs each trial
+in an isolated process and re-times the front; sensitivity; what a running study shows."""
+
+from __future__ import annotations
+
+from opsearch.search._context import StudyContext, load_config
+from opsearch.search._isolation import ChildProcess, InProcess, Limits
+from opsearch.search._presets import Preset, from_optimum, preset_recipes, presets
+from opsearch.search._progress import Bar, JsonLog, Lines, Quiet, TrialEvent, as_progress, describe
+from opsearch.search._remeasure import front_trials, remeasure_front
+from opsearch.search._sampling import CONSTRAINT_NAME, already_tried, make_sampler, record_constraint
+from opsearch.search._sensitivity import (
+    Sensitivity,
+    enqueue_fallbacks,
+    format_sensitivity,
+    measure_sensitivity,
+    study_sensitivity,
+    unit_of,
+)
+from opsearch.search._space import SearchSpace
+from opsearch.search._study import Runner, create_runner, resume_study, run_study, run_worker
+from opsearch.search._trial import TimingSettings, TrialBench, TrialJob, TrialOutcome, TrialWorker
+
+__all__ = [
+    "Bar",
+    "CONSTRAINT_NAME",
+    "ChildProcess",
+    "InProcess",
+    "JsonLog",
+    "Limits",
+    "Lines",
+    "Preset",
+    "Quiet",
+    "SearchSpace",
+    "Sensitivity",
+    "TimingSettings",
+    "TrialBench",
+    "TrialEvent",
+    "TrialJob",
+    "TrialOutcome",
+    "TrialWorker",
+    "already_tried",
+    "as_progress",
+    "create_runner",
+    "describe",
+    "enqueue_fallbacks",
+    "format_sensitivity",
+    "from_optimum",
+    "front_trials",
+    "load_config",
+    "make_sampler",
+    "measure_sensitivity",
+    "preset_recipes",
+    "presets",
+    "record_constraint",
+    "remeasure_front",
+    "resume_study",
+    "run_study",
+    "run_worker",
+    "Runner",
+    "StudyContext",
+    "study_sensitivity",
+    "unit_of",
+]

@@ -1,0 +1,210 @@
+"""One study's inputs, each prepared once and only when first asked for: the fp32 model, the data, the tokenizer
+and feeds, the calibration inputs, the threads, the timed workload, the search space and the accuracy task.
+
+``run``, ``resume``, ``worker``, ``remeasure``, ``sensitivity`` and ``export`` all prepare a study through
+:class:`StudyContext`, so that what a trial measured and what a later command rebuilds cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from opsearch.config import RUNTIME_FIELDS, StudyConfig
+from opsearch.errors import StudyError
+from opsearch.measure import (
+    ClassificationTask,
+    EmbeddingTask,
+    LinearProbe,
+    SingleTiming,
+    ThreadSettings,
+    Workload,
+    default_lock_path,
+    embed,
+    encode,
+    encode_padded,
+    make_session,
+    measure_single,
+    timing_lock,
+)
+from opsearch.quantize import FusionFailed, GraphInfo, fused_model, inspect_model
+from opsearch.search._space import SearchSpace
+from opsearch.source import LabelledTexts, PreparedModel, StudyData, load_study_data, prepare_model
+from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_attrs
+
+Progress = Callable[[str], None]
+Task = ClassificationTask | EmbeddingTask
+
+
+class StudyContext:
+    """A study's settings and where it lives, with its inputs prepared on first use (see the module's docstring)."""
+
+    def __init__(self, config: StudyConfig, *, progress: Progress = print) -> None:
+        self.config = config
+        self.progress = progress
+        self.study_name = config.resolved_study_name()
+        self.storage = config.resolved_storage()
+        self.cache_dir: Path = cache_dir_for(self.storage, self.study_name)
+        self.threads = ThreadSettings.resolve(config.intra_op_threads, config.inter_op_threads,
+                                              config.allow_spinning)
+        self.lock_path: Path | None = default_lock_path()
+
+    @classmethod
+    def stored(cls, storage: str, study_name: str, *, progress: Progress = print, **overrides) -> StudyContext:
+        """A stored study's context, with the settings it was made with (``overrides``: RUNTIME_FIELDS only)."""
+        return cls(load_config(storage, study_name, **overrides), progress=progress)
+
+    # Inputs ---------------------------------------------------------------------------------------------------
+
+    @cached_property
+    def model(self) -> PreparedModel:
+        started = time.perf_counter()
+        model = prepare_model(self.config.model, cache_dir=self.cache_dir, task=self.config.task,
+                              notify=self.progress)
+        self.progress(f"model: {model.onnx_path} ({model.task}), ready in {time.perf_counter() - started:.1f} s")
+        return model
+
+    @cached_property
+    def data(self) -> StudyData:
+        data = load_study_data(self.config, id2label=self.model.id2label, task=self.model.task)
+        self.progress(f"data: {data.description}")
+        return data
+
+    @cached_property
+    def graph(self) -> GraphInfo:
+        return inspect_model(self.model.onnx_path)
+
+    @cached_property
+    def tokenizer(self):
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(self.model.folder)
+
+    @cached_property
+    def workload(self) -> Workload:
+        cfg = self.config
+        return Workload(self.data.eval.texts[: cfg.timing_samples], self.tokenizer, batch_size=cfg.batch_size,
+                        max_length=cfg.max_length, end_to_end=cfg.end_to_end)
+
+    @cached_property
+    def calibration(self) -> dict[str, np.ndarray] | None:
+        """Static calibration's inputs, all padded to one length; None for a study without static mode."""
+        if "static" not in self.config.modes:
+            return None
+        return encode_padded(self.tokenizer, self.data.fit.texts[: self.config.calibration_rows],
+                             length=self.config.calibration_max_length)
+
+    @cached_property
+    def space(self) -> SearchSpace:
+        space = _search_space(self.config, self.graph, self.model, self.cache_dir, self.progress)
+        self.progress("search space: " + "; ".join(f"{m}: {', '.join(ops)}" for m, ops in space.operators.items())
+                      + f" ({space.size()} recipes)")
+        return space
+
+    def task(self, study: optuna.Study, *, rows: LabelledTexts | None = None, fit_probe: bool = False) -> Task:
+        """The accuracy task on ``rows`` (None: the evaluation split). An embedding study scores through the probe
+        stored with it; ``fit_probe`` fits and stores one when the study has none yet (a new study)."""
+        rows = self.data.eval if rows is None else rows
+        feeds = encode(self.tokenizer, rows.texts, max_length=self.config.max_length)
+        if self.model.task == "classification":
+            return ClassificationTask(feeds, rows.labels)
+        probe = self._probe(study, fit=fit_probe)
+        return EmbeddingTask(feeds, rows.labels, probe=probe, pooling=self.model.pooling,
+                             normalize=self.model.normalize)
+
+    def _probe(self, study: optuna.Study, *, fit: bool) -> LinearProbe:
+        stored = StudyRecord.of(study).probe
+        if stored is not None:
+            probe = LinearProbe.from_dict(stored)
+            self.progress(f"probe: reusing the study's frozen probe (fitted on {probe.n_fit} fp32 embeddings)")
+            return probe
+        if not fit:
+            raise StudyError(f"study {self.study_name!r} is an embedding study without its probe: its baseline "
+                             "never finished; start it again with `opsearch run`.")
+        cfg = self.config
+        rows = self.data.fit.take(cfg.probe_samples)
+        if len(set(rows.labels.tolist())) < 2:
+            raise StudyError("the probe's fit rows hold one class only: raise fit_size or probe_samples, or give "
+                             "fit_dataset.")
+        self.progress(f"probe: embedding {len(rows)} fit rows with the fp32 model ...")
+        started = time.perf_counter()
+        x = embed(self.fp32_session, encode(self.tokenizer, rows.texts, max_length=cfg.max_length),
+                  pooling=self.model.pooling, normalize=self.model.normalize)
+        probe = LinearProbe.fit(x, rows.labels, seed=cfg.seed)
+        set_study_attrs(study, probe=probe.to_dict())
+        self.progress(f"probe: fitted in {time.perf_counter() - started:.1f} s (accuracy on its fit rows "
+                      f"{probe.fit_accuracy:.4f}), frozen with the study")
+        return probe
+
+    # Sessions and fp32 timing ------------------------------------------------------------------------------------
+
+    @cached_property
+    def fp32_session(self):
+        """The fp32 model's session this process evaluates with (the baseline, the probe, the cosine)."""
+        return make_session(self.model.onnx_path, self.threads)
+
+    @contextmanager
+    def fp32_timing_sessions(self) -> Iterator[list]:
+        """The fp32 sessions timing rounds rotate over (``sessions_per_model``), open only while this process
+        times fp32: trials open fp32 sessions of their own (in a child process by default), so holding these
+        through a search would only double the fp32 model's memory."""
+        sessions = [self.fp32_session, *(make_session(self.model.onnx_path, self.threads)
+                                         for _ in range(self.config.sessions_per_model - 1))]
+        try:
+            yield sessions
+        finally:
+            sessions.clear()  # a caller still holding the list holds no session
+
+    def time_fp32(self) -> SingleTiming:
+        """fp32 alone over the workload, under the machine's timing lock: the study's reference throughput."""
+        cfg = self.config
+        with self.fp32_timing_sessions() as fp32, timing_lock(self.lock_path):
+            return measure_single(self.workload.runner(fp32), samples_per_round=self.workload.samples,
+                                  rounds=cfg.rounds, warmup_rounds=cfg.warmup_rounds)
+
+
+def load_config(storage: str, study_name: str, **overrides) -> StudyConfig:
+    """The config a stored study was made with, pointed at ``storage`` (``overrides``: RUNTIME_FIELDS only)."""
+    study = load_existing(storage, study_name)
+    record = StudyRecord.of(study)
+    if not record.complete:
+        raise StudyError(f"study {study_name!r} in {storage!r} was not made by opsearch (or its baseline never "
+                         "finished): start it again with `opsearch run`.")
+    bad = sorted(set(overrides) - set(RUNTIME_FIELDS))
+    if bad:
+        raise StudyError(f"{bad} cannot change in a stored study (only {list(RUNTIME_FIELDS)} can): start a new "
+                         "study with `opsearch run --study-name NEW` instead.")
+    return record.config(study_name).replace(storage=storage, study_name=study_name, **overrides)
+
+
+def _search_space(config: StudyConfig, graph: GraphInfo, model: PreparedModel, cache_dir: Path,
+                  progress: Progress) -> SearchSpace:
+    """The space over the exported graph and each fusion level the optimizer can make of it (made once)."""
+    fused: dict[str, GraphInfo] = {}
+    for level in config.fusions:
+        if level == "none":
+            continue
+        started = time.perf_counter()
+        try:
+            fused[level] = inspect_model(fused_model(model.onnx_path, level, cache_dir=cache_dir))
+        except FusionFailed as exc:
+            progress(f"WARNING: {exc}; fusion {level} is left out of the search")
+            continue
+        progress(f"fusion {level}: {sum(o.count for o in fused[level].operators)} nodes (from "
+                 f"{sum(o.count for o in graph.operators)}), made in {time.perf_counter() - started:.1f} s")
+    levels = [level for level in config.fusions if level == "none" or level in fused]
+    if not levels:
+        raise StudyError(f"no fusion level of {config.fusions} could be made for this model: add \"none\" to "
+                         "fusions to search the exported graph.")
+    exclude = [False, True] if config.exclude_fragile == "search" else [bool(config.exclude_fragile)]
+    return SearchSpace.from_graph(graph, modes=config.modes, all_operators=config.all_operators,
+                                  calibration_method=config.calibration_method,
+                                  calibration_samples=config.calibration_samples, fusions=levels, fused=fused,
+                                  formats=config.formats, activation_types=config.activation_types,
+                                  exclude_fragile=exclude)

@@ -1,0 +1,98 @@
+"""Known configurations a study tries first, as points of its search space, each with its name.
+
+optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512, avx512_vnni; dynamic, with and without
+per-channel) are read from optimum itself and translated into the space's parameters; presets that land
+on the same parameters are enqueued once under all their names ("avx512 / avx512_vnni").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import optuna
+
+from opsearch.quantize import QuantRecipe, quantizable_registry
+from opsearch.search._space import SearchSpace
+
+# The instruction sets optimum has a preset for on x86-64 and ARM CPUs.
+CPU_PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")
+
+
+@dataclass(frozen=True)
+class Preset:
+    names: tuple[str, ...]
+    params: dict
+    recipe: QuantRecipe
+
+    @property
+    def name(self) -> str:
+        return " / ".join(self.names)
+
+
+def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list[tuple[str, QuantRecipe]]:
+    """The named recipes, before translation: MatMul only, every quantizable operator, optimum's CPU presets,
+    the fused graph alone per fusion level, and with ``sweep_operators`` each dynamic operator alone.
+
+    Presets quantize the exported graph ("none") when the space holds it, else its first fusion level.
+    """
+    fusion = "none" if "none" in space.fusions else space.fusions[0]
+    out: list[tuple[str, QuantRecipe]] = []
+    if "dynamic" in space.modes:
+        registry = quantizable_registry()["dynamic"]
+        ops = tuple(op for op in space.operators_for(fusion, "dynamic") if op in registry)
+        base = {"mode": "dynamic", "fusion": fusion, "weights_symmetric": True}
+        if "MatMul" in ops:
+            # The article's best dynamic recipe.
+            out.append(("dynamic: MatMul only", QuantRecipe(operators_to_quantize=("MatMul",), **base)))
+        if len(ops) > 1:
+            out.append(("dynamic: every quantizable operator", QuantRecipe(operators_to_quantize=ops, **base)))
+        for cpu in CPU_PRESETS:
+            for per_channel in (False, True):
+                name = f"{cpu}{' per_channel' if per_channel else ''}"
+                out.append((name, from_optimum(_optimum_preset(cpu, per_channel), ops=ops, fusion=fusion)))
+        if sweep_operators:
+            out += [(f"sweep: {op} alone", QuantRecipe(operators_to_quantize=(op,), **base)) for op in ops]
+    for level in space.fusions:
+        if level != "none":
+            out.append((f"fusion only {level}", QuantRecipe(mode=space.modes[0], operators_to_quantize=(),
+                                                            fusion=level)))
+    return out
+
+
+def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset]:
+    """The presets as the space's parameters, in order, duplicates merged under all their names.
+
+    A preset the space cannot express (an operator it does not offer) is left out.
+    """
+    merged: dict[tuple, Preset] = {}
+    for name, recipe in preset_recipes(space, sweep_operators=sweep_operators):
+        params = space.params_for(recipe)
+        if params is None:
+            continue
+        key = tuple(sorted(params.items()))
+        if key in merged:
+            merged[key] = Preset((*merged[key].names, name), params, merged[key].recipe)
+        else:
+            merged[key] = Preset((name,), params, space.suggest(optuna.trial.FixedTrial(params)))
+    return list(merged.values())
+
+
+def from_optimum(config, *, ops: tuple[str, ...], fusion: str = "none") -> QuantRecipe:
+    """optimum's QuantizationConfig as a recipe: its operators that the graph holds, and its flags."""
+    wanted = {getattr(op, "value", op) for op in config.operators_to_quantize}
+    return QuantRecipe(
+        mode="static" if config.is_static else "dynamic",
+        operators_to_quantize=tuple(op for op in ops if op in wanted),
+        per_channel=bool(config.per_channel),
+        reduce_range=bool(config.reduce_range),
+        weights_symmetric=bool(config.weights_symmetric),
+        activations_symmetric=bool(config.activations_symmetric) if config.is_static else False,
+        weights_dtype=config.weights_dtype.name,
+        fusion=fusion,
+    )
+
+
+def _optimum_preset(cpu: str, per_channel: bool):
+    from optimum.onnxruntime.configuration import AutoQuantizationConfig
+
+    return getattr(AutoQuantizationConfig, cpu)(is_static=False, per_channel=per_channel)

@@ -1,0 +1,90 @@
+"""Re-measuring the Pareto front: every candidate and fp32 timed again in one interleaved session.
+
+During a study each trial is paired with fp32 at its own moment; the front's final ranking should not
+depend on when each was measured. The candidates are quantized again from their recipes (checked against
+the recorded graph hash) and timed round-robin, in an order shuffled per round, so every speedup on the
+final front comes from the same rounds.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from datetime import UTC, datetime
+
+import optuna
+
+from opsearch.errors import TrialFailed
+from opsearch.measure import LoadMeter, make_session, measure_interleaved, timing_lock
+from opsearch.quantize import QuantRecipe, quantize
+from opsearch.search._context import StudyContext
+from opsearch.store import TrialRecord, set_study_attrs
+
+
+def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    """Pareto trials, one per distinct graph."""
+    seen: set[str] = set()
+    out = []
+    for trial in sorted(study.best_trials, key=lambda t: t.number):
+        digest = TrialRecord.of(trial).graph_hash
+        if digest and digest not in seen:
+            seen.add(digest)
+            out.append(trial)
+    return out
+
+
+def remeasure_front(context: StudyContext, study: optuna.Study) -> dict | None:
+    """Time the front's candidates again side by side; store and return the session's record (its ``trials``:
+    ``{trial number: timing}``), or None when there was nothing to time."""
+    config, progress = context.config, context.progress
+    considered = sorted(t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+    trials = front_trials(study)
+    if not trials:
+        return None
+    progress(f"re-measuring the front: {len(trials)} configurations and fp32, interleaved in one session ...")
+    started = time.perf_counter()
+    work = context.cache_dir / "remeasure"
+    measured, sessions = [], []
+    try:
+        for trial in trials:
+            stored = TrialRecord.of(trial)
+            recipe = QuantRecipe.from_dict(stored.recipe)
+            try:
+                q = quantize(recipe, fp32_path=context.model.onnx_path, out_dir=work / f"trial-{trial.number}",
+                             calibration=context.calibration, cache_dir=context.cache_dir)
+            except TrialFailed as exc:
+                progress(f"  trial {trial.number}: could not be quantized again ({exc}); left out")
+                continue
+            if q.graph_hash != stored.graph_hash:
+                progress(f"  trial {trial.number}: its recipe now gives another graph (the quantizer or its "
+                         "inputs changed); left out")
+                continue
+            measured.append(trial)
+            sessions.append([make_session(q.path, context.threads) for _ in range(config.sessions_per_model)])
+        if not measured:
+            return None
+        workload = context.workload
+        with context.fp32_timing_sessions() as fp32, timing_lock(context.lock_path):
+            timings = measure_interleaved(
+                workload.runner(fp32), [workload.runner(s) for s in sessions],
+                samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
+                warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
+                max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed,
+                estimator=config.speedup_estimator, load_meter=LoadMeter)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    record = {
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "rounds": timings[0].rounds,
+        "seconds": round(time.perf_counter() - started, 1),
+        "considered": considered,  # the trials it saw: those not on its front stay off the front
+        "trials": {str(t.number): {k: v for k, v in timing.to_dict().items() if k not in ("candidate_s", "baseline_s")}
+                   for t, timing in zip(measured, timings, strict=True)},
+    }
+    set_study_attrs(study, front_remeasured=record)
+    for trial, timing in zip(measured, timings, strict=True):
+        before = TrialRecord.of(trial).timing["speedup"]
+        progress(f"  trial {trial.number}: {timing.speedup:.2f}x (+-{timing.ci_halfwidth:.1%}); "
+                 f"during the study {before:.2f}x")
+    progress(f"re-measured in {record['seconds']} s, {record['rounds']} rounds")
+    return record

@@ -1,0 +1,48 @@
+"""How a study picks its next configuration: the sampler, its seed, and the accuracy constraint it respects."""
+
+from __future__ import annotations
+
+import optuna
+
+from opsearch.config import StudyConfig
+from opsearch.store import TrialRecord, set_trial_attrs
+
+# The accuracy constraint's name: Optuna stores it as the system attr "constraints:accuracy_loss", and opsearch
+# copies its value to the trial record's ``constraints`` (a list, as Optuna's own key was), where people look.
+CONSTRAINT_NAME = "accuracy_loss"
+
+
+def record_constraint(trial: optuna.Trial, loss: float | None, limit: float | None) -> None:
+    """``max_accuracy_loss`` as an Optuna constraint on the trial: loss minus limit (> 0: infeasible).
+
+    Every sampler reads it back from the stored trials to steer away from configurations over the limit.
+    A trial with no measured accuracy (a pruned repeat) gets 1.0: infeasible, since nothing shows it is
+    within. Without a limit (``limit`` None) nothing is stored and the search is unconstrained.
+    """
+    if limit is None:
+        return
+    value = float(loss) - limit if loss is not None else 1.0
+    trial.set_constraint(CONSTRAINT_NAME, value)
+    set_trial_attrs(trial, constraints=[value])
+
+
+def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
+    """The sampler ``config.sampler`` names, seeded with ``config.seed``: same seed, same suggestions."""
+    if config.sampler == "nsga2":
+        return optuna.samplers.NSGAIISampler(seed=config.seed, population_size=max(4, min(20, config.trials // 2)))
+    if config.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=config.seed)
+    return optuna.samplers.TPESampler(seed=config.seed, multivariate=True, group=True,
+                                      n_startup_trials=min(10, max(4, config.trials // 2)))
+
+
+def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.trial.FrozenTrial | None:
+    """An earlier finished trial with exactly these parameters (and the same extra nodes kept in fp32, see
+    ``sensitivity.enqueue_fallbacks``), if any: the hook that prunes sampled repeats."""
+    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    extra = TrialRecord.of(trial).nodes_to_exclude
+    for other in study.get_trials(deepcopy=False, states=finished):
+        if (other.number != trial.number and other.params == trial.params
+                and TrialRecord.of(other).nodes_to_exclude == extra):
+            return other
+    return None

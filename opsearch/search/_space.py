@@ -1,0 +1,243 @@
+"""The search space: one boolean per operator type the graph variant can quantize, plus the quantization flags.
+
+A variant is (fusion level, mode, static format): each has its own operator set, read from ONNX Runtime's
+registries on that graph (a fused graph offers Attention, the exported one does not). Parameters are
+flat scalars asked conditionally, in this order: ``fusion``, ``mode``, ``format`` (static), ``op_<Type>``
+for the variant's operators, then the flags. An operator parameter has the same name and choices in
+every variant that offers it, so TPE, random and NSGA-II samplers all cope; a combination the quantizer
+would ignore is never asked. A fused graph with no operator chosen is a candidate (fusion alone); the
+exported graph with none is the fp32 model and not a recipe.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import optuna
+
+from opsearch.config import WEIGHT_TYPES
+from opsearch.quantize import GraphInfo, QuantRecipe
+
+# The registry whose operators each (mode, format) offers.
+_REGISTRY = {("dynamic", "QOperator"): "dynamic", ("static", "QOperator"): "static_qoperator",
+             ("static", "QDQ"): "static_qdq"}
+
+Ask = Callable[[str, Sequence], object]
+
+
+def variant_key(fusion: str, mode: str, fmt: str = "QOperator") -> str:
+    """"dynamic", "static", "static/QDQ", "dynamic/O2", ...: the exported graph's keys are the bare modes."""
+    parts = [mode]
+    if mode == "static" and fmt == "QDQ":
+        parts.append("QDQ")
+    if fusion != "none":
+        parts.append(fusion)
+    return "/".join(parts)
+
+
+def _split_key(key: str) -> tuple[str, str, str]:
+    parts = key.split("/")
+    fmt = "QDQ" if "QDQ" in parts[1:] else "QOperator"
+    fusion = next((p for p in parts[1:] if p != "QDQ"), "none")
+    return fusion, parts[0], fmt
+
+
+def _tuple(value) -> tuple:
+    return tuple(value) if isinstance(value, list | tuple) else (value,)
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    operators: dict[str, tuple[str, ...]]  # variant key -> operator types offered
+    calibration_method: tuple[str, ...] | str = ("minmax",)  # static: searched when more than one
+    calibration_samples: tuple[int, ...] | int = (64,)
+    formats: tuple[str, ...] = ("QOperator",)  # static formats searched
+    activation_types: tuple[str, ...] = ("QUInt8",)  # static activation types searched (QInt8 with QInt8 weights)
+    exclude_fragile: tuple[bool, ...] = (False,)  # static: keep the fragile nodes in fp32, or search it
+    fusions: tuple[str, ...] = field(default=())  # () : the fusion levels the variants hold
+
+    def __post_init__(self) -> None:
+        for name in ("calibration_method", "calibration_samples", "formats", "activation_types",
+                     "exclude_fragile", "fusions"):
+            object.__setattr__(self, name, _tuple(getattr(self, name)))
+        object.__setattr__(self, "operators", {k: tuple(v) for k, v in self.operators.items()})
+        if not self.fusions:
+            levels = dict.fromkeys(_split_key(k)[0] for k in self.operators)
+            object.__setattr__(self, "fusions", tuple(levels))
+
+    @classmethod
+    def from_graph(cls, graph: GraphInfo, *, modes: list[str], all_operators: bool = False,
+                   calibration_method: str | Sequence[str] = "minmax",
+                   calibration_samples: int | Sequence[int] = 64, fusions: Sequence[str] = ("none",),
+                   fused: Mapping[str, GraphInfo] | None = None, formats: Sequence[str] = ("QOperator",),
+                   activation_types: Sequence[str] = ("QUInt8",),
+                   exclude_fragile: bool | Sequence[bool] = False) -> SearchSpace:
+        """``all_operators`` offers every type in the graph, quantizable or not, to show which change nothing.
+
+        ``fused`` holds the fused graphs' inspections, one per level of ``fusions`` other than "none".
+        """
+        graphs = {"none": graph, **(fused or {})}
+        missing = [level for level in fusions if level not in graphs]
+        if missing:
+            raise ValueError(f"no inspected graph for fusion level(s) {missing}")
+        operators = {}
+        for level in fusions:
+            for mode in modes:
+                for fmt in (formats if mode == "static" else ("QOperator",)):
+                    g = graphs[level]
+                    operators[variant_key(level, mode, fmt)] = tuple(
+                        g.op_types() if all_operators else g.quantizable_in(_REGISTRY[mode, fmt]))
+        return cls(operators, calibration_method, calibration_samples, tuple(formats), tuple(activation_types),
+                   _tuple(exclude_fragile), tuple(fusions))
+
+    @property
+    def modes(self) -> list[str]:
+        return list(dict.fromkeys(_split_key(k)[1] for k in self.operators))
+
+    def _formats_of(self, fusion: str, mode: str) -> list[str]:
+        return [fmt for fmt in dict.fromkeys(_split_key(k)[2] for k in self.operators)
+                if (mode == "static" or fmt == "QOperator") and variant_key(fusion, mode, fmt) in self.operators]
+
+    def operators_for(self, fusion: str, mode: str, fmt: str = "QOperator") -> tuple[str, ...]:
+        return self.operators.get(variant_key(fusion, mode, fmt), ())
+
+    # Sampling --------------------------------------------------------------------------------------------
+
+    def suggest(self, trial: optuna.Trial) -> QuantRecipe:
+        return self._build(trial.suggest_categorical)
+
+    def _build(self, ask: Ask) -> QuantRecipe:
+        """The one walk through the space: ``suggest``, ``enumerate_params`` and ``params_for`` all replay it."""
+        def pick(name: str, choices: Sequence):
+            choices = list(choices)
+            return ask(name, choices) if len(choices) > 1 else choices[0]
+
+        fusion = pick("fusion", self.fusions)
+        mode = pick("mode", [m for m in self.modes if self._formats_of(fusion, m)])
+        static = mode == "static"
+        fmt = pick("format", self._formats_of(fusion, mode)) if static else "QOperator"
+        chosen = tuple(op for op in self.operators_for(fusion, mode, fmt) if ask(f"op_{op}", [False, True]))
+        if not chosen:  # fusion alone (or the fp32 model): no quantization flag changes the graph
+            return QuantRecipe(mode=mode, operators_to_quantize=(), fusion=fusion, format=fmt)
+        per_channel = ask("per_channel", [False, True])
+        reduce_range = ask("reduce_range", [False, True])
+        weights_symmetric = ask("weights_symmetric", [False, True])
+        activations_symmetric = ask("activations_symmetric", [False, True]) if static else False
+        weights_dtype = ask("weights_dtype", list(WEIGHT_TYPES))
+        activations_dtype = "QUInt8"
+        if static and weights_dtype == "QInt8":  # ONNX Runtime has no s8 activations with u8 weights
+            activations_dtype = pick("activations_dtype", self.activation_types)
+        return QuantRecipe(
+            mode=mode,
+            operators_to_quantize=chosen,
+            per_channel=per_channel,
+            reduce_range=reduce_range,
+            weights_symmetric=weights_symmetric,
+            activations_symmetric=activations_symmetric,
+            weights_dtype=weights_dtype,
+            format=fmt,
+            calibration_method=pick("calibration_method", self.calibration_method) if static
+            else self.calibration_method[0],
+            calibration_samples=pick("calibration_samples", self.calibration_samples) if static
+            else self.calibration_samples[0],
+            fusion=fusion,
+            activations_dtype=activations_dtype,
+            exclude_fragile=pick("exclude_fragile", self.exclude_fragile) if static else False,
+        )
+
+    def enumerate_params(self) -> Iterator[dict]:
+        """Every recipe of the space as Optuna parameters, each once (the fp32 model and repeats left out).
+
+        Replays the walk of ``suggest`` like an odometer over the choices each step offered.
+        """
+        path: list[int] = []
+        seen: set = set()
+        while True:
+            walk = _Replay(path)
+            recipe = self._build(walk.ask)
+            del path[len(walk.sizes):]
+            key = _fusion_only(recipe) if not recipe.operators_to_quantize else recipe
+            if not recipe.is_fp32 and key not in seen:
+                seen.add(key)
+                yield walk.params
+            j = len(path) - 1
+            while j >= 0 and path[j] + 1 >= walk.sizes[j]:
+                j -= 1
+            if j < 0:
+                return
+            path[j] += 1
+            del path[j + 1:]
+
+    def params_for(self, recipe: QuantRecipe) -> dict | None:
+        """The parameters that make ``recipe``, or None when the space cannot express it."""
+        def ask(name: str, choices: Sequence):
+            value = recipe.operators_to_quantize.__contains__(name[3:]) if name.startswith("op_") else getattr(
+                recipe, {"fusion": "fusion", "format": "format"}.get(name, name))
+            if value not in choices:
+                raise LookupError(name)
+            params[name] = value
+            return value
+
+        params: dict = {}
+        try:
+            built = self._build(ask)
+        except LookupError:
+            return None
+        if recipe.mode == "dynamic":  # calibration settings mean nothing to a dynamic recipe
+            recipe = dataclasses.replace(recipe, calibration_method=built.calibration_method,
+                                         calibration_samples=built.calibration_samples)
+        same = built == recipe or (not recipe.operators_to_quantize and _fusion_only(built) == _fusion_only(recipe))
+        return params if same else None
+
+    def size(self) -> int:
+        """How many distinct recipes the space holds (what ``enumerate_params`` yields, counted without it)."""
+        total = 0
+        for fusion in self.fusions:
+            if fusion != "none":
+                total += 1  # the fused graph alone
+            for mode in self.modes:
+                for fmt in self._formats_of(fusion, mode):
+                    n = len(self.operators_for(fusion, mode, fmt))
+                    flags = 2 * 2 * 2  # per_channel, reduce_range, weights_symmetric
+                    if mode == "static":
+                        flags *= 2 * (len(self.activation_types) + 1)  # activations_symmetric; s8 (x acts) or u8
+                        flags *= len(self.calibration_method) * len(self.calibration_samples)
+                        flags *= len(self.exclude_fragile)
+                    else:
+                        flags *= len(WEIGHT_TYPES)
+                    total += (2 ** n - 1) * flags
+        return total
+
+    def to_dict(self) -> dict:
+        return {"operators": {k: list(o) for k, o in self.operators.items()}, "fusions": list(self.fusions),
+                "calibration_method": list(self.calibration_method),
+                "calibration_samples": list(self.calibration_samples), "formats": list(self.formats),
+                "activation_types": list(self.activation_types), "exclude_fragile": list(self.exclude_fragile)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> SearchSpace:
+        """A stored space (``to_dict``), including ones stored before fusion and static flags were searched."""
+        return cls({k: tuple(v) for k, v in data["operators"].items()},
+                   **{k: _tuple(data[k]) for k in ("calibration_method", "calibration_samples", "formats",
+                                                   "activation_types", "exclude_fragile", "fusions") if k in data})
+
+
+class _Replay:
+    """Answers each question with the choice ``path`` names (the first one past its end), and records them."""
+
+    def __init__(self, path: list[int]) -> None:
+        self.path, self.sizes, self.params = path, [], {}
+
+    def ask(self, name: str, choices: Sequence):
+        i = len(self.sizes)
+        if i == len(self.path):
+            self.path.append(0)
+        self.sizes.append(len(choices))
+        self.params[name] = choices[self.path[i]]
+        return self.params[name]
+
+
+def _fusion_only(recipe: QuantRecipe) -> tuple[str, ...]:
+    return ("fusion-only", recipe.fusion)

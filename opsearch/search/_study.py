@@ -1,0 +1,436 @@
+"""Study orchestration: open or create the study, measure the fp32 baseline once, run Optuna trials.
+
+Each trial quantizes one recipe, measures accuracy once per distinct graph and throughput paired with
+the fp32 model, and stores everything it measured in its :class:`~opsearch.store.TrialRecord`. The study
+stores its config, search space, fp32 baseline, machine fingerprint and library versions in its
+:class:`~opsearch.store.StudyRecord`, so that ``resume``, ``report`` and ``plot`` need nothing but the
+storage and the study name. The inputs come from one :class:`~opsearch.search.StudyContext`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import optuna
+
+from opsearch.config import StudyConfig
+from opsearch.errors import StudyError, TrialFailed
+from opsearch.measure import EmbeddingTask, Evaluation, fingerprint, fingerprint_changes, library_versions, machine_id
+from opsearch.search._context import StudyContext, Task, load_config
+from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
+from opsearch.search._presets import presets
+from opsearch.search._progress import Lines, TrialEvent, as_progress
+from opsearch.search._sampling import already_tried, make_sampler, record_constraint
+from opsearch.search._trial import TimingSettings, TrialBench, TrialJob
+from opsearch.store import (
+    StudyRecord,
+    TrialRecord,
+    best_within,
+    open_storage,
+    queue_retry,
+    set_study_attrs,
+    set_trial_attrs,
+    set_trial_attrs_by_id,
+    trial_attrs,
+    trial_rows,
+)
+
+OBJECTIVES = ("throughput", "accuracy_loss")
+DIRECTIONS = ("maximize", "minimize")
+# Enumerating the space queues every recipe; above this many, sampling it is the only way.
+MAX_ENUMERATED = 5000
+
+Progress = Callable[[str], None]
+# A quantized model whose accuracy is within this of always answering the majority class is broken.
+CHANCE_MARGIN = 0.005
+# An fp32 model must beat the majority class by this much for accuracy losses to mean anything.
+BASELINE_MARGIN = 0.02
+# A RUNNING trial that never said which process runs it is taken for an orphan only after this long.
+ORPHAN_SECONDS = 60
+
+
+@dataclass
+class Runner:
+    """One study opened in this process, its inputs prepared (``context``); ``optimize`` runs its trials."""
+
+    context: StudyContext
+    study: optuna.Study
+    task: Task
+    machine: dict = field(default_factory=dict)  # fingerprint of the machine timing this process's trials
+    machine_id: str = ""
+    _executor: Executor | None = None
+
+    def __post_init__(self) -> None:
+        self.machine = fingerprint(self.context.threads.__dict__)
+        self.machine_id = machine_id(self.machine)
+
+    @property
+    def config(self) -> StudyConfig:
+        return self.context.config
+
+    @property
+    def progress(self) -> Lines:
+        return self.context.progress
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.context.cache_dir
+
+    @property
+    def record(self) -> StudyRecord:
+        return StudyRecord.of(self.study)
+
+    @property
+    def executor(self) -> Executor:
+        """Made on the first trial, once the task holds everything a trial needs (fp32 embeddings included)."""
+        if self._executor is None:
+            if self.config.isolation == "none":
+                self._executor = InProcess(self.bench(), on_phase=self.progress.phase)
+            else:
+                memory = self.config.trial_memory_mb or _half_of_memory_mb()
+                self._executor = ChildProcess(self.bench(), limits=Limits(self.config.trial_timeout, memory),
+                                              on_phase=self.progress.phase)
+        return self._executor
+
+    @executor.setter
+    def executor(self, value: Executor) -> None:
+        if self._executor is not None:
+            self._executor.close()
+        self._executor = value
+
+    def bench(self) -> TrialBench:
+        cfg, ctx = self.config, self.context
+        timing = TimingSettings(rounds=cfg.rounds, max_rounds=cfg.max_rounds, warmup_rounds=cfg.warmup_rounds,
+                                ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
+                                sessions_per_model=cfg.sessions_per_model, estimator=cfg.speedup_estimator)
+        return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, timing,
+                          ctx.lock_path, ctx.cache_dir)
+
+    # Trials ---------------------------------------------------------------------------------------------
+
+    def optimize(self, n_trials: int, *, until_complete: int | None = None) -> optuna.Study:
+        """Run ``n_trials`` trials; with ``until_complete``, stop early once the study holds that many completed
+        trials (other workers' included)."""
+        started, finished = time.perf_counter(), [0]
+
+        def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            finished[0] += 1
+            self._report_trial(trial, finished[0], n_trials, started)
+
+        callbacks = [report]
+        if until_complete is not None:
+            callbacks.append(optuna.study.MaxTrialsCallback(until_complete, states=(optuna.trial.TrialState.COMPLETE,)))
+        self.progress.start(n_trials)
+        try:
+            self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=callbacks)
+        finally:
+            self.progress.close()
+        return self.study
+
+    @property
+    def accuracy_limit(self) -> float | None:
+        return self.config.accuracy_limit(self.record.baseline_accuracy)
+
+    def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        try:
+            values = self._measure(trial)
+        except optuna.TrialPruned:
+            record_constraint(trial, None, self.accuracy_limit)
+            raise
+        record_constraint(trial, values[1], self.accuracy_limit)
+        return values
+
+    def _measure(self, trial: optuna.Trial) -> tuple[float, float]:
+        set_trial_attrs(trial, worker=worker_identity())  # first: a sweep after a crash reads it
+        recipe = self.context.space.suggest(trial)
+        extra = TrialRecord.of(trial).nodes_to_exclude  # a fallback queued by `opsearch sensitivity --enqueue`
+        if extra:
+            recipe = dataclasses.replace(recipe, nodes_to_exclude=(*recipe.nodes_to_exclude, *extra))
+        set_trial_attrs(trial, recipe=recipe.to_dict(), label=recipe.label())
+        if recipe.is_fp32:
+            set_trial_attrs(trial, fail_reason="no operator type selected: the model would be the fp32 model")
+            raise optuna.TrialPruned("no operator type selected")
+        earlier = already_tried(self.study, trial)
+        if earlier is not None:  # a sampler may draw a finished configuration again: measuring it adds nothing
+            set_trial_attrs(trial, fail_reason=f"same configuration as trial {earlier.number}")
+            raise optuna.TrialPruned(f"same configuration as trial {earlier.number}")
+        self.progress.trial_started(trial.number, recipe.label())
+        out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
+        known = frozenset(TrialRecord.of(t).graph_hash for t in self._completed()) - {""}
+        try:
+            outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known))
+        except TrialFailed as exc:
+            set_trial_attrs(trial, fail_reason=str(exc))
+            raise
+        finally:
+            shutil.rmtree(out_dir, ignore_errors=True)
+        set_trial_attrs(trial, graph_hash=outcome.graph_hash, quantized_nodes=outcome.node_counts,
+                        quantize_seconds=outcome.quantize_seconds)
+        if outcome.repeats_known_graph:
+            twin = self._same_graph(outcome.graph_hash, trial.number)
+            measured = TrialRecord.of(twin)
+            set_trial_attrs(trial, metrics=measured.metrics, accuracy=measured.accuracy,
+                            accuracy_loss=measured.accuracy_loss, timing=measured.timing, speedup=measured.speedup,
+                            same_graph_as=twin.number)
+            return tuple(twin.values)
+
+        baseline = self.record
+        accuracy = float(outcome.metrics["accuracy"])
+        loss = baseline.baseline_accuracy - accuracy
+        set_trial_attrs(trial, evaluate_seconds=outcome.evaluate_seconds, metrics=outcome.metrics, accuracy=accuracy,
+                        accuracy_loss=loss)
+        majority = baseline.data.get("majority_accuracy")
+        if majority is not None and accuracy <= majority + CHANCE_MARGIN:
+            reason = (f"accuracy {accuracy:.4f} is at chance level (always answering the majority class scores "
+                      f"{majority:.4f}): the quantized model is broken, not merely less accurate")
+            set_trial_attrs(trial, fail_reason=reason)
+            raise TrialFailed(reason)
+        speedup = float(outcome.timing["speedup"])
+        set_trial_attrs(trial, timing=outcome.timing, timed_window=list(outcome.timed_window),
+                        machine_id=self.machine_id, machine=self.machine, speedup=speedup)
+        return baseline.reference_throughput * speedup, loss
+
+    def _completed(self) -> list[optuna.trial.FrozenTrial]:
+        return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+    def _same_graph(self, digest: str, number: int) -> optuna.trial.FrozenTrial | None:
+        for other in self._completed():
+            if other.number != number and TrialRecord.of(other).graph_hash == digest:
+                return other
+        return None
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.close()
+            self._executor = None
+
+    def _report_trial(self, trial: optuna.trial.FrozenTrial, done: int, n_trials: int, started: float) -> None:
+        elapsed = time.perf_counter() - started
+        record = TrialRecord.of(trial)
+        common = {"trial": trial.number, "state": trial.state.name.lower(), "label": record.label,
+                  "done": done, "total": n_trials, "elapsed_s": round(elapsed, 1),
+                  "remaining_s": round(elapsed / done * (n_trials - done), 1)}
+        limit = self.accuracy_limit
+        best = best_within(trial_rows(self.study, max_accuracy_loss=limit), limit)
+        best_point = None if best is None else {"trial": best.trial, "speedup": best.speedup,
+                                                "accuracy_loss_pt": best.accuracy_loss_pt,
+                                                "limit_pt": None if limit is None else 100 * limit}
+        if trial.state != optuna.trial.TrialState.COMPLETE:
+            self.progress.trial_finished(TrialEvent(**common, reason=record.fail_reason, best=best_point))
+            return
+        timing = record.timing
+        twin = record.same_graph_as
+        # Pairing cancels most drift; the stability warnings matter when the interval stayed wide.
+        warnings = timing.get("warnings", []) if twin is None and timing.get("noisy") else []
+        self.progress.trial_finished(TrialEvent(
+            **common, speedup=timing.get("speedup"), ci_halfwidth=timing.get("ci_halfwidth"),
+            rounds=timing.get("rounds"), samples_per_s=trial.values[0], accuracy_loss_pt=100 * trial.values[1],
+            noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point))
+
+
+def _half_of_memory_mb() -> float:
+    import psutil
+
+    return psutil.virtual_memory().total / 2**20 / 2
+
+
+def worker_identity() -> dict:
+    """Which process runs a trial: a trial left RUNNING by a dead process on this host can be swept at once."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bool = False) -> Runner:
+    """Open or create the study, prepare its inputs, and measure the fp32 baseline if new.
+
+    A ``worker`` joins a study another process runs: its sampler is seeded apart, so that workers do not
+    all suggest the same next configuration."""
+    context = StudyContext(config, progress=as_progress(progress))
+    progress = context.progress
+    backend = open_storage(context.storage)
+    # Workers draw apart: with one seed they would all suggest the same next configuration.
+    sampler = make_sampler(config.replace(seed=config.seed + os.getpid()) if worker else config)
+    names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
+    if context.study_name in names:
+        study = optuna.load_study(study_name=context.study_name, storage=backend, sampler=sampler)
+        _check_same_study(study, config)
+        _sweep_interrupted(study, progress, context.cache_dir)
+    else:
+        study = optuna.create_study(study_name=context.study_name, storage=backend, sampler=sampler,
+                                    directions=list(DIRECTIONS))
+        study.set_metric_names(list(OBJECTIVES))
+
+    space = context.space  # the model, the data and the fusions are made here, before anything is timed
+    task = context.task(study, fit_probe=True)
+    runner = Runner(context, study, task)
+    if not StudyRecord.of(study).complete:
+        _measure_baseline(runner)
+        for preset in presets(space, sweep_operators=config.sweep_operators):
+            study.enqueue_trial(preset.params, user_attrs=trial_attrs(preset=preset.name), skip_if_exists=True)
+        _enumerate(study, config, space, progress)
+    else:
+        # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
+        if isinstance(task, EmbeddingTask):
+            task.evaluate(context.fp32_session)
+        _check_machine(runner)
+        record = StudyRecord.of(study)
+        progress(f"resuming {context.study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
+                 f"{record.baseline_accuracy:.4f}, {record.reference_throughput:.1f} samples/s")
+    return runner
+
+
+def _enumerate(study: optuna.Study, config: StudyConfig, space, progress: Progress) -> None:
+    """Queue every recipe once when the space is small enough to try whole (``enumerate``), after the presets."""
+    size = space.size()
+    if config.enumerate == "off" or (config.enumerate == "auto" and size > config.trials):
+        return
+    if size > MAX_ENUMERATED:
+        raise StudyError(f"enumerate=\"on\" but the space holds {size} recipes (more than {MAX_ENUMERATED}): "
+                         "narrow it (modes, fusions, formats, ...) or set enumerate = \"auto\".")
+    for params in space.enumerate_params():
+        study.enqueue_trial(params, skip_if_exists=True)
+    progress(f"search space: all {size} recipes queued, each once")
+
+
+def _measure_baseline(runner: Runner) -> None:
+    context, study, progress = runner.context, runner.study, runner.progress
+    config, data = context.config, context.data
+    progress("fp32 baseline: accuracy on the evaluation split ...")
+    evaluation: Evaluation = runner.task.evaluate(context.fp32_session)
+    majority = float(np.bincount(data.eval.labels).max() / len(data.eval))
+    if evaluation.accuracy <= majority + BASELINE_MARGIN:
+        raise StudyError(
+            f"the fp32 model scores {evaluation.accuracy:.4f} on {len(data.eval)} evaluation rows, no better than "
+            f"always answering the majority class ({majority:.4f}): accuracy losses against it would mean nothing. "
+            "Check that the dataset's labels match the model's classes (--label-map, --label-column), and that "
+            "the model is trained for this task.")
+    progress("fp32 baseline: timing ...")
+    timing = context.time_fp32()
+    set_study_attrs(study, search_space=context.space.to_dict(), graph=context.graph.to_dict(),
+                    machine=runner.machine, versions=library_versions(), threads=context.threads.__dict__,
+                    workload=context.workload.describe(), task=context.model.task,
+                    data={"description": data.description, "eval_rows": len(data.eval), "fit_rows": len(data.fit),
+                          "labels": data.label_names, "majority_accuracy": majority},
+                    baseline={"metrics": evaluation.metrics, "timing": timing.to_dict()})
+    # Last: workers and resumes take a study with its config for one whose baseline is complete.
+    set_study_attrs(study, opsearch_config=config.to_dict())
+    progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
+             f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
+
+
+def _check_machine(runner: Runner) -> None:
+    """Resuming elsewhere (another CPU, ONNX Runtime or thread setting) warns and times fp32 here first.
+
+    Speedups stay comparable, since each is paired with fp32 on the machine that measured it; the new
+    baseline is stored beside the first, and each trial records the id of the machine it ran on.
+    """
+    record = runner.record
+    current = runner.machine
+    known = {b["machine_id"] for b in record.baselines} | {machine_id(record.machine)}
+    if runner.machine_id in known:
+        return
+    runner.progress("WARNING: this study was measured on another machine or setting ("
+                    + "; ".join(fingerprint_changes(record.machine, current))
+                    + "). Speedups are paired with fp32 on each machine, so they stay comparable; "
+                    "timing fp32 here before any new trial ...")
+    timing = runner.context.time_fp32()
+    set_study_attrs(runner.study, baselines=[*record.baselines, {"machine_id": runner.machine_id, "machine": current,
+                                                                "timing": timing.to_dict()}])
+    runner.progress(f"fp32 here: {timing.throughput:.1f} samples/s (the study's reference: "
+                    f"{record.reference_throughput:.1f})")
+
+
+def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
+    stored = StudyRecord.of(study).opsearch_config
+    if stored is None:
+        return  # created but its baseline never finished: nothing measured to protect
+    changed = config.identity_changes(stored)
+    if changed:
+        raise StudyError(f"study {study.study_name!r} already exists with other settings ({', '.join(changed)}). "
+                         "Its trials would not be comparable: pass a new --study-name, or use "
+                         "`opsearch resume` to continue it as it was.")
+
+
+def _sweep_interrupted(study: optuna.Study, progress: Progress, cache_dir: Path) -> None:
+    """Trials left RUNNING by a process that died are marked failed and their configuration queued again.
+
+    A trial records the host and pid running it: on this host, a dead pid is proof enough, at once. A trial
+    of another host (or one too young to say) is left to the storage's heartbeat, which fails it once its
+    worker stops beating; a live worker's trial is never touched. Workers starting together may both find
+    the same dead trial: the first marks it failed and queues it, the others step aside.
+    """
+    storage = study._storage
+    here = socket.gethostname()
+    now = datetime.now()
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        worker = TrialRecord.of(trial).worker
+        if worker is not None:
+            if worker.get("host") != here or _alive(int(worker.get("pid", -1))):
+                continue
+        elif trial.datetime_start is None or (now - trial.datetime_start).total_seconds() < ORPHAN_SECONDS:
+            continue  # another worker may have just asked for it
+        try:
+            set_trial_attrs_by_id(storage, trial._trial_id, fail_reason="interrupted: the process running it stopped")
+            storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.FAIL)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            continue  # another process starting at the same moment swept it first, and queued it again
+        shutil.rmtree(cache_dir / "trials" / f"trial-{trial.number}", ignore_errors=True)
+        queue_retry(study, trial, "the process running it stopped")
+        progress(f"trial {trial.number} was left running by a stopped process: marked failed, queued again")
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return pid > 0 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:
+    """Create or continue the study ``config`` names, and run ``n_trials`` (default ``config.trials``) more."""
+    runner = create_runner(config, progress=progress)
+    try:
+        study = runner.optimize(config.trials if n_trials is None else n_trials)
+    finally:
+        runner.close()
+    if config.remeasure_front:
+        from opsearch.search._remeasure import remeasure_front
+
+        remeasure_front(runner.context, study)
+    return study
+
+
+def resume_study(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
+                 **overrides) -> optuna.Study:
+    """Continue a stored study with the settings it was created with (``overrides``: runtime settings only)."""
+    return run_study(load_config(storage, study_name, **overrides), n_trials=n_trials, progress=progress)
+
+
+def run_worker(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
+               **overrides) -> optuna.Study:
+    """Join a study that `opsearch run` started, as one more worker: run ``n_trials`` trials, or (None) until
+    the study holds its ``trials`` completed trials, counting every worker's. Workers never re-measure the
+    front (run `opsearch remeasure` once they are done)."""
+    config = load_config(storage, study_name, **overrides).replace(remeasure_front=False)
+    runner = create_runner(config, progress=progress, worker=True)
+    try:
+        done = len(runner.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
+        if n_trials is None:
+            if done >= config.trials:
+                runner.progress(f"study {study_name!r} already holds {done} completed trials (its target is "
+                                f"{config.trials}): nothing to do; pass --trials to run more.")
+                return runner.study
+            return runner.optimize(config.trials - done, until_complete=config.trials)
+        return runner.optimize(n_trials)
+    finally:
+        runner.close()

@@ -1,0 +1,125 @@
+"""One trial's work: quantize a recipe, evaluate the quantized model, and time it paired with fp32.
+
+Everything here runs where the study's executor puts it (a child process by default, see
+``opsearch.isolation``), so it takes plain, picklable inputs and returns a plain record; it never
+touches the study's storage. The parent alone writes trials.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from opsearch.errors import TrialFailed
+from opsearch.measure import (
+    ClassificationTask,
+    EmbeddingTask,
+    LoadMeter,
+    ThreadSettings,
+    Workload,
+    make_session,
+    measure_paired,
+    timing_lock,
+)
+from opsearch.quantize import QuantRecipe, quantize
+
+Phase = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TimingSettings:
+    rounds: int
+    max_rounds: int
+    warmup_rounds: int
+    ci_target: float
+    max_seconds: float
+    seed: int
+    sessions_per_model: int
+    estimator: str
+
+
+@dataclass
+class TrialBench:
+    """What every trial of a study needs, prepared once by the parent and sent to the executor once."""
+
+    fp32_path: Path
+    threads: ThreadSettings
+    task: ClassificationTask | EmbeddingTask
+    workload: Workload
+    calibration: dict[str, np.ndarray] | None
+    timing: TimingSettings
+    lock_path: Path | None = None  # machine-wide lock serializing timed sections; None: no lock
+    cache_dir: Path | None = None  # where fused fp32 graphs are kept, made once per study
+
+
+@dataclass(frozen=True)
+class TrialJob:
+    number: int
+    recipe: QuantRecipe
+    out_dir: Path
+    known_graphs: frozenset[str] = frozenset()  # graphs already measured: a repeat is not measured again
+
+
+@dataclass
+class TrialOutcome:
+    graph_hash: str
+    node_counts: dict[str, int]
+    quantize_seconds: float
+    metrics: dict[str, float] | None = None  # None: the graph was in known_graphs, nothing measured
+    evaluate_seconds: float = 0.0
+    timing: dict | None = None
+    timed_window: tuple[float, float] | None = None  # wall-clock start and end of the timed section
+
+    @property
+    def repeats_known_graph(self) -> bool:
+        return self.metrics is None
+
+
+@dataclass
+class TrialWorker:
+    """Runs jobs against one bench; the fp32 timing sessions are opened once, on first use."""
+
+    bench: TrialBench
+    _fp32_sessions: list = field(default_factory=list, repr=False)
+
+    def run(self, job: TrialJob, phase: Phase = lambda name: None) -> TrialOutcome:
+        bench = self.bench
+        phase("quantizing")
+        quantized = quantize(job.recipe, fp32_path=bench.fp32_path, out_dir=job.out_dir,
+                             calibration=bench.calibration, cache_dir=bench.cache_dir)
+        outcome = TrialOutcome(quantized.graph_hash, quantized.node_counts, round(quantized.seconds, 2))
+        if quantized.graph_hash in job.known_graphs:
+            return outcome
+
+        phase("evaluating")
+        started = time.perf_counter()
+        try:
+            session = make_session(quantized.path, bench.threads)
+            evaluation = bench.task.evaluate(session)
+        except TrialFailed:
+            raise
+        except Exception as exc:  # ONNX Runtime cannot run some quantized graphs
+            raise TrialFailed(f"running the quantized model failed: {exc}") from exc
+        outcome.metrics = evaluation.metrics
+        outcome.evaluate_seconds = round(time.perf_counter() - started, 2)
+
+        t = bench.timing
+        sessions = [session, *(make_session(quantized.path, bench.threads) for _ in range(t.sessions_per_model - 1))]
+        if not self._fp32_sessions:
+            self._fp32_sessions = [make_session(bench.fp32_path, bench.threads) for _ in range(t.sessions_per_model)]
+        phase("waiting for the timing lock")
+        with timing_lock(bench.lock_path):
+            phase("timing")
+            began = time.time()
+            timing = measure_paired(bench.workload.runner(sessions), bench.workload.runner(self._fp32_sessions),
+                                    samples_per_round=bench.workload.samples, rounds=t.rounds,
+                                    max_rounds=t.max_rounds, warmup_rounds=t.warmup_rounds, ci_target=t.ci_target,
+                                    max_seconds=t.max_seconds, seed=t.seed, estimator=t.estimator,
+                                    load_meter=LoadMeter)
+            outcome.timed_window = (began, time.time())
+        outcome.timing = timing.to_dict()
+        return outcome

@@ -1,0 +1,49 @@
+"""Where a study lives and what it keeps: storage URLs, the typed records of its trials and of itself, and
+its completed trials read back as rows, with the Pareto front and the best trial within a limit."""
+
+from __future__ import annotations
+
+from opsearch.store._pareto import knee, non_dominated
+from opsearch.store._records import (
+    StudyRecord,
+    TrialRecord,
+    set_study_attrs,
+    set_trial_attrs,
+    set_trial_attrs_by_id,
+    trial_attrs,
+)
+from opsearch.store._rows import (
+    SameGraphGroup,
+    TrialRow,
+    best_within,
+    check_limit,
+    constraint_values,
+    front_rows,
+    same_graph_groups,
+    trial_rows,
+)
+from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_storage, queue_retry
+
+__all__ = [
+    "SameGraphGroup",
+    "StudyRecord",
+    "TrialRecord",
+    "TrialRow",
+    "best_within",
+    "cache_dir_for",
+    "check_limit",
+    "constraint_values",
+    "file_of",
+    "front_rows",
+    "knee",
+    "load_existing",
+    "non_dominated",
+    "open_storage",
+    "queue_retry",
+    "same_graph_groups",
+    "set_study_attrs",
+    "set_trial_attrs",
+    "set_trial_attrs_by_id",
+    "trial_attrs",
+    "trial_rows",
+]

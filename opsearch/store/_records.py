@@ -1,0 +1,129 @@
+"""What opsearch stores with each trial and with the study, as typed records: the keys are named once, here.
+
+Optuna keeps them as user attributes (JSON values), where optuna-dashboard and people reading a study look.
+Every writer goes through :func:`set_trial_attrs`, :func:`trial_attrs` or :func:`set_study_attrs`, which
+refuse a key the records do not name; every reader goes through :meth:`TrialRecord.of` or
+:meth:`StudyRecord.of`. A study written by an older opsearch lacks some keys: they read as the field's
+default, and its settings read with the values that reproduce what it searched (``StudyConfig.from_stored``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+
+from opsearch.config import StudyConfig
+from opsearch.errors import StudyError
+
+
+@dataclass(frozen=True)
+class TrialRecord:
+    """One trial's stored fields (its parameters and objective values are Optuna's own)."""
+
+    worker: dict | None = None  # {"host", "pid"} of the process running it: a dead one's trial is swept at once
+    recipe: dict | None = None  # the QuantRecipe measured, as a dict
+    label: str = ""  # the recipe in short words
+    preset: str = ""  # the preset's name(s), for trials queued as presets
+    fail_reason: str = ""  # why it failed or was pruned
+    graph_hash: str = ""
+    quantized_nodes: dict = field(default_factory=dict)  # fp32 operator type -> nodes computed in int8
+    quantize_seconds: float | None = None
+    evaluate_seconds: float | None = None
+    metrics: dict = field(default_factory=dict)  # accuracy, f1, precision, recall (and cosine_to_fp32)
+    accuracy: float | None = None
+    accuracy_loss: float | None = None  # fp32 accuracy minus this trial's, a fraction
+    timing: dict = field(default_factory=dict)  # the PairedTiming record
+    speedup: float | None = None
+    same_graph_as: int | None = None  # an earlier trial with the same graph, whose measurements this one shares
+    timed_window: list | None = None  # wall-clock start and end of the timed section
+    machine_id: str = ""
+    machine: dict = field(default_factory=dict)  # fingerprint of the machine that timed it
+    retry_of: int | None = None  # a cut-off trial whose configuration this one runs again
+    retry_reason: str = ""
+    nodes_to_exclude: list = field(default_factory=list)  # kept fp32 on top of the parameters (a fallback)
+    fallback_of: int | None = None  # the trial a sensitivity fallback derives from
+    constraints: list | None = None  # [loss minus limit]: > 0 is infeasible (Optuna keeps its own copy)
+
+    @classmethod
+    def of(cls, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialRecord:
+        return _read(cls, trial.user_attrs)
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """The study's stored fields: everything ``resume``, ``report`` and ``plot`` need besides the trials."""
+
+    opsearch_config: dict | None = None  # StudyConfig.to_dict(); stored last, once the baseline is complete
+    search_space: dict = field(default_factory=dict)
+    graph: dict = field(default_factory=dict)  # the exported graph's operator inventory
+    machine: dict = field(default_factory=dict)  # fingerprint of the machine that timed the baseline
+    versions: dict = field(default_factory=dict)
+    threads: dict = field(default_factory=dict)
+    workload: dict = field(default_factory=dict)
+    task: str = ""
+    data: dict = field(default_factory=dict)  # description, row counts, labels, majority-class accuracy
+    baseline: dict = field(default_factory=dict)  # {"metrics", "timing"} of the fp32 model
+    baselines: list = field(default_factory=list)  # fp32 timed again on other machines: {"machine_id", ...}
+    probe: dict | None = None  # the frozen linear probe of an embedding study
+    front_remeasured: dict = field(default_factory=dict)  # the front session: {"at", "trials", "considered", ...}
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> StudyRecord:
+        return _read(cls, study.user_attrs)
+
+    @property
+    def complete(self) -> bool:
+        """Made by opsearch, with its baseline measured (the config is stored last)."""
+        return self.opsearch_config is not None
+
+    def config(self, study_name: str) -> StudyConfig:
+        """The settings the study was made with; settings it predates take the values that reproduce its search."""
+        if self.opsearch_config is None:
+            raise StudyError(f"study {study_name!r} was not made by opsearch, or its baseline never finished.")
+        return StudyConfig.from_stored(self.opsearch_config, source=f"study {study_name!r}")
+
+    @property
+    def baseline_accuracy(self) -> float:
+        return float(self.baseline["metrics"]["accuracy"])
+
+    @property
+    def reference_throughput(self) -> float:
+        """The fp32 samples/s every trial's speedup is scaled by."""
+        return float(self.baseline["timing"]["throughput"])
+
+
+def _read(cls, attrs: dict[str, Any]):
+    names = {f.name for f in dataclasses.fields(cls)}
+    return cls(**{k: v for k, v in attrs.items() if k in names})
+
+
+def _checked(cls, values: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise KeyError(f"{cls.__name__} has no field {unknown}: add it to opsearch/store/_records.py")
+    return values
+
+
+def trial_attrs(**values: Any) -> dict[str, Any]:
+    """User attributes for ``enqueue_trial`` (a preset, a retry, a fallback), checked against TrialRecord."""
+    return _checked(TrialRecord, values)
+
+
+def set_trial_attrs(trial: optuna.Trial, **values: Any) -> None:
+    for key, value in _checked(TrialRecord, values).items():
+        trial.set_user_attr(key, value)
+
+
+def set_trial_attrs_by_id(storage: optuna.storages.BaseStorage, trial_id: int, **values: Any) -> None:
+    """The same for a trial this process does not run (a dead worker's, swept)."""
+    for key, value in _checked(TrialRecord, values).items():
+        storage.set_trial_user_attr(trial_id, key, value)
+
+
+def set_study_attrs(study: optuna.Study, **values: Any) -> None:
+    for key, value in _checked(StudyRecord, values).items():
+        study.set_user_attr(key, value)

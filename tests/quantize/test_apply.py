@@ -1,0 +1,161 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from conftest import sentiment_rows
+from transformers import AutoTokenizer
+
+from opsearch.errors import TrialFailed
+from opsearch.measure import ThreadSettings, encode_padded, make_session
+from opsearch.quantize import QuantizationFailed, QuantRecipe, quantize
+
+
+@pytest.fixture(scope="module")
+def calibration(tiny_onnx) -> dict[str, np.ndarray]:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_onnx.folder)
+    return encode_padded(tokenizer, [r["sentence"] for r in sentiment_rows(16)], length=16)
+
+
+def _logits(path: Path, feed: dict[str, np.ndarray]) -> np.ndarray:
+    session = make_session(path, ThreadSettings(1))
+    names = {i.name for i in session.get_inputs()}
+    return session.run(["logits"], {k: v for k, v in feed.items() if k in names})[0]
+
+
+@pytest.mark.parametrize(
+    "recipe",
+    [
+        QuantRecipe("dynamic", ("MatMul",)),
+        QuantRecipe("dynamic", ("Gather", "MatMul"), per_channel=True, weights_dtype="QUInt8"),
+        QuantRecipe("static", ("MatMul", "Add"), calibration_samples=8, exclude_fragile=True),
+        QuantRecipe("static", ("MatMul",), format="QDQ", calibration_samples=8, calibration_method="percentile"),
+    ],
+    ids=lambda r: r.label(),
+)
+def test_recipe_quantizes_and_keeps_outputs_close(tiny_onnx, calibration, tmp_path: Path, recipe) -> None:
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", calibration=calibration)
+    assert result.path.is_file() and result.path.name == "model.onnx"
+    assert result.node_counts.get("MatMul", 0) > 0
+    model = onnx.load(str(result.path))
+    int8 = {onnx.TensorProto.INT8, onnx.TensorProto.UINT8}
+    assert any(init.data_type in int8 for init in model.graph.initializer)
+    feed = {k: v[:1] for k, v in calibration.items()}
+    fp32, q = _logits(tiny_onnx.onnx_path, feed), _logits(result.path, feed)
+    assert not np.array_equal(fp32, q)
+    assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
+    # Nothing half-written is left next to the result.
+    assert [p.name for p in (tmp_path).iterdir()] == ["q"]
+    assert QuantRecipe.from_dict(json.loads((result.path.parent / "opsearch-recipe.json").read_text())) == recipe
+
+
+def test_same_recipe_same_graph(tiny_onnx, tmp_path: Path) -> None:
+    recipe = QuantRecipe("dynamic", ("MatMul",))
+    a = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "a")
+    b = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "b")
+    c = quantize(QuantRecipe("dynamic", ("MatMul",), per_channel=True), fp32_path=tiny_onnx.onnx_path,
+                 out_dir=tmp_path / "c")
+    assert a.graph_hash == b.graph_hash != c.graph_hash
+
+
+def test_static_without_calibration_is_a_failed_trial(tiny_onnx, tmp_path: Path) -> None:
+    with pytest.raises(QuantizationFailed, match="calibration"):
+        quantize(QuantRecipe("static", ("MatMul",)), fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q")
+    assert issubclass(QuantizationFailed, TrialFailed)
+    assert not (tmp_path / "q").exists()
+
+
+def test_broken_model_is_a_failed_trial_not_a_crash(tmp_path: Path, tiny_onnx) -> None:
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / "model.onnx").write_bytes(b"not onnx")
+    for name in ("config.json", "tokenizer.json", "vocab.txt"):
+        (broken / name).write_bytes((tiny_onnx.folder / name).read_bytes())
+    with pytest.raises(QuantizationFailed):
+        quantize(QuantRecipe("dynamic", ("MatMul",)), fp32_path=broken / "model.onnx", out_dir=tmp_path / "q")
+
+
+@pytest.mark.parametrize(("field", "value"), [("mode", "fast"), ("weights_dtype", "QInt4"), ("format", "QXX")])
+def test_recipe_rejects_unknown_values(field: str, value: str) -> None:
+    kwargs = {"mode": "dynamic", "operators_to_quantize": ("MatMul",), field: value}
+    with pytest.raises(ValueError, match=field):
+        QuantRecipe(**kwargs)
+
+
+def test_recipe_maps_to_optimum_config() -> None:
+    from onnxruntime.quantization import QuantFormat, QuantType
+
+    cfg = QuantRecipe("static", ("MatMul", "Add"), per_channel=True, reduce_range=True, weights_dtype="QUInt8",
+                      activations_symmetric=True, format="QDQ").to_optimum()
+    assert cfg.is_static and cfg.format == QuantFormat.QDQ and cfg.per_channel and cfg.reduce_range
+    assert cfg.weights_dtype == QuantType.QUInt8 and cfg.activations_symmetric
+    assert sorted(cfg.operators_to_quantize) == ["Add", "MatMul"]
+
+
+# Fusion, fusion-only and fragile nodes --------------------------------------------------------------------
+
+
+def _count(path: Path, op_type: str) -> int:
+    return sum(node.op_type == op_type for node in onnx.load(str(path)).graph.node)
+
+
+def test_fused_attention_is_quantized(tiny_onnx, calibration, tmp_path: Path) -> None:
+    recipe = QuantRecipe("dynamic", ("Attention", "MatMul"), fusion="O2")
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", cache_dir=tmp_path / "cache")
+    assert result.node_counts["Attention"] == 2 and result.node_counts["MatMul"] > 0
+    assert _count(result.path, "QAttention") == 2 and _count(result.path, "Attention") == 0
+    feed = {k: v[:1] for k, v in calibration.items()}
+    fp32, q = _logits(tiny_onnx.onnx_path, feed), _logits(result.path, feed)
+    assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
+    # The model folder says how it was made, fusion included, as optimum would read it.
+    ort_config = json.loads((result.path.parent / "ort_config.json").read_text())
+    assert ort_config["optimization"]["optimization_level"] >= 1 and ort_config["quantization"]["per_channel"] is False
+    assert (tmp_path / "cache" / "fused" / "O2" / "model.onnx").is_file()  # fused once, kept for the next trial
+
+
+def test_fusion_only_recipe_is_the_fused_fp32_graph(tiny_onnx, calibration, tmp_path: Path) -> None:
+    recipe = QuantRecipe("dynamic", (), fusion="O2")
+    assert not recipe.is_fp32 and QuantRecipe("dynamic", ()).is_fp32
+    assert recipe.label() == "fp32 fused O2"
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", cache_dir=tmp_path / "cache")
+    assert result.node_counts == {} and _count(result.path, "Attention") == 2
+    feed = {k: v[:1] for k, v in calibration.items()}
+    np.testing.assert_allclose(_logits(result.path, feed), _logits(tiny_onnx.onnx_path, feed), atol=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["QOperator", "QDQ"])
+def test_static_on_a_fused_graph(tiny_onnx, calibration, tmp_path: Path, fmt: str) -> None:
+    recipe = QuantRecipe("static", ("MatMul",), fusion="O2", format=fmt, calibration_samples=8,
+                         calibration_method="percentile", activations_dtype="QInt8")
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q", calibration=calibration,
+                      cache_dir=tmp_path / "cache")
+    assert result.node_counts["MatMul"] > 0
+
+
+def test_exclude_fragile_keeps_those_nodes_in_fp32(tiny_onnx, calibration, tmp_path: Path) -> None:
+    from opsearch.quantize import fragile_nodes
+
+    fragile_adds = {n.name for n in fragile_nodes(onnx.load(str(tiny_onnx.onnx_path))) if n.op_type == "Add"}
+    plain = QuantRecipe("static", ("Add", "MatMul"), calibration_samples=8)
+    kept = QuantRecipe("static", ("Add", "MatMul"), calibration_samples=8, exclude_fragile=True)
+    a = quantize(plain, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "a", calibration=calibration)
+    b = quantize(kept, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "b", calibration=calibration)
+    assert a.node_counts["Add"] - b.node_counts["Add"] == len(fragile_adds) > 0
+    still_fp32 = {n.name for n in onnx.load(str(b.path)).graph.node if n.op_type == "Add"}
+    assert fragile_adds <= still_fp32
+    assert b.node_counts["MatMul"] == a.node_counts["MatMul"]
+    assert "fp32_fragile" in kept.flags()
+
+
+def test_recipe_from_older_or_newer_records() -> None:
+    old = {"mode": "dynamic", "operators_to_quantize": ["MatMul"], "per_channel": True}
+    assert QuantRecipe.from_dict(old) == QuantRecipe("dynamic", ("MatMul",), per_channel=True, fusion="none")
+    assert QuantRecipe.from_dict({**old, "some_future_field": 3}).per_channel
+
+
+def test_static_int8_activations_need_int8_weights() -> None:
+    with pytest.raises(ValueError, match="activations_dtype"):
+        QuantRecipe("static", ("MatMul",), activations_dtype="QInt8", weights_dtype="QUInt8")

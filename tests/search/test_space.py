@@ -1,0 +1,144 @@
+from __future__ import annotations
+
+import optuna
+import pytest
+
+from opsearch.quantize import GraphInfo, OperatorInfo, QuantRecipe
+from opsearch.search import SearchSpace
+
+
+def _graph() -> GraphInfo:
+    def op(name: str, count: int, dynamic: bool, static: bool) -> OperatorInfo:
+        return OperatorInfo(name, count, {"dynamic": dynamic, "static_qoperator": static, "static_qdq": static})
+
+    return GraphInfo("x.onnx", [op("MatMul", 10, True, True), op("Add", 8, False, True), op("Gather", 3, True, True),
+                                op("Shape", 5, False, False)])
+
+
+def test_space_offers_what_each_mode_can_quantize() -> None:
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic", "static"])
+    assert space.operators == {"dynamic": ("Gather", "MatMul"), "static": ("Add", "Gather", "MatMul")}
+
+
+def test_all_operators_offers_every_type() -> None:
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic"], all_operators=True)
+    assert space.operators["dynamic"] == ("Add", "Gather", "MatMul", "Shape")
+
+
+def _sampled(space: SearchSpace, n: int) -> list[optuna.trial.FrozenTrial]:
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=1))
+    study.optimize(lambda t: (space.suggest(t) and 0.0, 0.0), n_trials=n)
+    return study.trials
+
+
+def test_operator_params_are_conditional_on_mode() -> None:
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic", "static"])
+    trials = _sampled(space, 40)
+    modes = {t.params["mode"] for t in trials}
+    assert modes == {"dynamic", "static"}
+    for t in trials:
+        if t.params["mode"] == "dynamic":
+            assert "op_Add" not in t.params  # dynamic mode cannot quantize Add: never sampled
+            assert "activations_symmetric" not in t.params
+        else:
+            assert "op_Add" in t.params and "activations_symmetric" in t.params
+
+
+def test_suggest_builds_the_recipe_from_params() -> None:
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic", "static"], calibration_samples=33)
+    trial = optuna.trial.FixedTrial({"mode": "static", "op_Add": True, "op_Gather": False, "op_MatMul": True,
+                                     "per_channel": True, "reduce_range": False, "weights_symmetric": True,
+                                     "activations_symmetric": True, "weights_dtype": "QUInt8"})
+    recipe = space.suggest(trial)
+    assert recipe == QuantRecipe("static", ("Add", "MatMul"), per_channel=True, activations_symmetric=True,
+                                 weights_dtype="QUInt8", calibration_samples=33)
+
+
+def test_single_mode_has_no_mode_param() -> None:
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic"])
+    assert all("mode" not in t.params for t in _sampled(space, 5))
+
+
+def test_size_counts_recipes() -> None:
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic"])
+    # 3 non-empty operator sets (none: the fp32 model), then per_channel, reduce_range, weights_symmetric, 2 types
+    assert space.size() == (2**2 - 1) * 2 * 2 * 2 * 2
+
+
+def _fused() -> GraphInfo:
+    def op(name: str, count: int, dynamic: bool, qop: bool, qdq: bool) -> OperatorInfo:
+        return OperatorInfo(name, count, {"dynamic": dynamic, "static_qoperator": qop, "static_qdq": qdq})
+
+    return GraphInfo("fused.onnx", [op("MatMul", 4, True, True, True), op("Attention", 2, True, False, False),
+                                    op("SkipLayerNormalization", 4, False, False, False)])
+
+
+def _rich() -> SearchSpace:
+    return SearchSpace.from_graph(_graph(), modes=["dynamic", "static"], fusions=["none", "O2"],
+                                  fused={"O2": _fused()}, formats=["QOperator", "QDQ"],
+                                  activation_types=["QUInt8", "QInt8"], exclude_fragile=[False, True],
+                                  calibration_method=["minmax", "percentile"], calibration_samples=[32, 64])
+
+
+def test_fused_variants_offer_the_fused_graphs_operators() -> None:
+    space = _rich()
+    assert space.operators_for("O2", "dynamic") == ("Attention", "MatMul")
+    assert space.operators_for("none", "dynamic") == ("Gather", "MatMul")
+    assert space.operators_for("O2", "static", "QDQ") == ("MatMul",)
+    assert space.fusions == ("none", "O2")
+
+
+@pytest.mark.parametrize("sampler", [optuna.samplers.RandomSampler(seed=3), optuna.samplers.TPESampler(seed=3),
+                                     optuna.samplers.NSGAIISampler(seed=3, population_size=6)],
+                         ids=["random", "tpe", "nsga2"])
+def test_conditional_params_work_with_each_sampler(sampler) -> None:
+    space = _rich()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    recipes: list[QuantRecipe] = []
+    study.optimize(lambda t: (recipes.append(space.suggest(t)) or float(len(recipes)), 0.0), n_trials=30)
+    for trial, recipe in zip(study.trials, recipes, strict=True):
+        assert ("op_Attention" in trial.params) == (recipe.fusion == "O2" and recipe.mode == "dynamic")
+        assert ("op_Add" in trial.params) == (recipe.fusion == "none" and recipe.mode == "static")
+        if recipe.mode == "dynamic":
+            assert "format" not in trial.params and "calibration_method" not in trial.params
+        if recipe.mode == "static" and recipe.weights_dtype == "QUInt8":
+            assert recipe.activations_dtype == "QUInt8" and "activations_dtype" not in trial.params
+    assert {r.fusion for r in recipes} == {"none", "O2"}
+
+
+def test_fusion_alone_is_a_recipe_and_asks_no_flags() -> None:
+    space = _rich()
+    recipe = space.suggest(optuna.trial.FixedTrial({"fusion": "O2", "mode": "dynamic", "op_Attention": False,
+                                                    "op_MatMul": False}))
+    assert recipe.fusion == "O2" and recipe.operators_to_quantize == () and not recipe.is_fp32
+
+
+def test_enumeration_yields_every_recipe_once_and_size_counts_them() -> None:
+    for space in (SearchSpace.from_graph(_graph(), modes=["dynamic"]),
+                  SearchSpace.from_graph(_graph(), modes=["dynamic", "static"]), _rich()):
+        params = list(space.enumerate_params())
+        recipes = [space.suggest(optuna.trial.FixedTrial(p)) for p in params]
+        assert len(params) == space.size()
+        assert len(set(recipes)) == len(recipes)  # no repeats
+        assert not any(r.is_fp32 for r in recipes)
+    rich = _rich()
+    fusion_only = [r for r in (rich.suggest(optuna.trial.FixedTrial(p)) for p in rich.enumerate_params())
+                   if not r.operators_to_quantize]
+    assert [r.fusion for r in fusion_only] == ["O2"]
+
+
+def test_params_for_round_trips_and_rejects_what_the_space_lacks() -> None:
+    space = _rich()
+    recipe = QuantRecipe("static", ("MatMul",), fusion="O2", format="QDQ", activations_dtype="QInt8",
+                         calibration_method="percentile", calibration_samples=32, exclude_fragile=True)
+    params = space.params_for(recipe)
+    assert params is not None and space.suggest(optuna.trial.FixedTrial(params)) == recipe
+    assert space.params_for(QuantRecipe("dynamic", ("Conv",))) is None
+    assert space.params_for(QuantRecipe("static", ("MatMul",), calibration_method="entropy")) is None
+
+
+def test_stored_space_round_trips() -> None:
+    space = _rich()
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    old = {"operators": {"dynamic": ["MatMul"]}, "calibration_method": "minmax", "calibration_samples": 64}
+    assert SearchSpace.from_dict(old).fusions == ("none",)

@@ -1,0 +1,313 @@
+"""opsearch.data.load_study_data on small local CSV, TSV and JSON files."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import sentiment_rows, write_table
+
+from opsearch.config import StudyConfig
+from opsearch.errors import DatasetError
+from opsearch.source import StudyData, load_study_data
+
+ID2LABEL = {0: "NEGATIVE", 1: "POSITIVE"}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _datasets_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep the `datasets` cache of these throwaway files out of the user's home."""
+    import datasets
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(datasets.config, "HF_DATASETS_CACHE", tmp_path_factory.mktemp("hf-datasets-cache"))
+        yield
+
+
+def unique_rows(
+    n: int, *, seed: int = 0, text: str = "sentence", label: str = "label", names: tuple[str, ...] | None = None
+) -> list[dict[str, Any]]:
+    """Sentiment rows with unique texts (so rows can be told apart by text), under the given column names."""
+    rows = []
+    for i, row in enumerate(sentiment_rows(n, seed=seed)):
+        value = names[row["label"]] if names else row["label"]
+        rows.append({text: f"{row['sentence']} r{i}", label: value})
+    return rows
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
+    suffix = path.suffix
+    if suffix == ".csv":
+        return write_table(path, rows)
+    if suffix == ".tsv":  # GLUE style: tab-separated, never quoted
+        columns = list(rows[0])
+        lines = ["\t".join(columns)] + ["\t".join(str(r[c]) for c in columns) for r in rows]
+        path.write_text("\n".join(lines) + "\n")
+        return path
+    if suffix == ".json":
+        path.write_text(json.dumps(rows))
+        return path
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return path
+    raise ValueError(suffix)
+
+
+def load(
+    path: Path, *, id2label: dict[int, str] | None = ID2LABEL, task: str = "classification", **settings: Any
+) -> StudyData:
+    cfg = StudyConfig(model="x", dataset=str(path), **{"fit_size": 10, **settings})
+    return load_study_data(cfg, id2label=id2label, task=task)
+
+
+def pairs(data: StudyData) -> list[tuple[str, int]]:
+    return list(zip(data.eval.texts, data.eval.labels.tolist(), strict=True)) + list(
+        zip(data.fit.texts, data.fit.labels.tolist(), strict=True)
+    )
+
+
+def source_pairs(rows: list[dict[str, Any]], text: str, label: str, to_id=int) -> list[tuple[str, int]]:
+    return [(r[text], to_id(r[label])) for r in rows]
+
+
+# Columns -------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "label"),
+    [
+        ("d.csv", "sentence", "label"),
+        ("d.csv", "text", "labels"),
+        ("d.tsv", "sentence", "label"),
+        ("d.json", "text", "label"),
+        ("d.jsonl", "review", "label"),
+    ],
+)
+def test_columns_are_found_by_their_usual_names(tmp_path: Path, name: str, text: str, label: str) -> None:
+    rows = unique_rows(30, text=text, label=label)
+    data = load(write_rows(tmp_path / name, rows))
+    assert sorted(pairs(data)) == sorted(source_pairs(rows, text, label))
+    assert text in data.description and label in data.description
+
+
+def test_explicit_columns_win_over_usual_names(tmp_path: Path) -> None:
+    rows = unique_rows(30, text="tweet", label="sentiment")
+    for i, row in enumerate(rows):  # decoys under the usual names, with other values
+        row["text"] = f"decoy {i}"
+        row["label"] = 1 - row["sentiment"]
+    data = load(write_rows(tmp_path / "d.csv", rows), text_column="tweet", label_column="sentiment")
+    assert sorted(pairs(data)) == sorted(source_pairs(rows, "tweet", "sentiment"))
+
+
+@pytest.mark.parametrize(("setting", "value"), [("text_column", "body"), ("label_column", "polarity")])
+def test_a_named_column_that_is_missing_lists_the_columns_found(tmp_path: Path, setting: str, value: str) -> None:
+    path = write_rows(tmp_path / "d.csv", unique_rows(30, text="tweet", label="label"))
+    with pytest.raises(DatasetError) as info:
+        load(path, **{"text_column": "tweet", setting: value})
+    message = str(info.value)
+    assert repr(value) in message
+    assert "'tweet'" in message and "'label'" in message
+
+
+def test_no_usual_text_column_lists_the_columns_found(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "d.csv", unique_rows(30, text="tweet", label="label"))
+    with pytest.raises(DatasetError, match=r"\['tweet', 'label'\]"):
+        load(path)
+
+
+# Labels --------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("names", "id2label"),
+    [
+        (("neg", "pos"), ID2LABEL),
+        (("NEGATIVE", "POSITIVE", "NEUTRAL"), ID2LABEL),
+        ((0, 1, 2), ID2LABEL),
+    ],
+)
+def test_labels_the_model_does_not_know_are_listed_with_its_classes(
+    tmp_path: Path, names: tuple, id2label: dict[int, str]
+) -> None:
+    rows = [{"sentence": f"text {i}", "label": names[i % len(names)]} for i in range(30)]
+    with pytest.raises(DatasetError) as info:
+        load(write_rows(tmp_path / "d.csv", rows), id2label=id2label)
+    message = str(info.value)
+    for name in names:
+        assert f"'{name}'" in message
+    for class_name in id2label.values():
+        assert class_name in message
+
+
+@pytest.mark.parametrize("names", [("NEGATIVE", "POSITIVE"), ("negative", "positive"), ("Negative", "Positive")])
+def test_label_names_map_to_the_model_classes_case_insensitively(tmp_path: Path, names: tuple[str, str]) -> None:
+    rows = unique_rows(30, names=names)
+    data = load(write_rows(tmp_path / "d.csv", rows))
+    expected = source_pairs(rows, "sentence", "label", to_id=lambda v: 1 if v.lower() == "positive" else 0)
+    assert sorted(pairs(data)) == sorted(expected)
+    assert data.label_names == ["NEGATIVE", "POSITIVE"]
+
+
+def test_label_ids_follow_a_reversed_id2label(tmp_path: Path) -> None:
+    rows = unique_rows(30, names=("negative", "positive"))
+    data = load(write_rows(tmp_path / "d.csv", rows), id2label={0: "positive", 1: "negative"})
+    expected = source_pairs(rows, "sentence", "label", to_id=lambda v: 0 if v == "positive" else 1)
+    assert sorted(pairs(data)) == sorted(expected)
+
+
+@pytest.mark.parametrize(("task", "id2label"), [("classification", ID2LABEL), ("embedding", None)])
+def test_an_explicit_label_map_is_used(tmp_path: Path, task: str, id2label: dict[int, str] | None) -> None:
+    rows = unique_rows(30, names=("bad", "good"))
+    label_map = {"good": 0, "bad": 1}  # the opposite of any alphabetical or model-derived order
+    data = load(write_rows(tmp_path / "d.csv", rows), label_map=label_map, task=task, id2label=id2label)
+    assert sorted(pairs(data)) == sorted(source_pairs(rows, "sentence", "label", to_id=label_map.__getitem__))
+
+
+def test_a_label_map_missing_a_label_names_it(tmp_path: Path) -> None:
+    rows = [{"sentence": f"t {i}", "label": ("bad", "good", "meh")[i % 3]} for i in range(30)]
+    with pytest.raises(DatasetError, match=r"\['meh'\]"):
+        load(write_rows(tmp_path / "d.csv", rows), label_map={"bad": 0, "good": 1})
+
+
+def test_embedding_task_numbers_string_labels_in_sorted_order(tmp_path: Path) -> None:
+    rows = unique_rows(30, names=("sad", "happy"))
+    data = load(write_rows(tmp_path / "d.csv", rows), task="embedding", id2label=None)
+    assert data.label_names == ["happy", "sad"]
+    assert sorted(pairs(data)) == sorted(source_pairs(rows, "sentence", "label", to_id=["happy", "sad"].index))
+
+
+@pytest.mark.parametrize(("task", "id2label"), [("classification", ID2LABEL), ("embedding", None)])
+def test_excluded_labels_drop_their_rows(tmp_path: Path, task: str, id2label: dict[int, str] | None) -> None:
+    names = ("negative", "positive", "neutral")
+    rows = [{"sentence": f"t {i}", "label": names[i % 3]} for i in range(45)]
+    data = load(write_rows(tmp_path / "d.csv", rows), exclude_labels=["neutral"], task=task, id2label=id2label)
+    kept = {r["sentence"] for r in rows if r["label"] != "neutral"}
+    texts = data.eval.texts + data.fit.texts
+    assert sorted(texts) == sorted(kept)
+    assert set(data.eval.labels.tolist()) == {0, 1}
+
+
+def test_one_class_is_rejected(tmp_path: Path) -> None:
+    rows = [{"sentence": f"t {i}", "label": 1 if i < 40 else 0} for i in range(45)]
+    path = write_rows(tmp_path / "d.csv", rows)
+    with pytest.raises(DatasetError, match="one class"):
+        load(path, exclude_labels=["0"])
+
+
+def test_rows_without_text_are_skipped(tmp_path: Path) -> None:
+    rows = unique_rows(30)
+    rows[3]["sentence"] = "   "
+    rows[7]["sentence"] = ""
+    data = load(write_rows(tmp_path / "d.csv", rows))
+    assert len(data.eval) + len(data.fit) == 28
+
+
+# Files ---------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "match"),
+    [
+        ("empty.csv", "", "empty"),
+        ("header.csv", "sentence,label\n", "header.csv"),
+        ("missing.csv", None, "does not exist"),
+        ("data.txt", "sentence,label\na,1\n", "not a CSV"),
+    ],
+)
+def test_unusable_files_are_rejected(tmp_path: Path, name: str, content: str | None, match: str) -> None:
+    path = tmp_path / name
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(DatasetError, match=match):
+        load(path)
+
+
+def test_tsv_text_with_double_quotes_is_read_intact(tmp_path: Path) -> None:
+    rows = unique_rows(30)
+    rows[0]["sentence"] = 'a "great" film'
+    rows[1]["sentence"] = '"quoted from start to end"'
+    rows[2]["sentence"] = 'an opening " with no closing one'
+    data = load(write_rows(tmp_path / "d.tsv", rows))
+    assert sorted(pairs(data)) == sorted(source_pairs(rows, "sentence", "label"))
+
+
+# Splits --------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def forty(tmp_path: Path) -> tuple[Path, list[dict[str, Any]]]:
+    rows = unique_rows(40)
+    return write_rows(tmp_path / "d.csv", rows), rows
+
+
+@pytest.mark.parametrize("fit_size", [1, 10, 30])
+def test_fit_rows_are_held_out_from_evaluation(forty: tuple[Path, list], fit_size: int) -> None:
+    path, rows = forty
+    data = load(path, fit_size=fit_size)
+    assert len(data.fit) == fit_size
+    assert len(data.eval) == len(rows) - fit_size
+    assert not set(data.fit.texts) & set(data.eval.texts)
+    assert sorted(pairs(data)) == sorted(source_pairs(rows, "sentence", "label"))
+
+
+def test_the_split_is_deterministic_for_a_seed(forty: tuple[Path, list]) -> None:
+    path, _ = forty
+    first, again, other = load(path, seed=1), load(path, seed=1), load(path, seed=2)
+    assert first.fit.texts == again.fit.texts and first.eval.texts == again.eval.texts
+    assert first.fit.labels.tolist() == again.fit.labels.tolist()
+    assert set(first.fit.texts) != set(other.fit.texts)
+
+
+def test_too_few_rows_for_fit_size(forty: tuple[Path, list]) -> None:
+    path, _ = forty
+    with pytest.raises(DatasetError, match="fit_size=39"):
+        load(path, fit_size=39)
+
+
+@pytest.mark.parametrize(("max_samples", "expected"), [(6, 6), (12, 12), (30, 30), (1000, 30)])
+def test_max_samples_caps_the_evaluation_rows(forty: tuple[Path, list], max_samples: int, expected: int) -> None:
+    path, _ = forty
+    full = load(path)
+    data = load(path, max_samples=max_samples)
+    assert len(data.eval) == expected
+    assert data.fit.texts == full.fit.texts  # the cap takes nothing from the fit rows ...
+    assert set(data.eval.texts) <= set(full.eval.texts)  # ... nor adds fit rows to evaluation
+
+
+def test_a_fit_dataset_supplies_the_fit_rows(tmp_path: Path) -> None:
+    eval_rows = unique_rows(20, seed=1)
+    fit_rows = [{"sentence": f"fit {r['sentence']}", "label": r["label"]} for r in unique_rows(16, seed=2)]
+    eval_path = write_rows(tmp_path / "eval.csv", eval_rows)
+    fit_path = write_rows(tmp_path / "fit.tsv", fit_rows)
+
+    data = load(eval_path, fit_dataset=str(fit_path), fit_size=100)
+
+    assert sorted(zip(data.eval.texts, data.eval.labels.tolist(), strict=True)) == sorted(
+        source_pairs(eval_rows, "sentence", "label")
+    )  # every evaluation row is evaluated
+    assert sorted(zip(data.fit.texts, data.fit.labels.tolist(), strict=True)) == sorted(
+        source_pairs(fit_rows, "sentence", "label")
+    )
+    assert str(fit_path) in data.description
+
+
+def test_fit_split_on_a_local_file_never_reuses_evaluation_rows(forty: tuple[Path, list]) -> None:
+    path, _ = forty
+    try:
+        data = load(path, fit_split="train")
+    except DatasetError as exc:
+        assert "fit_dataset" in str(exc)  # refusing a split name for a file without splits, naming the fix
+        return
+    assert not set(data.fit.texts) & set(data.eval.texts)
+
+
+def test_row_counts_add_up_per_class(forty: tuple[Path, list]) -> None:
+    path, rows = forty
+    data = load(path)
+    counts = Counter(data.eval.labels.tolist()) + Counter(data.fit.labels.tolist())
+    assert counts == Counter(r["label"] for r in rows)
+    assert data.eval.labels.dtype.kind == "i"

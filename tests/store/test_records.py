@@ -1,0 +1,51 @@
+"""opsearch.store's records: every stored key is named once, a misspelled one is refused, old studies still read."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import optuna
+import pytest
+
+from opsearch.config import StudyConfig
+from opsearch.errors import StudyError
+from opsearch.store import StudyRecord, TrialRecord, set_study_attrs, set_trial_attrs, trial_attrs
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_a_key_the_records_do_not_name_is_refused() -> None:
+    with pytest.raises(KeyError, match="graph_hsh"):
+        trial_attrs(graph_hsh="abc")
+    study = optuna.create_study(directions=["maximize", "minimize"])
+    with pytest.raises(KeyError, match="baselin"):
+        set_study_attrs(study, baselin={})
+    trial = study.ask()
+    set_trial_attrs(trial, graph_hash="abc", preset="p")
+    assert TrialRecord.of(trial).graph_hash == "abc" and TrialRecord.of(trial).preset == "p"
+
+
+def test_a_record_reads_missing_keys_as_defaults_and_ignores_unknown_ones() -> None:
+    trial = optuna.trial.create_trial(values=[1.0, 0.0], user_attrs={"graph_hash": "h", "someone_elses": 1})
+    record = TrialRecord.of(trial)
+    assert record.graph_hash == "h" and record.timing == {} and record.same_graph_as is None
+
+
+def test_a_study_stored_before_a_setting_reads_with_the_value_it_searched() -> None:
+    stored = StudyConfig(model="m", dataset="d").to_dict()
+    for name in ("fusions", "formats", "speedup_estimator", "sampler", "enumerate"):
+        del stored[name]
+    config = StudyRecord(opsearch_config=stored).config("old")
+    assert config.fusions == ["none"] and config.formats == ["QOperator"] and config.speedup_estimator == "median"
+    assert config.enumerate == "off"
+    with pytest.raises(StudyError, match="not made by opsearch"):
+        StudyRecord().config("foreign")
+
+
+def test_only_the_records_touch_user_attributes() -> None:
+    # Elsewhere the package writes and reads stored fields through the records, so each key is spelled once.
+    found = subprocess.run(["git", "grep", "-n", "-E", r"user_attrs\[|user_attrs\.get|set_user_attr\(|"
+                            r"set_trial_user_attr\(|\.user_attrs\b", "--", "opsearch"], cwd=REPO,
+                           capture_output=True, text=True).stdout.splitlines()
+    assert [line for line in found if not line.startswith("opsearch/store/_records.py:")] == []

@@ -1,0 +1,172 @@
+"""Study storages: SQLite, a journal file, and a real PostgreSQL server started for the test."""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import fast_settings
+
+from opsearch.config import StudyConfig
+from opsearch.errors import StudyError
+from opsearch.report import build_report
+from opsearch.search import resume_study, run_study, run_worker
+from opsearch.store import cache_dir_for, file_of, open_storage
+from opsearch.store._storage import _check_writable
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+
+
+@pytest.mark.parametrize(("storage", "path"), [
+    ("sqlite:///runs/a.db", "runs/a.db"),
+    ("sqlite:////abs/a.db", "/abs/a.db"),
+    ("journal:runs/a.log", "runs/a.log"),
+    ("journal:///abs/a.log", "/abs/a.log"),
+    ("postgresql://u@host/db", None),
+])
+def test_file_of_a_storage(storage: str, path: str | None) -> None:
+    assert file_of(storage) == (Path(path) if path else None)
+    expected = (Path(path).parent if path else Path("opsearch-runs")) / "s.cache"
+    assert cache_dir_for(storage, "s") == expected
+
+
+def test_an_unreachable_database_names_the_url_and_the_fix() -> None:
+    with pytest.raises(StudyError, match=r"(?s)postgresql\+psycopg2://nobody@127.0.0.1:9/none.*cannot be "
+                                         r"opened.*server runs"):
+        open_storage("postgresql+psycopg2://nobody@127.0.0.1:9/none")
+
+
+def test_a_database_without_its_driver_says_what_to_install() -> None:
+    with pytest.raises(StudyError, match="driver"):
+        open_storage("mysql+nosuchdriver://u@127.0.0.1/db")
+
+
+def test_many_workers_opening_one_storage_at_once_all_pass_the_write_check(tmp_path) -> None:
+    # Workers start together: each checks that the study's folder is writable. A probe file shared by
+    # name made one worker delete another's probe, and refuse a folder it could write to.
+    import threading
+
+    storage = f"journal:{tmp_path / 'busy.log'}"
+    errors: list[Exception] = []
+    start = threading.Barrier(8)
+
+    def open_many() -> None:
+        start.wait()
+        for _ in range(200):
+            try:
+                _check_writable(storage, tmp_path / "busy.log")
+            except StudyError as exc:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=open_many) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [p.name for p in tmp_path.iterdir()] == []  # no probe left behind
+
+
+def _ask_queued(storage: str, asks: int, start, results) -> None:
+    study = optuna.load_study(study_name="queue", storage=open_storage(storage))
+    start.wait()
+    results.put([study.ask().number for _ in range(asks)])
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "journal"])
+def test_workers_popping_queued_trials_at_once_each_get_their_own(tmp_path, kind: str) -> None:
+    # Presets and retries are queued trials; workers started together take them from the queue at once.
+    import multiprocessing
+
+    storage = f"sqlite:///{tmp_path / 'q.db'}" if kind == "sqlite" else f"journal:{tmp_path / 'q.log'}"
+    study = optuna.create_study(study_name="queue", storage=open_storage(storage))
+    for x in range(60):
+        study.enqueue_trial({"x": x})
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(4), context.Queue()
+    workers = [context.Process(target=_ask_queued, args=(storage, 15, start, results)) for _ in range(4)]
+    for worker in workers:
+        worker.start()
+    taken = [number for _ in workers for number in results.get(timeout=120)]
+    for worker in workers:
+        worker.join()
+    assert sorted(taken) == list(range(60))  # every queued trial, none handed to two workers
+
+
+def test_a_journal_file_holds_a_study(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    storage = f"journal:{tmp_path / 'study.log'}"
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="j",
+                         modes=["dynamic"], remeasure_front=False, **fast_settings())
+    run_study(config, n_trials=2, progress=lambda line: None)
+    resumed = resume_study(storage=storage, study_name="j", n_trials=1, progress=lambda line: None)
+    assert len(resumed.get_trials(states=(COMPLETE,))) == 3
+    assert (tmp_path / "study.log").stat().st_size > 0
+    assert (tmp_path / "j.cache" / "fp32" / "model.onnx").is_file()  # the cache sits beside the journal
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent if found else None
+
+
+@pytest.fixture(scope="module")
+def postgres_url():
+    """A throwaway PostgreSQL cluster on a Unix socket, owned by the test (as the postgres user under root)."""
+    bin_dir = _postgres_bin()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server programs not found (/usr/lib/postgresql/*/bin): apt-get install postgresql")
+    pytest.importorskip("psycopg2", reason="psycopg2 is missing: pip install 'opsearch[postgres]'")
+    # Not under pytest's own folder: under root that is closed to the postgres user.
+    root = Path(tempfile.mkdtemp(prefix="opsearch-pg-"))
+    data, sock = root / "data", root / "sock"
+    sock.mkdir()
+    run_as: list[str] = []
+    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+        if shutil.which("runuser") is None:
+            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+        run_as = ["runuser", "-u", "postgres", "--"]
+        shutil.chown(root, "postgres")
+        shutil.chown(sock, "postgres")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+
+    def pg(*args: str) -> None:
+        subprocess.run([*run_as, *args], check=True, capture_output=True, text=True)
+
+    try:
+        pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
+           f"-k {sock} -p {port} -c listen_addresses=''", "start")
+    except subprocess.CalledProcessError as exc:
+        pytest.skip(f"PostgreSQL could not start here: {exc.stderr.strip()[-300:]}")
+    try:
+        pg(str(bin_dir / "createdb"), "-h", str(sock), "-p", str(port), "-U", "postgres", "opsearch")
+        yield f"postgresql+psycopg2://postgres@/opsearch?host={sock}&port={port}"
+    finally:
+        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                       capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_a_postgresql_study_runs_resumes_and_takes_a_worker(postgres_url, tmp_path, monkeypatch, tiny_checkpoint,
+                                                            tiny_csv) -> None:
+    monkeypatch.chdir(tmp_path)  # a database storage keeps its cache under ./opsearch-runs
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=postgres_url, study_name="pg",
+                         modes=["dynamic"], trials=4, remeasure_front=False, **fast_settings())
+    study = run_study(config, n_trials=2, progress=lambda line: None)
+    first = {t.number: t.values for t in study.get_trials(states=(COMPLETE,))}
+    resume_study(storage=postgres_url, study_name="pg", n_trials=1, progress=lambda line: None)
+    worker = run_worker(storage=postgres_url, study_name="pg", progress=lambda line: None)  # up to trials = 4
+    done = worker.get_trials(states=(COMPLETE,))
+    assert len(done) == 4
+    assert {t.number: t.values for t in done if t.number in first} == first
+    assert build_report(worker).front
+    assert (tmp_path / "opsearch-runs" / "pg.cache" / "fp32" / "model.onnx").is_file()

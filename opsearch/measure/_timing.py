@@ -31,10 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from opsearch.config import ESTIMATORS
+from opsearch.config import ESTIMATORS, StudyConfig, legacy_values
 from opsearch.measure._statistics import bootstrap_ci, floor_ci, floor_seconds
 
 Clock = Callable[[], float]
+LEGACY_ESTIMATOR = legacy_values(StudyConfig)["speedup_estimator"]
 # One side of a round: runs the workload once; returns each call's seconds, or None (then the whole pass
 # counts as one call).
 Side = Callable[[], "Sequence[float] | np.ndarray | None"]
@@ -51,7 +52,7 @@ class PairedTiming:
     ci_target: float  # wanted relative half-width of the speedup's confidence interval
     speedup_ci: tuple[float, float]  # of the chosen estimator's speedup
     ci_level: float = 0.95
-    estimator: str = "median"
+    estimator: str = LEGACY_ESTIMATOR  # records written before the setting hold the median of per-round ratios
     # Each side's sum over calls of the call's fastest time across rounds (for the floor estimator).
     candidate_floor_s: float | None = None
     baseline_floor_s: float | None = None
@@ -138,7 +139,7 @@ class PairedTiming:
     def from_dict(cls, data: dict) -> PairedTiming:
         return cls(tuple(data["candidate_s"]), tuple(data["baseline_s"]), data["samples_per_round"],
                    data["warmup_rounds"], data["ci_target"], tuple(data["speedup_ci"]),
-                   estimator=data.get("estimator", "median"), candidate_floor_s=data.get("candidate_floor_s"),
+                   estimator=data.get("estimator", LEGACY_ESTIMATOR), candidate_floor_s=data.get("candidate_floor_s"),
                    baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
                    steal_cores=data.get("steal_cores"))
 
@@ -202,7 +203,7 @@ def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], can
 
 def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
                    max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
-                   seed: int = 0, estimator: str = "floor", load_meter: Callable[[], Any] | None = None,
+                   seed: int = 0, estimator: str, load_meter: Callable[[], Any] | None = None,
                    clock: Clock = time.perf_counter) -> PairedTiming:
     """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`)."""
     return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
@@ -213,7 +214,7 @@ def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round
 
 def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, samples_per_round: int, rounds: int,
                         max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
-                        seed: int = 0, estimator: str = "floor", load_meter: Callable[[], Any] | None = None,
+                        seed: int = 0, estimator: str, load_meter: Callable[[], Any] | None = None,
                         clock: Clock = time.perf_counter) -> list[PairedTiming]:
     """Time the baseline and every candidate once per round, in an order shuffled per round.
 

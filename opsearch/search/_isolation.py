@@ -32,7 +32,7 @@ class Limits:
     """``seconds``: per phase of a trial (quantizing, evaluating, timing). ``memory_mb``: the child's resident
     memory; None: no limit. ``start_seconds``: for a new child to import its libraries and open its sessions."""
 
-    seconds: float = 1800.0
+    seconds: float
     memory_mb: float | None = None
     start_seconds: float = 600.0
 
@@ -71,7 +71,7 @@ class InProcess:
 class ChildProcess:
     """Trials run in a spawned child, within :class:`Limits`; see the module's docstring."""
 
-    def __init__(self, bench: TrialBench, *, limits: Limits = Limits(), worker_factory: WorkerFactory = TrialWorker,
+    def __init__(self, bench: TrialBench, *, limits: Limits, worker_factory: WorkerFactory = TrialWorker,
                  on_phase: Callable[[str], None] = lambda name: None) -> None:
         self.bench, self.limits, self.worker_factory, self.on_phase = bench, limits, worker_factory, on_phase
         self._process = None

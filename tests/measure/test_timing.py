@@ -88,6 +88,7 @@ def paired(
         "warmup_rounds": 0,
         "ci_target": 0.02,
         "seed": 0,
+        "estimator": "floor",
         **settings,
     }
     return measure_paired(
@@ -180,7 +181,7 @@ def test_floor_is_the_same_at_any_rate_of_interference_where_the_median_is_not()
         timing = measure_paired(machine.passes("candidate", delayed_calls(per_call, rate, seed=2 * process)),
                                 machine.passes("baseline", delayed_calls(2 * per_call, rate, seed=2 * process + 1)),
                                 samples_per_round=CALLS, rounds=40, max_rounds=40, warmup_rounds=0, ci_target=0.01,
-                                clock=machine.clock)
+                                estimator="floor", clock=machine.clock)
         floors.append(timing.floor_speedup)
         medians.append(timing.median_ratio)
         low, high = timing.speedup_ci
@@ -197,7 +198,7 @@ def test_floor_takes_each_call_at_its_fastest_round() -> None:
     base = [np.array([4.0, 4.0])] * 3
     timing = measure_paired(machine.passes("candidate", lambda now, i: cand[i]),
                             machine.passes("baseline", lambda now, i: base[i]), samples_per_round=2, rounds=3,
-                            max_rounds=3, warmup_rounds=0, ci_target=0.5, clock=machine.clock)
+                            max_rounds=3, warmup_rounds=0, ci_target=0.5, estimator="floor", clock=machine.clock)
     assert timing.candidate_floor_s == pytest.approx(2.0)  # 1 + 1, from different rounds
     assert timing.baseline_floor_s == pytest.approx(8.0)
     assert timing.speedup == pytest.approx(4.0)

@@ -47,7 +47,7 @@ def test_a_failing_child_fails_the_trial_with_its_reason(worker, limits: Limits,
 def test_the_child_is_reused_between_trials_and_is_not_this_process() -> None:
     import os
 
-    executor = ChildProcess(object(), worker_factory=faults.Works)
+    executor = ChildProcess(object(), limits=Limits(seconds=60), worker_factory=faults.Works)
     try:
         first, second = executor.run(_job(0)), executor.run(_job(1))
         assert first.node_counts["pid"] == second.node_counts["pid"] != os.getpid()
@@ -92,7 +92,8 @@ def test_a_trial_that_crashes_fails_alone_and_the_study_goes_on(tmp_path, tiny_c
                          **fast_settings(isolation="process"))
     lines: list[str] = []
     runner = create_runner(config, progress=lines.append)
-    runner.executor = ChildProcess(runner.bench(), worker_factory=faults.CrashesOnMarkedTrials)
+    runner.executor = ChildProcess(runner.bench(), limits=Limits(seconds=600),
+                                   worker_factory=faults.CrashesOnMarkedTrials)
     try:
         runner.optimize(3)
     finally:

@@ -53,3 +53,30 @@ class TrialFailed(Exception):
 
     Not an :class:`OpsearchError`: the study records the reason on the trial and goes on.
     """
+
+
+class StudyStopped(BaseException):
+    """The study stopped before its work was done, for a reason outside the trial: a signal, a full disk.
+
+    The running trial is put back at the head of the queue (nothing measured is lost) and ``opsearch resume``
+    continues. A BaseException, not an Exception, so that Optuna does not record the running trial as failed and
+    no ``except Exception`` on the way swallows it. ``exit_code`` is what the CLI exits with.
+    """
+
+    exit_code = 1
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Interrupted(StudyStopped):
+    """SIGINT (Ctrl-C) or SIGTERM."""
+
+    exit_code = 130
+
+
+class DiskFull(StudyStopped):
+    """A write failed for want of space: the message names the path, the space free and the space needed."""
+
+    exit_code = 2

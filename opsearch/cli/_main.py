@@ -10,7 +10,7 @@ from pathlib import Path
 
 from opsearch.cli._flags import add_setting_flags, check_positive, given_settings, spelled
 from opsearch.config import RUNTIME_FIELDS, TASKS, StudyConfig
-from opsearch.errors import ConfigError, OpsearchError
+from opsearch.errors import ConfigError, OpsearchError, StudyStopped
 
 # Kept here, not imported, so that `opsearch --help` loads no report code; tests check they match the report's.
 FORMATS = ("text", "markdown", "csv", "json", "html")  # opsearch.report.FORMATS
@@ -43,9 +43,12 @@ def main(argv: list[str] | None = None) -> int:
     except OpsearchError as exc:
         print(f"opsearch: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\nopsearch: interrupted. Completed trials are saved; continue with `opsearch resume`.",
-              file=sys.stderr)
+    except StudyStopped as stop:
+        where = _resume_hint(args)
+        print(f"\nopsearch: stopped: {stop.reason}. Completed trials are saved{where}.", file=sys.stderr)
+        return stop.exit_code
+    except KeyboardInterrupt:  # a command that runs no study (inspect, bench, report): nothing to keep
+        print("\nopsearch: interrupted.", file=sys.stderr)
         return 130
 
 
@@ -88,7 +91,8 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("resume", help="continue a stored study with the settings it was made with")
     _storage_flags(p)
-    p.add_argument("--trials", type=int, help="how many trials to add (default: the study's trials setting)")
+    p.add_argument("--trials", type=int, help="how many trials to add (default: as many as the study still needs "
+                   "to hold its `trials` completed trials, then the front session if it is due)")
     p.set_defaults(func=cmd_resume, setting_flags=add_setting_flags(p, names=list(RUNTIME_FIELDS)))
     _output_flags(p)
 
@@ -191,6 +195,20 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
         raise (exc.respelled(spelling) if spelling else exc) from None
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How to go on with the study a stopped command ran, as the user would type it."""
+    storage, name = getattr(args, "storage", None), getattr(args, "study_name", None)
+    if getattr(args, "setting_flags", None) is not None and getattr(args, "func", None) is cmd_run:
+        try:
+            config = config_from_args(args)
+            storage, name = config.resolved_storage(), config.resolved_study_name()
+        except OpsearchError:
+            return "; continue with `opsearch resume`"
+    if not storage or not name:
+        return ""
+    return f"; continue with `opsearch resume --storage {storage} --study-name {name}`"
+
+
 def _progress(args: argparse.Namespace):
     from opsearch.search import Bar, JsonLog, Lines, Quiet
 
@@ -208,7 +226,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from opsearch.source import prepare_model
 
     with tempfile.TemporaryDirectory(prefix="opsearch-inspect-") as tmp:
-        model = prepare_model(args.model, cache_dir=Path(tmp), task=args.task)
+        model = prepare_model(args.model, cache_dir=Path(tmp), task=args.task, need_tokenizer=False)
         info = inspect_model(model.onnx_path)
     if args.json:
         print(json.dumps({"model": args.model, "task": model.task, **info.to_dict()}, indent=2))
@@ -280,12 +298,14 @@ def _finish(study, storage: str, args: argparse.Namespace | None = None) -> int:
 
 
 def cmd_remeasure(args: argparse.Namespace) -> int:
-    from opsearch.search import StudyContext, remeasure_front
+    from opsearch.search import StudyContext, remeasure_front, stop_on_signals
     from opsearch.store import load_existing
 
     context = StudyContext.stored(args.storage, args.study_name, progress=_progress(args))
     study = load_existing(args.storage, args.study_name)
-    if remeasure_front(context, study) is None:
+    with stop_on_signals():
+        session = remeasure_front(context, study)
+    if session is None:
         raise OpsearchError(f"study {args.study_name!r} has no completed trial on its front to re-measure.")
     return _finish(study, args.storage, args)
 

@@ -7,12 +7,14 @@ from opsearch.measure._accuracy import ClassificationTask, EmbeddingTask, Evalua
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
 from opsearch.measure._machine import (
+    WAITING_FOR_LOCK,
     Load,
     LoadMeter,
     default_lock_path,
     fingerprint,
     fingerprint_changes,
     library_versions,
+    lock_holder,
     machine_id,
     timing_lock,
 )
@@ -78,4 +80,6 @@ __all__ = [
     "stability_warnings",
     "synthetic_texts",
     "timing_lock",
+    "WAITING_FOR_LOCK",
+    "lock_holder",
 ]

@@ -3,10 +3,13 @@ what else the CPUs were doing meanwhile."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
+import json
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -86,16 +89,50 @@ def default_lock_path() -> Path:
     return Path(os.environ.get("OPSEARCH_LOCK_DIR", tempfile.gettempdir())) / "opsearch-timing.lock"
 
 
-def timing_lock(path: Path | None):
-    """Held while a process times models: CPU-bound timings taken at once on shared cores mean nothing,
-    so workers on one machine take turns (quantizing and evaluating may overlap). ``None``: no lock."""
-    import contextlib
+# The phase a trial reports while another process holds the lock; what follows it names the holder.
+WAITING_FOR_LOCK = "waiting for the timing lock"
 
+
+@contextlib.contextmanager
+def timing_lock(path: Path | None, *, holder: str = "", on_wait: Callable[[str], None] | None = None):
+    """Held while a process times models: CPU-bound timings taken at once on shared cores mean nothing, so
+    workers on one machine take turns (quantizing and evaluating may overlap). ``None``: no lock.
+
+    ``holder`` (a study's name) is written beside the lock while it is held; a process that finds the lock taken
+    tells ``on_wait`` who holds it (pid, study, since when) before it waits, so a wait never looks like a hang."""
     if path is None:
-        return contextlib.nullcontext()
-    from filelock import FileLock
+        yield
+        return
+    from filelock import FileLock, Timeout
 
-    return FileLock(str(path))
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if on_wait is not None:
+            on_wait(f"{WAITING_FOR_LOCK} {str(path)!r}, held by {lock_holder(path)}")
+        lock.acquire()
+    note = _holder_file(path)
+    try:
+        note.write_text(json.dumps({"pid": os.getpid(), "study": holder, "since": time.time()}))
+        yield
+    finally:
+        note.unlink(missing_ok=True)
+        lock.release()
+
+
+def lock_holder(path: Path) -> str:
+    """Who holds the timing lock, in words: "pid 4242 (study 'default'), timing for 35 s"."""
+    try:
+        note = json.loads(_holder_file(path).read_text())
+    except (OSError, ValueError):
+        return "another process (it did not say which)"
+    study = f" (study {note['study']!r})" if note.get("study") else ""
+    return f"pid {note.get('pid')}{study}, timing for {time.time() - float(note.get('since', time.time())):.0f} s"
+
+
+def _holder_file(path: Path) -> Path:
+    return Path(str(path) + ".holder")
 
 
 @dataclass(frozen=True)

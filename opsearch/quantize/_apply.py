@@ -51,7 +51,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
     import onnx
 
     start = time.perf_counter()
-    with atomic_folder(out_dir, prefix=".quant-") as tmp:
+    with atomic_folder(out_dir, prefix=".quant-", needs_bytes=2 * Path(fp32_path).stat().st_size) as tmp:
         if recipe.mode == "static" and calibration is None and recipe.operators_to_quantize:
             raise QuantizationFailed("static quantization needs calibration samples")
         model_file = tmp / "quantized.onnx"

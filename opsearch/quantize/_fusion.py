@@ -50,7 +50,7 @@ def fused_model(fp32_path: Path, level: str, *, cache_dir: Path) -> Path:
                 return target / "model.onnx"
         except ValueError:
             pass  # a damaged marker: make the graph again
-    with atomic_folder(target, prefix=f".fuse-{level}-") as tmp:
+    with atomic_folder(target, prefix=f".fuse-{level}-", needs_bytes=fp32_path.stat().st_size) as tmp:
         _optimize(fp32_path, level, tmp)
         (tmp / _MARKER).write_text(json.dumps({"source": source, "level": level}, indent=2))
     return target / "model.onnx"

@@ -18,6 +18,7 @@ from opsearch.search._sensitivity import (
     unit_of,
 )
 from opsearch.search._space import SearchSpace
+from opsearch.search._stops import stop_on_signals
 from opsearch.search._study import Runner, create_runner, resume_study, run_study, run_worker
 from opsearch.search._trial import TimingSettings, TrialBench, TrialJob, TrialOutcome, TrialWorker
 
@@ -57,6 +58,7 @@ __all__ = [
     "resume_study",
     "run_study",
     "run_worker",
+    "stop_on_signals",
     "Runner",
     "StudyContext",
     "study_sensitivity",

@@ -164,18 +164,26 @@ class StudyContext:
     def time_fp32(self) -> SingleTiming:
         """fp32 alone over the workload, under the machine's timing lock: the study's reference throughput."""
         cfg = self.config
-        with self.fp32_timing_sessions() as fp32, timing_lock(self.lock_path):
+        with self.fp32_timing_sessions() as fp32, timing_lock(self.lock_path, holder=self.study_name,
+                                                              on_wait=self.progress):
             return measure_single(self.workload.runner(fp32), samples_per_round=self.workload.samples,
                                   rounds=cfg.rounds, warmup_rounds=cfg.warmup_rounds)
 
 
-def load_config(storage: str, study_name: str, **overrides) -> StudyConfig:
-    """The config a stored study was made with, pointed at ``storage`` (``overrides``: RUNTIME_FIELDS only)."""
+def load_config(storage: str, study_name: str, *, measured: bool = True, **overrides) -> StudyConfig:
+    """The config a stored study was made with, pointed at ``storage`` (``overrides``: RUNTIME_FIELDS only).
+
+    ``measured``: the study's fp32 baseline must be complete (a worker's, a report's need); ``resume`` continues a
+    study stopped before that."""
     study = load_existing(storage, study_name)
     record = StudyRecord.of(study)
-    if not record.complete:
-        raise StudyError(f"study {study_name!r} in {storage!r} was not made by opsearch (or its baseline never "
-                         "finished): start it again with `opsearch run`.")
+    if not record.made_by_opsearch:
+        raise StudyError(f"study {study_name!r} in {storage!r} was not made by opsearch: it stores no opsearch "
+                         "settings. Start a study of your own with `opsearch run --study-name NEW`.")
+    if measured and not record.complete:
+        raise StudyError(f"study {study_name!r} in {storage!r} has no fp32 baseline yet: its `opsearch run` is "
+                         "still measuring it, or was stopped before it finished; continue it with `opsearch resume "
+                         f"--storage {storage} --study-name {study_name}`.")
     bad = sorted(set(overrides) - set(RUNTIME_FIELDS))
     if bad:
         raise StudyError(f"{bad} cannot change in a stored study (only {list(RUNTIME_FIELDS)} can): start a new "

@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from opsearch.errors import TrialFailed
+from opsearch.errors import DiskFull, Interrupted, StudyStopped, TrialFailed
+from opsearch.measure import WAITING_FOR_LOCK
 from opsearch.search._trial import TrialBench, TrialJob, TrialOutcome, TrialWorker
 
 POLL_SECONDS = 0.1
 # Phases in which the child may wait as long as it must: another process holds the machine's timing lock.
-UNTIMED_PHASES = ("waiting for the timing lock",)
+UNTIMED_PHASES = (WAITING_FOR_LOCK,)
 WorkerFactory = Callable[[TrialBench], TrialWorker]
 
 
@@ -49,6 +50,9 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
+    def stop(self) -> None:
+        """Stop at once, whatever the trial is doing (the study is being interrupted)."""
+
 
 class InProcess:
     """Trials run in this process: fastest to start, but a native crash takes the study down with it."""
@@ -65,6 +69,9 @@ class InProcess:
             raise TrialFailed("ran out of memory") from exc
 
     def close(self) -> None:
+        pass
+
+    def stop(self) -> None:
         pass
 
 
@@ -97,6 +104,9 @@ class ChildProcess:
                     pass
             self._kill()
 
+    def stop(self) -> None:
+        self._kill()
+
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent_end, child_end = ctx.Pipe()
@@ -123,13 +133,16 @@ class ChildProcess:
                 if kind == "phase":
                     phase = payload
                     self.on_phase(phase)
-                    untimed = phase in UNTIMED_PHASES
+                    untimed = phase.startswith(UNTIMED_PHASES)
                     seconds = self.limits.seconds
                     deadline = float("inf") if untimed else time.monotonic() + seconds
                 elif kind in ("ok", "ready"):
                     return payload
                 elif kind == "failed":
                     raise TrialFailed(payload)
+                elif kind == "stopped":  # the disk filled up under the trial: the study stops, the trial waits
+                    name, reason = payload
+                    raise {"DiskFull": DiskFull}.get(name, Interrupted)(reason)
                 else:  # "fatal": the child's state cannot be trusted any more
                     self._kill()
                     raise TrialFailed(payload)
@@ -199,6 +212,8 @@ def _child_main(conn, bench: TrialBench, worker_factory: WorkerFactory) -> None:
             outcome = worker.run(job, lambda name: conn.send(("phase", name)))
         except TrialFailed as exc:
             conn.send(("failed", str(exc)))
+        except StudyStopped as exc:
+            conn.send(("stopped", (type(exc).__name__, exc.reason)))
         except MemoryError:
             conn.send(("fatal", "out of memory: an allocation failed inside the trial"))
             return

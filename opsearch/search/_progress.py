@@ -110,7 +110,7 @@ class Bar(Lines):
 
 
 class JsonLog(Lines):
-    """One JSON object per line: {"event": "message" | "trial_started" | "trial_finished", ...}."""
+    """One JSON object per line: {"event": "message" | "started" | "trial_started" | "phase" | "trial_finished", ...}."""
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream
@@ -125,6 +125,9 @@ class JsonLog(Lines):
 
     def trial_started(self, number: int, label: str) -> None:
         self._emit({"event": "trial_started", "trial": number, "label": label})
+
+    def phase(self, name: str) -> None:
+        self._emit({"event": "phase", "name": name})
 
     def trial_finished(self, event: TrialEvent) -> None:
         self._emit({"event": "trial_finished", **asdict(event)})

@@ -64,7 +64,8 @@ def remeasure_front(context: StudyContext, study: optuna.Study) -> dict | None:
         if not measured:
             return None
         workload = context.workload
-        with context.fp32_timing_sessions() as fp32, timing_lock(context.lock_path):
+        with context.fp32_timing_sessions() as fp32, timing_lock(context.lock_path, holder=context.study_name,
+                                                                 on_wait=progress):
             timings = measure_interleaved(
                 workload.runner(fp32), [workload.runner(s) for s in sessions],
                 samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,

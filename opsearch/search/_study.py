@@ -23,18 +23,28 @@ import numpy as np
 import optuna
 
 from opsearch.config import StudyConfig
-from opsearch.errors import StudyError, TrialFailed
-from opsearch.measure import EmbeddingTask, Evaluation, fingerprint, fingerprint_changes, library_versions, machine_id
+from opsearch.errors import OpsearchError, StudyError, StudyStopped, TrialFailed
+from opsearch.measure import (
+    WAITING_FOR_LOCK,
+    EmbeddingTask,
+    Evaluation,
+    fingerprint,
+    fingerprint_changes,
+    library_versions,
+    machine_id,
+)
 from opsearch.search._context import StudyContext, Task, load_config
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._presets import presets
 from opsearch.search._progress import Lines, TrialEvent, as_progress
 from opsearch.search._sampling import already_tried, make_sampler, record_constraint
+from opsearch.search._stops import stop_on_signals
 from opsearch.search._trial import TimingSettings, TrialBench, TrialJob
 from opsearch.store import (
     StudyRecord,
     TrialRecord,
     best_within,
+    file_of,
     open_storage,
     queue_retry,
     set_study_attrs,
@@ -68,6 +78,8 @@ class Runner:
     machine: dict = field(default_factory=dict)  # fingerprint of the machine timing this process's trials
     machine_id: str = ""
     _executor: Executor | None = None
+    _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
+    _phase: str = "preparing the trial"
 
     def __post_init__(self) -> None:
         self.machine = fingerprint(self.context.threads.__dict__)
@@ -94,11 +106,11 @@ class Runner:
         """Made on the first trial, once the task holds everything a trial needs (fp32 embeddings included)."""
         if self._executor is None:
             if self.config.isolation == "none":
-                self._executor = InProcess(self.bench(), on_phase=self.progress.phase)
+                self._executor = InProcess(self.bench(), on_phase=self._on_phase)
             else:
                 memory = self.config.trial_memory_mb or _half_of_memory_mb()
                 self._executor = ChildProcess(self.bench(), limits=Limits(self.config.trial_timeout, memory),
-                                              on_phase=self.progress.phase)
+                                              on_phase=self._on_phase)
         return self._executor
 
     @executor.setter
@@ -113,7 +125,7 @@ class Runner:
                                 ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
                                 sessions_per_model=cfg.sessions_per_model, estimator=cfg.speedup_estimator)
         return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, timing,
-                          ctx.lock_path, ctx.cache_dir)
+                          ctx.lock_path, ctx.cache_dir, ctx.study_name)
 
     # Trials ---------------------------------------------------------------------------------------------
 
@@ -131,22 +143,53 @@ class Runner:
             callbacks.append(optuna.study.MaxTrialsCallback(until_complete, states=(optuna.trial.TrialState.COMPLETE,)))
         self.progress.start(n_trials)
         try:
-            self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=callbacks)
+            with stop_on_signals():
+                self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=callbacks)
+        except StudyStopped as stop:
+            if self._executor is not None:
+                self._executor.stop()
+            self._put_back(stop)
+            raise
         finally:
             self.progress.close()
         return self.study
+
+    def _on_phase(self, name: str) -> None:
+        self._phase = name
+        self.progress.phase(name)
+        if name.startswith(WAITING_FOR_LOCK):  # a wait of minutes must not look like a hang
+            self.progress(f"trial {self._running.number if self._running else '?'}: {name}")
+
+    def _put_back(self, stop: StudyStopped) -> None:
+        """The trial a stop cut off goes back to the queue, its number, parameters and preset kept, so that it runs
+        first when the study goes on; the stop's reason and phase are recorded with it."""
+        trial = self._running
+        if trial is None:
+            return
+        record = TrialRecord.of(trial)
+        set_trial_attrs(trial, interrupted=[*record.interrupted, f"{stop.reason} while {self._phase}"])
+        self.study._storage.set_trial_state_values(trial._trial_id, optuna.trial.TrialState.WAITING)
+        shutil.rmtree(self.cache_dir / "trials" / f"trial-{trial.number}", ignore_errors=True)
+        stop.reason += f"; trial {trial.number} was {self._phase} and is queued again, first"
+        self._running = None
 
     @property
     def accuracy_limit(self) -> float | None:
         return self.config.accuracy_limit(self.record.baseline_accuracy)
 
     def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
+        self._running, self._phase = trial, "preparing the trial"
         try:
             values = self._measure(trial)
         except optuna.TrialPruned:
             record_constraint(trial, None, self.accuracy_limit)
+            self._running = None
+            raise
+        except TrialFailed:
+            self._running = None
             raise
         record_constraint(trial, values[1], self.accuracy_limit)
+        self._running = None  # what is left is Optuna's: storing the values
         return values
 
     def _measure(self, trial: optuna.Trial) -> tuple[float, float]:
@@ -252,14 +295,19 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
     """Open or create the study, prepare its inputs, and measure the fp32 baseline if new.
 
     A ``worker`` joins a study another process runs: its sampler is seeded apart, so that workers do not
-    all suggest the same next configuration."""
+    all suggest the same next configuration. A new study refused for bad input (labels that do not match, a
+    model at chance, ...) leaves nothing behind: its storage file and cache are removed if this call made them."""
     context = StudyContext(config, progress=as_progress(progress))
     progress = context.progress
+    storage_file = file_of(context.storage)
+    made = {"file": storage_file is not None and not storage_file.exists(), "cache": not context.cache_dir.exists(),
+            "folders": [f for f in (storage_file.parents if storage_file is not None else ()) if not f.exists()]}
     backend = open_storage(context.storage)
     # Workers draw apart: with one seed they would all suggest the same next configuration.
     sampler = make_sampler(config.replace(seed=config.seed + os.getpid()) if worker else config)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
-    if context.study_name in names:
+    made["study"] = context.study_name not in names
+    if not made["study"]:
         study = optuna.load_study(study_name=context.study_name, storage=backend, sampler=sampler)
         _check_same_study(study, config)
         _sweep_interrupted(study, progress, context.cache_dir)
@@ -267,15 +315,27 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
         study = optuna.create_study(study_name=context.study_name, storage=backend, sampler=sampler,
                                     directions=list(DIRECTIONS))
         study.set_metric_names(list(OBJECTIVES))
+    try:
+        return _prepare(context, study)
+    except OpsearchError:
+        if made["study"]:
+            _remove_new_study(context, backend, made)
+        raise
 
+
+def _prepare(context: StudyContext, study: optuna.Study) -> Runner:
+    config, progress = context.config, context.progress
+    if not StudyRecord.of(study).complete:
+        # First: a study stopped before its baseline is complete can be resumed with these settings.
+        set_study_attrs(study, opsearch_config=config.to_dict())
     space = context.space  # the model, the data and the fusions are made here, before anything is timed
     task = context.task(study, fit_probe=True)
     runner = Runner(context, study, task)
     if not StudyRecord.of(study).complete:
-        _measure_baseline(runner)
         for preset in presets(space, sweep_operators=config.sweep_operators):
             study.enqueue_trial(preset.params, user_attrs=trial_attrs(preset=preset.name), skip_if_exists=True)
         _enumerate(study, config, space, progress)
+        _measure_baseline(runner)
     else:
         # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
         if isinstance(task, EmbeddingTask):
@@ -285,6 +345,22 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
         progress(f"resuming {context.study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
                  f"{record.baseline_accuracy:.4f}, {record.reference_throughput:.1f} samples/s")
     return runner
+
+
+def _remove_new_study(context: StudyContext, backend, made: dict) -> None:
+    """Undo what a refused new study wrote: the study, and the storage file and cache folder if they are new."""
+    optuna.delete_study(study_name=context.study_name, storage=backend)
+    if made["cache"]:
+        shutil.rmtree(context.cache_dir, ignore_errors=True)
+    path = file_of(context.storage)
+    if made["file"] and path is not None and not optuna.get_all_study_summaries(backend, include_best_trial=False):
+        if hasattr(backend, "engine"):
+            backend.engine.dispose()
+        for leftover in (path, path.with_name(path.name + "-journal"), path.with_name(path.name + ".lock")):
+            leftover.unlink(missing_ok=True)
+        for folder in made["folders"]:  # the folders it made for the file, innermost first, if empty now
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
 
 
 def _enumerate(study: optuna.Study, config: StudyConfig, space, progress: Progress) -> None:
@@ -302,7 +378,7 @@ def _enumerate(study: optuna.Study, config: StudyConfig, space, progress: Progre
 
 def _measure_baseline(runner: Runner) -> None:
     context, study, progress = runner.context, runner.study, runner.progress
-    config, data = context.config, context.data
+    data = context.data
     progress("fp32 baseline: accuracy on the evaluation split ...")
     evaluation: Evaluation = runner.task.evaluate(context.fp32_session)
     majority = float(np.bincount(data.eval.labels).max() / len(data.eval))
@@ -318,10 +394,9 @@ def _measure_baseline(runner: Runner) -> None:
                     machine=runner.machine, versions=library_versions(), threads=context.threads.__dict__,
                     workload=context.workload.describe(), task=context.model.task,
                     data={"description": data.description, "eval_rows": len(data.eval), "fit_rows": len(data.fit),
-                          "labels": data.label_names, "majority_accuracy": majority},
-                    baseline={"metrics": evaluation.metrics, "timing": timing.to_dict()})
-    # Last: workers and resumes take a study with its config for one whose baseline is complete.
-    set_study_attrs(study, opsearch_config=config.to_dict())
+                          "labels": data.label_names, "majority_accuracy": majority})
+    # Last: workers take a study with its baseline for one whose baseline is complete.
+    set_study_attrs(study, baseline={"metrics": evaluation.metrics, "timing": timing.to_dict()})
     progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
              f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
 
@@ -349,9 +424,10 @@ def _check_machine(runner: Runner) -> None:
 
 
 def _check_same_study(study: optuna.Study, config: StudyConfig) -> None:
-    stored = StudyRecord.of(study).opsearch_config
-    if stored is None:
+    record = StudyRecord.of(study)
+    if not record.complete:
         return  # created but its baseline never finished: nothing measured to protect
+    stored = record.opsearch_config
     changed = config.identity_changes(stored)
     if changed:
         raise StudyError(f"study {study.study_name!r} already exists with other settings ({', '.join(changed)}). "
@@ -397,23 +473,49 @@ def _alive(pid: int) -> bool:
 
 
 def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:
-    """Create or continue the study ``config`` names, and run ``n_trials`` (default ``config.trials``) more."""
+    """Create or continue the study ``config`` names, and run ``n_trials`` (default ``config.trials``) more.
+
+    SIGINT and SIGTERM stop it cleanly (:class:`~opsearch.errors.Interrupted`): the running trial goes back to the
+    head of the queue, and :func:`resume_study` continues exactly there, in any phase."""
+    with stop_on_signals():
+        return _run(config, lambda study: config.trials if n_trials is None else n_trials, progress=progress)
+
+
+def resume_study(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
+                 **overrides) -> optuna.Study:
+    """Continue a stored study with the settings it was created with (``overrides``: runtime settings only):
+    ``n_trials`` more trials, or (None) until it holds its ``trials`` completed trials, then the front session if
+    the front was not re-timed since its last trial. A study stopped before its baseline was measured goes on
+    from there."""
+    with stop_on_signals():
+        config = load_config(storage, study_name, measured=False, **overrides)
+        return _run(config, lambda study: n_trials if n_trials is not None else
+                    max(0, config.trials - len(_complete(study))), progress=progress)
+
+
+def _run(config: StudyConfig, how_many: Callable[[optuna.Study], int], *, progress: Progress) -> optuna.Study:
     runner = create_runner(config, progress=progress)
     try:
-        study = runner.optimize(config.trials if n_trials is None else n_trials)
+        todo = how_many(runner.study)
+        study = runner.optimize(todo) if todo else runner.study
     finally:
         runner.close()
-    if config.remeasure_front:
+    if config.remeasure_front and (todo or _front_session_stale(study)):
         from opsearch.search._remeasure import remeasure_front
 
         remeasure_front(runner.context, study)
     return study
 
 
-def resume_study(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
-                 **overrides) -> optuna.Study:
-    """Continue a stored study with the settings it was created with (``overrides``: runtime settings only)."""
-    return run_study(load_config(storage, study_name, **overrides), n_trials=n_trials, progress=progress)
+def _complete(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
+    return study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+
+
+def _front_session_stale(study: optuna.Study) -> bool:
+    """Trials completed since the last front session (or there was none): the front has numbers to re-time."""
+    session = StudyRecord.of(study).front_remeasured
+    done = {t.number for t in _complete(study)}
+    return bool(done) and (not session or not done <= set(session.get("considered", done)))
 
 
 def run_worker(*, storage: str, study_name: str, n_trials: int | None = None, progress: Progress = print,
@@ -422,15 +524,16 @@ def run_worker(*, storage: str, study_name: str, n_trials: int | None = None, pr
     the study holds its ``trials`` completed trials, counting every worker's. Workers never re-measure the
     front (run `opsearch remeasure` once they are done)."""
     config = load_config(storage, study_name, **overrides).replace(remeasure_front=False)
-    runner = create_runner(config, progress=progress, worker=True)
-    try:
-        done = len(runner.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
-        if n_trials is None:
-            if done >= config.trials:
-                runner.progress(f"study {study_name!r} already holds {done} completed trials (its target is "
-                                f"{config.trials}): nothing to do; pass --trials to run more.")
-                return runner.study
-            return runner.optimize(config.trials - done, until_complete=config.trials)
-        return runner.optimize(n_trials)
-    finally:
-        runner.close()
+    with stop_on_signals():
+        runner = create_runner(config, progress=progress, worker=True)
+        try:
+            done = len(_complete(runner.study))
+            if n_trials is None:
+                if done >= config.trials:
+                    runner.progress(f"study {study_name!r} already holds {done} completed trials (its target is "
+                                    f"{config.trials}): nothing to do; pass --trials to run more.")
+                    return runner.study
+                return runner.optimize(config.trials - done, until_complete=config.trials)
+            return runner.optimize(n_trials)
+        finally:
+            runner.close()

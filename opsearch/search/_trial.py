@@ -54,6 +54,7 @@ class TrialBench:
     timing: TimingSettings
     lock_path: Path | None = None  # machine-wide lock serializing timed sections; None: no lock
     cache_dir: Path | None = None  # where fused fp32 graphs are kept, made once per study
+    study_name: str = ""  # named to other processes that find the lock taken
 
 
 @dataclass(frozen=True)
@@ -111,8 +112,7 @@ class TrialWorker:
         sessions = [session, *(make_session(quantized.path, bench.threads) for _ in range(t.sessions_per_model - 1))]
         if not self._fp32_sessions:
             self._fp32_sessions = [make_session(bench.fp32_path, bench.threads) for _ in range(t.sessions_per_model)]
-        phase("waiting for the timing lock")
-        with timing_lock(bench.lock_path):
+        with timing_lock(bench.lock_path, holder=bench.study_name, on_wait=phase):
             phase("timing")
             began = time.time()
             timing = measure_paired(bench.workload.runner(sessions), bench.workload.runner(self._fp32_sessions),

@@ -85,8 +85,8 @@ def is_local_spec(spec: str) -> bool:
     return spec.startswith(_PACKAGE_PREFIX) or spec.startswith((".", "/", "~")) or Path(spec).exists()
 
 
-def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto",
-                  notify: Callable[[str], None] = logger.warning) -> PreparedModel:
+def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto", notify: Callable[[str], None] = logger.warning,
+                  need_tokenizer: bool = True) -> PreparedModel:
     """Resolve MODEL to an fp32 ONNX model, exporting a checkpoint once into ``cache_dir`` (``notify`` hears
     when a damaged export is made again).
 
@@ -114,7 +114,8 @@ def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto",
         onnx_path = _export(spec, cache_dir=cache_dir, task=task, notify=notify)
 
     _check_onnx(onnx_path, spec)
-    _check_tokenizer(onnx_path.parent, spec)
+    if need_tokenizer:  # listing a graph's operators (opsearch inspect) needs none
+        _check_tokenizer(onnx_path.parent, spec)
     config = _read_json(onnx_path.parent / "config.json")
     if task == "auto":
         task = _task_from_outputs(onnx_path)
@@ -192,7 +193,7 @@ def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], 
     from transformers import AutoTokenizer
 
     logger.info("exporting %s to ONNX (once per study) ...", source)
-    with atomic_folder(target, prefix=".export-") as tmp:
+    with atomic_folder(target, prefix=".export-", needs_bytes=_export_size(source)) as tmp:
         model_cls = ORTModelForSequenceClassification if task == "classification" else ORTModelForFeatureExtraction
         try:
             model = model_cls.from_pretrained(source, export=True)
@@ -204,6 +205,12 @@ def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], 
         # The checksum lets a later run tell a damaged cache (disk full, a crash mid-copy) from a good one.
         (tmp / EXPORT_MARKER).write_text(json.dumps({**record, "sha256": _sha256(tmp / "model.onnx")}, indent=2))
     return target / "model.onnx"
+
+
+def _export_size(source: str) -> int | None:
+    """About what an export of a local checkpoint takes: its files' size (the weights dominate); None for a hub id."""
+    path = Path(source)
+    return sum(p.stat().st_size for p in path.iterdir() if p.is_file()) if path.is_dir() else None
 
 
 def _source_fingerprint(source: str) -> str:

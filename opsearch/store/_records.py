@@ -46,6 +46,8 @@ class TrialRecord:
     nodes_to_exclude: list = field(default_factory=list)  # kept fp32 on top of the parameters (a fallback)
     fallback_of: int | None = None  # the trial a sensitivity fallback derives from
     constraints: list | None = None  # [loss minus limit]: > 0 is infeasible (Optuna keeps its own copy)
+    interrupted: list = field(default_factory=list)  # why and in which phase each stop (a signal, a full disk) cut
+    # it off; it then went back to the head of the queue, its number kept
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -75,14 +77,19 @@ class StudyRecord:
         return _read(cls, study.user_attrs)
 
     @property
-    def complete(self) -> bool:
-        """Made by opsearch, with its baseline measured (the config is stored last)."""
+    def made_by_opsearch(self) -> bool:
+        """Its config is stored: the first thing opsearch writes into a study it creates."""
         return self.opsearch_config is not None
+
+    @property
+    def complete(self) -> bool:
+        """Made by opsearch, with its fp32 baseline measured: trials and workers may run."""
+        return self.made_by_opsearch and bool(self.baseline)
 
     def config(self, study_name: str) -> StudyConfig:
         """The settings the study was made with; settings it predates take the values that reproduce its search."""
         if self.opsearch_config is None:
-            raise StudyError(f"study {study_name!r} was not made by opsearch, or its baseline never finished.")
+            raise StudyError(f"study {study_name!r} was not made by opsearch: it stores no opsearch settings.")
         return StudyConfig.from_stored(self.opsearch_config, source=f"study {study_name!r}")
 
     @property

@@ -41,10 +41,24 @@ def cache_dir_for(storage: str, study_name: str) -> Path:
     return (path.parent if path is not None else DEFAULT_RUN_DIR) / f"{study_name}.cache"
 
 
-def open_storage(storage: str) -> optuna.storages.BaseStorage:
+# What --storage takes, for the message that refuses anything else.
+SCHEMES = "sqlite:///FILE.db, journal:FILE.log, or a database URL such as postgresql://USER@HOST/DB"
+
+
+def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseStorage:
+    """The storage a URL names. ``create=False`` (the read-only commands): a file that is not there is an error,
+    and nothing is created, not even its folder."""
     path = file_of(storage)
     if path is not None:
-        _check_writable(storage, path)
+        if create:
+            _check_writable(storage, path)
+        elif not path.is_file():
+            here = sorted(p.name for p in path.parent.glob("*.db")) if path.parent.is_dir() else []
+            raise StudyError(f"storage {storage!r}: there is no file {str(path)!r}"
+                             + (f" (the folder holds {', '.join(here)})" if here else "")
+                             + ". Check the path; `opsearch run` prints its study's --storage when it ends.")
+    elif "://" not in storage:
+        raise StudyError(f"storage {storage!r} is not a storage URL: give {SCHEMES}.")
     if storage.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -62,6 +76,12 @@ def open_storage(storage: str) -> optuna.storages.BaseStorage:
         raise StudyError(f"storage {storage!r} needs a database driver that is not installed ({exc}). For "
                          "PostgreSQL: pip install 'opsearch[postgres]'.") from None
     except Exception as exc:
+        from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+        if isinstance(exc, NoSuchModuleError | ArgumentError):
+            scheme = storage.split("://", 1)[0]
+            raise StudyError(f"storage {storage!r}: {scheme!r} is not a database opsearch can open; give "
+                             f"{SCHEMES}.") from None
         raise StudyError(f"storage {storage!r} cannot be opened: {type(exc).__name__}: {exc}. Check the URL, "
                          "that the server runs and that the database exists.") from None
 
@@ -97,7 +117,8 @@ def _stale_callback_argument() -> str:
 
 
 def load_existing(storage: str, study_name: str) -> optuna.Study:
-    backend = open_storage(storage)
+    """A study that exists; nothing is created when it does not."""
+    backend = open_storage(storage, create=False)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
     if study_name not in names:
         raise StudyError(f"no study {study_name!r} in {storage!r}; the studies there are {names or 'none'}. "

@@ -110,7 +110,7 @@ class Bar(Lines):
 
 
 class JsonLog(Lines):
-    """One JSON object per line: {"event": "message" | "started" | "trial_started" | "phase" | "trial_finished", ...}."""
+    """One JSON object per line: {"event": "message" | "started" | "trial_started" | "phase" | "trial_finished"}."""
 
     def __init__(self, stream: TextIO = sys.stdout) -> None:
         self.stream = stream

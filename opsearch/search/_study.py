@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from opsearch._files import disk_full_error
 from opsearch.config import StudyConfig
 from opsearch.errors import OpsearchError, StudyError, StudyStopped, TrialFailed
 from opsearch.measure import (
@@ -494,6 +495,18 @@ def resume_study(*, storage: str, study_name: str, n_trials: int | None = None, 
 
 
 def _run(config: StudyConfig, how_many: Callable[[optuna.Study], int], *, progress: Progress) -> optuna.Study:
+    try:
+        return _run_to_the_end(config, how_many, progress=progress)
+    except Exception as exc:  # the storage's own writes (SQLite: "database or disk is full")
+        path = file_of(config.resolved_storage())
+        full = disk_full_error(exc, where=path or Path("."), needed_bytes=None)
+        if full is None:
+            raise
+        raise full from exc
+
+
+def _run_to_the_end(config: StudyConfig, how_many: Callable[[optuna.Study], int], *,
+                    progress: Progress) -> optuna.Study:
     runner = create_runner(config, progress=progress)
     try:
         todo = how_many(runner.study)

@@ -59,4 +59,4 @@ def describe_disk_full(where: Path, needed_bytes: int | None) -> str:
     free = shutil.disk_usage(probe).free
     need = f"; it needs about {needed_bytes / 2**20:.1f} MB" if needed_bytes else ""
     return (f"no space left on the disk that holds {str(where)!r} ({free / 2**20:.1f} MB free{need}). Free some "
-            "space, or move the study elsewhere with --storage; then continue with `opsearch resume`")
+            "space, or move the study elsewhere with --storage")

@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import optuna
-import pytest
 from conftest import fast_settings
 
 from opsearch.store import StudyRecord, TrialRecord, load_existing

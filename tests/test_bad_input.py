@@ -93,6 +93,64 @@ def test_labels_the_model_does_not_know_list_the_models_classes_too(tmp_path, ti
     assert code == 2 and "NEGATIVE" in err and "POSITIVE" in err
 
 
+def _ragged(path: Path, line: int, extra: str) -> Path:
+    """Sentiment rows with ``extra`` appended to one line (1-based) of the file."""
+    delimiter = "\t" if path.suffix == ".tsv" else ","
+    write_table(path, sentiment_rows(120), delimiter=delimiter)
+    lines = path.read_text().splitlines()
+    lines[line - 1] += extra
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize(("name", "extra", "fix"), [
+    pytest.param("ragged.csv", ", really", "a text holding a comma, a quote or a line break goes in double quotes, "
+                 "its own quotes doubled", id="csv"),
+    pytest.param("ragged.tsv", "\treally", "a TSV is read unquoted: a text may not hold a tab", id="tsv"),
+])
+def test_a_row_with_more_fields_than_the_header(name: str, extra: str, fix: str, tmp_path, tiny_checkpoint,
+                                                capsys) -> None:
+    path = _ragged(tmp_path / name, 7, extra)
+    code, err = _run(capsys, tmp_path, tiny_checkpoint, path, "--fit-size", "40")
+    assert code == 2
+    assert err.startswith(f"opsearch: error: dataset file {str(path)!r}: line 7 has 3 fields, the header has 2. "
+                          f"Fix the row so it has one value per column ({fix}).")
+    assert "An error occurred while generating the dataset" not in err  # the message is ours, not datasets'
+
+
+def _latin1(path: Path, *, one_class: bool = False) -> Path:
+    rows = [{**r, "label": 1} if one_class else r for r in sentiment_rows(120)]
+    rows[3]["sentence"] = "un film très bon"  # line 5 of the file
+    write_table(path, rows)
+    path.write_bytes(path.read_text().encode("latin-1"))
+    return path
+
+
+def test_a_file_not_in_utf8_is_refused_naming_line_offset_and_fix(tmp_path, tiny_checkpoint, capsys) -> None:
+    path = _latin1(tmp_path / "latin1.csv")
+    offset = path.read_bytes().index(b"\xe8")
+    code, err = _run(capsys, tmp_path, tiny_checkpoint, path, "--fit-size", "40")
+    assert code == 2
+    assert err.startswith(f"opsearch: error: dataset file {str(path)!r} is not valid utf-8: line 5, byte offset "
+                          f"{offset} (after 'un film tr'), holds byte 0xe8. Give the file's encoding (--encoding "
+                          'latin-1, or encoding = "latin-1" in a study file; ')
+    assert "or re-save the file as UTF-8." in err
+
+
+def test_the_encoding_flag_reaches_the_data(tmp_path, tiny_checkpoint, capsys) -> None:
+    # One class only, so that a file read past its bytes stops at the next check, without a study's minutes.
+    path = _latin1(tmp_path / "latin1.csv", one_class=True)
+    code, err = _run(capsys, tmp_path, tiny_checkpoint, path, "--fit-size", "40")
+    assert code == 2 and "is not valid utf-8: line 5" in err
+    code, err = _run(capsys, tmp_path, tiny_checkpoint, path, "--fit-size", "40", "--encoding", "latin-1")
+    assert code == 2 and "hold one class only" in err and "utf-8" not in err
+
+
+def test_an_encoding_python_does_not_know(tmp_path, tiny_checkpoint, tiny_csv, capsys) -> None:
+    code, err = _run(capsys, tmp_path, tiny_checkpoint, tiny_csv, "--encoding", "utf-9")
+    assert code == 2 and "--encoding utf-9 is not a text encoding Python knows" in err
+
+
 def test_a_storage_that_cannot_be_written(tmp_path, tiny_checkpoint, tiny_csv, capsys) -> None:
     (tmp_path / "a-file").write_text("")
     code = main(["run", "--model", str(tiny_checkpoint), "--dataset", str(tiny_csv), "--storage",

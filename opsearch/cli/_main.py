@@ -19,7 +19,7 @@ Y_AXES = ("speedup", "throughput")  # opsearch.report.Y_AXES
 BENCH_SETTINGS = {"timing_samples": "--samples", "batch_size": "--batch-size", "end_to_end": "--end-to-end",
                   "rounds": "--rounds", "max_rounds": "--max-rounds", "ci_target": "--ci-target",
                   "max_seconds": "--max-seconds", "intra_op_threads": "--threads", "sessions_per_model": "--sessions",
-                  "speedup_estimator": "--estimator", "seed": "--seed"}
+                  "speedup_estimator": "--estimator", "seed": "--seed", "encoding": "--encoding"}
 
 EPILOG = """examples:
   opsearch run                                   the default study (all-MiniLM-L6-v2 on labelled tweets)
@@ -316,7 +316,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     check_positive(args, args.bench_flags)
     defaults = StudyConfig.__dataclass_fields__
-    texts = load_texts(args.dataset, split=args.split, text_column=args.text_column) if args.dataset else None
+    texts = (load_texts(args.dataset, split=args.split, text_column=args.text_column, encoding=args.encoding)
+             if args.dataset else None)
     result = bench(args.model_a, args.model_b, texts=texts, samples=args.timing_samples, batch_size=args.batch_size,
                    end_to_end=args.end_to_end, max_length=defaults["max_length"].default, rounds=args.rounds,
                    max_rounds=max(args.rounds, args.max_rounds), warmup_rounds=defaults["warmup_rounds"].default,

@@ -7,6 +7,7 @@ derived from those declarations.
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import difflib
 import os
@@ -98,6 +99,16 @@ def _check_limit(name: str, value: Any) -> None:
                "accuracy such as \"1%rel\".")
 
 
+def _check_encoding(name: str, value: Any) -> None:
+    try:
+        known = isinstance(value, str) and getattr(codecs.lookup(value), "_is_text_encoding", True)
+    except LookupError:
+        known = False
+    if not known:
+        refuse(name, value, "is not a text encoding Python knows: give one such as utf-8, latin-1, cp1252 or "
+               "mac_roman.")
+
+
 def _required(name: str, value: Any) -> None:
     if not value:
         refuse(name, value, "is empty: give a checkpoint folder, an ONNX model or a hub id." if name == "model"
@@ -144,6 +155,11 @@ class StudyConfig:
                                       role=IDENTITY, check=whole(2), default_help="every row")
     max_length: int = setting(256, "tokens per text: longer texts are truncated", group=DATA, role=IDENTITY,
                               check=whole(1))
+    # Bytes not valid in it are refused, naming the line: never replaced. Studies stored before this setting
+    # read their files as UTF-8 (with invalid bytes replaced, a file that had any is refused now).
+    encoding: str = setting("utf-8", "the encoding of local CSV, TSV and JSON files (the fit file's too), e.g. "
+                            "latin-1, cp1252, mac_roman", group=DATA, role=IDENTITY, check=_check_encoding,
+                            legacy="utf-8")
     probe_samples: int = setting(4000, "fit rows the embedding probe is fitted on", group=DATA, role=IDENTITY,
                                  check=whole(1))
 

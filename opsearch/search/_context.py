@@ -72,7 +72,8 @@ class StudyContext:
 
     @cached_property
     def data(self) -> StudyData:
-        data = load_study_data(self.config, id2label=self.model.id2label, task=self.model.task)
+        data = load_study_data(self.config, id2label=self.model.id2label, task=self.model.task,
+                               tokenizer=self.tokenizer)
         self.progress(f"data: {data.description}")
         return data
 

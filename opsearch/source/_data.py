@@ -3,12 +3,18 @@
 DATA is a local CSV, TSV, JSON(L) or Parquet file, a file inside an installed package
 (``package:DIST/path``), or a hub dataset id (``glue/sst2`` or ``ID:CONFIG``). Everything is loaded
 with ``datasets``; the columns are named or found, and the labels are mapped to the model's classes.
+
+Nothing is lost or changed without a word: a local file is checked before ``datasets`` reads it (bytes that are
+not valid in its encoding, a CSV/TSV row with more or fewer fields than the header: refused, naming the line),
+and the description says which rows were dropped and why, and how many texts are truncated.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import logging
+import math
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +31,11 @@ logger = logging.getLogger(__name__)
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "content", "review")
 LABEL_COLUMNS = ("label", "labels")
 _BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
+
+# Why a row is dropped, in the order the description lists them. A row is counted under the first that applies.
+EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN = (
+    "empty text", "missing label", "label -1 (unlabelled)", "label in exclude_labels", "unknown label")
+_REASONS = (EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN)
 
 
 @dataclass(frozen=True)
@@ -49,31 +60,37 @@ class StudyData:
     description: str
 
 
-def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, task: str) -> StudyData:
-    """Load, split, map labels. The split is seeded by ``config.seed``, so it is the same on every resume."""
-    eval_source, eval_split = _load(config.dataset, config.split, role="evaluation")
+def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, task: str,
+                    tokenizer=None) -> StudyData:
+    """Load, split, map labels. The split is seeded by ``config.seed``, so it is the same on every resume.
+
+    With a ``tokenizer``, the description also counts the evaluation texts longer than ``config.max_length``
+    tokens (they are truncated)."""
+    eval_source, eval_split = _load(config.dataset, config.split, role="evaluation", encoding=config.encoding)
     text_col, label_col = _columns(eval_source, config)
     rng = np.random.default_rng(config.seed)
 
-    eval_texts, eval_raw = _rows(eval_source, text_col, label_col, config.exclude_labels)
+    eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, label_col, config.exclude_labels)
     if config.fit_split and not config.fit_dataset and is_local_spec(config.dataset):
         raise DatasetError(f"fit_split={config.fit_split!r} names a split of a hub dataset, but {config.dataset!r} is "
                            "a local file with no splits: give the fit rows' file as fit_dataset, or drop fit_split "
                            "to hold out fit_size rows of the file.")
     if config.fit_dataset or config.fit_split:
-        fit_source, fit_split = _load(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit")
-        fit_texts, fit_raw = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
+        fit_source, fit_split = _load(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
+                                      encoding=config.encoding)
+        fit_texts, fit_raw, fit_dropped = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
         fit_order = rng.permutation(len(fit_texts))
-        how = f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]"
+        how, fit_rows = f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]", "fit rows"
     else:
         fit_size, why = _fit_size(config, task, len(eval_texts))
         order = rng.permutation(len(eval_texts))
         fit_idx, eval_idx = order[:fit_size], order[fit_size:]
         fit_texts, fit_raw = [eval_texts[i] for i in fit_idx], [eval_raw[i] for i in fit_idx]
         eval_texts, eval_raw = [eval_texts[i] for i in eval_idx], [eval_raw[i] for i in eval_idx]
-        fit_order = np.arange(len(fit_texts))
+        fit_order, fit_dropped = np.arange(len(fit_texts)), Counter()  # their drops are counted with the file's
         how = (f"{fit_size} rows held out by a shuffle seeded {config.seed} for {why}" if fit_size
                else f"no rows held out ({why})")
+        fit_rows = "held-out rows"
 
     if config.max_samples is not None and len(eval_texts) > config.max_samples:
         keep = np.sort(rng.permutation(len(eval_texts))[: config.max_samples])
@@ -82,15 +99,50 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     mapping, label_names = _label_mapping(eval_raw, config, id2label=id2label, task=task, dataset=config.dataset)
     eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.int64))
     fit_known = [i for i in fit_order if str(fit_raw[i]) in mapping]
+    unknown = sorted({str(fit_raw[i]) for i in fit_order if str(fit_raw[i]) not in mapping})
+    fit_dropped[UNKNOWN] += len(fit_order) - len(fit_known)
     fit_data = LabelledTexts([fit_texts[i] for i in fit_known],
                              np.array([mapping[str(fit_raw[i])] for i in fit_known], dtype=np.int64))
     classes = Counter(eval_data.labels.tolist())
     if len(classes) < 2:
         raise DatasetError(f"the evaluation rows of {config.dataset!r} hold one class only ({dict(classes)}): "
                            "accuracy would mean nothing. Use a split with every class.")
-    description = (f"{config.dataset} [{eval_split}]: {len(eval_data)} evaluation rows "
-                   f"(columns {text_col!r}, {label_col!r}); {how}")
+    parts = [f"{config.dataset} [{eval_split}]: {len(eval_data)} evaluation rows (columns {text_col!r}, "
+             f"{label_col!r})", _dropped_text(eval_dropped, "rows", unknown)]
+    if tokenizer is not None:
+        parts.append(_truncated_text(tokenizer, eval_data.texts, config.max_length))
+    parts += [how, _dropped_text(fit_dropped, fit_rows, unknown)]
+    description = "; ".join(p for p in parts if p)
     return StudyData(eval=eval_data, fit=fit_data, label_names=label_names, description=description)
+
+
+def _dropped_text(dropped: Counter, rows: str, unknown: list[str]) -> str:
+    """``2 rows dropped (1 empty text, 1 missing label)``; "" when none was."""
+    total = sum(dropped.values())
+    if not total:
+        return ""
+
+    def reason(name: str) -> str:
+        if name != UNKNOWN:
+            return name
+        shown = ", ".join(repr(v) for v in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+        return f"{name} {shown}" if shown else name
+
+    why = ", ".join(f"{dropped[r]} {reason(r)}" for r in _REASONS if dropped[r])
+    return f"{total} {rows[:-1] if total == 1 else rows} dropped ({why})"
+
+
+def _truncated_text(tokenizer, texts: list[str], max_length: int) -> str:
+    """``3 texts longer than 256 tokens are truncated``; "" when none is. Tokens are counted as the model is fed
+    (special tokens included), never past max_length + 1, so a long text costs no more than a short one."""
+    if not texts:
+        return ""
+    ids = tokenizer(texts, truncation=True, max_length=max_length + 1)["input_ids"]
+    n = sum(1 for i in ids if len(i) > max_length)
+    if not n:
+        return ""
+    return (f"{n} texts longer than {max_length} tokens are truncated" if n > 1
+            else f"1 text longer than {max_length} tokens is truncated")
 
 
 # Without a fit source, at most this share of the rows is held out for calibration and the probe.
@@ -124,9 +176,10 @@ def _fit_size(config: StudyConfig, task: str, rows: int) -> tuple[int, str]:
     return held, f"{why}{cut}"
 
 
-def load_texts(spec: str, *, split: str | None = None, text_column: str | None = None) -> list[str]:
+def load_texts(spec: str, *, split: str | None = None, text_column: str | None = None,
+               encoding: str = "utf-8") -> list[str]:
     """The text column of a dataset, in order (for timing workloads that need no labels)."""
-    dataset, _ = _load(spec, split, role="timing")
+    dataset, _ = _load(spec, split, role="timing", encoding=encoding)
     columns = list(dataset.column_names)
     column = text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
     if column not in columns:
@@ -135,7 +188,7 @@ def load_texts(spec: str, *, split: str | None = None, text_column: str | None =
     return [t for t in dataset[column] if isinstance(t, str) and t.strip()]
 
 
-def _load(spec: str, split: str | None, *, role: str):
+def _load(spec: str, split: str | None, *, role: str, encoding: str = "utf-8"):
     import datasets
 
     datasets.disable_progress_bars()
@@ -146,14 +199,18 @@ def _load(spec: str, split: str | None, *, role: str):
             raise DatasetError(f"dataset {spec!r} is not a CSV, TSV, JSON(L) or Parquet file.")
         if path.stat().st_size == 0:
             raise DatasetError(f"dataset file {spec!r} is empty.")
+        kwargs: dict = {}
+        if builder in ("csv", "json"):
+            text = _decoded(path, spec, encoding)
+            kwargs = {"encoding": encoding}
         if builder == "csv" and _count_lines(path, 2) < 2:
             raise DatasetError(f"dataset file {spec!r} has a header but no rows.")
-        kwargs: dict = {}
         if builder == "csv":
-            # GLUE's TSV files are not quoted; some corpora carry bytes that are not UTF-8.
-            kwargs = {"encoding_errors": "replace"}
-            if path.suffix.lower() == ".tsv":
-                kwargs.update(delimiter="\t", quoting=csv.QUOTE_NONE)
+            # GLUE's TSV files are not quoted.
+            tsv = path.suffix.lower() == ".tsv"
+            dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {}
+            _check_fields(text, spec, tsv=tsv, **dialect)
+            kwargs.update(dialect)
         try:
             loaded = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
         except Exception as exc:  # datasets wraps parser errors in several types
@@ -173,6 +230,48 @@ def _load(spec: str, split: str | None, *, role: str):
     if chosen not in splits:
         raise DatasetError(f"dataset {spec!r} has no split {chosen!r} for {role}; its splits are {splits}.")
     return datasets.load_dataset(name, config_name, split=chosen), chosen
+
+
+def _decoded(path: Path, spec: str, encoding: str) -> str:
+    """The file's text; bytes not valid in ``encoding`` are refused, naming the line and the byte offset (never
+    replaced: a text with replacement characters is not the text the file holds)."""
+    data = path.read_bytes()
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        line_start = data.rfind(b"\n", 0, exc.start) + 1
+        before = data[max(line_start, exc.start - 40):exc.start].decode(encoding, errors="replace").lstrip()
+        after = f" (after {before!r})" if before else ""
+        raise DatasetError(
+            f"dataset file {spec!r} is not valid {encoding}: line {line}, byte offset {exc.start}{after}, holds "
+            f"byte 0x{data[exc.start]:02x}. Give the file's encoding (--encoding latin-1, or encoding = \"latin-1\" "
+            "in a study file; cp1252 and mac_roman are other common ones), or re-save the file as UTF-8.") from None
+
+
+def _check_fields(text: str, spec: str, *, tsv: bool, **dialect) -> None:
+    """Every row has as many fields as the header, as the csv module reads the file with the dialect ``datasets``
+    is given (a TSV: tabs, no quoting). Blank lines are skipped, as pandas skips them."""
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect)
+    header = next(reader, [])
+    first: tuple[int, int, int] | None = None  # (line, last line, fields) of the first ragged row
+    ragged, line = 0, reader.line_num
+    for row in reader:
+        start, line = line + 1, reader.line_num
+        if len(row) == len(header) or (len(row) <= 1 and not "".join(row).strip()):
+            continue
+        ragged += 1
+        first = first or (start, line, len(row))
+    if first is None:
+        return
+    start, end, fields = first
+    spans = f" (the row runs on to line {end}: is a quote left open?)" if end > start else ""
+    more = f" ({ragged} rows in all do not match)" if ragged > 1 else ""
+    fix = ("a TSV is read unquoted: a text may not hold a tab" if tsv
+           else "a text holding a comma, a quote or a line break goes in double quotes, its own quotes doubled")
+    raise DatasetError(
+        f"dataset file {spec!r}: line {start} has {fields} field{'s' if fields != 1 else ''}, the header has "
+        f"{len(header)}{spans}{more}. Fix the row so it has one value per column ({fix}).")
 
 
 def _count_lines(path: Path, at_most: int) -> int:
@@ -209,18 +308,32 @@ def _columns(dataset, config: StudyConfig) -> tuple[str, str]:
             pick(config.label_column, LABEL_COLUMNS, "label", "--label-column"))
 
 
-def _rows(dataset, text_col: str, label_col: str, exclude: list[str]) -> tuple[list[str], list]:
+def _rows(dataset, text_col: str, label_col: str, exclude: list[str]) -> tuple[list[str], list, Counter]:
+    """The rows with a text and a label, and how many were dropped for each reason."""
     texts, labels = dataset[text_col], dataset[label_col]
     names = getattr(dataset.features.get(label_col), "names", None)
     if names:  # ClassLabel: keep the ids, which follow the dataset's names
         labels = [names[v] if 0 <= v < len(names) else v for v in labels]
     excluded = set(exclude)
-    keep = [i for i, (t, y) in enumerate(zip(texts, labels, strict=True))
-            if isinstance(t, str) and t.strip() and y is not None and str(y) not in excluded and y != -1]
-    if not keep:
+    kept_texts, kept_labels, dropped = [], [], Counter()
+    for t, y in zip(texts, labels, strict=True):
+        if isinstance(y, float) and y.is_integer():
+            y = int(y)  # a numeric column with an empty cell is read as floats: 1.0 is class 1
+        if not isinstance(t, str) or not t.strip():
+            dropped[EMPTY_TEXT] += 1
+        elif y is None or (isinstance(y, float) and math.isnan(y)) or (isinstance(y, str) and not y.strip()):
+            dropped[MISSING_LABEL] += 1
+        elif y == -1:
+            dropped[UNLABELLED] += 1
+        elif str(y) in excluded:
+            dropped[EXCLUDED] += 1
+        else:
+            kept_texts.append(t)
+            kept_labels.append(y)
+    if not kept_texts:
         raise DatasetError(f"no row has both a text in {text_col!r} and a label in {label_col!r} "
                            "(unlabelled test splits carry label -1: use the validation split).")
-    return [texts[i] for i in keep], [labels[i] for i in keep]
+    return kept_texts, kept_labels, dropped
 
 
 def _label_mapping(raw: list, config: StudyConfig, *, id2label: dict[int, str] | None, task: str,

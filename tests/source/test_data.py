@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import sentiment_rows, write_table
+from conftest import make_tokenizer, sentiment_rows, write_table
 
 from opsearch.config import StudyConfig
 from opsearch.errors import DatasetError
@@ -58,10 +58,11 @@ def write_rows(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def load(
-    path: Path, *, id2label: dict[int, str] | None = ID2LABEL, task: str = "classification", **settings: Any
+    path: Path, *, id2label: dict[int, str] | None = ID2LABEL, task: str = "classification", tokenizer=None,
+    **settings: Any
 ) -> StudyData:
     cfg = StudyConfig(model="x", dataset=str(path), **{"fit_size": 10, **settings})
-    return load_study_data(cfg, id2label=id2label, task=task)
+    return load_study_data(cfg, id2label=id2label, task=task, tokenizer=tokenizer)
 
 
 def pairs(data: StudyData) -> list[tuple[str, int]]:
@@ -189,6 +190,7 @@ def test_excluded_labels_drop_their_rows(tmp_path: Path, task: str, id2label: di
     texts = data.eval.texts + data.fit.texts
     assert sorted(texts) == sorted(kept)
     assert set(data.eval.labels.tolist()) == {0, 1}
+    assert "; 15 rows dropped (15 label in exclude_labels);" in data.description
 
 
 def test_one_class_is_rejected(tmp_path: Path) -> None:
@@ -204,6 +206,92 @@ def test_rows_without_text_are_skipped(tmp_path: Path) -> None:
     rows[7]["sentence"] = ""
     data = load(write_rows(tmp_path / "d.csv", rows))
     assert len(data.eval) + len(data.fit) == 28
+    assert "; 2 rows dropped (2 empty text);" in data.description
+
+
+# Nothing lost, nothing hidden: what is dropped or truncated is said -------------------------------------------
+
+
+def test_dropped_rows_are_counted_per_reason(tmp_path: Path) -> None:
+    rows = unique_rows(30)
+    rows[2]["sentence"] = ""
+    rows[5]["label"] = ""  # an empty cell: the column is read as floats, 1.0 and NaN
+    rows[9]["label"] = ""
+    rows[11]["sentence"], rows[11]["label"] = " ", ""  # counted once, under its first reason
+    data = load(write_rows(tmp_path / "d.csv", rows))
+    kept = [r for i, r in enumerate(rows) if i not in (2, 5, 9, 11)]
+    assert sorted(pairs(data)) == sorted(source_pairs(kept, "sentence", "label"))  # the rest mapped to 0 and 1
+    assert data.description == (f"{tmp_path / 'd.csv'} [d.csv]: 16 evaluation rows (columns 'sentence', 'label'); "
+                                "4 rows dropped (2 empty text, 2 missing label); 10 rows held out by a shuffle "
+                                "seeded 0 for calibration/probes (fit_size)")
+
+
+def test_null_nan_and_empty_labels_of_a_json_file_are_missing_labels(tmp_path: Path) -> None:
+    rows = unique_rows(30, names=("negative", "positive"))
+    rows[0]["label"], rows[1]["label"], rows[2]["label"] = None, float("nan"), ""
+    rows[3]["label"] = "  "
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))  # NaN as JSON's NaN
+    data = load(path)
+    assert len(data.eval) + len(data.fit) == 26
+    assert "; 4 rows dropped (4 missing label);" in data.description
+
+
+def test_every_reason_is_listed_in_order_with_its_count(tmp_path: Path) -> None:
+    names = ("negative", "positive", "neutral")
+    rows = [{"sentence": f"t {i}", "label": names[i % 3]} for i in range(45)]  # 15 neutral
+    rows[0]["sentence"] = ""  # a negative row
+    rows[1]["label"] = ""  # a positive row
+    data = load(write_rows(tmp_path / "d.csv", rows), exclude_labels=["neutral"])
+    assert len(data.eval) + len(data.fit) == 28
+    assert "; 17 rows dropped (1 empty text, 1 missing label, 15 label in exclude_labels);" in data.description
+
+
+def test_fit_rows_with_a_label_the_evaluation_rows_do_not_have_are_counted(tmp_path: Path) -> None:
+    eval_path = write_rows(tmp_path / "eval.csv", unique_rows(20, names=("negative", "positive")))
+    fit_rows = unique_rows(16, seed=2, names=("negative", "positive"))
+    fit_rows[0]["label"] = fit_rows[1]["label"] = "meh"
+    fit_rows[2]["sentence"] = ""
+    fit_path = write_rows(tmp_path / "fit.csv", fit_rows)
+    data = load(eval_path, fit_dataset=str(fit_path))
+    assert len(data.eval) == 20 and len(data.fit) == 13
+    assert data.description.endswith(f"; fit rows from {fit_path} [fit.csv]; "
+                                     "3 fit rows dropped (1 empty text, 2 unknown label 'meh')")
+
+
+def test_held_out_rows_with_a_label_no_evaluation_row_has_are_counted(tmp_path: Path) -> None:
+    rows = unique_rows(40)
+    held = load(write_rows(tmp_path / "d.csv", rows)).fit.texts  # which rows seed 0 holds out of 40
+    for row in rows:
+        if row["sentence"] in held[:2]:
+            row["label"] = 7  # the model has no class 7, and no evaluation row carries it
+    data = load(write_rows(tmp_path / "d.csv", rows))
+    assert len(data.fit) == 8 and not set(held[:2]) & set(data.fit.texts + data.eval.texts)
+    assert data.description.endswith("for calibration/probes (fit_size); 2 held-out rows dropped (2 unknown label '7')")
+
+
+def test_nothing_is_said_when_nothing_is_dropped_or_truncated(tmp_path: Path) -> None:
+    data = load(write_rows(tmp_path / "d.csv", unique_rows(30)), tokenizer=make_tokenizer(tmp_path / "tok"))
+    assert data.description == (f"{tmp_path / 'd.csv'} [d.csv]: 20 evaluation rows (columns 'sentence', 'label'); "
+                                "10 rows held out by a shuffle seeded 0 for calibration/probes (fit_size)")
+
+
+def test_evaluation_texts_longer_than_max_length_are_counted_and_kept_whole(tmp_path: Path) -> None:
+    tokenizer = make_tokenizer(tmp_path / "tok")  # every word below is one token; [CLS] and [SEP] add two
+    rows = unique_rows(20)
+    rows[0]["sentence"] = " ".join(["good"] * 5000)  # 5,000 words
+    rows[1]["sentence"] = " ".join(["bad"] * 31)  # 33 tokens: one too many
+    rows[2]["sentence"] = " ".join(["fine"] * 40)
+    rows[3]["sentence"] = " ".join(["dull"] * 30)  # 32 tokens: fits exactly
+    fit_path = write_rows(tmp_path / "fit.csv", unique_rows(16, seed=2))
+    data = load(write_rows(tmp_path / "d.csv", rows), tokenizer=tokenizer, max_length=32, fit_dataset=str(fit_path))
+    assert "; 3 texts longer than 32 tokens are truncated;" in data.description
+    assert " ".join(["good"] * 5000) in data.eval.texts  # the text is cut when it is fed, not when it is read
+    for max_length, said in [(42, "1 text longer than 42 tokens is truncated"), (5002, None)]:
+        description = load(tmp_path / "d.csv", tokenizer=tokenizer, max_length=max_length,
+                           fit_dataset=str(fit_path)).description
+        assert (f"; {said};" in description) if said else "truncated" not in description
+    assert "truncated" not in load(tmp_path / "d.csv", max_length=32, fit_dataset=str(fit_path)).description
 
 
 # Files ---------------------------------------------------------------------------------------------------
@@ -311,3 +399,112 @@ def test_row_counts_add_up_per_class(forty: tuple[Path, list]) -> None:
     counts = Counter(data.eval.labels.tolist()) + Counter(data.fit.labels.tolist())
     assert counts == Counter(r["label"] for r in rows)
     assert data.eval.labels.dtype.kind == "i"
+
+
+# Files that are not what they claim: refused, naming the line --------------------------------------------------
+
+
+def write_latin1(path: Path, rows: list[dict[str, Any]], *, at: int, text: str = "un café noir") -> Path:
+    """``rows`` in latin-1, the row at index ``at`` holding ``text`` (with a byte, é = 0xe9, UTF-8 cannot read)."""
+    rows = [dict(r) for r in rows]
+    column = next(iter(rows[0]))
+    rows[at][column] = text
+    if path.suffix == ".jsonl":  # as an editor saves it: the accent as its byte, not as \u00e9
+        path.write_bytes("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode("latin-1"))
+        return path
+    write_rows(path, rows)
+    path.write_bytes(path.read_text().encode("latin-1"))
+    return path
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.jsonl"])
+def test_bytes_that_are_not_utf8_are_refused_naming_line_offset_and_fix(tmp_path: Path, name: str) -> None:
+    path = write_latin1(tmp_path / name, unique_rows(30), at=4)
+    data = path.read_bytes()
+    offset = data.index(b"\xe9")
+    line = 6 if name != "d.jsonl" else 5  # the header is line 1 of a CSV or TSV; a JSON-lines file has none
+    with pytest.raises(DatasetError) as info:
+        load(path)
+    message = str(info.value)
+    assert message.startswith(f"dataset file {str(path)!r} is not valid utf-8: line {line}, byte offset {offset} ")
+    assert "un caf'), holds byte 0xe9. " in message  # what precedes the byte on its line
+    assert '--encoding latin-1, or encoding = "latin-1" in a study file' in message
+    assert "re-save the file as UTF-8" in message
+
+
+@pytest.mark.parametrize("name", ["d.csv", "d.tsv", "d.jsonl"])
+def test_the_encoding_setting_reads_a_latin1_file_intact(tmp_path: Path, name: str) -> None:
+    rows = unique_rows(30)
+    path = write_latin1(tmp_path / name, rows, at=4, text="un café noir, très bon")
+    data = load(path, encoding="latin-1")
+    expected = [dict(r) for r in rows]
+    expected[4]["sentence"] = "un café noir, très bon"
+    assert sorted(pairs(data)) == sorted(source_pairs(expected, "sentence", "label"))
+
+
+def test_the_encoding_applies_to_the_fit_file_too(tmp_path: Path) -> None:
+    eval_path = write_rows(tmp_path / "eval.csv", unique_rows(20, seed=1))
+    fit_path = write_latin1(tmp_path / "fit.csv", unique_rows(16, seed=2), at=0)
+    with pytest.raises(DatasetError, match=f"dataset file {str(fit_path)!r} is not valid utf-8: line 2, "):
+        load(eval_path, fit_dataset=str(fit_path))
+    assert "un café noir" in load(eval_path, fit_dataset=str(fit_path), encoding="latin-1").fit.texts
+
+
+def test_a_valid_utf8_file_with_accents_is_read_as_utf8(tmp_path: Path) -> None:
+    rows = unique_rows(30)
+    rows[4]["sentence"] = "un café noir ☕"
+    data = load(write_rows(tmp_path / "d.csv", rows))
+    assert "un café noir ☕" in data.eval.texts + data.fit.texts
+
+
+@pytest.mark.parametrize(("name", "bad_line", "fields", "fix"), [
+    ("d.csv", "awful and, dull,0", 3, "double quotes"),  # an unquoted comma
+    ("d.csv", "awful and dull", 1, "double quotes"),  # a field missing (pandas would fill it with NaN)
+    ("d.tsv", "awful and\tdull\t0", 3, "may not hold a tab"),  # a tab inside a text
+    ("d.tsv", "awful and dull 0", 1, "may not hold a tab"),
+])
+def test_a_row_with_more_or_fewer_fields_than_the_header_is_refused(tmp_path: Path, name: str, bad_line: str,
+                                                                     fields: int, fix: str) -> None:
+    path = write_rows(tmp_path / name, unique_rows(30))
+    lines = path.read_text().splitlines()
+    lines[6] = bad_line  # line 7 of the file
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError) as info:
+        load(path)
+    message = str(info.value)
+    plural = "s" if fields != 1 else ""
+    assert message.startswith(f"dataset file {str(path)!r}: line 7 has {fields} field{plural}, the header has 2. ")
+    assert "Fix the row so it has one value per column" in message and fix in message
+
+
+def test_ragged_rows_are_counted_and_the_first_is_named(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "d.tsv", unique_rows(30))
+    lines = path.read_text().splitlines()
+    for i in (9, 12, 20):
+        lines[i] += "\textra"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"line 10 has 3 fields, the header has 2 \(3 rows in all do not match\)"):
+        load(path)
+
+
+def test_line_numbers_count_the_lines_of_quoted_texts_and_blank_lines_are_no_rows(tmp_path: Path) -> None:
+    rows = unique_rows(30)
+    rows[1]["sentence"] = "a text\nover three\nlines"  # quoted by the CSV writer: one row on lines 3 to 5
+    path = write_rows(tmp_path / "d.csv", rows)
+    assert sorted(pairs(load(path))) == sorted(source_pairs(rows, "sentence", "label"))  # no ragged row
+    lines = path.read_text().splitlines()
+    lines.insert(8, "")  # a blank line, which pandas skips: no row, and no ragged one
+    lines[10] = "one, two, three"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r": line 11 has 3 fields, the header has 2\. "):
+        load(path)
+
+
+def test_a_quote_left_open_is_named_as_the_likely_cause(tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "d.csv", unique_rows(30))
+    lines = path.read_text().splitlines()
+    lines[4] = '"an opening quote never closed,1'
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(DatasetError, match=r"line 5 has 1 field, the header has 2 \(the row runs on to line 31: "
+                                           r"is a quote left open\?\)"):
+        load(path)

@@ -20,9 +20,12 @@ class ConfigError(OpsearchError):
     """
 
     def __init__(self, message: str, *, setting: str | None = None, value: object = None,
-                 problem: str | None = None) -> None:
+                 problem: str | None = None, other: tuple[str, object, str] | None = None) -> None:
         super().__init__(message)
         self.setting, self.value, self.problem = setting, value, problem
+        # A refusal of two settings together (max_rounds below rounds) told from the other's side: (setting, value,
+        # problem), so that it is named as typed when only that one was.
+        self.other = other
 
     def respelled(self, spelling: str) -> ConfigError:
         """The same error, the setting written as ``spelling`` (e.g. ``--threads 0``)."""
@@ -30,6 +33,16 @@ class ConfigError(OpsearchError):
             return self
         return ConfigError(f"{spelling} {self.problem}", setting=self.setting, value=self.value,
                            problem=self.problem)
+
+    def spelled_by(self, spellings: dict[str, str]) -> ConfigError | None:
+        """The error with its setting as the user wrote it (``spellings``: setting to ``--threads 0``), else the
+        other setting it is about; None when the user wrote neither."""
+        if self.setting in spellings:
+            return self.respelled(spellings[self.setting])
+        if self.other is not None and self.other[0] in spellings:
+            setting, value, problem = self.other
+            return ConfigError(f"{spellings[setting]} {problem}", setting=setting, value=value, problem=problem)
+        return None
 
 
 class ModelError(OpsearchError):

@@ -191,8 +191,7 @@ def config_from_args(args: argparse.Namespace) -> StudyConfig:
             return StudyConfig.from_dict(overrides, source="the flags", spelled=typed)
         return StudyConfig.default().replace(**overrides)
     except ConfigError as exc:
-        spelling = typed.get(exc.setting or "")
-        raise (exc.respelled(spelling) if spelling else exc) from None
+        raise (exc.spelled_by(typed) or exc) from None
 
 
 def _resume_hint(args: argparse.Namespace) -> str:

@@ -5,6 +5,8 @@ identity, and how a study stored before a setting existed is read are all derive
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -101,10 +103,36 @@ def fraction(example: str) -> Callable[[str, Any], None]:
     return check
 
 
-def check_value(name: str, value: Any, info: Setting) -> Any:
-    """The value checked against its setting, lists normalized (a lone value becomes a list of one)."""
+_KIND_WORDS = {bool: "true or false", int: "a whole number", float: "a number", str: "text (a string)",
+               dict: "a table of names to values"}
+
+
+def value_types(annotation: Any) -> tuple[type, ...]:
+    """The types a setting's value (each element, for a list) may have, read from its annotation:
+    ``int | list[int]`` gives (int,), ``dict[str, int] | None`` gives (dict,)."""
+    members = typing.get_args(annotation) if isinstance(annotation, types.UnionType) else (annotation,)
+    out: list[type] = []
+    for member in members:
+        origin = typing.get_origin(member)
+        kinds = typing.get_args(member) if origin is list else (origin,) if origin is not None else (member,)
+        out += [k for k in kinds if k is not type(None) and k not in out]
+    return tuple(out)
+
+
+def _of_type(value: Any, kinds: tuple[type, ...]) -> bool:
+    if isinstance(value, bool):  # a bool is an int to Python, not to a setting
+        return bool in kinds
+    if isinstance(value, int) and float in kinds:
+        return True
+    return isinstance(value, tuple(k for k in kinds if k is not bool))
+
+
+def check_value(name: str, value: Any, info: Setting, kinds: tuple[type, ...] = ()) -> Any:
+    """The value checked against its setting, lists normalized (a lone value becomes a list of one). ``kinds``:
+    the types each value may have (see :func:`value_types`), checked after the setting's own checks."""
     if value is None:
         return None
+    listed = (info.many or info.one_or_many) and isinstance(value, list | tuple)
     if info.many and isinstance(value, str | bool | int | float):
         value = [value]
     values: Sequence = value if (info.many or info.one_or_many) and isinstance(value, list | tuple) else [value]
@@ -120,4 +148,7 @@ def check_value(name: str, value: Any, info: Setting) -> Any:
             refuse(name, v, f"is not one of {list(info.choices)}.")
         if info.check is not None:
             info.check(name, v)
+        if kinds and not _of_type(v, kinds):
+            what = " or ".join(_KIND_WORDS.get(k, k.__name__) for k in kinds)
+            refuse(name, v, f"must be {what}." if not listed else f"holds {v!r}, which is not {what}.")
     return list(value) if isinstance(value, tuple) else value

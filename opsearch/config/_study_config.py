@@ -10,9 +10,11 @@ from __future__ import annotations
 import codecs
 import dataclasses
 import difflib
+import functools
 import os
 import re
 import tomllib
+import typing
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -47,6 +49,7 @@ from opsearch.config._setting import (
     refuse,
     setting,
     settings_of,
+    value_types,
     whole,
 )
 from opsearch.errors import ConfigError
@@ -242,10 +245,14 @@ class StudyConfig:
                                             metavar="MB", default_help="half of this machine's memory")
 
     def __post_init__(self) -> None:
+        kinds = _value_types(type(self))
         for name, (_, info) in settings_of(type(self)).items():
-            setattr(self, name, check_value(name, getattr(self, name), info))
+            setattr(self, name, check_value(name, getattr(self, name), info, kinds[name]))
         if self.max_rounds < self.rounds:
-            refuse("max_rounds", self.max_rounds, f"is below rounds={self.rounds}: raise max_rounds or lower rounds.")
+            problem = f"is below rounds={self.rounds}: raise max_rounds or lower rounds."
+            raise ConfigError(f"max_rounds={self.max_rounds!r} {problem}", setting="max_rounds", value=self.max_rounds,
+                              problem=problem, other=("rounds", self.rounds, f"is above max_rounds={self.max_rounds}: "
+                                                      "lower rounds or raise max_rounds."))
         if self.label_map is not None:
             self.label_map = {str(k): int(v) for k, v in self.label_map.items()}
 
@@ -267,14 +274,19 @@ class StudyConfig:
             raw = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"study file {str(path)!r} is not valid TOML: {exc}") from exc
-        raw = {k.replace("-", "_"): v for k, v in raw.items()}
+        known, keys = set(settings_of(cls)), {}  # keys: each setting's key as written (fit-size or fit_size)
+        for key in raw:
+            name = key.replace("-", "_")
+            if name in known and keys.setdefault(name, key) != key:
+                raise ConfigError(f"study file {str(path)!r} sets {name} twice, as {keys[name]} and {key}: keep one.")
+        written = {name: f"{key} = {raw[key]!r} in {path.name}" for name, key in keys.items()}
+        raw = {k.replace("-", "_") if k.replace("-", "_") in known else k: v for k, v in raw.items()}
         for key in ("model", "dataset", "fit_dataset"):
             if isinstance(raw.get(key), str):
                 raw[key] = resolve_relative(raw[key], path.parent)
         if isinstance(raw.get("storage"), str) and raw["storage"].startswith("sqlite:///"):
             db = raw["storage"][len("sqlite:///"):]
             raw["storage"] = "sqlite:///" + resolve_relative(db if db.startswith("/") else "./" + db, path.parent)
-        written = {k: f"{k} = {v!r} in {path.name}" for k, v in raw.items()}
         raw.update({k: v for k, v in overrides.items() if v is not None})
         return cls.from_dict(raw, source=f"study file {str(path)!r}",
                              spelled={k: s for k, s in written.items() if k not in overrides})
@@ -297,10 +309,11 @@ class StudyConfig:
         try:
             return cls(**raw)
         except ConfigError as exc:
-            spelling = (spelled or {}).get(exc.setting or "")
-            if spelling:
-                raise exc.respelled(spelling) from None
-            raise ConfigError(f"{source}: {exc}", setting=exc.setting, value=exc.value, problem=exc.problem) from None
+            respelled = exc.spelled_by(spelled or {})
+            if respelled is not None:
+                raise respelled from None
+            raise ConfigError(f"{source}: {exc}", setting=exc.setting, value=exc.value, problem=exc.problem,
+                              other=exc.other) from None
         except TypeError as exc:  # a value of a type no check expects (a table where a number belongs)
             raise ConfigError(f"{source}: {exc}") from None
 
@@ -347,6 +360,12 @@ class StudyConfig:
         if self.storage:
             return self.storage
         return f"sqlite:///{DEFAULT_RUN_DIR / (self.resolved_study_name() + '.db')}"
+
+
+@functools.cache
+def _value_types(cls) -> dict[str, tuple[type, ...]]:
+    hints = typing.get_type_hints(cls)
+    return {name: value_types(hints[name]) for name in settings_of(cls)}
 
 
 # Settings a resumed study or a worker may change: how trials run here, not what the study measures.

@@ -9,6 +9,7 @@ import pytest
 from conftest import fast_settings
 
 from opsearch.cli import main
+from opsearch.errors import ConfigError
 
 
 def _toml(path: Path, **settings) -> Path:
@@ -235,3 +236,19 @@ def test_remeasure_of_a_study_opsearch_did_not_make_is_refused(tmp_path, capsys)
     assert main(["remeasure", "--storage", storage, "--study-name", "foreign"]) == 2
     err = capsys.readouterr().err
     assert "was not made by opsearch" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--rounds", "40"], "--rounds 40 is above max_rounds=30: lower rounds or raise max_rounds."),
+    (["--max-rounds", "5"], "--max-rounds 5 is below rounds=10: raise max_rounds or lower rounds."),
+])
+def test_rounds_above_max_rounds_names_the_flag_typed(flags, message) -> None:
+    # Found by tests/config/test_settings_fuzz.py: `--rounds 40` alone was refused as "max_rounds=30 is below ...".
+    from opsearch.cli import config_from_args
+    from opsearch.cli._main import _parser
+
+    with pytest.raises(ConfigError) as info:
+        config_from_args(_parser().parse_args(["run", "--model", "./m", "--dataset", "d.csv", *flags]))
+    assert str(info.value) == message
+    with pytest.raises(ConfigError, match="^--rounds 40 is above max_rounds=20"):  # the default study's
+        config_from_args(_parser().parse_args(["run", "--rounds", "40"]))

@@ -330,3 +330,54 @@ def test_search_settings_from_a_study_file(tmp_path: Path) -> None:
     cfg = StudyConfig.from_toml(path)
     assert (cfg.fusions, cfg.sampler, cfg.max_accuracy_loss, cfg.exclude_fragile, cfg.enumerate) == (
         ["none", "O3"], "nsga2", "1%rel", True, "off")
+
+
+# Found by the fuzzing (test_settings_fuzz.py) ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("line", "shown"),
+    [
+        ("model = 5", "must be text"),
+        ("split = 0", "must be text"),
+        ("text_column = [\"text\"]", "must be text"),
+        ("storage = true", "must be text"),
+        ("all_operators = \"yes\"", "must be true or false"),
+        ("end_to_end = 1", "must be true or false"),
+        ("exclude_labels = [0]", "holds 0, which is not text"),
+        ("exclude_labels = {a = 1}", "must be text"),
+    ],
+)
+def test_a_value_of_the_wrong_type_is_refused_naming_the_key(tmp_path: Path, line: str, shown: str) -> None:
+    # These settings have no check of their own: a number for a path, or text for a switch, used to be kept.
+    text = f'model = "m"\ndataset = "d"\n{line}\n' if not line.startswith("model") else f'{line}\ndataset = "d"\n'
+    with pytest.raises(ConfigError) as info:
+        StudyConfig.from_toml(write_study(tmp_path, text))
+    key = line.split(" = ")[0]
+    assert re.match(rf"{key} = .+ in study\.toml ", str(info.value)) and shown in str(info.value)
+
+
+def test_a_dashed_key_is_named_as_written(tmp_path: Path) -> None:
+    path = write_study(tmp_path, 'model = "m"\ndataset = "d"\nmax-rounds = 0\n')
+    with pytest.raises(ConfigError, match=r"^max-rounds = 0 in study\.toml must be"):
+        StudyConfig.from_toml(path)
+    path = write_study(tmp_path, 'model = "m"\ndataset = "d"\nmax-round = 40\n')
+    with pytest.raises(ConfigError, match=r"unknown setting\(s\) 'max-round' \(did you mean 'max_rounds'\?\)"):
+        StudyConfig.from_toml(path)
+
+
+def test_a_setting_written_twice_is_refused(tmp_path: Path) -> None:
+    # TOML sees two keys; the second used to win silently.
+    path = write_study(tmp_path, 'model = "m"\ndataset = "d"\nfit-size = 10\nfit_size = 20\n')
+    with pytest.raises(ConfigError, match="sets fit_size twice, as fit-size and fit_size"):
+        StudyConfig.from_toml(path)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("rounds = 40", "rounds = 40 in study.toml is above max_rounds=30: lower rounds or raise max_rounds."),
+    ("max_rounds = 5", "max_rounds = 5 in study.toml is below rounds=10: raise max_rounds or lower rounds."),
+])
+def test_rounds_above_max_rounds_names_the_key_written(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        StudyConfig.from_toml(write_study(tmp_path, f'model = "m"\ndataset = "d"\n{line}\n'))
+    assert str(info.value) == message

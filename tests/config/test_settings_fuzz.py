@@ -117,11 +117,24 @@ CHECK_RULES = {
         lambda v: all(number(i) and isinstance(i, int) for i in v.values()),
         st.dictionaries(st.text(max_size=5), st.integers(*INT64), max_size=3),
         st.dictionaries(st.text(max_size=3), st.sampled_from(["zero", 1.5, True, [1]]), min_size=1, max_size=2)),
+    _study_config._check_encoding: Rule(
+        lambda v: isinstance(v, str) and _known_encoding(v),
+        st.sampled_from(["utf-8", "latin-1", "cp1252", "mac_roman"]),
+        st.sampled_from(["utf-9", "", "base64", "rot13", "no-such"])),
     _study_config._check_limit: Rule(
         lambda v: re.fullmatch(RELATIVE, v) is not None if isinstance(v, str) else 0 <= v < 1,
         st.floats(0, 1, exclude_max=True) | st.just(0) | st.from_regex(RELATIVE, fullmatch=True),
         st.sampled_from([1, 2, -0.01, 1.0, math.nan, math.inf, "1%", "rel", "1 % re", "0.01", "%rel"])),
 }
+
+
+def _known_encoding(value: str) -> bool:
+    import codecs
+
+    try:
+        return getattr(codecs.lookup(value), "_is_text_encoding", True)
+    except LookupError:
+        return False
 
 
 def rule_of(name: str) -> Rule:

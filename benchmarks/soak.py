@@ -83,6 +83,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -366,10 +367,11 @@ def random_signals(rng: random.Random) -> Iterator[signal.Signals]:
 
 def soak(targets: list[Target], *, workers: int, minutes: float, kill_every: tuple[float, float],
          rng: random.Random, signals: Iterable[signal.Signals] | None = None, max_kills: int | None = None,
-         max_minutes: float | None = None, say: Say = print) -> None:
+         mid_trial: bool = False, max_minutes: float | None = None, say: Say = print) -> None:
     """Keep ``workers`` workers per target alive, killing each at a random moment every ``kill_every`` minutes and
     starting it again, until its study holds its target and ``minutes`` passed; then stop them (SIGTERM), sweep
-    what they left RUNNING and run what is still queued."""
+    what they left RUNNING and run what is still queued. ``mid_trial``: a kill that falls due waits until the worker
+    is inside a trial (every parameter drawn), so that few kills are enough to cut trials off."""
     signals = iter(signals) if signals is not None else random_signals(rng)
     lo, hi = (60 * m for m in kill_every)
     began = time.monotonic()
@@ -388,24 +390,24 @@ def soak(targets: list[Target], *, workers: int, minutes: float, kill_every: tup
     try:
         while not all(t.done for t in targets):
             for target in (t for t in targets if not t.done):
-                _tend(target, elapsed, lambda: next(signals), rng, lo, hi, max_kills, say)
+                _tend(target, elapsed, lambda: next(signals), rng, lo, hi, max_kills, mid_trial, say)
                 late = max_minutes is not None and elapsed() > 60 * max_minutes
                 if late and target.reached_s is None:
                     target.findings.append(Finding("target", f"{target.name}: the study did not reach its "
                                                    f"{target.trials} completed trials within {max_minutes:g} min"))
                 if late or (target.reached_s is not None and elapsed() >= 60 * minutes):
                     stop_workers(target, elapsed, say)
-            time.sleep(POLL_SECONDS)
+            time.sleep(POLL_SECONDS / 5 if mid_trial else POLL_SECONDS)
     finally:
         for target in targets:  # a Ctrl-C of the soak, or an error in it: leave nothing running
             for worker in target.workers:
                 if worker.proc is not None and worker.proc.poll() is None:
                     worker.note_exit(worker.stop(), "SIGTERM: the soak stopped")
-    for target in targets:
-        sweep_and_drain(target, say)
+    with ThreadPoolExecutor(len(targets)) as pool:  # one storage's sweep need not wait for another's
+        list(pool.map(lambda target: sweep_and_drain(target, say), targets))
 
 
-def _tend(target: Target, elapsed, next_signal, rng, lo: float, hi: float, max_kills: int | None,
+def _tend(target: Target, elapsed, next_signal, rng, lo: float, hi: float, max_kills: int | None, mid_trial: bool,
           say: Say) -> None:
     if target.reached_s is None and target.reader.count("COMPLETE") >= target.trials:
         target.reached_s = elapsed()
@@ -420,6 +422,10 @@ def _tend(target: Target, elapsed, next_signal, rng, lo: float, hi: float, max_k
             worker.start()
             target.restarts += 1
         elif elapsed() >= worker.next_kill and (max_kills is None or len(target.kills) < max_kills):
+            if mid_trial and not any(t.state.name == "RUNNING" and "recipe" in t.user_attrs
+                                     and (t.user_attrs.get("worker") or {}).get("pid") == worker.pid
+                                     for t in target.reader.trials()):
+                continue  # not inside a trial yet: look again at the next poll
             kill(target, worker, next_signal(), elapsed, say)
             worker.next_kill = elapsed() + rng.uniform(lo, hi)
 
@@ -553,7 +559,7 @@ def check(target: Target, trials: list | None = None) -> Outcome:
 
     def label(t) -> str:
         by = killed.get(pid_of(t))
-        return f"trial {t.number}" + (f" (its worker got {by})" if by else "")
+        return f"trial {t.number}" + (f" (run by pid {pid_of(t)}, later sent {by})" if by else "")
 
     sigint_note = " (SIGINT as handled today)"
 

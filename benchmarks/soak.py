@@ -26,7 +26,7 @@ What it does:
   storage (keeping each COMPLETE one's number, parameters, values and user attributes, and which trials the
   worker is running), sends SIGKILL or SIGINT (chosen at random, seeded by ``--seed``), waits for the worker to
   exit and starts it again;
-- at the end, stops every worker with SIGTERM (the trial in hand is left RUNNING, as by a kill); then one more
+- at the end, stops every worker with SIGTERM (a clean stop, exit 130: its trial goes back to the queue); then one more
   ``opsearch worker --trials 0`` sweeps what the stopped workers left RUNNING (marks it failed as interrupted and
   queues it again), and one with ``--trials W`` runs the W trials still queued, so that every cut-off
   configuration is measured before the checks.
@@ -131,9 +131,13 @@ def study_settings(url: str, model: Path, data: Path, *, trials: int, seed: int)
             **fast_settings(isolation="process")}
 
 
+# What `opsearch` exits with when SIGINT or SIGTERM stops it cleanly (opsearch.errors.Interrupted).
+INTERRUPTED_EXIT = 130
+
 _CREATE = """import json, sys
 from opsearch.config import StudyConfig
 from opsearch.search import run_study
+
 run_study(StudyConfig(**json.loads(sys.argv[1])), n_trials=0)
 """
 
@@ -431,12 +435,12 @@ def _tend(target: Target, elapsed, next_signal, rng, lo: float, hi: float, max_k
 
 
 def stop_workers(target: Target, elapsed, say: Say) -> None:
-    """The end: every worker gets SIGTERM (the trial in hand is left RUNNING, for the sweep)."""
+    """The end: every worker gets SIGTERM (a clean stop: the trial in hand goes back to the queue)."""
     for worker in target.workers:
         code = worker.stop(signal.SIGTERM)
-        if code != -signal.SIGTERM:
+        if code != INTERRUPTED_EXIT:  # a clean stop: the trial in hand goes back to the queue
             target.findings.append(Finding("workers", f"{target.name}: {worker.name} (pid {worker.pid}) ended with "
-                                           f"code {code} on SIGTERM (expected {-signal.SIGTERM}): see {worker.err}"))
+                                           f"code {code} on SIGTERM (expected {INTERRUPTED_EXIT}): see {worker.err}"))
         worker.note_exit(code, "SIGTERM: the soak's end")
     target.done = True
     target.ended_s = elapsed()

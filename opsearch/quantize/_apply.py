@@ -62,6 +62,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                     source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
                 graph = _load_graph(source)
                 excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()
+                source = _private_view(source, tmp / "source")
                 if not recipe.operators_to_quantize:
                     shutil.copy2(source, model_file)
                 elif recipe.fusion == "none":
@@ -83,9 +84,21 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
             recipe.to_ort_config(nodes_to_exclude=excluded).save_pretrained(tmp)
         (tmp / "opsearch-recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
         shutil.rmtree(tmp / "cache", ignore_errors=True)
+        shutil.rmtree(tmp / "source", ignore_errors=True)
         shutil.rmtree(tmp / "optimum", ignore_errors=True)
         (tmp / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
     return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start)
+
+
+def _private_view(model: Path, folder: Path) -> Path:
+    """The model's folder seen through links in a folder of this trial's own: ONNX Runtime's quantizer writes
+    scratch files (``model-inferred.onnx``) beside the model it reads, and two workers quantizing the study's shared
+    fp32 model at once would remove each other's."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in model.parent.iterdir():
+        if item.is_file():
+            (folder / item.name).symlink_to(item.resolve())
+    return folder / model.name
 
 
 def fragile_names(model: onnx.ModelProto) -> tuple[str, ...]:

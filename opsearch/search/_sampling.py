@@ -37,11 +37,15 @@ def make_sampler(config: StudyConfig) -> optuna.samplers.BaseSampler:
 
 
 def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.trial.FrozenTrial | None:
-    """An earlier finished trial with exactly these parameters (and the same extra nodes kept in fp32, see
-    ``sensitivity.enqueue_fallbacks``), if any: the hook that prunes sampled repeats."""
-    finished = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+    """A trial with exactly these parameters (and the same extra nodes kept in fp32, see
+    ``sensitivity.enqueue_fallbacks``) that finished, or that another worker is measuring under a lower number, if
+    any: the hook that prunes sampled repeats. (Two workers that sample at one moment from one history draw the same
+    configuration; the lower number measures it, the other is pruned.)"""
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
     extra = TrialRecord.of(trial).nodes_to_exclude
-    for other in study.get_trials(deepcopy=False, states=finished):
+    for other in study.get_trials(deepcopy=False, states=states):
+        if other.state == optuna.trial.TrialState.RUNNING and other.number > trial.number:
+            continue
         if (other.number != trial.number and other.params == trial.params
                 and TrialRecord.of(other).nodes_to_exclude == extra):
             return other

@@ -39,7 +39,7 @@ from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._presets import presets
 from opsearch.search._progress import Lines, TrialEvent, as_progress
 from opsearch.search._sampling import already_tried, make_sampler, record_constraint
-from opsearch.search._stops import stop_on_signals
+from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
 from opsearch.search._trial import TimingSettings, TrialBench, TrialJob
 from opsearch.store import (
     StudyRecord,
@@ -136,6 +136,7 @@ class Runner:
         started, finished = time.perf_counter(), [0]
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+            deliver_stops()  # Optuna has stored the trial: a stop asked for meanwhile happens now
             finished[0] += 1
             self._report_trial(trial, finished[0], n_trials, started)
 
@@ -152,6 +153,7 @@ class Runner:
             self._put_back(stop)
             raise
         finally:
+            release_stops()  # never left held once optimize ends
             self.progress.close()
         return self.study
 
@@ -185,12 +187,15 @@ class Runner:
         except optuna.TrialPruned:
             record_constraint(trial, None, self.accuracy_limit)
             self._running = None
+            hold_stops()
             raise
         except TrialFailed:
             self._running = None
+            hold_stops()
             raise
         record_constraint(trial, values[1], self.accuracy_limit)
-        self._running = None  # what is left is Optuna's: storing the values
+        self._running = None
+        hold_stops()  # what is left is Optuna's: storing the outcome; a stop waits for it (see the callback)
         return values
 
     def _measure(self, trial: optuna.Trial) -> tuple[float, float]:

@@ -110,7 +110,7 @@ def test_sigterm_during_the_export_leaves_a_study_resume_continues(tmp_path, tin
     cache = tmp_path / "sig.cache"
     _wait_for(run, log, lambda text: cache.is_dir() and any(p.name.startswith(".export-") for p in cache.iterdir()),
               "the export")
-    assert _stop(run, signal.SIGTERM) == 130
+    assert _stop(run, signal.SIGTERM) == 130, log.read_text()
     text = log.read_text()
     _clean(text)
     assert "opsearch: stopped: SIGTERM. Completed trials are saved; continue with `opsearch resume" in text

@@ -3,7 +3,14 @@ the machine, and accuracy (a classifier's head, or an encoder through a probe)."
 
 from __future__ import annotations
 
-from opsearch.measure._accuracy import ClassificationTask, EmbeddingTask, Evaluation, classification_metrics
+from opsearch.measure._accuracy import (
+    ClassificationTask,
+    EmbeddingTask,
+    Evaluation,
+    classification_metrics,
+    pack_labels,
+    unpack_labels,
+)
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
 from opsearch.measure._machine import (
@@ -28,7 +35,16 @@ from opsearch.measure._sessions import (
     physical_cores,
     run_all,
 )
-from opsearch.measure._statistics import bootstrap_ci, floor_ci, floor_seconds, mean_difference_ci
+from opsearch.measure._statistics import (
+    accuracy_loss_ci,
+    across_sessions_ci,
+    bootstrap_ci,
+    floor_ci,
+    floor_seconds,
+    holm,
+    mean_difference_ci,
+    tie_groups,
+)
 from opsearch.measure._timing import (
     PairedTiming,
     SingleTiming,
@@ -53,6 +69,8 @@ __all__ = [
     "SingleTiming",
     "ThreadSettings",
     "Workload",
+    "accuracy_loss_ci",
+    "across_sessions_ci",
     "bench",
     "bootstrap_ci",
     "classification_metrics",
@@ -64,6 +82,7 @@ __all__ = [
     "fingerprint_changes",
     "floor_ci",
     "floor_seconds",
+    "holm",
     "input_names",
     "library_versions",
     "load_warnings",
@@ -71,6 +90,8 @@ __all__ = [
     "mean_difference_ci",
     "make_session",
     "mean_cosine",
+    "pack_labels",
+    "unpack_labels",
     "measure_interleaved",
     "measure_paired",
     "measure_single",
@@ -79,6 +100,7 @@ __all__ = [
     "run_all",
     "stability_warnings",
     "synthetic_texts",
+    "tie_groups",
     "timing_lock",
     "WAITING_FOR_LOCK",
     "lock_holder",

@@ -8,7 +8,9 @@ are not finite. The metrics are an ``evaluate`` module computed locally with sci
 
 from __future__ import annotations
 
+import base64
 import functools
+import zlib
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +70,21 @@ class EmbeddingTask:
         metrics = classification_metrics(predictions, self.labels)
         metrics["cosine_to_fp32"] = mean_cosine(vectors, self.reference)
         return Evaluation(metrics, predictions, vectors)
+
+
+def pack_labels(values: np.ndarray) -> str:
+    """Class ids (predictions, labels) as a short string for a study's storage: one byte per row (two past 255
+    classes), zlib-compressed, base64. The 872 predictions of SST-2's validation split take about 250 characters."""
+    values = np.asarray(values)
+    if values.size and (values.min() < 0 or values.max() > np.iinfo(np.uint16).max):
+        raise ValueError(f"class ids must lie in 0..65535, not {values.min()}..{values.max()}")
+    dtype = "u1" if not values.size or values.max() <= np.iinfo(np.uint8).max else "<u2"
+    return dtype + ":" + base64.b64encode(zlib.compress(values.astype(dtype).tobytes(), 9)).decode("ascii")
+
+
+def unpack_labels(text: str) -> np.ndarray:
+    dtype, _, packed = text.partition(":")
+    return np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=dtype).astype(np.int64)
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:

@@ -23,20 +23,39 @@ class BenchResult:
     workload: dict
     threads: ThreadSettings
 
+    @property
+    def verdict(self) -> str:
+        """"same" when the speedup's interval (across sessions) holds 1, else "a_faster" or "b_faster"."""
+        low, high = self.timing.speedup_ci
+        return "a_faster" if low > 1 else "b_faster" if high < 1 else "same"
+
+    @property
+    def most_apart(self) -> float:
+        """The most the two could differ by, from the interval: max(high - 1, 1 - low), relative."""
+        low, high = self.timing.speedup_ci
+        return max(high - 1, 1 - low, 0.0)
+
     def to_dict(self) -> dict:
         t = self.timing
         record = {k: v for k, v in t.to_dict().items() if k not in ("candidate_s", "baseline_s")}
-        return {"model_a": self.model_a, "model_b": self.model_b, **record, "ci_level": t.ci_level,
+        return {"model_a": self.model_a, "model_b": self.model_b, "verdict": self.verdict,
+                "most_apart": self.most_apart, **record, "ci_level": t.ci_level,
                 "throughput_a": t.throughput, "throughput_b": t.baseline_throughput, "workload": self.workload,
                 "threads": self.threads.__dict__}
 
     def summary(self) -> str:
         t = self.timing
-        met = "target met" if t.target_met else f"WIDER than the +-{t.ci_target:.0%} target"
+        met = (f"over rounds alone +-{t.rounds_halfwidth:.1%}, "
+               + ("target met" if t.target_met else f"WIDER than the +-{t.ci_target:.0%} target"))
         other = (f"median of per-round ratios {t.median_ratio:.3f}x" if t.estimator == "floor"
                  else f"floor {t.floor_speedup:.3f}x")
-        lines = [f"A is {t.speedup:.3f}x B ({t.estimator}; 95% CI {t.speedup_ci[0]:.3f}-{t.speedup_ci[1]:.3f}, "
-                 f"+-{t.ci_halfwidth:.1%}, {met}; {t.rounds} paired rounds; {other})",
+        low, high = t.speedup_ci
+        verdict = {"same": f"no measurable difference: A and B differ by at most {self.most_apart:.1%}",
+                   "a_faster": f"A is faster: by {low - 1:.1%} to {high - 1:.1%}",
+                   "b_faster": f"B is faster: by {1 / high - 1:.1%} to {1 / low - 1:.1%}"}[self.verdict]
+        lines = [verdict,
+                 f"A is {t.speedup:.3f}x B ({t.estimator}; 95% CI across sessions {low:.3f}-{high:.3f}, "
+                 f"+-{t.ci_halfwidth:.1%}; {met}; {t.rounds} paired rounds; {other})",
                  f"A: {t.throughput:.1f} samples/s   B: {t.baseline_throughput:.1f} samples/s   "
                  f"({self.workload['samples']} texts per round, batch {self.workload['batch_size']})"]
         lines += [f"warning: {w}" for w in t.warnings()]
@@ -72,5 +91,5 @@ def bench(model_a: str, model_b: str, *, texts: list[str] | None, samples: int, 
         timing = measure_paired(workload.runner(sessions_a), workload.runner(sessions_b),
                                 samples_per_round=workload.samples, rounds=rounds, max_rounds=max_rounds,
                                 warmup_rounds=warmup_rounds, ci_target=ci_target, max_seconds=max_seconds, seed=seed,
-                                estimator=estimator, load_meter=LoadMeter)
+                                estimator=estimator, blocks=sessions_per_model, load_meter=LoadMeter)
     return BenchResult(model_a, model_b, timing, workload.describe(), threads)

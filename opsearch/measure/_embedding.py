@@ -29,8 +29,8 @@ def embed(session, feeds: list[Feed], *, pooling: str, normalize: bool) -> np.nd
     vectors = []
     for feed in feeds:
         hidden = session.run(["last_hidden_state"], {k: v for k, v in feed.items() if k in names})[0]
-        vectors.append(pool(hidden, feed["attention_mask"], pooling)[0])
-    out = np.stack(vectors).astype(np.float64)
+        vectors.append(pool(hidden, feed["attention_mask"], pooling))  # a batch's rows, padding ignored
+    out = np.concatenate(vectors).astype(np.float64)
     if normalize:
         out /= np.clip(np.linalg.norm(out, axis=1, keepdims=True), 1e-12, None)
     return out

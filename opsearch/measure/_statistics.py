@@ -1,4 +1,6 @@
-"""The intervals opsearch reports, as bootstraps by scipy (``scipy.stats.bootstrap``, percentile method).
+"""The intervals and tests behind opsearch's answers: bootstraps by scipy (``scipy.stats.bootstrap``, percentile
+method) where one level of resampling is right; a two-level bootstrap over session pairs and rounds, and Holm's
+adjustment, written here since scipy has neither; Wilcoxon's signed-rank test from scipy.
 
 The percentile method rather than BCa: the floor is a minimum, whose bootstrap distribution is lumpy (a resample
 can only repeat the rounds it has), and BCa's acceleration estimate is unstable on such statistics.
@@ -54,6 +56,66 @@ def floor_ci(candidate_calls: np.ndarray, baseline_calls: np.ndarray, *, level: 
     return min(low, point), max(high, point)
 
 
+def across_sessions_ci(candidate_calls: np.ndarray, baseline_calls: np.ndarray, blocks: np.ndarray, *,
+                       estimator: str, level: float = 0.95, resamples: int = 1000,
+                       seed: int = 0) -> tuple[float, float]:
+    """The speedup's interval across sessions: a two-level bootstrap, over the pairs of sessions and then over the
+    rounds inside each pair (each side rounds x calls, the rounds paired; ``blocks``: each round's pair).
+
+    One session of a model runs a little faster or slower for good (its memory layout), and so does a process; a
+    bootstrap over rounds alone cannot see that, so its interval holds for this process only. Resampling the pairs
+    first puts their disagreement into the interval. (scipy's bootstrap resamples one level only; this is the
+    hierarchical bootstrap of Saravanan et al., "Application of the hierarchical bootstrap to multi-level data in
+    neuroscience", 2020.)"""
+    cand, base = np.asarray(candidate_calls, dtype=float), np.asarray(baseline_calls, dtype=float)
+    blocks = np.asarray(blocks)
+    labels, position_block = np.unique(blocks, return_inverse=True)
+    k = len(labels)
+    order = np.argsort(position_block, kind="stable")
+    sizes = np.bincount(position_block, minlength=k)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    rng = np.random.default_rng(seed)
+    stats = []
+    batch = max(1, min(200, int(2e7 // cand.size)))  # resamples at a time, memory bounded on large workloads
+    for done in range(0, resamples, batch):
+        n = min(batch, resamples - done)
+        chosen = rng.integers(0, k, size=(n, k))[:, position_block]  # the pair each round position draws from
+        picked = order[starts[chosen] + (rng.random(chosen.shape) * sizes[chosen]).astype(int)]
+        if estimator == "floor":
+            stats.append(base[picked].min(axis=1).sum(axis=-1) / cand[picked].min(axis=1).sum(axis=-1))
+        else:
+            stats.append(np.median(base[picked].sum(axis=-1) / cand[picked].sum(axis=-1), axis=1))
+    values = np.concatenate(stats)
+    tail = 100 * (1 - level) / 2
+    return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
+
+
+def tie_groups(seconds: list[np.ndarray], *, alpha: float = 0.05) -> tuple[list[list[int]], dict]:
+    """Which of several models timed in the same rounds cannot be told apart.
+
+    ``seconds``: each model's seconds per round, fastest model first, the rounds shared. Every pair is compared by
+    a Wilcoxon signed-rank test on the per-round log ratio (the rounds are paired), the p-values adjusted by Holm
+    for the number of pairs. Groups form in speed order: a model joins the last group when it cannot be told apart
+    from that group's first (fastest) member, and otherwise starts a group. Returns the groups (indices
+    into ``seconds``) and the adjusted p-values, keyed "i-j"."""
+    from scipy import stats
+
+    n = len(seconds)
+    pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
+    raw = []
+    for i, j in pairs:
+        diff = np.log(np.asarray(seconds[i], dtype=float)) - np.log(np.asarray(seconds[j], dtype=float))
+        raw.append(1.0 if not np.any(diff) else float(stats.wilcoxon(diff).pvalue))
+    adjusted = dict(zip((f"{i}-{j}" for i, j in pairs), holm(raw), strict=True)) if pairs else {}
+    groups: list[list[int]] = []
+    for k in range(n):
+        if groups and adjusted[f"{groups[-1][0]}-{k}"] > alpha:
+            groups[-1].append(k)
+        else:
+            groups.append([k])
+    return groups, adjusted
+
+
 def mean_difference_ci(on: np.ndarray, off: np.ndarray, *, level: float = 0.95, resamples: int = 2000,
                        seed: int | np.random.Generator = 0) -> tuple[float, float]:
     """Percentile bootstrap interval of mean(on) - mean(off), each side resampled on its own."""
@@ -62,3 +124,34 @@ def mean_difference_ci(on: np.ndarray, off: np.ndarray, *, level: float = 0.95, 
 
     return _percentile_bootstrap((np.asarray(on, dtype=float), np.asarray(off, dtype=float)), difference,
                                  level=level, resamples=resamples, seed=seed)
+
+
+def accuracy_loss_ci(reference_correct: np.ndarray, candidate_correct: np.ndarray, *, level: float = 0.95,
+                     resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap interval of the accuracy loss (reference accuracy minus the candidate's, a fraction).
+
+    The two models answered the same rows, so the rows are resampled together: only the rows where one is right
+    and the other wrong move the loss, and the interval is as narrow as their number allows (an unpaired interval
+    would carry each model's full sampling error). No row changed: the loss is exactly 0, (0, 0)."""
+    differences = np.asarray(reference_correct, dtype=float) - np.asarray(candidate_correct, dtype=float)
+    if not np.any(differences):
+        return 0.0, 0.0
+    batch = max(1, int(2e7 // len(differences)))  # bounded memory on large evaluation sets
+    low, high = _percentile_bootstrap((differences,), np.mean, level=level, resamples=resamples, seed=seed,
+                                      batch=batch)
+    point = float(differences.mean())
+    return min(low, point), max(high, point)
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm's step-down adjustment of p-values for the number of comparisons: the chance of declaring any
+    difference where there is none stays at alpha. (scipy has Benjamini-Hochberg only, which bounds the share of
+    false declarations instead.)"""
+    order = np.argsort(p_values)
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[i]))
+        adjusted[i] = running
+    return adjusted.tolist()

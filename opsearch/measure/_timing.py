@@ -18,6 +18,12 @@ rounds:
 
 Throughput (samples/s) is always the candidate's own median round: what the machine gave, interference
 included.
+
+The speedup's interval holds across sessions, not only for this one. Rounds rotate over ``sessions_per_model``
+sessions of each model, so the rounds fall into *blocks*, one per pair of sessions; a session (like a process)
+runs a little faster or slower for good, which no resampling of rounds can see. The reported interval is the
+a two-level bootstrap, over the blocks and then the rounds inside each (``across_sessions_ci``). Rounds are added while
+the part more rounds can shrink, the bootstrap's, is wider than ``ci_target``.
 """
 
 from __future__ import annotations
@@ -32,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from opsearch.config import ESTIMATORS, StudyConfig, legacy_values
-from opsearch.measure._statistics import bootstrap_ci, floor_ci, floor_seconds
+from opsearch.measure._statistics import across_sessions_ci, bootstrap_ci, floor_ci, floor_seconds
 
 Clock = Callable[[], float]
 LEGACY_ESTIMATOR = legacy_values(StudyConfig)["speedup_estimator"]
@@ -50,7 +56,7 @@ class PairedTiming:
     samples_per_round: int
     warmup_rounds: int
     ci_target: float  # wanted relative half-width of the speedup's confidence interval
-    speedup_ci: tuple[float, float]  # of the chosen estimator's speedup
+    speedup_ci: tuple[float, float]  # of the chosen estimator's speedup, across sessions (see the module)
     ci_level: float = 0.95
     estimator: str = LEGACY_ESTIMATOR  # records written before the setting hold the median of per-round ratios
     # Each side's sum over calls of the call's fastest time across rounds (for the floor estimator).
@@ -59,6 +65,8 @@ class PairedTiming:
     # What else the CPUs did meanwhile, in cores busy on average (None: not watched).
     other_cores: float | None = None
     steal_cores: float | None = None
+    rounds_ci: tuple[float, float] | None = None  # the bootstrap over rounds alone (None: records before blocks)
+    blocks: int = 1  # the pairs of sessions the rounds rotated over (1: the interval is the rounds' alone)
 
     @property
     def rounds(self) -> int:
@@ -92,8 +100,14 @@ class PairedTiming:
         return (high - low) / 2 / self.speedup
 
     @property
+    def rounds_halfwidth(self) -> float:
+        """The bootstrap-over-rounds part's half-width, relative: what more rounds shrink."""
+        low, high = self.rounds_ci or self.speedup_ci
+        return (high - low) / 2 / self.speedup
+
+    @property
     def target_met(self) -> bool:
-        return self.ci_halfwidth <= self.ci_target
+        return self.rounds_halfwidth <= self.ci_target
 
     @property
     def noisy(self) -> bool:
@@ -132,6 +146,8 @@ class PairedTiming:
             "candidate_cv": self.candidate_cv, "rounds": self.rounds, "warmup_rounds": self.warmup_rounds,
             "samples_per_round": self.samples_per_round, "noisy": self.noisy, "warnings": self.warnings(),
             "other_cores": self.other_cores, "steal_cores": self.steal_cores,
+            "rounds_ci": None if self.rounds_ci is None else list(self.rounds_ci),
+            "rounds_halfwidth": self.rounds_halfwidth, "blocks": self.blocks,
             "candidate_s": list(self.candidate_s), "baseline_s": list(self.baseline_s),
         }
 
@@ -141,7 +157,9 @@ class PairedTiming:
                    data["warmup_rounds"], data["ci_target"], tuple(data["speedup_ci"]),
                    estimator=data.get("estimator", LEGACY_ESTIMATOR), candidate_floor_s=data.get("candidate_floor_s"),
                    baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
-                   steal_cores=data.get("steal_cores"))
+                   steal_cores=data.get("steal_cores"),
+                   rounds_ci=tuple(data["rounds_ci"]) if data.get("rounds_ci") else None,
+                   blocks=data.get("blocks", 1))
 
 
 # pyperf's thresholds: a spread over 10% of the mean, or a value 50% away from the median, is suspect;
@@ -188,40 +206,58 @@ def _cv(values: np.ndarray) -> float:
     return float(np.std(values, ddof=1) / mean) if len(values) > 1 and mean > 0 else 0.0
 
 
+def _speedup(candidate_s: np.ndarray, baseline_s: np.ndarray, candidate_calls: np.ndarray,
+             baseline_calls: np.ndarray, estimator: str) -> float:
+    if estimator == "floor":
+        return floor_seconds(baseline_calls) / floor_seconds(candidate_calls)
+    return float(np.median(baseline_s / candidate_s))
+
+
 def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], candidate_calls: np.ndarray,
                   baseline_calls: np.ndarray, *, estimator: str, samples_per_round: int, warmup_rounds: int,
-                  ci_target: float, seed: int = 0) -> PairedTiming:
-    """The record of paired rounds: round totals, per-call times (rounds x calls) for the floor."""
+                  ci_target: float, blocks: int = 1, seed: int = 0) -> PairedTiming:
+    """The record of paired rounds: round totals, per-call times (rounds x calls) for the floor. Round ``r`` ran
+    on session pair ``(warmup_rounds + r) % blocks`` (see the module's docstring)."""
+    cand, base = np.asarray(candidate_s, dtype=float), np.asarray(baseline_s, dtype=float)
     if estimator == "floor":
-        ci = floor_ci(candidate_calls, baseline_calls, seed=seed)
+        rounds_ci = floor_ci(candidate_calls, baseline_calls, seed=seed)
     else:
-        ci = bootstrap_ci(np.asarray(baseline_s) / np.asarray(candidate_s), seed=seed)
+        rounds_ci = bootstrap_ci(base / cand, seed=seed)
+    point = _speedup(cand, base, candidate_calls, baseline_calls, estimator)
+    block = (warmup_rounds + np.arange(len(cand))) % max(1, blocks)
+    ci = rounds_ci
+    if len(np.unique(block)) > 1:
+        low, high = across_sessions_ci(candidate_calls, baseline_calls, block, estimator=estimator, seed=seed)
+        ci = (min(low, rounds_ci[0], point), max(high, rounds_ci[1], point))
     return PairedTiming(tuple(candidate_s), tuple(baseline_s), samples_per_round, warmup_rounds, ci_target, ci,
                         estimator=estimator, candidate_floor_s=floor_seconds(candidate_calls),
-                        baseline_floor_s=floor_seconds(baseline_calls))
+                        baseline_floor_s=floor_seconds(baseline_calls), rounds_ci=rounds_ci,
+                        blocks=len(np.unique(block)))
 
 
 def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
                    max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
-                   seed: int = 0, estimator: str, load_meter: Callable[[], Any] | None = None,
+                   seed: int = 0, estimator: str, blocks: int = 1, load_meter: Callable[[], Any] | None = None,
                    clock: Clock = time.perf_counter) -> PairedTiming:
     """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`)."""
     return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
                                max_rounds=max_rounds, warmup_rounds=warmup_rounds, ci_target=ci_target,
-                               max_seconds=max_seconds, seed=seed, estimator=estimator, load_meter=load_meter,
-                               clock=clock)[0]
+                               max_seconds=max_seconds, seed=seed, estimator=estimator, blocks=blocks,
+                               load_meter=load_meter, clock=clock)[0]
 
 
 def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, samples_per_round: int, rounds: int,
                         max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
-                        seed: int = 0, estimator: str, load_meter: Callable[[], Any] | None = None,
+                        seed: int = 0, estimator: str, blocks: int = 1,
+                        load_meter: Callable[[], Any] | None = None,
                         clock: Clock = time.perf_counter) -> list[PairedTiming]:
     """Time the baseline and every candidate once per round, in an order shuffled per round.
 
     ``rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of any
-    candidate's speedup (by ``estimator``) is wider than +-``ci_target`` (relative), until ``max_rounds``
+    candidate's speedup over rounds (by ``estimator``) is wider than +-``ci_target`` (relative), until ``max_rounds``
     rounds or ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one
-    record per candidate, each paired with the baseline's times from the same rounds. ``load_meter`` (e.g.
+    record per candidate, each paired with the baseline's times from the same rounds. ``blocks``: how many
+    sessions of each model the sides rotate over (see the module's docstring). ``load_meter`` (e.g.
     :class:`opsearch.machine.LoadMeter`) watches what else the CPUs do during the timed rounds.
     """
     if estimator not in ESTIMATORS:
@@ -247,10 +283,10 @@ def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, sampl
                 continue
             records = [paired_record(totals[j], totals[0], np.stack(calls[j]), np.stack(calls[0]),
                                      estimator=estimator, samples_per_round=samples_per_round,
-                                     warmup_rounds=warmup_rounds, ci_target=ci_target, seed=seed)
+                                     warmup_rounds=warmup_rounds, ci_target=ci_target, blocks=blocks, seed=seed)
                        for j in range(1, len(sides))]
             out_of_time = max_seconds is not None and clock() - started >= max_seconds
-            if max(r.ci_halfwidth for r in records) <= ci_target or n >= max_rounds or out_of_time:
+            if max(r.rounds_halfwidth for r in records) <= ci_target or n >= max_rounds or out_of_time:
                 break
     load = getattr(meter, "load", None)
     if load is None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from opsearch.measure._sessions import Feed, input_names
+from opsearch.measure._sessions import Feed, encode, input_names
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Workload:
     def __post_init__(self) -> None:
         if not self.texts:
             raise ValueError("a workload needs at least one text")
-        self._feeds = [self._encode(batch) for batch in self.batches()]
+        self._feeds = encode(self.tokenizer, self.texts, max_length=self.max_length, batch_size=self.batch_size)
 
     @property
     def samples(self) -> int:
@@ -37,9 +37,7 @@ class Workload:
         return [self.texts[i:i + self.batch_size] for i in range(0, len(self.texts), self.batch_size)]
 
     def _encode(self, batch: list[str]) -> Feed:
-        enc = self.tokenizer(batch, truncation=True, max_length=self.max_length, padding=len(batch) > 1,
-                             return_tensors="np")
-        return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
+        return encode(self.tokenizer, batch, max_length=self.max_length, batch_size=len(batch))[0]
 
     def runner(self, sessions) -> Callable[[], np.ndarray]:
         """One pass over the workload, returning each call's seconds: what a timing round runs.

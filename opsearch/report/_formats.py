@@ -9,8 +9,9 @@ from dataclasses import asdict
 from opsearch.errors import ConfigError
 from opsearch.report._effects import StudyEffects
 from opsearch.report._html import render_html
-from opsearch.report._report import StudyReport, format_report, knee_line, limit_line
-from opsearch.report._tables import baseline_line, effects_table_rows, front_table_rows, json_ready
+from opsearch.report._report import StudyReport, baseline_line, footnotes, format_report, knee_line, limit_line
+from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
+from opsearch.store import CONSTRAINT_STATES
 
 FORMATS = ("text", "markdown", "csv", "json", "html")
 
@@ -45,6 +46,11 @@ def report_dict(report: StudyReport, effects: StudyEffects) -> dict:
         "rows": [asdict(r) for r in report.rows],
         "knee": None if knee is None else knee.trial,
         "best_feasible": None if best is None else best.trial,
+        "faster_uncertain": [r.trial for r in report.faster_uncertain],
+        "constraint_counts": {state: sum(r.constraint == state for r in report.front) for state in CONSTRAINT_STATES}
+        if report.max_accuracy_loss is not None else {},
+        "ties": [[r.trial for r in report.front if r.tie_group == g]
+                 for g in sorted({r.tie_group for r in report.front if r.tie_group is not None})],
         "same_graph": [asdict(g) for g in report.same_graph],
         "remeasured_at": report.remeasured_at,
         "machine": report.machine,
@@ -77,7 +83,7 @@ def format_markdown(report: StudyReport, effects: StudyEffects) -> str:
     parts += ["## Pareto front", ""]
     if report.front:
         parts += [f"{len(report.front)} of {len(report.rows)} completed trials, fastest first. {knee_line(report)}.",
-                  "", markdown_table(*front_table_rows(report)), ""]
+                  "", markdown_table(*front_table_rows(report)), "", *[f"- {line}" for line in footnotes(report)], ""]
     else:
         parts += ["No completed feasible trial yet.", ""]
     parts += ["## Operator and flag effects", "",

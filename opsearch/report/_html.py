@@ -13,8 +13,8 @@ from pathlib import Path
 
 from opsearch.report._effects import StudyEffects
 from opsearch.report._plot import effects_figure, effects_plot_info, pareto_figure, pareto_plot_info
-from opsearch.report._report import StudyReport, knee_line, limit_line
-from opsearch.report._tables import baseline_line, effects_table_rows, front_table_rows, json_ready
+from opsearch.report._report import StudyReport, baseline_line, footnotes, knee_line, limit_line
+from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
 
 PARETO_DIV = "opsearch-pareto"
 EFFECTS_DIV = "opsearch-effects"
@@ -69,7 +69,7 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
     classes = ["knee" if "knee" in str(r[1]) else "best" if "best" in str(r[1]) else "" for r in rows]
     front_html = _table(header, rows, classes) if rows else '<p class="note">No completed feasible trial yet.</p>'
     summary = [", ".join(f"{n} {state}" for state, n in sorted(report.counts.items())) or "no trial yet",
-               baseline_line(report), knee_line(report), limit_line(report)]
+               baseline_line(report), knee_line(report), limit_line(report), *footnotes(report)]
     importances = "".join(
         f"<p><b>{esc(i.objective)}</b>: "
         + (esc(", ".join(f"{k} {v:.2f}" for k, v in i.values.items())) if i.values else
@@ -94,8 +94,9 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
 <h1>opsearch report: {esc(report.study_name)}</h1>
 {"".join(f"<p>{esc(line)}</p>" for line in summary if line)}
 <h2>Pareto front: speedup against accuracy loss</h2>
-<p class="note">Error bars: the speedup's 95% bootstrap interval. Faded: dominated trials (circles) and infeasible
-ones (crosses). Hover a point for its recipe.</p>
+<p class="note">Error bars: the speedup's 95% interval across sessions (vertical) and the accuracy loss's paired
+95% interval (horizontal). Faded: dominated trials (circles) and infeasible ones (crosses). Hover a point for its
+recipe, where it stands against the limit, and its tie group.</p>
 {pareto}
 <h2>Front ({len(report.front)} of {len(report.rows)} completed trials), fastest first</h2>
 {front_html}

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from opsearch.errors import ConfigError
-from opsearch.report._report import StudyReport
+from opsearch.report._report import StudyReport, tie_label
 from opsearch.store import TrialRow
 
 if TYPE_CHECKING:
@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from opsearch.report._effects import StudyEffects
 
 Y_AXES = ("speedup", "throughput")
-_Y_LABELS = {"speedup": "speedup over fp32 (x, batch 1, higher is better)",
-             "throughput": "throughput (samples/s, batch 1, higher is better)"}
+_Y_LABELS = {"speedup": "speedup over fp32 (x, batch {batch}, higher is better)",
+             "throughput": "throughput (samples/s, batch {batch}, higher is better)"}
 
 
 class ParetoPoint(NamedTuple):
@@ -35,6 +35,10 @@ class ParetoPoint(NamedTuple):
     y_high: float = math.nan
     preset: str = ""
     infeasible_reason: str = ""
+    x_low: float = math.nan  # the accuracy loss's paired 95% interval, in points
+    x_high: float = math.nan
+    constraint: str = ""  # within / over / uncertain against the limit
+    tie: str = ""  # the front session's tie group (A, B, ...), if it shares one
 
 
 class ParetoPlotInfo(NamedTuple):
@@ -70,7 +74,8 @@ def pareto_plot_info(report: StudyReport, *, y_axis: str = "speedup") -> ParetoP
             y, low, high = r.samples_per_s, baseline * r.speedup_ci_low, baseline * r.speedup_ci_high
         return ParetoPoint(r.trial, r.accuracy_loss_pt, r.samples_per_s, r.speedup,
                            f"#{r.trial} {r.mode} {r.operators.split(' ')[0] if r.operators else ''}",
-                           y, low, high, r.preset, r.infeasible_reason)
+                           y, low, high, r.preset, r.infeasible_reason, r.loss_ci_low_pt, r.loss_ci_high_pt,
+                           r.constraint, tie_label(r.tie_group))
 
     rows = [r for r in report.rows if r.same_graph_as is None]
     points = {r.trial: point(r) for r in rows}
@@ -84,8 +89,9 @@ def pareto_plot_info(report: StudyReport, *, y_axis: str = "speedup") -> ParetoP
             presets.append((r.preset, spot))
     knee, best = report.knee, report.best_feasible
     limit = None if report.max_accuracy_loss is None else 100 * report.max_accuracy_loss
+    batch = report.settings.get("workload", {}).get("batch_size", 1)
     return ParetoPlotInfo(front, dominated, baseline, f"opsearch: {report.study_name}", infeasible, y_axis,
-                          _Y_LABELS[y_axis], 1.0 if y_axis == "speedup" else baseline,
+                          _Y_LABELS[y_axis].format(batch=batch), 1.0 if y_axis == "speedup" else baseline,
                           None if knee is None else points[knee.trial], None if best is None else points[best.trial],
                           limit, presets)
 
@@ -96,6 +102,14 @@ def _error_bars(points: list[ParetoPoint]) -> list[list[float]]:
         return max(a - b, 0.0) if math.isfinite(a) and math.isfinite(b) else 0.0
 
     return [[gap(p.y, p.y_low) for p in points], [gap(p.y_high, p.y) for p in points]]
+
+
+def _loss_bars(points: list[ParetoPoint]) -> list[list[float]]:
+    """The same for the accuracy loss's interval (horizontal bars)."""
+    def gap(a: float, b: float) -> float:
+        return max(a - b, 0.0) if math.isfinite(a) and math.isfinite(b) else 0.0
+
+    return [[gap(p.accuracy_loss_pt, p.x_low) for p in points], [gap(p.x_high, p.accuracy_loss_pt) for p in points]]
 
 
 def _pyplot():
@@ -118,7 +132,7 @@ def draw_pareto(info: ParetoPlotInfo, out: str | Path) -> Path:
                           (info.front, dict(color="tab:red", marker="o", alpha=1.0, label="Pareto front"))):
         if points:
             ax.errorbar([p.accuracy_loss_pt for p in points], [p.y for p in points], yerr=_error_bars(points),
-                        linestyle="none", capsize=2, zorder=3, **style)
+                        xerr=_loss_bars(points), linestyle="none", capsize=2, zorder=3, **style)
     if info.front:
         ax.step([p.accuracy_loss_pt for p in info.front], [p.y for p in info.front], where="post",
                 color="tab:red", alpha=0.5)
@@ -133,7 +147,8 @@ def draw_pareto(info: ParetoPlotInfo, out: str | Path) -> Path:
                    label=f"accuracy limit ({info.max_accuracy_loss_pt:.2f} pt)")
     ax.scatter([0.0], [info.baseline_y], marker="*", s=220, color="black", label="fp32 baseline", zorder=7)
     fig.canvas.draw()  # fixes the axes' limits, so data positions map to pixels
-    _labels(ax, [(f"#{p.trial} {p.speedup:.2f}x", p) for p in info.front], first=4, step=11, color="black")
+    _labels(ax, [(f"#{p.trial} {p.speedup:.2f}x" + (f" tie {p.tie}" if p.tie else ""), p) for p in info.front],
+            first=4, step=11, color="black")
     _labels(ax, info.presets, first=-12, step=-11, color="tab:purple")
     ax.set_xlabel("accuracy loss vs fp32 (points, lower is better)")
     ax.set_ylabel(info.y_label)
@@ -149,8 +164,10 @@ def draw_pareto(info: ParetoPlotInfo, out: str | Path) -> Path:
 def _hover(p: ParetoPoint) -> str:
     extra = f"<br>preset: {p.preset}" if p.preset else ""
     extra += f"<br>infeasible: {p.infeasible_reason}" if p.infeasible_reason else ""
+    extra += f"<br>vs the limit: {p.constraint}" if p.constraint else ""
+    extra += f"<br>tie group {p.tie}: the front session could not tell these speeds apart" if p.tie else ""
     return (f"{p.label}<br>speedup {p.speedup:.3f}x ({p.samples_per_s:.1f} samples/s)"
-            f"<br>accuracy loss {p.accuracy_loss_pt:+.2f} pt{extra}")
+            f"<br>accuracy loss {p.accuracy_loss_pt:+.2f} pt (95% CI {p.x_low:+.2f} to {p.x_high:+.2f}){extra}")
 
 
 def pareto_figure(info: ParetoPlotInfo) -> go.Figure:
@@ -164,11 +181,13 @@ def pareto_figure(info: ParetoPlotInfo) -> go.Figure:
             (info.front, "Pareto front", dict(color="crimson", size=9), 1.0)):
         if points:
             low, high = _error_bars(points)
+            left, right = _loss_bars(points)
             fig.add_trace(go.Scatter(
                 x=[p.accuracy_loss_pt for p in points], y=[p.y for p in points], name=name, opacity=opacity,
                 mode="lines+markers" if name == "Pareto front" else "markers", marker=marker,
                 line=dict(shape="hv", color="crimson") if name == "Pareto front" else None,
                 error_y=dict(type="data", symmetric=False, array=high, arrayminus=low, thickness=1),
+                error_x=dict(type="data", symmetric=False, array=right, arrayminus=left, thickness=1),
                 text=[_hover(p) for p in points], hoverinfo="text"))
     if info.knee is not None:
         fig.add_trace(go.Scatter(x=[info.knee.accuracy_loss_pt], y=[info.knee.y], mode="markers",

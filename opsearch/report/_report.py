@@ -16,6 +16,7 @@ from opsearch.store import (
     StudyRecord,
     TrialRow,
     best_within,
+    faster_uncertain,
     front_rows,
     knee,
     same_graph_groups,
@@ -57,6 +58,15 @@ class StudyReport:
         return None if self.max_accuracy_loss is None else best_within(self.rows, self.max_accuracy_loss)
 
     @property
+    def faster_uncertain(self) -> list[TrialRow]:
+        """Trials faster than the best within the limit whose loss interval straddles it: they might qualify."""
+        return faster_uncertain(self.rows, self.max_accuracy_loss, self.best_feasible)
+
+    @property
+    def accuracy_batch_size(self) -> int:
+        return StudyRecord(baseline=self.baseline).accuracy_batch_size
+
+    @property
     def estimator(self) -> str:
         """How the study's speedups were estimated (see :mod:`opsearch.timing`); studies before the setting
         used the median of per-round ratios."""
@@ -90,15 +100,22 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
 
 
 # The cells every table of the front shows for a trial, from its preset to the speedup's interval.
-ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "samples/s", "speedup",
-             "95% CI")
+ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "loss 95% CI", "vs limit",
+             "samples/s", "speedup", "95% CI", "tie")
+
+
+def tie_label(group: int | None) -> str:
+    """A tie group's name in tables and the plot: A for the fastest group, B for the next, ..."""
+    return "" if group is None else chr(ord("A") + group % 26)
 
 
 def row_cells(r: TrialRow) -> dict[str, str]:
     """A trial's ROW_CELLS, formatted."""
     return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
-                                f"{r.accuracy_loss_pt:+.2f}", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
-                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}"), strict=True))
+                                f"{r.accuracy_loss_pt:+.2f}", f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}",
+                                r.constraint or "-", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
+                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-"),
+                    strict=True))
 
 
 def format_report(report: StudyReport) -> str:
@@ -107,8 +124,7 @@ def format_report(report: StudyReport) -> str:
     lines = [f"study {report.study_name!r}: "
              + ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items()))]
     if base:
-        lines.append(f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f}, "
-                     f"{base['timing']['throughput']:.1f} samples/s (batch 1)")
+        lines.append(baseline_line(report))
     front = report.front
     if not front:
         if not report.rows:
@@ -136,14 +152,35 @@ def format_report(report: StudyReport) -> str:
     if any(r.noisy for r in report.rows):
         lines.append("NOISY: the speedup's 95% interval stayed wider than ci_target after max_rounds; "
                      "raise max_rounds or timing_samples, or quiet the machine.")
+    if any(r.tie_group is not None for r in front):
+        lines.append("tie: the front session could not tell these trials' speeds apart (Wilcoxon signed-rank "
+                     "tests on its paired rounds, Holm-adjusted); the same letter is one speed.")
     session = report.remeasured_at
     if session:
         lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
+    lines.extend(footnotes(report))
+    return "\n".join(lines)
+
+
+def footnotes(report: StudyReport) -> list[str]:
+    """What the numbers are: the speedup's estimator and interval, and the loss's."""
     how = ("each side's summed fastest time per text over paired rounds" if report.estimator == "floor"
            else "median of per-round ratios")
-    lines.append(f"throughput = fp32 reference samples/s x paired speedup ({how}); "
-                 "+- is the half-width of the speedup's 95% bootstrap interval.")
-    return "\n".join(lines)
+    return [f"throughput = fp32 reference samples/s x paired speedup ({how}); the speedup's 95% interval (+-) "
+            "takes in the sessions: a bootstrap over the session pairs the rounds rotated over, then over rounds "
+            "(the machine's drift over minutes stays outside it: see the README's \"Honest answers\").",
+            f"loss 95% CI: paired bootstrap over the evaluation rows (both models answered the same rows, at batch "
+            f"{report.accuracy_batch_size}); vs limit: within (the whole interval at most the limit), over (all of "
+            "it above), uncertain (it straddles the limit: more evaluation rows would decide)."]
+
+
+def baseline_line(report: StudyReport) -> str:
+    base = report.baseline
+    if not base:
+        return "fp32 baseline: not measured"
+    return (f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f} (batch {report.accuracy_batch_size}), "
+            f"{base['timing']['throughput']:.1f} samples/s (timed at batch "
+            f"{report.settings.get('workload', {}).get('batch_size', 1)})")
 
 
 def limit_line(report: StudyReport) -> str:
@@ -154,8 +191,20 @@ def limit_line(report: StudyReport) -> str:
     best = report.best_feasible
     if best is None:
         return f"no trial loses at most {limit} accuracy: raise --max-accuracy-loss or run more trials."
+    faster = report.faster_uncertain
+    maybe = ("" if not faster else "; faster but uncertain (their loss intervals straddle the limit: more "
+             "evaluation rows would decide): " + ", ".join(
+                 f"trial {r.trial} {r.speedup:.2f}x, loss {r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f} pt"
+                 for r in faster))
+    if best is None:
+        return f"no trial is surely within {limit} accuracy loss{maybe}: raise --max-accuracy-loss or run more trials."
+    tied = [r.trial for r in report.rows if best.tie_group is not None and r.tie_group == best.tie_group
+            and r.trial != best.trial]
+    tie = ("" if not tied else f"; tied in speed with trial{'s' if len(tied) > 1 else ''} "
+           f"{', '.join(map(str, tied))}, chosen for the lower accuracy loss, then fewer quantized nodes")
     return (f"best within {limit}: trial {best.trial}, {best.speedup:.2f}x fp32 "
-            f"({best.samples_per_s:.1f} samples/s), loss {best.accuracy_loss_pt:+.2f} pt")
+            f"({best.samples_per_s:.1f} samples/s), loss {best.accuracy_loss_pt:+.2f} pt "
+            f"(95% CI {best.loss_ci_low_pt:+.2f} to {best.loss_ci_high_pt:+.2f}){tie}{maybe}")
 
 
 def knee_line(report: StudyReport) -> str:

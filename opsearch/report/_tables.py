@@ -49,11 +49,3 @@ def effects_table_rows(effects: StudyEffects) -> tuple[list[str], list[list[obje
                                  _diff(e.loss_diff_pt, "+.2f"), _ci(*e.loss_ci_pt, "+.2f"), e.note]
                                 for e in effects.effects]
     return header, rows
-
-
-def baseline_line(report: StudyReport) -> str:
-    base = report.baseline
-    if not base:
-        return "fp32 baseline: not measured"
-    return (f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f}, "
-            f"{base['timing']['throughput']:.1f} samples/s (batch 1)")

@@ -108,11 +108,19 @@ class StudyContext:
                       + f" ({space.size()} recipes)")
         return space
 
+    def accuracy_batch_size(self, study: optuna.Study) -> int:
+        """Accuracy is evaluated in the timed workload's batches (dynamic quantization computes its activation
+        scales per batch, so batching changes the answers); a study measured before this was so keeps batch 1."""
+        record = StudyRecord.of(study)
+        return record.accuracy_batch_size if record.complete else self.config.batch_size
+
     def task(self, study: optuna.Study, *, rows: LabelledTexts | None = None, fit_probe: bool = False) -> Task:
-        """The accuracy task on ``rows`` (None: the evaluation split). An embedding study scores through the probe
-        stored with it; ``fit_probe`` fits and stores one when the study has none yet (a new study)."""
+        """The accuracy task on ``rows`` (None: the evaluation split), batched as the timed workload is (same order,
+        same padding). An embedding study scores through the probe stored with it; ``fit_probe`` fits and stores
+        one when the study has none yet (a new study)."""
         rows = self.data.eval if rows is None else rows
-        feeds = encode(self.tokenizer, rows.texts, max_length=self.config.max_length)
+        feeds = encode(self.tokenizer, rows.texts, max_length=self.config.max_length,
+                       batch_size=self.accuracy_batch_size(study))
         if self.model.task == "classification":
             return ClassificationTask(feeds, rows.labels)
         probe = self._probe(study, fit=fit_probe)

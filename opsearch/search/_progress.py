@@ -32,6 +32,8 @@ class TrialEvent:
     rounds: int | None = None
     samples_per_s: float | None = None
     accuracy_loss_pt: float | None = None
+    loss_ci_pt: list[float] | None = None  # the loss's paired 95% interval, in points
+    constraint: str = ""  # within / over / uncertain against the study's limit; "" without one
     noisy: bool = False
     same_graph_as: int | None = None
     reason: str = ""
@@ -153,12 +155,19 @@ def describe(event: TrialEvent) -> list[str]:
     noisy = "  NOISY" if event.noisy else ""
     lines = [f"{head} {event.label}: {event.samples_per_s:.1f} samples/s, {event.speedup:.2f}x fp32 "
              f"(+-{event.ci_halfwidth:.1%}, {event.rounds} rounds), accuracy loss {event.accuracy_loss_pt:+.2f} pt"
-             f"{noisy}{note}"]
+             f"{_loss_interval(event)}{noisy}{note}"]
     lines += [f"        warning: {w}" for w in event.warnings]
     if event.best:
         lines.append(f"        {best_words(event.best)}: trial {event.best['trial']}, {event.best['speedup']:.2f}x, "
                      f"loss {event.best['accuracy_loss_pt']:+.2f} pt")
     return lines
+
+
+def _loss_interval(event: TrialEvent) -> str:
+    if event.loss_ci_pt is None:
+        return ""
+    low, high = event.loss_ci_pt
+    return f" (95% CI {low:+.2f} to {high:+.2f}" + (f", {event.constraint})" if event.constraint else ")")
 
 
 def best_words(best: dict) -> str:

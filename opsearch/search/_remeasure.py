@@ -4,6 +4,10 @@ During a study each trial is paired with fp32 at its own moment; the front's fin
 depend on when each was measured. The candidates are quantized again from their recipes (checked against
 the recorded graph hash) and timed round-robin, in an order shuffled per round, so every speedup on the
 final front comes from the same rounds.
+
+Because the rounds are shared, the front's members are also compared with each other, not only with fp32
+(``measure.tie_groups``: Wilcoxon signed-rank tests, Holm-adjusted): configurations the session cannot tell apart
+form a tie group, stored with the session, and the report and ``best_within`` treat them as one speed.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ from datetime import UTC, datetime
 import optuna
 
 from opsearch.errors import TrialFailed
-from opsearch.measure import LoadMeter, make_session, measure_interleaved, timing_lock
+from opsearch.measure import LoadMeter, make_session, measure_interleaved, tie_groups, timing_lock
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.search._context import StudyContext
 from opsearch.store import TrialRecord, set_study_attrs
+
+TIE_ALPHA = 0.05
 
 
 def front_trials(study: optuna.Study) -> list[optuna.trial.FrozenTrial]:
@@ -71,11 +77,18 @@ def remeasure_front(context: StudyContext, study: optuna.Study) -> dict | None:
                 samples_per_round=workload.samples, rounds=config.rounds, max_rounds=config.max_rounds,
                 warmup_rounds=config.warmup_rounds, ci_target=config.ci_target,
                 max_seconds=config.max_seconds * max(1, len(sessions)), seed=config.seed,
-                estimator=config.speedup_estimator, load_meter=LoadMeter)
+                estimator=config.speedup_estimator, blocks=config.sessions_per_model, load_meter=LoadMeter)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    by_speed = sorted(range(len(measured)), key=lambda i: -timings[i].speedup)
+    groups, adjusted = tie_groups([timings[i].candidate_s for i in by_speed], alpha=TIE_ALPHA)
+    number = [measured[i].number for i in by_speed]
     record = {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "ties": [[number[k] for k in group] for group in groups],
+        "tie_test": {"test": "Wilcoxon signed-rank on per-round log time ratios, Holm-adjusted", "alpha": TIE_ALPHA,
+                     "p_adjusted": {f"{number[int(i)]}-{number[int(j)]}": p
+                                    for key, p in adjusted.items() for i, j in [key.split("-")]}},
         "rounds": timings[0].rounds,
         "seconds": round(time.perf_counter() - started, 1),
         "considered": considered,  # the trials it saw: those not on its front stay off the front
@@ -87,5 +100,9 @@ def remeasure_front(context: StudyContext, study: optuna.Study) -> dict | None:
         before = TrialRecord.of(trial).timing["speedup"]
         progress(f"  trial {trial.number}: {timing.speedup:.2f}x (+-{timing.ci_halfwidth:.1%}); "
                  f"during the study {before:.2f}x")
+    tied = [group for group in record["ties"] if len(group) > 1]
+    if tied:
+        progress("  cannot be told apart (tie groups): " + "; ".join(" = ".join(f"trial {n}" for n in group)
+                                                             for group in tied))
     progress(f"re-measured in {record['seconds']} s, {record['rounds']} rounds")
     return record

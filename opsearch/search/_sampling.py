@@ -13,7 +13,9 @@ CONSTRAINT_NAME = "accuracy_loss"
 
 
 def record_constraint(trial: optuna.Trial, loss: float | None, limit: float | None) -> None:
-    """``max_accuracy_loss`` as an Optuna constraint on the trial: loss minus limit (> 0: infeasible).
+    """``max_accuracy_loss`` as an Optuna constraint on the trial: loss minus limit (> 0: infeasible). The caller
+    passes the lower end of the loss's interval where it has one: only a trial surely over the limit is steered
+    away from; an uncertain one stays in play (see ``store.constraint_state``).
 
     Every sampler reads it back from the stored trials to steer away from configurations over the limit.
     A trial with no measured accuracy (a pruned repeat) gets 1.0: infeasible, since nothing shows it is

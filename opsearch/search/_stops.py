@@ -5,8 +5,8 @@ the head of the queue.
 A stop must never be lost. Python runs a signal handler wherever the main thread happens to be, and an exception
 raised there does not always reach the study: in a finalizer (``__del__``) or a weakref callback, as the garbage
 collector runs them, Python drops it; and a library may turn it into an error of its own. So every stop is noted
-before it is raised, a stop Python dropped is raised again a moment later, and when the study's block ends, by returning or by any error, a noted stop is
-what it ends with.
+before it is raised, a stop Python dropped is raised again a moment later, and when the study's block ends, by
+returning or by any error, a noted stop is what it ends with.
 """
 
 from __future__ import annotations

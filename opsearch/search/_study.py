@@ -29,10 +29,13 @@ from opsearch.measure import (
     WAITING_FOR_LOCK,
     EmbeddingTask,
     Evaluation,
+    accuracy_loss_ci,
     fingerprint,
     fingerprint_changes,
     library_versions,
     machine_id,
+    pack_labels,
+    unpack_labels,
 )
 from opsearch.search._context import StudyContext, Task, load_config
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
@@ -193,7 +196,8 @@ class Runner:
             self._running = None
             hold_stops()
             raise
-        record_constraint(trial, values[1], self.accuracy_limit)
+        interval = TrialRecord.of(trial).accuracy_loss_ci
+        record_constraint(trial, values[1] if interval is None else interval[0], self.accuracy_limit)
         self._running = None
         hold_stops()  # what is left is Optuna's: storing the outcome; a stop waits for it (see the callback)
         return values
@@ -228,15 +232,17 @@ class Runner:
             twin = self._same_graph(outcome.graph_hash, trial.number)
             measured = TrialRecord.of(twin)
             set_trial_attrs(trial, metrics=measured.metrics, accuracy=measured.accuracy,
-                            accuracy_loss=measured.accuracy_loss, timing=measured.timing, speedup=measured.speedup,
-                            same_graph_as=twin.number)
+                            accuracy_loss=measured.accuracy_loss, accuracy_loss_ci=measured.accuracy_loss_ci,
+                            accuracy_batch_size=measured.accuracy_batch_size, timing=measured.timing,
+                            speedup=measured.speedup, same_graph_as=twin.number)
             return tuple(twin.values)
 
         baseline = self.record
         accuracy = float(outcome.metrics["accuracy"])
         loss = baseline.baseline_accuracy - accuracy
         set_trial_attrs(trial, evaluate_seconds=outcome.evaluate_seconds, metrics=outcome.metrics, accuracy=accuracy,
-                        accuracy_loss=loss)
+                        accuracy_loss=loss, accuracy_loss_ci=self._loss_ci(outcome.predictions),
+                        accuracy_batch_size=baseline.accuracy_batch_size, predictions=outcome.predictions)
         majority = baseline.data.get("majority_accuracy")
         if majority is not None and accuracy <= majority + CHANCE_MARGIN:
             reason = (f"accuracy {accuracy:.4f} is at chance level (always answering the majority class scores "
@@ -247,6 +253,16 @@ class Runner:
         set_trial_attrs(trial, timing=outcome.timing, timed_window=list(outcome.timed_window),
                         machine_id=self.machine_id, machine=self.machine, speedup=speedup)
         return baseline.reference_throughput * speedup, loss
+
+    def _loss_ci(self, predictions: str) -> list[float] | None:
+        """The accuracy loss's paired 95% interval against fp32's answers on the same rows (None: a study made
+        before its baseline kept them)."""
+        baseline = self.record.baseline
+        if not predictions or "predictions" not in baseline:
+            return None
+        labels = unpack_labels(baseline["labels"])
+        fp32_right = unpack_labels(baseline["predictions"]) == labels
+        return list(accuracy_loss_ci(fp32_right, unpack_labels(predictions) == labels, seed=self.config.seed))
 
     def _completed(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -269,7 +285,8 @@ class Runner:
                   "done": done, "total": n_trials, "elapsed_s": round(elapsed, 1),
                   "remaining_s": round(elapsed / done * (n_trials - done), 1)}
         limit = self.accuracy_limit
-        best = best_within(trial_rows(self.study, max_accuracy_loss=limit), limit)
+        rows = trial_rows(self.study, max_accuracy_loss=limit)
+        best = best_within(rows, limit)
         best_point = None if best is None else {"trial": best.trial, "speedup": best.speedup,
                                                 "accuracy_loss_pt": best.accuracy_loss_pt,
                                                 "limit_pt": None if limit is None else 100 * limit}
@@ -278,11 +295,14 @@ class Runner:
             return
         timing = record.timing
         twin = record.same_graph_as
+        row = next((r for r in rows if r.trial == trial.number), None)
         # Pairing cancels most drift; the stability warnings matter when the interval stayed wide.
         warnings = timing.get("warnings", []) if twin is None and timing.get("noisy") else []
         self.progress.trial_finished(TrialEvent(
             **common, speedup=timing.get("speedup"), ci_halfwidth=timing.get("ci_halfwidth"),
             rounds=timing.get("rounds"), samples_per_s=trial.values[0], accuracy_loss_pt=100 * trial.values[1],
+            loss_ci_pt=None if record.accuracy_loss_ci is None else [100 * v for v in record.accuracy_loss_ci],
+            constraint=row.constraint if row is not None else "",
             noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point))
 
 
@@ -402,7 +422,10 @@ def _measure_baseline(runner: Runner) -> None:
                     data={"description": data.description, "eval_rows": len(data.eval), "fit_rows": len(data.fit),
                           "labels": data.label_names, "majority_accuracy": majority})
     # Last: workers take a study with its baseline for one whose baseline is complete.
-    set_study_attrs(study, baseline={"metrics": evaluation.metrics, "timing": timing.to_dict()})
+    set_study_attrs(study, baseline={"metrics": evaluation.metrics, "timing": timing.to_dict(),
+                                     "predictions": pack_labels(evaluation.predictions),
+                                     "labels": pack_labels(data.eval.labels),
+                                     "accuracy_batch_size": context.accuracy_batch_size(study)})
     progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
              f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
 

@@ -23,6 +23,7 @@ from opsearch.measure import (
     Workload,
     make_session,
     measure_paired,
+    pack_labels,
     timing_lock,
 )
 from opsearch.quantize import QuantRecipe, quantize
@@ -71,6 +72,7 @@ class TrialOutcome:
     node_counts: dict[str, int]
     quantize_seconds: float
     metrics: dict[str, float] | None = None  # None: the graph was in known_graphs, nothing measured
+    predictions: str = ""  # packed class ids of the evaluation rows
     evaluate_seconds: float = 0.0
     timing: dict | None = None
     timed_window: tuple[float, float] | None = None  # wall-clock start and end of the timed section
@@ -106,6 +108,7 @@ class TrialWorker:
         except Exception as exc:  # ONNX Runtime cannot run some quantized graphs
             raise TrialFailed(f"running the quantized model failed: {exc}") from exc
         outcome.metrics = evaluation.metrics
+        outcome.predictions = pack_labels(evaluation.predictions)
         outcome.evaluate_seconds = round(time.perf_counter() - started, 2)
 
         t = bench.timing
@@ -119,7 +122,7 @@ class TrialWorker:
                                     samples_per_round=bench.workload.samples, rounds=t.rounds,
                                     max_rounds=t.max_rounds, warmup_rounds=t.warmup_rounds, ci_target=t.ci_target,
                                     max_seconds=t.max_seconds, seed=t.seed, estimator=t.estimator,
-                                    load_meter=LoadMeter)
+                                    blocks=t.sessions_per_model, load_meter=LoadMeter)
             outcome.timed_window = (began, time.time())
         outcome.timing = timing.to_dict()
         return outcome

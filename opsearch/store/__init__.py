@@ -13,18 +13,23 @@ from opsearch.store._records import (
     trial_attrs,
 )
 from opsearch.store._rows import (
+    CONSTRAINT_STATES,
     SameGraphGroup,
     TrialRow,
     best_within,
     check_limit,
+    constraint_state,
     constraint_values,
+    faster_uncertain,
     front_rows,
+    loss_interval_pt,
     same_graph_groups,
     trial_rows,
 )
 from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_storage, queue_retry
 
 __all__ = [
+    "CONSTRAINT_STATES",
     "SameGraphGroup",
     "StudyRecord",
     "TrialRecord",
@@ -32,11 +37,14 @@ __all__ = [
     "best_within",
     "cache_dir_for",
     "check_limit",
+    "constraint_state",
     "constraint_values",
+    "faster_uncertain",
     "file_of",
     "front_rows",
     "knee",
     "load_existing",
+    "loss_interval_pt",
     "non_dominated",
     "open_storage",
     "queue_retry",

@@ -35,6 +35,9 @@ class TrialRecord:
     metrics: dict = field(default_factory=dict)  # accuracy, f1, precision, recall (and cosine_to_fp32)
     accuracy: float | None = None
     accuracy_loss: float | None = None  # fp32 accuracy minus this trial's, a fraction
+    accuracy_loss_ci: list | None = None  # its paired 95% interval [low, high] (fractions), from the predictions
+    accuracy_batch_size: int | None = None  # the batch its accuracy was evaluated in (the timed workload's)
+    predictions: str = ""  # its class id for every evaluation row, packed (measure.pack_labels)
     timing: dict = field(default_factory=dict)  # the PairedTiming record
     speedup: float | None = None
     same_graph_as: int | None = None  # an earlier trial with the same graph, whose measurements this one shares
@@ -67,7 +70,8 @@ class StudyRecord:
     workload: dict = field(default_factory=dict)
     task: str = ""
     data: dict = field(default_factory=dict)  # description, row counts, labels, majority-class accuracy
-    baseline: dict = field(default_factory=dict)  # {"metrics", "timing"} of the fp32 model
+    baseline: dict = field(default_factory=dict)  # of the fp32 model: {"metrics", "timing", "predictions", "labels",
+    # "accuracy_batch_size"} (the last three since accuracy intervals; packed class ids)
     baselines: list = field(default_factory=list)  # fp32 timed again on other machines: {"machine_id", ...}
     probe: dict | None = None  # the frozen linear probe of an embedding study
     front_remeasured: dict = field(default_factory=dict)  # the front session: {"at", "trials", "considered", ...}
@@ -95,6 +99,11 @@ class StudyRecord:
     @property
     def baseline_accuracy(self) -> float:
         return float(self.baseline["metrics"]["accuracy"])
+
+    @property
+    def accuracy_batch_size(self) -> int:
+        """The batch accuracy is evaluated in: the timed workload's; 1 for a study made before that was so."""
+        return int(self.baseline.get("accuracy_batch_size", 1)) if self.baseline else 1
 
     @property
     def reference_throughput(self) -> float:

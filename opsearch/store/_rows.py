@@ -3,9 +3,17 @@
 Every answer to "which trial is best" (the report, ``export --best``, the progress line) comes from
 :func:`trial_rows` and :func:`best_within`, so they cannot disagree.
 
-A trial is *feasible* unless it breaks a constraint: an accuracy loss over the caller's ``max_accuracy_loss``,
-or the constraint the study stored with it (Optuna's ``Trial.set_constraint``: a value above 0 is a
-violation). As in Optuna, the Pareto front is taken over feasible trials only.
+Against a limit ``max_accuracy_loss`` a trial is decided on the evidence, its loss's paired 95% interval: *within*
+(the interval's upper end is at most the limit), *over* (its lower end is above it) or *uncertain* (it straddles
+the limit: more evaluation rows would decide it). A trial is *feasible* unless it is over, or breaks the
+constraint the study stored with it (Optuna's ``Trial.set_constraint``: a value above 0 is a violation); as in
+Optuna, the Pareto front is taken over feasible trials only. The best-within answer is the fastest trial *within*;
+an uncertain trial that is faster is named beside it, never silently taken. A study made before loss intervals
+has only points: its intervals are the points themselves.
+
+After a front session, trials whose speeds it could not tell apart form a *tie group*; the best-within answer
+is then the group's member with the lowest accuracy loss (then the fewest quantized nodes, then the lowest
+trial number), not whichever the noise put first.
 
 Which speedup counts: after a *front session* (``opsearch remeasure``, or the end of ``run``) the front is
 decided by the numbers it took, all side by side, for the trials it saw; a trial's own measurement from
@@ -52,12 +60,31 @@ class TrialRow:
     feasible: bool = True
     infeasible_reason: str = ""  # why not, when not feasible
     candidate: bool = True  # may stand on the front: its speedup is comparable with the front session's
+    loss_ci_low_pt: float = math.nan  # the accuracy loss's paired 95% interval, in points
+    loss_ci_high_pt: float = math.nan
+    constraint: str = ""  # against the limit: "within", "over", "uncertain"; "" without a limit
+    tie_group: int | None = None  # the front session's tie group it shares with others (0 = the fastest), if any
+    quantized_nodes: int = 0  # nodes computed in int8
+    accuracy_batch_size: int = 1  # the batch its accuracy was evaluated in
 
 
 @dataclass(frozen=True)
 class SameGraphGroup:
     trials: list[int]
     differing: list[str]  # parameters that differ inside the group, yet gave one graph
+
+
+CONSTRAINT_STATES = ("within", "over", "uncertain")
+
+
+def constraint_state(low: float, high: float, limit: float | None) -> str:
+    """Where a loss interval [low, high] lies against ``limit`` (same units): "within", "over" or "uncertain";
+    "" when there is no limit."""
+    if limit is None:
+        return ""
+    if high <= limit:
+        return "within"
+    return "over" if low > limit else "uncertain"
 
 
 def check_limit(max_accuracy_loss: float | None) -> None:
@@ -77,13 +104,16 @@ def trial_rows(study: optuna.Study, *, max_accuracy_loss: float | None = None) -
     # Sessions stored before "considered" saw every trial that was complete.
     considered = set(session["considered"]) if "considered" in session else None
     reference = record.baseline.get("timing", {}).get("throughput")
+    # Tie groups of one member say nothing: only real ties are marked.
+    groups = {number: i for i, group in enumerate(session.get("ties", [])) if len(group) > 1 for number in group}
     done = study.get_trials(deepcopy=False, states=(COMPLETE,))
     rows = []
     for t in done:
         timed_again = remeasured.get(str(t.number))
         after_session = considered is not None and t.number not in considered
         row = _row(t, timed_again, reference, max_accuracy_loss)
-        rows.append(replace(row, candidate=not remeasured or timed_again is not None or after_session))
+        rows.append(replace(row, candidate=not remeasured or timed_again is not None or after_session,
+                            tie_group=groups.get(t.number) if timed_again is not None else None))
     eligible = [i for i, r in enumerate(rows) if r.feasible and r.candidate]
     front = {eligible[j] for j in non_dominated([(rows[i].samples_per_s, rows[i].accuracy_loss_pt)
                                                   for i in eligible])}
@@ -95,14 +125,34 @@ def front_rows(rows: Sequence[TrialRow]) -> list[TrialRow]:
     return sorted((r for r in rows if r.pareto and r.same_graph_as is None), key=lambda r: -r.samples_per_s)
 
 
-def best_within(rows: Sequence[TrialRow], max_accuracy_loss: float | None) -> TrialRow | None:
-    """The fastest feasible candidate whose accuracy loss is at most ``max_accuracy_loss`` (None: any loss).
+def _eligible(rows: Sequence[TrialRow], max_accuracy_loss: float | None, state: str) -> list[TrialRow]:
+    limit = None if max_accuracy_loss is None else 100 * max_accuracy_loss
+    return [r for r in rows if r.feasible and r.candidate and r.same_graph_as is None
+            and constraint_state(r.loss_ci_low_pt, r.loss_ci_high_pt, limit) in ("", state)]
 
-    With the same limit the rows were built with, it is the front's fastest point."""
-    limit = math.inf if max_accuracy_loss is None else 100 * max_accuracy_loss
-    eligible = [r for r in rows if r.feasible and r.candidate and r.same_graph_as is None
-                and r.accuracy_loss_pt <= limit]
-    return max(eligible, key=lambda r: (r.samples_per_s, -r.accuracy_loss_pt, -r.trial), default=None)
+
+def best_within(rows: Sequence[TrialRow], max_accuracy_loss: float | None) -> TrialRow | None:
+    """The fastest feasible candidate *within* ``max_accuracy_loss`` (its whole loss interval at most the limit;
+    None: any loss). When the front session tied it with others within, the tie group's member with the lowest
+    accuracy loss, then the fewest quantized nodes, then the lowest trial number (see the module's docstring)."""
+    eligible = _eligible(rows, max_accuracy_loss, "within")
+    fastest = max(eligible, key=lambda r: (r.samples_per_s, -r.accuracy_loss_pt, -r.trial), default=None)
+    if fastest is None or fastest.tie_group is None:
+        return fastest
+    tied = [r for r in eligible if r.tie_group == fastest.tie_group]
+    return min(tied, key=lambda r: (r.accuracy_loss_pt, r.quantized_nodes, r.trial))
+
+
+def faster_uncertain(rows: Sequence[TrialRow], max_accuracy_loss: float | None,
+                     best: TrialRow | None) -> list[TrialRow]:
+    """Candidates faster than ``best`` whose loss interval straddles the limit: they might qualify, fastest
+    first. (Tied with ``best``, they are not faster.)"""
+    if max_accuracy_loss is None:
+        return []
+    floor = -math.inf if best is None else best.samples_per_s
+    faster = [r for r in _eligible(rows, max_accuracy_loss, "uncertain") if r.samples_per_s > floor
+              and (best is None or best.tie_group is None or r.tie_group != best.tie_group)]
+    return sorted(faster, key=lambda r: -r.samples_per_s)
 
 
 def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
@@ -111,11 +161,18 @@ def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
     return [float(v) for v in trial.constraints.values()]
 
 
+def loss_interval_pt(trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
+    """The trial's accuracy-loss interval in points (the point itself for a trial stored without one)."""
+    interval = TrialRecord.of(trial).accuracy_loss_ci
+    loss = 100 * float(trial.values[1])
+    return (loss, loss) if interval is None else (100 * float(interval[0]), 100 * float(interval[1]))
+
+
 def _infeasible_reason(trial: optuna.trial.FrozenTrial, max_accuracy_loss: float | None) -> str:
     reasons = []
-    loss = float(trial.values[1])
-    if max_accuracy_loss is not None and loss > max_accuracy_loss:
-        reasons.append(f"accuracy loss {100 * loss:.2f} pt > {100 * max_accuracy_loss:.2f} pt")
+    low, high = loss_interval_pt(trial)
+    if max_accuracy_loss is not None and constraint_state(low, high, 100 * max_accuracy_loss) == "over":
+        reasons.append(f"accuracy loss {low:.2f}-{high:.2f} pt (95% interval) > {100 * max_accuracy_loss:.2f} pt")
     violated = [v for v in constraint_values(trial) if not v <= 0]  # NaN counts as a violation
     if violated:
         reasons.append("constraint " + ", ".join(f"{v:g}" for v in violated) + " > 0")
@@ -131,6 +188,7 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
     ci = timing.get("speedup_ci", [math.nan, math.nan])
     flags = QuantRecipe.from_dict(recipe).flags() if recipe else []
     reason = _infeasible_reason(trial, max_accuracy_loss)
+    low, high = loss_interval_pt(trial)
     return TrialRow(
         trial=trial.number,
         mode=recipe.get("mode", "?"),
@@ -152,6 +210,11 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         remeasured=remeasured is not None,
         feasible=not reason,
         infeasible_reason=reason,
+        loss_ci_low_pt=low,
+        loss_ci_high_pt=high,
+        constraint=constraint_state(low, high, None if max_accuracy_loss is None else 100 * max_accuracy_loss),
+        quantized_nodes=sum(record.quantized_nodes.values()),
+        accuracy_batch_size=record.accuracy_batch_size or 1,
     )
 
 

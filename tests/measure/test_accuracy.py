@@ -51,3 +51,49 @@ def test_embedding_task_scores_through_the_probe_and_reports_cosine() -> None:
     rotated = [np.array([[[1.0, 0.5]] * 3]), np.array([[[0.0, 1.0]] * 3])]
     q = task.evaluate(FakeSession(rotated))
     assert q.metrics["cosine_to_fp32"] == pytest.approx((1 / np.sqrt(1.25) + 1) / 2)
+
+
+def _sentences(n: int) -> list[str]:
+    from conftest import FILLER, NEGATIVE, POSITIVE
+
+    rng = np.random.default_rng(0)
+    words = [*POSITIVE, *NEGATIVE, *FILLER]
+    return [" ".join(rng.choice(words, size=rng.integers(3, 14))) for _ in range(n)]
+
+
+def test_batched_evaluation_changes_a_dynamically_quantized_models_answers(tiny_onnx, tmp_path) -> None:
+    """Dynamic quantization scales activations per tensor, so per batch: the logits in batches of 8 differ from
+    those at batch 1 far more than fp32's do (padding only). Accuracy must be evaluated as the workload runs."""
+    from transformers import AutoTokenizer
+
+    from opsearch.measure import ThreadSettings, encode, make_session
+    from opsearch.quantize import QuantRecipe, quantize
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_onnx.folder)
+    texts = _sentences(48)
+    labels = np.zeros(len(texts), dtype=np.int64)
+    q = quantize(QuantRecipe("dynamic", ("MatMul",)), fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q")
+    threads = ThreadSettings.resolve(1, 1, False)
+
+    def logits(path, batch: int) -> np.ndarray:
+        task = ClassificationTask(encode(tokenizer, texts, max_length=64, batch_size=batch), labels)
+        return task.evaluate(make_session(path, threads)).outputs
+
+    fp32_gap = np.abs(logits(tiny_onnx.onnx_path, 8) - logits(tiny_onnx.onnx_path, 1)).max()
+    int8_gap = np.abs(logits(q.path, 8) - logits(q.path, 1)).max()
+    assert logits(q.path, 8).shape == (len(texts), 2)  # every row answered once, in order
+    assert int8_gap > 10 * max(fp32_gap, 1e-6)
+
+
+def test_batched_feeds_keep_the_order_and_pad_each_batch_to_its_longest(tiny_onnx) -> None:
+    from transformers import AutoTokenizer
+
+    from opsearch.measure import encode
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_onnx.folder)
+    texts = ["good", "the film was very good and lovely", "bad", "sad film", "dull"]
+    feeds = encode(tokenizer, texts, max_length=64, batch_size=2)
+    assert [f["input_ids"].shape[0] for f in feeds] == [2, 2, 1]
+    single = encode(tokenizer, texts, max_length=64)
+    assert feeds[0]["input_ids"].shape[1] == single[1]["input_ids"].shape[1]  # padded to the longer text
+    assert np.array_equal(feeds[2]["input_ids"], single[4]["input_ids"])  # a batch of one is unpadded

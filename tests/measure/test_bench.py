@@ -39,7 +39,9 @@ def test_bench_without_dataset_uses_synthetic_texts(quantized_folder, tiny_onnx,
     assert main(["bench", str(tiny_onnx.folder), str(tiny_onnx.folder), "--samples", "10", "--rounds", "3",
                  "--max-rounds", "3", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("A is ") and "paired rounds" in out and "10 texts per round" in out
+    verdict, measured = out.splitlines()[:2]
+    assert verdict.startswith(("no measurable difference", "A is faster", "B is faster"))
+    assert measured.startswith("A is ") and "paired rounds" in out and "10 texts per round" in out
 
 
 def test_bench_rejects_bad_numbers(tiny_onnx, capsys) -> None:
@@ -58,3 +60,21 @@ def test_bench_reports_both_estimators_and_the_chosen_one_leads(quantized_folder
     assert record["speedup"] == record["floor_speedup" if estimator == "floor" else "median_ratio"]
     assert record["floor_speedup"] > 0 and record["median_ratio"] > 0
     assert record["median_ratio_ci"][0] <= record["median_ratio"] <= record["median_ratio_ci"][1]
+
+
+def _result(low: float, high: float):
+    from opsearch.measure import BenchResult, PairedTiming, ThreadSettings
+
+    timing = PairedTiming((0.1,) * 4, (0.1,) * 4, 10, 1, 0.02, (low, high), candidate_floor_s=0.1, baseline_floor_s=0.1)
+    return BenchResult("a", "b", timing, {"samples": 10, "batch_size": 1}, ThreadSettings(1))
+
+
+@pytest.mark.parametrize(("low", "high", "verdict", "words"), [
+    (0.98, 1.03, "same", "no measurable difference: A and B differ by at most 3.0%"),
+    (1.04, 1.09, "a_faster", "A is faster: by 4.0% to 9.0%"),
+    (0.90, 0.95, "b_faster", "B is faster: by 5.3% to 11.1%"),
+])
+def test_the_verdict_follows_the_interval(low, high, verdict, words) -> None:
+    result = _result(low, high)
+    assert result.verdict == verdict and result.to_dict()["verdict"] == verdict
+    assert result.summary().splitlines()[0] == words

@@ -15,6 +15,7 @@ from report_study import BASELINE, COMPLETE, SPECS, STUDY_NAME, make_study
 from opsearch.errors import ConfigError
 from opsearch.report import (
     FORMATS,
+    ROW_CELLS,
     StudyEffects,
     StudyReport,
     build_report,
@@ -63,7 +64,7 @@ def _markdown_table(text: str, first_header: str) -> list[list[str]]:
 def test_markdown_has_the_baseline_the_front_and_the_effects(report: StudyReport, effects: StudyEffects) -> None:
     text = format_markdown(report, effects)
     assert text.startswith(f"# opsearch report: {STUDY_NAME}")
-    assert "fp32 baseline: accuracy 0.9123, 98.7 samples/s" in text
+    assert "fp32 baseline: accuracy 0.9123 (batch 1), 98.7 samples/s (timed at batch 1)" in text
     front = _markdown_table(text, "trial")
     assert [int(row[0]) for row in front] == [r.trial for r in report.front]
     best = report.best_feasible
@@ -90,7 +91,7 @@ def test_markdown_escapes_pipes_in_cells(tmp_path: Path) -> None:
     study = make_study(tmp_path / "s.db", [replace(SPECS[0], preset="a | b")])
     report = build_report(study)
     text = format_markdown(report, study_effects(study, report=report))
-    assert "a \\| b" in text and len(_markdown_table(text, "trial")[0]) == 12
+    assert "a \\| b" in text and len(_markdown_table(text, "trial")[0]) == 3 + len(ROW_CELLS)
 
 
 def test_json_holds_everything(report: StudyReport, effects: StudyEffects) -> None:

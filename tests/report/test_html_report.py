@@ -82,7 +82,7 @@ def test_the_front_table_lists_the_front(page: Path, report: StudyReport) -> Non
 
 def test_the_page_shows_baseline_machine_versions_and_settings(page: Path, report: StudyReport) -> None:
     text = page.read_text()
-    assert "fp32 baseline: accuracy 0.9000, 100.0 samples/s" in text
+    assert "fp32 baseline: accuracy 0.9000 (batch 1), 100.0 samples/s" in text
     assert "Test CPU &lt;9000&gt;" in text and "Test CPU <9000>" not in text  # escaped
     for name, version in VERSIONS.items():
         assert f"<td>{name}</td><td>{version}</td>" in text

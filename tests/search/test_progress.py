@@ -9,7 +9,8 @@ from opsearch.search import Bar, JsonLog, TrialEvent, as_progress, describe
 
 DONE = TrialEvent(trial=4, state="complete", label="dynamic[MatMul] s8", done=2, total=4, elapsed_s=65.0,
                   remaining_s=65.0, speedup=2.05, ci_halfwidth=0.012, rounds=12, samples_per_s=410.0,
-                  accuracy_loss_pt=0.25, best={"trial": 4, "speedup": 2.05, "accuracy_loss_pt": 0.25, "limit_pt": 1.0})
+                  accuracy_loss_pt=0.25, loss_ci_pt=[0.0, 0.57], constraint="within",
+                  best={"trial": 4, "speedup": 2.05, "accuracy_loss_pt": 0.25, "limit_pt": 1.0})
 FAILED = TrialEvent(trial=5, state="fail", label="static[Add] QOperator", done=3, total=4, elapsed_s=70.0,
                     remaining_s=23.3, reason="crashed with SIGSEGV while quantizing")
 
@@ -17,7 +18,7 @@ FAILED = TrialEvent(trial=5, state="fail", label="static[Add] QOperator", done=3
 def test_lines_say_what_a_trial_gave_and_how_long_is_left() -> None:
     first, best = describe(DONE)
     assert first.startswith("[2/4 1:05 elapsed, ~1:05 left] trial 4 dynamic[MatMul] s8: 410.0 samples/s, 2.05x fp32")
-    assert "(+-1.2%, 12 rounds), accuracy loss +0.25 pt" in first
+    assert "(+-1.2%, 12 rounds), accuracy loss +0.25 pt (95% CI +0.00 to +0.57, within)" in first
     assert best == "        best within 1 pt: trial 4, 2.05x, loss +0.25 pt"
     assert describe(FAILED) == ["[3/4 1:10 elapsed, ~0:23 left] trial 5 static[Add] QOperator: fail: "
                                 "crashed with SIGSEGV while quantizing"]
@@ -43,6 +44,7 @@ def test_json_log_writes_one_object_per_line() -> None:
     events = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [e["event"] for e in events] == ["started", "message", "trial_started", "trial_finished"]
     assert events[1]["text"] == "model ready"
+    assert events[3]["loss_ci_pt"] == [0.0, 0.57] and events[3]["constraint"] == "within"
     assert events[3]["speedup"] == 2.05 and events[3]["best"]["trial"] == 4 and events[3]["remaining_s"] == 65.0
 
 

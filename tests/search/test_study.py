@@ -10,11 +10,11 @@ from conftest import fast_settings
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
-from opsearch.measure import LinearProbe
+from opsearch.measure import LinearProbe, unpack_labels
 from opsearch.quantize import QuantizationFailed
 from opsearch.report import build_report
 from opsearch.search import create_runner, resume_study, run_study
-from opsearch.store import cache_dir_for, load_existing
+from opsearch.store import TrialRecord, cache_dir_for, load_existing
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 
@@ -258,6 +258,17 @@ def test_front_is_remeasured_side_by_side_and_the_report_uses_it(tmp_path, tiny_
     assert set(record["trials"]) == {str(t.number) for t in front}
     assert config.rounds <= record["rounds"] <= config.max_rounds
     assert any(line.startswith("re-measuring the front") for line in lines)
+    # The members were compared with each other: every re-timed trial is in exactly one tie group, fastest first.
+    assert sorted(n for group in record["ties"] for n in group) == sorted(int(n) for n in record["trials"])
+    speed = [record["trials"][str(group[0])]["speedup"] for group in record["ties"]]
+    assert speed == sorted(speed, reverse=True)
+    # Each trial kept its predictions, its loss's paired interval and the batch its accuracy belongs to.
+    for t in study.get_trials(states=(optuna.trial.TrialState.COMPLETE,)):
+        measured = TrialRecord.of(t)
+        low, high = measured.accuracy_loss_ci
+        assert low <= measured.accuracy_loss <= high and measured.accuracy_batch_size == config.batch_size
+        if measured.same_graph_as is None:  # a repeat shares its twin's measurements
+            assert len(unpack_labels(measured.predictions)) == study.user_attrs["data"]["eval_rows"]
     rows = {r.trial: r for r in build_report(study).rows}
     for number, timing in record["trials"].items():
         row = rows[int(number)]

@@ -19,7 +19,7 @@ rounds:
 Throughput (samples/s) is always the candidate's own median round: what the machine gave, interference
 included.
 
-The speedup's interval holds across sessions, not only for this one. Rounds rotate over ``sessions_per_model``
+The speedup's interval takes in the sessions, not only the rounds. Rounds rotate over ``sessions_per_model``
 sessions of each model, so the rounds fall into *blocks*, one per pair of sessions; a session (like a process)
 runs a little faster or slower for good, which no resampling of rounds can see. The reported interval is the
 a two-level bootstrap, over the blocks and then the rounds inside each (``across_sessions_ci``). Rounds are added while

@@ -21,9 +21,9 @@ included.
 
 The speedup's interval takes in the sessions, not only the rounds. Rounds rotate over ``sessions_per_model``
 sessions of each model, so the rounds fall into *blocks*, one per pair of sessions; a session (like a process)
-runs a little faster or slower for good, which no resampling of rounds can see. The reported interval is the
-a two-level bootstrap, over the blocks and then the rounds inside each (``across_sessions_ci``). Rounds are added while
-the part more rounds can shrink, the bootstrap's, is wider than ``ci_target``.
+runs a little faster or slower for good, which no resampling of rounds can see. The reported interval is a
+two-level bootstrap, over the blocks and then the rounds inside each (``across_sessions_ci``). Rounds are added
+while the part more rounds can shrink, the bootstrap over rounds alone, is wider than ``ci_target``.
 """
 
 from __future__ import annotations

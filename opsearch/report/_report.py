@@ -150,7 +150,8 @@ def format_report(report: StudyReport) -> str:
             lines.append(f"  trials {', '.join(map(str, group.trials))}: differ in "
                          f"{', '.join(group.differing) or 'nothing'}")
     if any(r.noisy for r in report.rows):
-        lines.append("NOISY: the speedup's 95% interval stayed wider than ci_target after max_rounds; "
+        lines.append("NOISY: the speedup's bootstrap over rounds (the part more rounds shrink) stayed wider than "
+                     "ci_target after max_rounds; "
                      "raise max_rounds or timing_samples, or quiet the machine.")
     if any(r.tie_group is not None for r in front):
         lines.append("tie: the front session could not tell these trials' speeds apart (Wilcoxon signed-rank "

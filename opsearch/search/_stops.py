@@ -87,8 +87,8 @@ def stop_on_signals() -> Iterator[None]:
         previous_hook(unraisable)
 
     outermost = _Delivery.depth == 0
-    if outermost:
-        _Delivery.requested = None
+    if outermost:  # a new block starts clean: nothing held or noted by an earlier one
+        _Delivery.requested, _Delivery.held, _Delivery.pending = None, False, None
         previous_hook, sys.unraisablehook = sys.unraisablehook, swallowed
     _Delivery.depth += 1
     previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -71,7 +71,6 @@ def test_the_interval_holds_across_sessions_under_simulated_session_drift() -> N
     rng = np.random.default_rng(3)
     true, sessions, rounds = 2.0, 3, 24
     covered_rounds = covered_blocks = 0
-    widths = []
     for _ in range(300):
         layout_cand = 1 + 0.02 * rng.standard_normal(sessions)
         layout_base = 1 + 0.02 * rng.standard_normal(sessions)
@@ -82,7 +81,6 @@ def test_the_interval_holds_across_sessions_under_simulated_session_drift() -> N
                                warmup_rounds=0, ci_target=0.02, blocks=sessions, seed=int(rng.integers(1 << 30)))
         covered_rounds += record.rounds_ci[0] <= true <= record.rounds_ci[1]
         covered_blocks += record.speedup_ci[0] <= true <= record.speedup_ci[1]
-        widths.append(record.ci_halfwidth)
         assert record.blocks == sessions
     # Rounds alone are overconfident (they cover under half the time); resampling the pairs first covers most of
     # the time. Three pairs are few for a bootstrap (about 78% here, not 95%: the README's "Honest answers" gives

@@ -189,22 +189,20 @@ def test_a_quantized_model_at_chance_fails_its_trial_and_never_wins(tmp_path, ti
     import numpy as np
 
     from opsearch.config import StudyConfig
-    from opsearch.measure import ClassificationTask, Evaluation
+    from opsearch.measure import ClassificationTask
     from opsearch.search import run_study
 
-    real = ClassificationTask.evaluate
+    real = ClassificationTask.outputs
     calls = {"n": 0}
 
-    def broken_after_fp32(self, session) -> Evaluation:
+    def broken_after_fp32(self, session, feeds) -> np.ndarray:
         calls["n"] += 1
         if calls["n"] == 1:
-            return real(self, session)  # the fp32 baseline
-        constant = np.zeros(len(self.labels), dtype=int)  # one class for every row: chance
-        from opsearch.measure import classification_metrics
+            return real(self, session, feeds)  # the fp32 baseline
+        rows = sum(len(feed["input_ids"]) for feed in feeds)
+        return np.tile([1.0, 0.0], (rows, 1))  # one class for every row: chance
 
-        return Evaluation(classification_metrics(constant, self.labels), constant, np.eye(2)[constant])
-
-    monkeypatch.setattr(ClassificationTask, "evaluate", broken_after_fp32)
+    monkeypatch.setattr(ClassificationTask, "outputs", broken_after_fp32)
     config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=f"sqlite:///{tmp_path}/c.db",
                          study_name="c", modes=["dynamic"], remeasure_front=False, **fast_settings())
     study = run_study(config, n_trials=2, progress=lambda line: None)

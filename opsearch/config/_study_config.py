@@ -197,6 +197,11 @@ class StudyConfig:
     sampler: str = setting("tpe", "how trials are chosen", group=SEARCH, choices=SAMPLERS, legacy="tpe")
     enumerate: str = setting("auto", "queue every recipe once instead of sampling (auto: when the space holds no "
                              "more recipes than trials)", group=SEARCH, choices=ENUMERATE, legacy="off")
+    # Early stopping (see the README's "Cheaper studies"): a trial's evaluation stops once it is surely over
+    # max_accuracy_loss or broken, and its timing once it is surely dominated by a trial measured before it.
+    early_stop: bool = setting(True, "stop evaluating a trial surely over the limit or broken, and timing one surely "
+                               "dominated", group=SEARCH, role=RUNTIME, flag="--no-early-stop", negate=True,
+                               legacy=False)
     sweep_operators: bool = setting(False, "also queue each dynamic operator type alone, first", group=SEARCH,
                                     legacy=False)
     seed: int = setting(0, "seeds the sampler and the data split: the same seed suggests the same configurations",
@@ -207,7 +212,8 @@ class StudyConfig:
                                      check=_check_study_name, default_help="MODEL-DATASET")
 
     # Timing: each round runs the candidate and the fp32 model once over the same workload, in shuffled order.
-    rounds: int = setting(10, "paired timing rounds always measured per trial", group=TIMING, check=whole(1))
+    rounds: int = setting(10, "paired timing rounds measured per trial (fewer for one early stopping finds surely "
+                          "dominated)", group=TIMING, check=whole(1))
     max_rounds: int = setting(30, "upper bound on rounds when the interval stays wide", group=TIMING, check=whole(1))
     warmup_rounds: int = setting(2, "rounds run first and discarded", group=TIMING, check=whole(0))
     timing_samples: int = setting(150, "texts per timing round", group=TIMING, check=whole(1))

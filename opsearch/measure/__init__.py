@@ -4,6 +4,7 @@ the machine, and accuracy (a classifier's head, or an encoder through a probe)."
 from __future__ import annotations
 
 from opsearch.measure._accuracy import (
+    NOT_EVALUATED,
     ClassificationTask,
     EmbeddingTask,
     Evaluation,
@@ -25,6 +26,7 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
+from opsearch.measure._screen import ALPHA, LOOKS, AccuracyScreen, Screening, evaluate_screened, feed_order
 from opsearch.measure._sessions import (
     Feed,
     ThreadSettings,
@@ -43,9 +45,12 @@ from opsearch.measure._statistics import (
     floor_seconds,
     holm,
     mean_difference_ci,
+    surely_above,
+    surely_at_most,
     tie_groups,
 )
 from opsearch.measure._timing import (
+    RACE_FROM,
     PairedTiming,
     SingleTiming,
     load_warnings,
@@ -57,6 +62,16 @@ from opsearch.measure._timing import (
 from opsearch.measure._workload import Workload
 
 __all__ = [
+    "ALPHA",
+    "AccuracyScreen",
+    "LOOKS",
+    "NOT_EVALUATED",
+    "RACE_FROM",
+    "Screening",
+    "evaluate_screened",
+    "feed_order",
+    "surely_above",
+    "surely_at_most",
     "BenchResult",
     "ClassificationTask",
     "EmbeddingTask",

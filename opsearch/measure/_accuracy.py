@@ -39,11 +39,22 @@ class ClassificationTask:
     def __init__(self, feeds: list[Feed], labels: np.ndarray) -> None:
         self.feeds, self.labels = feeds, labels
 
-    def evaluate(self, session) -> Evaluation:
-        logits = np.concatenate(run_all(session, self.feeds, "logits"), axis=0)
+    def outputs(self, session, feeds: list[Feed]) -> np.ndarray:
+        """The logits of ``feeds`` (some of ``self.feeds``), one row per text; fails the trial when not finite."""
+        logits = np.concatenate(run_all(session, feeds, "logits"), axis=0)
         _check_finite(logits, "logits")
-        predictions = logits.argmax(axis=1)
-        return Evaluation(classification_metrics(predictions, self.labels), predictions, logits)
+        return logits
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs.argmax(axis=1)
+
+    def evaluation(self, outputs: np.ndarray) -> Evaluation:
+        """The metrics of every evaluation row's outputs, in order."""
+        predictions = self.predict(outputs)
+        return Evaluation(classification_metrics(predictions, self.labels), predictions, outputs)
+
+    def evaluate(self, session) -> Evaluation:
+        return self.evaluation(self.outputs(session, self.feeds))
 
 
 class EmbeddingTask:
@@ -57,24 +68,38 @@ class EmbeddingTask:
         self.pooling, self.normalize = pooling, normalize
         self.reference = reference  # fp32 embeddings of the evaluation split, for the cosine
 
-    def embeddings(self, session) -> np.ndarray:
-        vectors = embed(session, self.feeds, pooling=self.pooling, normalize=self.normalize)
+    def outputs(self, session, feeds: list[Feed]) -> np.ndarray:
+        """The pooled embeddings of ``feeds`` (some of ``self.feeds``); fails the trial when not finite."""
+        vectors = embed(session, feeds, pooling=self.pooling, normalize=self.normalize)
         _check_finite(vectors, "embeddings")
         return vectors
 
-    def evaluate(self, session) -> Evaluation:
-        vectors = self.embeddings(session)
+    def embeddings(self, session) -> np.ndarray:
+        return self.outputs(session, self.feeds)
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return self.probe.predict(outputs)
+
+    def evaluation(self, outputs: np.ndarray) -> Evaluation:
         if self.reference is None:
-            self.reference = vectors  # the first model evaluated is the fp32 one
-        predictions = self.probe.predict(vectors)
+            self.reference = outputs  # the first model evaluated is the fp32 one
+        predictions = self.predict(outputs)
         metrics = classification_metrics(predictions, self.labels)
-        metrics["cosine_to_fp32"] = mean_cosine(vectors, self.reference)
-        return Evaluation(metrics, predictions, vectors)
+        metrics["cosine_to_fp32"] = mean_cosine(outputs, self.reference)
+        return Evaluation(metrics, predictions, outputs)
+
+    def evaluate(self, session) -> Evaluation:
+        return self.evaluation(self.embeddings(session))
+
+
+# In a trial's packed predictions, the rows its evaluation never reached (it stopped early: see ``measure.screen``).
+NOT_EVALUATED = int(np.iinfo(np.uint16).max)
 
 
 def pack_labels(values: np.ndarray) -> str:
     """Class ids (predictions, labels) as a short string for a study's storage: one byte per row (two past 255
-    classes), zlib-compressed, base64. The 872 predictions of SST-2's validation split take about 250 characters."""
+    classes, or rows marked NOT_EVALUATED), zlib-compressed, base64. The 872 predictions of SST-2's validation
+    split take about 250 characters."""
     values = np.asarray(values)
     if values.size and (values.min() < 0 or values.max() > np.iinfo(np.uint16).max):
         raise ValueError(f"class ids must lie in 0..65535, not {values.min()}..{values.max()}")

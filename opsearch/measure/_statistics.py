@@ -155,3 +155,27 @@ def holm(p_values: list[float]) -> list[float]:
         running = max(running, min(1.0, (m - rank) * p_values[i]))
         adjusted[i] = running
     return adjusted.tolist()
+
+
+def surely_above(differences: np.ndarray, bound: float, *, alpha: float) -> bool:
+    """Whether the mean of ``differences`` (per-row, paired) lies above ``bound`` at one-sided level ``alpha``:
+    Student's one-sample t-test (scipy). Rows that all agree decide by their mean alone."""
+    from scipy import stats
+
+    differences = np.asarray(differences, dtype=float)
+    if len(differences) < 2:
+        return False
+    if np.ptp(differences) == 0:
+        return bool(differences[0] > bound)
+    return bool(stats.ttest_1samp(differences, bound, alternative="greater").pvalue < alpha)
+
+
+def surely_at_most(successes: int, trials: int, bound: float, *, alpha: float) -> bool:
+    """Whether a proportion (``successes`` of ``trials``) lies at or below ``bound`` at one-sided level ``alpha``:
+    the upper end of its Wilson interval (scipy) is at most ``bound``."""
+    from scipy import stats
+
+    if trials < 1:
+        return False
+    high = stats.binomtest(successes, trials).proportion_ci(confidence_level=1 - 2 * alpha, method="wilson").high
+    return bool(high <= bound)

@@ -41,10 +41,14 @@ from opsearch.config import ESTIMATORS, StudyConfig, legacy_values
 from opsearch.measure._statistics import across_sessions_ci, bootstrap_ci, floor_ci, floor_seconds
 
 Clock = Callable[[], float]
+# Racing (``measure_paired(race=...)``) may stop a candidate from this many rounds on.
+RACE_FROM = 5
 LEGACY_ESTIMATOR = legacy_values(StudyConfig)["speedup_estimator"]
 # One side of a round: runs the workload once; returns each call's seconds, or None (then the whole pass
 # counts as one call).
 Side = Callable[[], "Sequence[float] | np.ndarray | None"]
+# Told the candidate's record so far; returns why its rounds can stop ("" to go on).
+Race = Callable[["PairedTiming"], str]
 
 
 @dataclass(frozen=True)
@@ -67,6 +71,7 @@ class PairedTiming:
     steal_cores: float | None = None
     rounds_ci: tuple[float, float] | None = None  # the bootstrap over rounds alone (None: records before blocks)
     blocks: int = 1  # the pairs of sessions the rounds rotated over (1: the interval is the rounds' alone)
+    raced: str = ""  # why rounds stopped before the interval met its target (racing: surely dominated)
 
     @property
     def rounds(self) -> int:
@@ -111,7 +116,7 @@ class PairedTiming:
 
     @property
     def noisy(self) -> bool:
-        return not self.target_met
+        return not self.target_met and not self.raced
 
     @property
     def speedup_cv(self) -> float:
@@ -147,7 +152,7 @@ class PairedTiming:
             "samples_per_round": self.samples_per_round, "noisy": self.noisy, "warnings": self.warnings(),
             "other_cores": self.other_cores, "steal_cores": self.steal_cores,
             "rounds_ci": None if self.rounds_ci is None else list(self.rounds_ci),
-            "rounds_halfwidth": self.rounds_halfwidth, "blocks": self.blocks,
+            "rounds_halfwidth": self.rounds_halfwidth, "blocks": self.blocks, "raced": self.raced,
             "candidate_s": list(self.candidate_s), "baseline_s": list(self.baseline_s),
         }
 
@@ -159,7 +164,7 @@ class PairedTiming:
                    baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
                    steal_cores=data.get("steal_cores"),
                    rounds_ci=tuple(data["rounds_ci"]) if data.get("rounds_ci") else None,
-                   blocks=data.get("blocks", 1))
+                   blocks=data.get("blocks", 1), raced=data.get("raced", ""))
 
 
 # pyperf's thresholds: a spread over 10% of the mean, or a value 50% away from the median, is suspect;
@@ -238,18 +243,21 @@ def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], can
 def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
                    max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
                    seed: int = 0, estimator: str, blocks: int = 1, load_meter: Callable[[], Any] | None = None,
-                   clock: Clock = time.perf_counter) -> PairedTiming:
-    """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`)."""
+                   race: Race | None = None, clock: Clock = time.perf_counter) -> PairedTiming:
+    """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`).
+
+    ``race``: asked after each round from the ``RACE_FROM``-th on, with the record so far; a reason it returns
+    (the candidate is surely dominated: see ``search``) stops the rounds there, ``rounds`` reached or not."""
     return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
                                max_rounds=max_rounds, warmup_rounds=warmup_rounds, ci_target=ci_target,
                                max_seconds=max_seconds, seed=seed, estimator=estimator, blocks=blocks,
-                               load_meter=load_meter, clock=clock)[0]
+                               load_meter=load_meter, race=race, clock=clock)[0]
 
 
 def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, samples_per_round: int, rounds: int,
                         max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
                         seed: int = 0, estimator: str, blocks: int = 1,
-                        load_meter: Callable[[], Any] | None = None,
+                        load_meter: Callable[[], Any] | None = None, race: Race | None = None,
                         clock: Clock = time.perf_counter) -> list[PairedTiming]:
     """Time the baseline and every candidate once per round, in an order shuffled per round.
 
@@ -279,12 +287,19 @@ def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, sampl
                 totals[i].append(clock() - start)
                 calls[i].append(np.asarray(per_call if per_call is not None else [totals[i][-1]], dtype=float))
             n = len(totals[0])
-            if n < rounds:
+            racing = race is not None and len(candidates) == 1 and n >= min(RACE_FROM, rounds)
+            if n < rounds and not racing:
                 continue
             records = [paired_record(totals[j], totals[0], np.stack(calls[j]), np.stack(calls[0]),
                                      estimator=estimator, samples_per_round=samples_per_round,
                                      warmup_rounds=warmup_rounds, ci_target=ci_target, blocks=blocks, seed=seed)
                        for j in range(1, len(sides))]
+            reason = race(records[0]) if racing else ""
+            if reason:
+                records = [replace(records[0], raced=reason)]
+                break
+            if n < rounds:
+                continue
             out_of_time = max_seconds is not None and clock() - started >= max_seconds
             if max(r.rounds_halfwidth for r in records) <= ci_target or n >= max_rounds or out_of_time:
                 break

@@ -129,15 +129,20 @@ def importances(study: optuna.Study, *, seed: int = 0) -> list[Importances]:
     names = study.metric_names or list(OBJECTIVE_NAMES)
     out = []
     for i, objective in enumerate(names):
-        if len(done) < 2:
-            out.append(Importances(objective, {}, f"needs at least 2 completed trials; the study has {len(done)}"))
+        study_i, trials = study, done
+        if i == 0 and any(not TrialRecord.of(t).timing for t in done):  # trials stopped before timing have no speed
+            trials = [t for t in done if TrialRecord.of(t).timing]
+            study_i = optuna.create_study(directions=study.directions)
+            study_i.add_trials(trials)
+        if len(trials) < 2:
+            out.append(Importances(objective, {}, f"needs at least 2 completed trials; the study has {len(trials)}"))
             continue
         target: Callable[[optuna.trial.FrozenTrial], float] = lambda t, i=i: float(t.values[i])  # noqa: E731
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 values = optuna.importance.get_param_importances(
-                    study, target=target, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
+                    study_i, target=target, evaluator=optuna.importance.FanovaImportanceEvaluator(seed=seed))
         except (ValueError, RuntimeError) as exc:
             out.append(Importances(objective, {}, f"Optuna could not compute them: {exc}"))
             continue

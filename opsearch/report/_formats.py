@@ -9,7 +9,15 @@ from dataclasses import asdict
 from opsearch.errors import ConfigError
 from opsearch.report._effects import StudyEffects
 from opsearch.report._html import render_html
-from opsearch.report._report import StudyReport, baseline_line, footnotes, format_report, knee_line, limit_line
+from opsearch.report._report import (
+    StudyReport,
+    baseline_line,
+    cost_lines,
+    footnotes,
+    format_report,
+    knee_line,
+    limit_line,
+)
 from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
 from opsearch.store import CONSTRAINT_STATES
 
@@ -52,6 +60,8 @@ def report_dict(report: StudyReport, effects: StudyEffects) -> dict:
         "ties": [[r.trial for r in report.front if r.tie_group == g]
                  for g in sorted({r.tie_group for r in report.front if r.tie_group is not None})],
         "same_graph": [asdict(g) for g in report.same_graph],
+        "cost": None if report.cost is None else {**asdict(report.cost), "evaluate_s": report.cost.evaluate_s,
+                                                  "timing_s": report.cost.timing_s, "saved_s": report.cost.saved_s},
         "remeasured_at": report.remeasured_at,
         "machine": report.machine,
         "versions": report.versions,
@@ -86,6 +96,8 @@ def format_markdown(report: StudyReport, effects: StudyEffects) -> str:
                   "", markdown_table(*front_table_rows(report)), "", *[f"- {line}" for line in footnotes(report)], ""]
     else:
         parts += ["No completed feasible trial yet.", ""]
+    if cost_lines(report):
+        parts += ["## Cost", "", *[f"- {line.strip()}" for line in cost_lines(report)], ""]
     parts += ["## Operator and flag effects", "",
               "Mean with the setting minus mean without, over completed trials where the parameter exists; "
               "95% bootstrap intervals. Observational: settings the sampler chose together share their effects.",

@@ -77,7 +77,7 @@ def pareto_plot_info(report: StudyReport, *, y_axis: str = "speedup") -> ParetoP
                            y, low, high, r.preset, r.infeasible_reason, r.loss_ci_low_pt, r.loss_ci_high_pt,
                            r.constraint, tie_label(r.tie_group))
 
-    rows = [r for r in report.rows if r.same_graph_as is None]
+    rows = [r for r in report.rows if r.same_graph_as is None and r.timed]  # untimed: no speed to draw
     points = {r.trial: point(r) for r in rows}
     front = sorted((points[r.trial] for r in rows if r.pareto), key=lambda p: (p.accuracy_loss_pt, -p.y))
     dominated = sorted((points[r.trial] for r in rows if r.feasible and not r.pareto), key=lambda p: p.trial)

@@ -4,6 +4,8 @@ and the plain-text table ``opsearch report`` prints."""
 
 from __future__ import annotations
 
+import math
+import statistics
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +16,7 @@ from opsearch.config import StudyConfig, legacy_values
 from opsearch.store import (
     SameGraphGroup,
     StudyRecord,
+    TrialRecord,
     TrialRow,
     best_within,
     faster_uncertain,
@@ -22,6 +25,105 @@ from opsearch.store import (
     same_graph_groups,
     trial_rows,
 )
+
+
+@dataclass(frozen=True)
+class TrialCost:
+    """What one measured trial cost, and what early stopping cut short."""
+
+    trial: int
+    state: str
+    evaluate_s: float
+    timing_s: float  # 0 for a trial never timed
+    rounds: int
+    evaluated_rows: int | None
+    stopped_early: str = ""
+    untimed: bool = False  # stopped early for accuracy (or failed at chance), so never timed
+
+
+@dataclass(frozen=True)
+class StudyCost:
+    """The study's trials' cost, and about how much early stopping saved (an estimate: what a stopped trial would
+    have cost is taken from the trials that ran whole)."""
+
+    trials: list[TrialCost]
+    eval_rows: int  # rows a whole evaluation answers
+    early_stop: bool
+
+    @property
+    def evaluate_s(self) -> float:
+        return sum(t.evaluate_s for t in self.trials)
+
+    @property
+    def timing_s(self) -> float:
+        return sum(t.timing_s for t in self.trials)
+
+    @property
+    def stopped_evaluations(self) -> list[TrialCost]:
+        return [t for t in self.trials if t.untimed]
+
+    @property
+    def raced(self) -> list[TrialCost]:
+        return [t for t in self.trials if t.stopped_early and not t.untimed]
+
+    @property
+    def saved_s(self) -> float:
+        """Estimated seconds early stopping saved: a stopped evaluation's remaining rows at its own pace, plus a
+        typical whole trial's timing unless it failed anyway; a raced timing's missing rounds, to a typical whole
+        trial's rounds, at its own pace per round. NaN when no trial ran whole to compare with."""
+        whole = [t for t in self.trials if not t.stopped_early and t.timing_s > 0]
+        if not self.stopped_evaluations and not self.raced:
+            return 0.0
+        if not whole:
+            return math.nan
+        typical_timing = statistics.median(t.timing_s for t in whole)
+        typical_rounds = statistics.median(t.rounds for t in whole)
+        saved = 0.0
+        for t in self.stopped_evaluations:
+            if t.evaluated_rows:
+                saved += t.evaluate_s * (self.eval_rows / t.evaluated_rows - 1)
+            saved += typical_timing if t.state == "complete" else 0.0  # a broken trial is never timed anyway
+        for t in self.raced:
+            saved += max(0.0, typical_rounds - t.rounds) * t.timing_s / max(1, t.rounds)
+        return saved
+
+
+def study_cost(study: optuna.Study) -> StudyCost:
+    """Every measured trial's cost (complete ones, and failed ones that early stopping found broken)."""
+    record = StudyRecord.of(study)
+    config = record.opsearch_config or {}
+    out = []
+    for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.FAIL)):
+        r = TrialRecord.of(t)
+        if r.evaluate_seconds is None or r.same_graph_as is not None:
+            continue  # never evaluated here (failed before, or shares an earlier trial's measurements)
+        broken = t.state == optuna.trial.TrialState.FAIL and r.fail_reason.startswith("stopped early")
+        if t.state == optuna.trial.TrialState.FAIL and not broken:
+            continue
+        out.append(TrialCost(t.number, t.state.name.lower(), float(r.evaluate_seconds), float(r.timing_seconds or 0.0),
+                             int(r.timing.get("rounds", 0)), r.evaluated_rows,
+                             r.stopped_early or (r.fail_reason if broken else ""), untimed=not r.timing))
+    return StudyCost(out, int(record.data.get("eval_rows", 0)), bool(config.get("early_stop", False)))
+
+
+def cost_lines(report: StudyReport) -> list[str]:
+    """The study's cost and what early stopping cut short, for the report; empty for a study without costs kept."""
+    cost = report.cost
+    if cost is None or not cost.trials:
+        return []
+    lines = [f"cost: {len(cost.trials)} trials measured, {cost.evaluate_s:.0f} s evaluating, {cost.timing_s:.0f} s "
+             "timing"]
+    stopped = cost.stopped_evaluations + cost.raced
+    if not stopped:
+        lines[0] += "; early stopping " + ("stopped none" if cost.early_stop else "off (--no-early-stop)")
+        return lines
+    saved = cost.saved_s
+    lines[0] += (f"; early stopping cut {len(cost.stopped_evaluations)} evaluations and {len(cost.raced)} timings "
+                 "short" + ("" if math.isnan(saved) else f", saving about {saved:.0f} s (estimated from the trials "
+                                                             "that ran whole)"))
+    lines += [f"  trial {t.trial}: {t.stopped_early} ({t.evaluate_s:.1f} s evaluating"
+              + (f", {t.timing_s:.1f} s timing)" if t.timing_s else ")") for t in stopped]
+    return lines
 
 
 @dataclass(frozen=True)
@@ -36,6 +138,7 @@ class StudyReport:
     machine: dict = field(default_factory=dict)  # fingerprint of the machine that measured the study
     versions: dict = field(default_factory=dict)  # library versions it ran with
     settings: dict = field(default_factory=dict)  # config, threads, workload, data and task, as stored
+    cost: StudyCost | None = None  # what the trials cost, and what early stopping saved
 
     @property
     def front(self) -> list[TrialRow]:
@@ -96,7 +199,7 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
     return StudyReport(study.study_name, dict(record.baseline), rows, same_graph_groups(study), counts,
                        record.front_remeasured.get("at", ""), max_accuracy_loss=max_accuracy_loss,
                        machine=dict(record.machine), versions=dict(record.versions),
-                       settings={k: v for k, v in settings.items() if v})
+                       settings={k: v for k, v in settings.items() if v}, cost=study_cost(study))
 
 
 # The cells every table of the front shows for a trial, from its preset to the speedup's interval.
@@ -131,7 +234,7 @@ def format_report(report: StudyReport) -> str:
             lines.append("no completed trial yet.")
         else:
             lines.append(limit_line(report) or "no feasible trial: every completed trial breaks a stored constraint.")
-        return "\n".join(lines)
+        return "\n".join(lines + cost_lines(report))
     lines.append(f"Pareto front ({len(front)} of {len(report.rows)} completed trials), fastest first:")
     table = pd.DataFrame([{
         "trial": r.trial,
@@ -160,6 +263,7 @@ def format_report(report: StudyReport) -> str:
     if session:
         lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
     lines.extend(footnotes(report))
+    lines.extend(cost_lines(report))
     return "\n".join(lines)
 
 

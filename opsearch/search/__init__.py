@@ -8,7 +8,13 @@ from opsearch.search._isolation import ChildProcess, InProcess, Limits
 from opsearch.search._presets import Preset, from_optimum, preset_recipes, presets
 from opsearch.search._progress import Bar, JsonLog, Lines, Quiet, TrialEvent, as_progress, describe
 from opsearch.search._remeasure import front_trials, remeasure_front
-from opsearch.search._sampling import CONSTRAINT_NAME, already_tried, make_sampler, record_constraint
+from opsearch.search._sampling import (
+    CONSTRAINT_NAME,
+    already_tried,
+    make_sampler,
+    record_constraint,
+    untried_configuration,
+)
 from opsearch.search._sensitivity import (
     Sensitivity,
     enqueue_fallbacks,
@@ -20,7 +26,7 @@ from opsearch.search._sensitivity import (
 from opsearch.search._space import SearchSpace
 from opsearch.search._stops import stop_on_signals
 from opsearch.search._study import Runner, create_runner, resume_study, run_study, run_worker
-from opsearch.search._trial import TimingSettings, TrialBench, TrialJob, TrialOutcome, TrialWorker
+from opsearch.search._trial import Rival, TimingSettings, TrialBench, TrialJob, TrialOutcome, TrialWorker
 
 __all__ = [
     "Bar",
@@ -31,6 +37,7 @@ __all__ = [
     "Limits",
     "Lines",
     "Preset",
+    "Rival",
     "Quiet",
     "SearchSpace",
     "Sensitivity",
@@ -50,6 +57,7 @@ __all__ = [
     "front_trials",
     "load_config",
     "make_sampler",
+    "untried_configuration",
     "measure_sensitivity",
     "preset_recipes",
     "presets",

@@ -37,6 +37,9 @@ class TrialEvent:
     noisy: bool = False
     same_graph_as: int | None = None
     reason: str = ""
+    stopped_early: str = ""  # why early stopping cut its evaluation (then it was never timed) or its timing short
+    evaluate_s: float | None = None  # what the trial cost: seconds evaluating, seconds timing
+    timing_s: float | None = None
     warnings: list[str] = field(default_factory=list)
     # The fastest trial within the study's accuracy limit (any loss without one): {"trial", "speedup",
     # "accuracy_loss_pt", "limit_pt"}, from opsearch.store.best_within, as the report names it.
@@ -153,14 +156,28 @@ def describe(event: TrialEvent) -> list[str]:
         return [f"{head} {event.label}: {event.state}: {event.reason}"]
     note = f" (same graph as trial {event.same_graph_as}: measured once)" if event.same_graph_as is not None else ""
     noisy = "  NOISY" if event.noisy else ""
-    lines = [f"{head} {event.label}: {event.samples_per_s:.1f} samples/s, {event.speedup:.2f}x fp32 "
-             f"(+-{event.ci_halfwidth:.1%}, {event.rounds} rounds), accuracy loss {event.accuracy_loss_pt:+.2f} pt"
-             f"{_loss_interval(event)}{noisy}{note}"]
+    loss = f"accuracy loss {event.accuracy_loss_pt:+.2f} pt{_loss_interval(event)}"
+    if event.speedup is None:  # stopped early for accuracy
+        lines = [f"{head} {event.label}: {loss}; not timed{note}"]
+    else:
+        lines = [f"{head} {event.label}: {event.samples_per_s:.1f} samples/s, {event.speedup:.2f}x fp32 "
+                 f"(+-{event.ci_halfwidth:.1%}, {event.rounds} rounds), {loss}{noisy}{note}"]
     lines += [f"        warning: {w}" for w in event.warnings]
+    cost = cost_words(event.evaluate_s, event.timing_s)
+    if event.stopped_early or cost:
+        lines.append("        " + "; ".join(filter(None, [cost, event.stopped_early and
+                                                          f"stopped early: {event.stopped_early}"])))
     if event.best:
         lines.append(f"        {best_words(event.best)}: trial {event.best['trial']}, {event.best['speedup']:.2f}x, "
                      f"loss {event.best['accuracy_loss_pt']:+.2f} pt")
     return lines
+
+
+def cost_words(evaluate_s: float | None, timing_s: float | None) -> str:
+    """What a trial cost, e.g. "cost: 8.1 s evaluating, 25.3 s timing"; "" when nothing was measured."""
+    parts = [f"{v:.1f} s {what}" for v, what in ((evaluate_s, "evaluating"), (timing_s, "timing"))
+             if v is not None and v == v]
+    return "cost: " + ", ".join(parts) if parts else ""
 
 
 def _loss_interval(event: TrialEvent) -> str:

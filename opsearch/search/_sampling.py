@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import optuna
 
 from opsearch.config import StudyConfig
@@ -52,3 +53,27 @@ def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.
                 and TrialRecord.of(other).nodes_to_exclude == extra):
             return other
     return None
+
+
+def untried_configuration(study: optuna.Study, space, params: dict, *, seed: int,
+                          attempts: int = 400) -> dict | None:
+    """A configuration of ``space`` no trial of the study has run, is running or waits to run: first one parameter
+    away from ``params`` (the sampler's repeated draw, where it believes the best lies), then anywhere. None when
+    ``attempts`` draws found none (the space is, or nearly is, measured whole). The study queues it in place of a
+    repeat, so that no finished configuration is measured, or drawn for nothing, twice."""
+    tried = {_key(p) for p in _all_params(study)}
+    rng = np.random.default_rng(seed)
+    for attempt in range(attempts):
+        candidate = space.neighbour(params, rng) if attempt < attempts // 2 else space.random_params(rng)
+        if candidate is not None and _key(candidate) not in tried:
+            return candidate
+    return None
+
+
+def _all_params(study: optuna.Study):
+    for trial in study.get_trials(deepcopy=False):
+        yield trial.params if trial.params else trial.system_attrs.get("fixed_params", {})
+
+
+def _key(params: dict) -> tuple:
+    return tuple(sorted(params.items()))

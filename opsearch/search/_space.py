@@ -15,6 +15,7 @@ import dataclasses
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import optuna
 
 from opsearch.config import WEIGHT_TYPES
@@ -170,6 +171,29 @@ class SearchSpace:
             path[j] += 1
             del path[j + 1:]
 
+    def neighbour(self, params: dict, rng: np.random.Generator) -> dict | None:
+        """A configuration one parameter away from ``params`` (Optuna parameters of this space): one parameter it
+        sets takes another of its choices; parameters the change brings in are drawn at random. None when the
+        change gives the fp32 model."""
+        names = sorted(params)
+        change = names[rng.integers(len(names))] if names else None
+        return self._walk(lambda name, choices: (
+            _other(choices, params.get(name), rng) if name == change else
+            params[name] if name in params and params[name] in choices else choices[rng.integers(len(choices))]))
+
+    def random_params(self, rng: np.random.Generator) -> dict | None:
+        """A configuration drawn uniformly at each step of the walk; None when it is the fp32 model."""
+        return self._walk(lambda name, choices: choices[rng.integers(len(choices))])
+
+    def _walk(self, choose: Callable[[str, list], object]) -> dict | None:
+        params: dict = {}
+
+        def ask(name: str, choices: Sequence):
+            params[name] = choose(name, list(choices))
+            return params[name]
+
+        return None if self._build(ask).is_fp32 else params
+
     def params_for(self, recipe: QuantRecipe) -> dict | None:
         """The parameters that make ``recipe``, or None when the space cannot express it."""
         def ask(name: str, choices: Sequence):
@@ -237,6 +261,11 @@ class _Replay:
         self.sizes.append(len(choices))
         self.params[name] = choices[self.path[i]]
         return self.params[name]
+
+
+def _other(choices: list, current, rng: np.random.Generator):
+    others = [c for c in choices if c != current] or choices
+    return others[rng.integers(len(others))]
 
 
 def _fusion_only(recipe: QuantRecipe) -> tuple[str, ...]:

@@ -10,6 +10,7 @@ storage and the study name. The inputs come from one :class:`~opsearch.search.St
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import shutil
 import socket
@@ -26,7 +27,9 @@ from opsearch._files import disk_full_error
 from opsearch.config import StudyConfig
 from opsearch.errors import OpsearchError, StudyError, StudyStopped, TrialFailed
 from opsearch.measure import (
+    NOT_EVALUATED,
     WAITING_FOR_LOCK,
+    AccuracyScreen,
     EmbeddingTask,
     Evaluation,
     accuracy_loss_ci,
@@ -41,9 +44,9 @@ from opsearch.search._context import StudyContext, Task, load_config
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._presets import presets
 from opsearch.search._progress import Lines, TrialEvent, as_progress
-from opsearch.search._sampling import already_tried, make_sampler, record_constraint
+from opsearch.search._sampling import already_tried, make_sampler, record_constraint, untried_configuration
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
-from opsearch.search._trial import TimingSettings, TrialBench, TrialJob
+from opsearch.search._trial import Rival, TimingSettings, TrialBench, TrialJob
 from opsearch.store import (
     StudyRecord,
     TrialRecord,
@@ -68,6 +71,8 @@ Progress = Callable[[str], None]
 CHANCE_MARGIN = 0.005
 # An fp32 model must beat the majority class by this much for accuracy losses to mean anything.
 BASELINE_MARGIN = 0.02
+# The throughput a trial stopped before timing stores (Optuna needs a value): it never stands on a front.
+UNTIMED = 0.0
 # A RUNNING trial that never said which process runs it is taken for an orphan only after this long.
 ORPHAN_SECONDS = 60
 
@@ -84,6 +89,7 @@ class Runner:
     _executor: Executor | None = None
     _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
     _phase: str = "preparing the trial"
+    _fp32_right: np.ndarray | None = None  # fp32's right answers per evaluation row, unpacked once
 
     def __post_init__(self) -> None:
         self.machine = fingerprint(self.context.threads.__dict__)
@@ -129,7 +135,34 @@ class Runner:
                                 ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
                                 sessions_per_model=cfg.sessions_per_model, estimator=cfg.speedup_estimator)
         return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, timing,
-                          ctx.lock_path, ctx.cache_dir, ctx.study_name)
+                          ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=self._screen())
+
+    def _screen(self) -> AccuracyScreen | None:
+        """What early stopping checks a trial's evaluation against (None: ``--no-early-stop``, or a study made before
+        its baseline kept fp32's answers)."""
+        baseline = self.record.baseline
+        if not self.config.early_stop or "predictions" not in baseline:
+            return None
+        majority = self.record.data.get("majority_accuracy")
+        return AccuracyScreen(self._fp32_correct(), self.accuracy_limit,
+                              None if majority is None else majority + CHANCE_MARGIN, seed=self.config.seed)
+
+    def _fp32_correct(self) -> np.ndarray:
+        if self._fp32_right is None:
+            baseline = self.record.baseline
+            self._fp32_right = unpack_labels(baseline["predictions"]) == unpack_labels(baseline["labels"])
+        return self._fp32_right
+
+    def _rivals(self) -> tuple[Rival, ...]:
+        """Trials timed on this machine that stand against the limit (not over it): what racing compares with."""
+        rows = {r.trial: r for r in trial_rows(self.study, max_accuracy_loss=self.accuracy_limit)}
+        rivals = []
+        for trial in self._completed():
+            row, record = rows.get(trial.number), TrialRecord.of(trial)
+            if (row is not None and row.feasible and record.timing and record.machine_id == self.machine_id
+                    and math.isfinite(row.speedup_ci_low)):
+                rivals.append(Rival(row.trial, row.speedup_ci_low, row.accuracy_loss_pt / 100))
+        return tuple(rivals)
 
     # Trials ---------------------------------------------------------------------------------------------
 
@@ -137,11 +170,17 @@ class Runner:
         """Run ``n_trials`` trials; with ``until_complete``, stop early once the study holds that many completed
         trials (other workers' included)."""
         started, finished = time.perf_counter(), [0]
+        if n_trials <= 0:
+            return self.study
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             deliver_stops()  # Optuna has stored the trial: a stop asked for meanwhile happens now
+            if TrialRecord.of(trial).repeat_of is not None:
+                return  # a repeated draw: nothing measured, not counted
             finished[0] += 1
             self._report_trial(trial, finished[0], n_trials, started)
+            if finished[0] >= n_trials:
+                study.stop()
 
         callbacks = [report]
         if until_complete is not None:
@@ -149,7 +188,8 @@ class Runner:
         self.progress.start(n_trials)
         try:
             with stop_on_signals():
-                self.study.optimize(self._objective, n_trials=n_trials, catch=(TrialFailed,), callbacks=callbacks)
+                # Repeated draws are not counted (see _queue_instead): the callback stops after n_trials others.
+                self.study.optimize(self._objective, n_trials=None, catch=(TrialFailed,), callbacks=callbacks)
         except StudyStopped as stop:
             if self._executor is not None:
                 self._executor.stop()
@@ -214,13 +254,16 @@ class Runner:
             raise optuna.TrialPruned("no operator type selected")
         earlier = already_tried(self.study, trial)
         if earlier is not None:  # a sampler may draw a finished configuration again: measuring it adds nothing
-            set_trial_attrs(trial, fail_reason=f"same configuration as trial {earlier.number}")
+            set_trial_attrs(trial, fail_reason=f"same configuration as trial {earlier.number}",
+                            repeat_of=earlier.number)
+            self._queue_instead(trial, earlier.number)
             raise optuna.TrialPruned(f"same configuration as trial {earlier.number}")
         self.progress.trial_started(trial.number, recipe.label())
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
         known = frozenset(TrialRecord.of(t).graph_hash for t in self._completed()) - {""}
+        rivals = self._rivals() if self.config.early_stop else ()
         try:
-            outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known))
+            outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known, rivals))
         except TrialFailed as exc:
             set_trial_attrs(trial, fail_reason=str(exc))
             raise
@@ -234,15 +277,22 @@ class Runner:
             set_trial_attrs(trial, metrics=measured.metrics, accuracy=measured.accuracy,
                             accuracy_loss=measured.accuracy_loss, accuracy_loss_ci=measured.accuracy_loss_ci,
                             accuracy_batch_size=measured.accuracy_batch_size, timing=measured.timing,
-                            speedup=measured.speedup, same_graph_as=twin.number)
+                            speedup=measured.speedup, evaluated_rows=measured.evaluated_rows,
+                            stopped_early=measured.stopped_early, same_graph_as=twin.number)
             return tuple(twin.values)
 
         baseline = self.record
+        set_trial_attrs(trial, evaluate_seconds=outcome.evaluate_seconds, evaluated_rows=outcome.evaluated_rows,
+                        accuracy_batch_size=baseline.accuracy_batch_size, predictions=outcome.predictions,
+                        accuracy_loss_ci=self._loss_ci(outcome.predictions))
+        if outcome.timing is None:  # stopped early, surely over the limit: its partial accuracy, never timed
+            accuracy, loss = self._partial_accuracy(outcome.predictions)
+            set_trial_attrs(trial, metrics={"accuracy": accuracy}, accuracy=accuracy, accuracy_loss=loss,
+                            stopped_early=outcome.stopped_early)
+            return UNTIMED, loss
         accuracy = float(outcome.metrics["accuracy"])
         loss = baseline.baseline_accuracy - accuracy
-        set_trial_attrs(trial, evaluate_seconds=outcome.evaluate_seconds, metrics=outcome.metrics, accuracy=accuracy,
-                        accuracy_loss=loss, accuracy_loss_ci=self._loss_ci(outcome.predictions),
-                        accuracy_batch_size=baseline.accuracy_batch_size, predictions=outcome.predictions)
+        set_trial_attrs(trial, metrics=outcome.metrics, accuracy=accuracy, accuracy_loss=loss)
         majority = baseline.data.get("majority_accuracy")
         if majority is not None and accuracy <= majority + CHANCE_MARGIN:
             reason = (f"accuracy {accuracy:.4f} is at chance level (always answering the majority class scores "
@@ -250,19 +300,41 @@ class Runner:
             set_trial_attrs(trial, fail_reason=reason)
             raise TrialFailed(reason)
         speedup = float(outcome.timing["speedup"])
-        set_trial_attrs(trial, timing=outcome.timing, timed_window=list(outcome.timed_window),
-                        machine_id=self.machine_id, machine=self.machine, speedup=speedup)
+        window = outcome.timed_window
+        set_trial_attrs(trial, timing=outcome.timing, timed_window=list(window), timing_seconds=round(
+                        window[1] - window[0], 2), machine_id=self.machine_id, machine=self.machine, speedup=speedup,
+                        stopped_early=outcome.stopped_early, dominated_by=outcome.dominated_by)
         return baseline.reference_throughput * speedup, loss
 
+    def _partial_accuracy(self, predictions: str) -> tuple[float, float]:
+        """Accuracy on the rows evaluated, and the loss paired with fp32's answers on the same rows."""
+        ids = unpack_labels(predictions)
+        seen = ids != NOT_EVALUATED
+        right = ids[seen] == unpack_labels(self.record.baseline["labels"])[seen]
+        return float(right.mean()), float(np.mean(self._fp32_correct()[seen].astype(float) - right))
+
     def _loss_ci(self, predictions: str) -> list[float] | None:
-        """The accuracy loss's paired 95% interval against fp32's answers on the same rows (None: a study made
-        before its baseline kept them)."""
-        baseline = self.record.baseline
-        if not predictions or "predictions" not in baseline:
+        """The accuracy loss's paired 95% interval against fp32's answers on the same rows, those evaluated (None: a
+        study made before its baseline kept them)."""
+        if not predictions or "predictions" not in self.record.baseline:
             return None
-        labels = unpack_labels(baseline["labels"])
-        fp32_right = unpack_labels(baseline["predictions"]) == labels
-        return list(accuracy_loss_ci(fp32_right, unpack_labels(predictions) == labels, seed=self.config.seed))
+        ids = unpack_labels(predictions)
+        seen = ids != NOT_EVALUATED
+        labels = unpack_labels(self.record.baseline["labels"])
+        return list(accuracy_loss_ci(self._fp32_correct()[seen], ids[seen] == labels[seen], seed=self.config.seed))
+
+    def _queue_instead(self, trial: optuna.Trial, earlier: int) -> None:
+        """Queue an untried configuration near a repeated draw, to run next; stop the study when none is left."""
+        params = untried_configuration(self.study, self.context.space, trial.params,
+                                       seed=self.config.seed + trial.number)
+        if params is None:
+            self.progress(f"trial {trial.number}: the sampler drew trial {earlier}'s configuration again and no "
+                          "untried configuration is left near it or elsewhere: the space is measured; stopping")
+            self.study.stop()
+            return
+        self.study.enqueue_trial(params, user_attrs=trial_attrs(instead_of=trial.number))
+        self.progress(f"trial {trial.number}: the sampler drew trial {earlier}'s configuration again: not measured "
+                      "nor counted; an untried configuration near it runs next")
 
     def _completed(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
@@ -303,7 +375,10 @@ class Runner:
             rounds=timing.get("rounds"), samples_per_s=trial.values[0], accuracy_loss_pt=100 * trial.values[1],
             loss_ci_pt=None if record.accuracy_loss_ci is None else [100 * v for v in record.accuracy_loss_ci],
             constraint=row.constraint if row is not None else "",
-            noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point))
+            noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point,
+            stopped_early=record.stopped_early if twin is None else "",
+            evaluate_s=record.evaluate_seconds if twin is None else None,
+            timing_s=record.timing_seconds if twin is None else None))
 
 
 def _half_of_memory_mb() -> float:

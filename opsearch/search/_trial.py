@@ -16,11 +16,14 @@ import numpy as np
 
 from opsearch.errors import TrialFailed
 from opsearch.measure import (
+    AccuracyScreen,
     ClassificationTask,
     EmbeddingTask,
     LoadMeter,
+    PairedTiming,
     ThreadSettings,
     Workload,
+    evaluate_screened,
     make_session,
     measure_paired,
     pack_labels,
@@ -56,6 +59,18 @@ class TrialBench:
     lock_path: Path | None = None  # machine-wide lock serializing timed sections; None: no lock
     cache_dir: Path | None = None  # where fused fp32 graphs are kept, made once per study
     study_name: str = ""  # named to other processes that find the lock taken
+    # Early stopping (None: off, ``--no-early-stop``): evaluation stops once the trial is surely over the limit or
+    # broken (``measure.screen``), and timing once it is surely dominated by a rival (racing).
+    screen: AccuracyScreen | None = None
+
+
+@dataclass(frozen=True)
+class Rival:
+    """A measured trial that can dominate the next: its speedup's interval's low end and its accuracy loss."""
+
+    trial: int
+    speedup_low: float
+    accuracy_loss: float
 
 
 @dataclass(frozen=True)
@@ -64,6 +79,7 @@ class TrialJob:
     recipe: QuantRecipe
     out_dir: Path
     known_graphs: frozenset[str] = frozenset()  # graphs already measured: a repeat is not measured again
+    rivals: tuple[Rival, ...] = ()  # feasible timed trials, for racing
 
 
 @dataclass
@@ -72,9 +88,12 @@ class TrialOutcome:
     node_counts: dict[str, int]
     quantize_seconds: float
     metrics: dict[str, float] | None = None  # None: the graph was in known_graphs, nothing measured
-    predictions: str = ""  # packed class ids of the evaluation rows
+    predictions: str = ""  # packed class ids of the evaluation rows (NOT_EVALUATED where it stopped before)
     evaluate_seconds: float = 0.0
-    timing: dict | None = None
+    evaluated_rows: int = 0
+    stopped_early: str = ""  # why evaluation or timing stopped early: "over the limit after 300 of 872 rows"
+    dominated_by: int | None = None  # the rival racing found it surely dominated by
+    timing: dict | None = None  # None: not timed (stopped early for accuracy)
     timed_window: tuple[float, float] | None = None  # wall-clock start and end of the timed section
 
     @property
@@ -102,19 +121,27 @@ class TrialWorker:
         started = time.perf_counter()
         try:
             session = make_session(quantized.path, bench.threads)
-            evaluation = bench.task.evaluate(session)
+            screening = evaluate_screened(bench.task, session, bench.screen,
+                                          on_chunk=lambda done, total: phase(f"evaluating ({done} of {total} rows)"))
         except TrialFailed:
             raise
         except Exception as exc:  # ONNX Runtime cannot run some quantized graphs
             raise TrialFailed(f"running the quantized model failed: {exc}") from exc
-        outcome.metrics = evaluation.metrics
-        outcome.predictions = pack_labels(evaluation.predictions)
         outcome.evaluate_seconds = round(time.perf_counter() - started, 2)
+        outcome.predictions = pack_labels(screening.predictions)
+        outcome.evaluated_rows = screening.rows
+        if screening.broken:
+            raise TrialFailed(f"stopped early: {screening.reason}: the quantized model is broken")
+        if screening.stopped:
+            outcome.metrics, outcome.stopped_early = {}, screening.reason
+            return outcome  # surely over the limit: never timed
+        outcome.metrics = screening.evaluation.metrics
 
         t = bench.timing
         sessions = [session, *(make_session(quantized.path, bench.threads) for _ in range(t.sessions_per_model - 1))]
         if not self._fp32_sessions:
             self._fp32_sessions = [make_session(bench.fp32_path, bench.threads) for _ in range(t.sessions_per_model)]
+        race = self._race(job.rivals, screening) if bench.screen is not None else None
         with timing_lock(bench.lock_path, holder=bench.study_name, on_wait=phase):
             phase("timing")
             began = time.time()
@@ -122,7 +149,34 @@ class TrialWorker:
                                     samples_per_round=bench.workload.samples, rounds=t.rounds,
                                     max_rounds=t.max_rounds, warmup_rounds=t.warmup_rounds, ci_target=t.ci_target,
                                     max_seconds=t.max_seconds, seed=t.seed, estimator=t.estimator,
-                                    blocks=t.sessions_per_model, load_meter=LoadMeter)
+                                    blocks=t.sessions_per_model, load_meter=LoadMeter, race=race)
             outcome.timed_window = (began, time.time())
         outcome.timing = timing.to_dict()
+        if timing.raced:
+            outcome.stopped_early = timing.raced
+            outcome.dominated_by = race.by
         return outcome
+
+    def _race(self, rivals: tuple[Rival, ...], screening) -> _Race:
+        right = screening.predictions == self.bench.task.labels
+        loss = float(np.mean(self.bench.screen.reference_correct.astype(float) - right))
+        return _Race(tuple(r for r in rivals if r.accuracy_loss <= loss))
+
+
+@dataclass
+class _Race:
+    """Racing on speed: the rounds stop once the speedup's upper end lies below the low end of a rival that loses no
+    more accuracy: surely dominated, it cannot reach the front."""
+
+    contenders: tuple[Rival, ...]
+    by: int | None = None
+
+    def __call__(self, record: PairedTiming) -> str:
+        high = record.speedup_ci[1]
+        beaten = [r for r in self.contenders if r.speedup_low > high]
+        if not beaten:
+            return ""
+        rival = max(beaten, key=lambda r: r.speedup_low)
+        self.by = rival.trial
+        return (f"dominated by trial {rival.trial} after {record.rounds} rounds (at most {high:.2f}x, "
+                f"below its {rival.speedup_low:.2f}x at no more accuracy loss)")

@@ -32,6 +32,11 @@ class TrialRecord:
     quantized_nodes: dict = field(default_factory=dict)  # fp32 operator type -> nodes computed in int8
     quantize_seconds: float | None = None
     evaluate_seconds: float | None = None
+    evaluated_rows: int | None = None  # the evaluation rows it answered: all, or fewer when it stopped early
+    stopped_early: str = ""  # why evaluation or timing stopped early (early stopping), e.g. "over the limit after
+    # 300 of 872 rows" (then never timed) or "dominated by trial 2 after 5 rounds (...)" (racing)
+    dominated_by: int | None = None  # the trial racing found it surely dominated by
+    timing_seconds: float | None = None  # the timed section's wall-clock seconds
     metrics: dict = field(default_factory=dict)  # accuracy, f1, precision, recall (and cosine_to_fp32)
     accuracy: float | None = None
     accuracy_loss: float | None = None  # fp32 accuracy minus this trial's, a fraction
@@ -48,6 +53,8 @@ class TrialRecord:
     retry_reason: str = ""
     nodes_to_exclude: list = field(default_factory=list)  # kept fp32 on top of the parameters (a fallback)
     fallback_of: int | None = None  # the trial a sensitivity fallback derives from
+    repeat_of: int | None = None  # the sampler drew this finished trial's configuration again: pruned, not counted
+    instead_of: int | None = None  # queued in place of that repeat: an untried configuration near it
     constraints: list | None = None  # [loss minus limit]: > 0 is infeasible (Optuna keeps its own copy)
     interrupted: list = field(default_factory=list)  # why and in which phase each stop (a signal, a full disk) cut
     # it off; it then went back to the head of the queue, its number kept

@@ -66,6 +66,15 @@ class TrialRow:
     tie_group: int | None = None  # the front session's tie group it shares with others (0 = the fastest), if any
     quantized_nodes: int = 0  # nodes computed in int8
     accuracy_batch_size: int = 1  # the batch its accuracy was evaluated in
+    stopped_early: str = ""  # why early stopping cut its evaluation (then untimed) or its timing short
+    evaluated_rows: int | None = None  # the evaluation rows it answered (None: a study made before this was kept)
+    evaluate_seconds: float = math.nan
+    timing_seconds: float = math.nan
+
+    @property
+    def timed(self) -> bool:
+        """False for a trial stopped early for accuracy: it has no speedup."""
+        return math.isfinite(self.speedup)
 
 
 @dataclass(frozen=True)
@@ -173,6 +182,9 @@ def _infeasible_reason(trial: optuna.trial.FrozenTrial, max_accuracy_loss: float
     low, high = loss_interval_pt(trial)
     if max_accuracy_loss is not None and constraint_state(low, high, 100 * max_accuracy_loss) == "over":
         reasons.append(f"accuracy loss {low:.2f}-{high:.2f} pt (95% interval) > {100 * max_accuracy_loss:.2f} pt")
+    record = TrialRecord.of(trial)
+    if record.stopped_early and not record.timing:
+        reasons.append(f"stopped early: {record.stopped_early}")
     violated = [v for v in constraint_values(trial) if not v <= 0]  # NaN counts as a violation
     if violated:
         reasons.append("constraint " + ", ".join(f"{v:g}" for v in violated) + " > 0")
@@ -185,6 +197,8 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
     recipe = record.recipe or {}
     timing = remeasured or record.timing
     throughput = reference * timing["speedup"] if remeasured and reference else float(trial.values[0])
+    if not timing:  # stopped early for accuracy: never timed (its stored throughput only fills Optuna's slot)
+        throughput = math.nan
     ci = timing.get("speedup_ci", [math.nan, math.nan])
     flags = QuantRecipe.from_dict(recipe).flags() if recipe else []
     reason = _infeasible_reason(trial, max_accuracy_loss)
@@ -215,7 +229,18 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         constraint=constraint_state(low, high, None if max_accuracy_loss is None else 100 * max_accuracy_loss),
         quantized_nodes=sum(record.quantized_nodes.values()),
         accuracy_batch_size=record.accuracy_batch_size or 1,
+        stopped_early=record.stopped_early,
+        evaluated_rows=record.evaluated_rows,
+        evaluate_seconds=math.nan if record.evaluate_seconds is None else float(record.evaluate_seconds),
+        timing_seconds=_timing_seconds(record),
     )
+
+
+def _timing_seconds(record: TrialRecord) -> float:
+    if record.timing_seconds is not None:
+        return float(record.timing_seconds)
+    window = record.timed_window  # studies made before timing_seconds was kept
+    return float(window[1] - window[0]) if window else math.nan
 
 
 def same_graph_groups(study: optuna.Study) -> list[SameGraphGroup]:

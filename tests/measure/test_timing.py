@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from opsearch.measure import (
+    RACE_FROM,
     Load,
     PairedTiming,
     SingleTiming,
@@ -294,6 +295,34 @@ def test_rounds_are_added_only_while_the_interval_is_too_wide(estimator: str) ->
         assert halfwidth(n) > target, f"it went on after round {n} although the target was met"
     assert halfwidth(timing.rounds) <= target
     assert timing.target_met and not timing.noisy
+
+
+# Racing --------------------------------------------------------------------------------------------------
+
+
+def test_racing_stops_the_rounds_when_told_and_says_why() -> None:
+    machine = FakeMachine()
+    seen: list[int] = []
+
+    def race(record: PairedTiming) -> str:
+        seen.append(record.rounds)
+        return "dominated" if record.rounds == RACE_FROM + 1 else ""
+
+    timing = paired(machine, noisy(CANDIDATE_S, 0.3, seed=1), noisy(BASELINE_S, 0.3, seed=2), rounds=10,
+                    max_rounds=30, ci_target=0.01, race=race)
+    assert seen == [RACE_FROM, RACE_FROM + 1], "asked from RACE_FROM rounds on, each round, until it says stop"
+    assert timing.rounds == RACE_FROM + 1 < 10
+    assert machine.count("candidate") == RACE_FROM + 1
+    assert timing.raced == "dominated" and not timing.noisy
+    assert PairedTiming.from_dict(timing.to_dict()).raced == "dominated"
+
+
+def test_a_race_that_never_calls_it_changes_nothing() -> None:
+    kept = paired(FakeMachine(), noisy(CANDIDATE_S, 0.3, seed=1), noisy(BASELINE_S, 0.3, seed=2), rounds=4,
+                  max_rounds=12, ci_target=0.01, race=lambda record: "")
+    plain = paired(FakeMachine(), noisy(CANDIDATE_S, 0.3, seed=1), noisy(BASELINE_S, 0.3, seed=2), rounds=4,
+                   max_rounds=12, ci_target=0.01)
+    assert kept.candidate_s == plain.candidate_s and kept.rounds == 12 and not kept.raced
 
 
 # Warm-up -------------------------------------------------------------------------------------------------

@@ -113,6 +113,7 @@ def _verdict(predictions: np.ndarray, labels: np.ndarray, screen: AccuracyScreen
     over = screen.limit is not None and surely_above(screen.reference_correct[seen].astype(float) - right,
                                                       screen.limit, alpha=screen.level)
     # Over the limit at an accuracy at chance is broken too: a whole evaluation decides that on the point.
-    if at_chance or (over and right.mean() <= screen.chance if screen.chance is not None else False):
+    point_at_chance = screen.chance is not None and right.mean() <= screen.chance
+    if at_chance or (over and point_at_chance):
         return f"at chance level {where} (accuracy {right.mean():.4f})", True
     return (f"over the limit {where}", False) if over else ("", False)

@@ -285,10 +285,14 @@ class Runner:
         set_trial_attrs(trial, evaluate_seconds=outcome.evaluate_seconds, evaluated_rows=outcome.evaluated_rows,
                         accuracy_batch_size=baseline.accuracy_batch_size, predictions=outcome.predictions,
                         accuracy_loss_ci=self._loss_ci(outcome.predictions))
-        if outcome.timing is None:  # stopped early, surely over the limit: its partial accuracy, never timed
+        if outcome.timing is None:  # stopped early, surely over the limit or broken: its partial accuracy, untimed
             accuracy, loss = self._partial_accuracy(outcome.predictions)
             set_trial_attrs(trial, metrics={"accuracy": accuracy}, accuracy=accuracy, accuracy_loss=loss,
                             stopped_early=outcome.stopped_early)
+            if outcome.broken:
+                reason = f"stopped early: {outcome.stopped_early}: the quantized model is broken"
+                set_trial_attrs(trial, fail_reason=reason)
+                raise TrialFailed(reason)
             return UNTIMED, loss
         accuracy = float(outcome.metrics["accuracy"])
         loss = baseline.baseline_accuracy - accuracy

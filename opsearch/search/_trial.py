@@ -93,6 +93,7 @@ class TrialOutcome:
     evaluated_rows: int = 0
     stopped_early: str = ""  # why evaluation or timing stopped early: "over the limit after 300 of 872 rows"
     dominated_by: int | None = None  # the rival racing found it surely dominated by
+    broken: bool = False  # stopped early at chance level: the trial fails
     timing: dict | None = None  # None: not timed (stopped early for accuracy)
     timed_window: tuple[float, float] | None = None  # wall-clock start and end of the timed section
 
@@ -130,11 +131,9 @@ class TrialWorker:
         outcome.evaluate_seconds = round(time.perf_counter() - started, 2)
         outcome.predictions = pack_labels(screening.predictions)
         outcome.evaluated_rows = screening.rows
-        if screening.broken:
-            raise TrialFailed(f"stopped early: {screening.reason}: the quantized model is broken")
-        if screening.stopped:
-            outcome.metrics, outcome.stopped_early = {}, screening.reason
-            return outcome  # surely over the limit: never timed
+        if screening.stopped:  # surely over the limit, or broken: never timed
+            outcome.metrics, outcome.stopped_early, outcome.broken = {}, screening.reason, screening.broken
+            return outcome
         outcome.metrics = screening.evaluation.metrics
 
         t = bench.timing

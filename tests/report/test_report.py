@@ -3,6 +3,7 @@ the attributes opsearch.study stores."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from pathlib import Path
 
@@ -278,3 +279,20 @@ def test_the_report_says_how_speedups_were_estimated(tmp_path: Path, stored: dic
     study.set_user_attr("opsearch_config", {"model": "tiny", **stored})
     footer = [line for line in format_report(build_report(study)).splitlines() if "paired speedup (" in line]
     assert len(footer) == 1 and says in footer[0]
+
+
+def test_the_cost_estimate_adds_what_each_stopped_trial_left_out():
+    from opsearch.report import StudyCost, TrialCost
+
+    whole = [TrialCost(0, "complete", 10.0, 20.0, 10, 1000), TrialCost(1, "complete", 10.0, 40.0, 20, 1000)]
+    stopped = TrialCost(2, "complete", 2.0, 0.0, 0, 250, "over the limit after 250 of 1000 rows", untimed=True)
+    broken = TrialCost(3, "fail", 1.0, 0.0, 0, 125, "stopped early: at chance level after 125 of 1000 rows",
+                       untimed=True)
+    raced = TrialCost(4, "complete", 10.0, 10.0, 5, 1000, "dominated by trial 0 after 5 rounds")
+    cost = StudyCost([*whole, stopped, broken, raced], eval_rows=1000, early_stop=True)
+    # stopped: 2 s x (1000/250 - 1) more evaluating + the median whole timing (30 s); broken: 1 s x 7, never timed;
+    # raced: (median 15 rounds - 5) x 2 s a round.
+    assert cost.saved_s == pytest.approx(6.0 + 30.0 + 7.0 + 20.0)
+    assert [t.trial for t in cost.stopped_evaluations] == [2, 3] and [t.trial for t in cost.raced] == [4]
+    assert StudyCost(whole, eval_rows=1000, early_stop=True).saved_s == 0.0
+    assert math.isnan(StudyCost([stopped], eval_rows=1000, early_stop=True).saved_s)  # nothing ran whole

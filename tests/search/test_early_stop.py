@@ -29,20 +29,22 @@ def _config(tmp_path: Path, model: Path, data: Path, **extra) -> StudyConfig:
 
 class StopsForAccuracy:
     """An executor whose trials all answer the first 100 rows wrongly and stop there, as a child that found the
-    trial surely over the limit does."""
+    trial surely over the limit (or, ``broken``, at chance) does."""
 
-    def __init__(self, runner) -> None:
+    def __init__(self, runner, *, broken: bool = False) -> None:
         baseline = runner.record.baseline
         self.labels = unpack_labels(baseline["labels"])
         self.jobs = []
+        self.broken = broken
 
     def run(self, job):
         self.jobs.append(job)
         predictions = np.full(len(self.labels), NOT_EVALUATED)
         predictions[:100] = 1 - self.labels[:100]
+        why = "at chance level" if self.broken else "over the limit"
         return TrialOutcome(f"graph-{job.number}", {"MatMul": 3}, 0.1, metrics={}, predictions=pack_labels(predictions),
-                            evaluate_seconds=0.5, evaluated_rows=100, stopped_early="over the limit after 100 of "
-                            f"{len(self.labels)} rows")
+                            evaluate_seconds=0.5, evaluated_rows=100, broken=self.broken,
+                            stopped_early=f"{why} after 100 of {len(self.labels)} rows")
 
     def close(self) -> None:
         pass
@@ -76,6 +78,19 @@ def test_a_trial_stopped_for_accuracy_is_complete_untimed_and_off_the_front(tmp_
     assert trial.number not in [p.trial for p in pareto_plot_info(report).infeasible]  # nothing to draw
     assert any("not timed" in line for line in lines)
     assert any("stopped early: over the limit after 100 of" in line for line in lines)
+
+
+def test_a_trial_stopped_at_chance_fails_and_its_cost_is_kept(tmp_path, tiny_checkpoint, tiny_csv):
+    runner = create_runner(_config(tmp_path, tiny_checkpoint, tiny_csv, fit_size=40), progress=lambda line: None)
+    runner.executor = StopsForAccuracy(runner, broken=True)
+    runner.optimize(1)
+    failed = [t for t in runner.study.trials if t.state == optuna.trial.TrialState.FAIL]
+    assert len(failed) == 1
+    record = TrialRecord.of(failed[0])
+    assert record.fail_reason.startswith("stopped early: at chance level after 100 of")
+    assert record.evaluate_seconds == 0.5 and record.evaluated_rows == 100
+    cost = build_report(runner.study).cost
+    assert [t.trial for t in cost.stopped_evaluations] == [failed[0].number]
 
 
 def test_no_early_stop_sends_no_screen_and_no_rivals(tmp_path, tiny_checkpoint, tiny_csv):

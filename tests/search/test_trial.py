@@ -80,3 +80,11 @@ def test_racing_stops_only_a_trial_surely_dominated(tiny_onnx, tokenizer, tmp_pa
     else:
         assert outcome.dominated_by is None and not outcome.stopped_early
         assert outcome.timing["rounds"] >= 8
+
+
+def test_a_broken_trial_stops_at_chance_untimed_and_says_so(tiny_onnx, tokenizer, tmp_path):
+    labels = 1 - np.array([r["label"] for r in ROWS])  # the model now answers every row wrongly: below chance
+    screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=None, chance=0.5)
+    outcome, phases = run(bench_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path)
+    assert outcome.broken and outcome.timing is None and "timing" not in phases
+    assert outcome.stopped_early.startswith(f"at chance level after {outcome.evaluated_rows} of {len(ROWS)} rows")

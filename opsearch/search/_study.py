@@ -90,6 +90,7 @@ class Runner:
     _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
     _phase: str = "preparing the trial"
     _fp32_right: np.ndarray | None = None  # fp32's right answers per evaluation row, unpacked once
+    _labels: np.ndarray | None = None  # the evaluation rows' labels, unpacked once
 
     def __post_init__(self) -> None:
         self.machine = fingerprint(self.context.threads.__dict__)
@@ -149,9 +150,13 @@ class Runner:
 
     def _fp32_correct(self) -> np.ndarray:
         if self._fp32_right is None:
-            baseline = self.record.baseline
-            self._fp32_right = unpack_labels(baseline["predictions"]) == unpack_labels(baseline["labels"])
+            self._fp32_right = unpack_labels(self.record.baseline["predictions"]) == self._eval_labels()
         return self._fp32_right
+
+    def _eval_labels(self) -> np.ndarray:
+        if self._labels is None:
+            self._labels = unpack_labels(self.record.baseline["labels"])
+        return self._labels
 
     def _rivals(self) -> tuple[Rival, ...]:
         """Trials timed on this machine that stand against the limit (not over it): what racing compares with."""
@@ -314,7 +319,7 @@ class Runner:
         """Accuracy on the rows evaluated, and the loss paired with fp32's answers on the same rows."""
         ids = unpack_labels(predictions)
         seen = ids != NOT_EVALUATED
-        right = ids[seen] == unpack_labels(self.record.baseline["labels"])[seen]
+        right = ids[seen] == self._eval_labels()[seen]
         return float(right.mean()), float(np.mean(self._fp32_correct()[seen].astype(float) - right))
 
     def _loss_ci(self, predictions: str) -> list[float] | None:
@@ -324,7 +329,7 @@ class Runner:
             return None
         ids = unpack_labels(predictions)
         seen = ids != NOT_EVALUATED
-        labels = unpack_labels(self.record.baseline["labels"])
+        labels = self._eval_labels()
         return list(accuracy_loss_ci(self._fp32_correct()[seen], ids[seen] == labels[seen], seed=self.config.seed))
 
     def _queue_instead(self, trial: optuna.Trial, earlier: int) -> None:

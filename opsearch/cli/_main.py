@@ -9,12 +9,11 @@ import tempfile
 from pathlib import Path
 
 from opsearch.cli._flags import add_setting_flags, check_positive, given_settings, spelled
-from opsearch.config import RUNTIME_FIELDS, TASKS, StudyConfig
+from opsearch.config import PLOT_X_AXES, PLOT_Y_AXES, RUNTIME_FIELDS, TASKS, StudyConfig
 from opsearch.errors import ConfigError, OpsearchError, StudyStopped
 
 # Kept here, not imported, so that `opsearch --help` loads no report code; tests check they match the report's.
 FORMATS = ("text", "markdown", "csv", "json", "html")  # opsearch.report.FORMATS
-Y_AXES = ("speedup", "throughput")  # opsearch.report.Y_AXES
 # opsearch bench: flags that set the study's timing settings, named as bench has always named them.
 BENCH_SETTINGS = {"timing_samples": "--samples", "batch_size": "--batch-size", "end_to_end": "--end-to-end",
                   "rounds": "--rounds", "max_rounds": "--max-rounds", "ci_target": "--ci-target",
@@ -159,8 +158,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--effects", metavar="PNG", help="also draw the operator-effects plot here")
     p.add_argument("--max-accuracy-loss", type=float, metavar="L",
                    help="fade trials losing more than L accuracy (0.01 is one point) and mark the best within it")
-    p.add_argument("--y", choices=Y_AXES, default="speedup", dest="y_axis",
-                   help="y axis: speedup over fp32 (default) or throughput in samples/s")
+    p.add_argument("--y", choices=PLOT_Y_AXES, default="speedup", dest="y_axis",
+                   help="y axis: speedup over fp32 (default), throughput in samples/s, or a cost: size (the model "
+                   "file, MB), p50/p95/p99 (latency of one call, ms)")
+    p.add_argument("--x", choices=PLOT_X_AXES, default="accuracy_loss", dest="x_axis",
+                   help="x axis: accuracy loss (default), size or a latency percentile. The front is the study's, "
+                   "over all its objectives: drawn as a staircase only when the axes are its two")
     p.set_defaults(func=cmd_plot)
     return parser
 
@@ -415,7 +418,7 @@ def cmd_plot(args: argparse.Namespace) -> int:
     html = args.html or (args.out is not None and Path(args.out).suffix.lower() in (".html", ".htm"))
     default = cache_dir_for(args.storage, args.study_name).parent / f"{args.study_name}-pareto"
     out = args.out or default.with_suffix(".html" if html else ".png")
-    info = pareto_plot_info(report, y_axis=args.y_axis)
+    info = pareto_plot_info(report, y_axis=args.y_axis, x_axis=args.x_axis)
     print(write_pareto_html(info, out) if html else draw_pareto(info, out))
     if args.effects:
         from opsearch.report import study_effects

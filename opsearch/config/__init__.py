@@ -4,7 +4,9 @@ setting declared once (default, help, choices, check, flag, role), and the vocab
 from __future__ import annotations
 
 from opsearch.config._choices import (
+    ACCURACY_LEVELS,
     ACTIVATION_TYPES,
+    BLOCK_SIZES,
     CALIBRATION_METHODS,
     ENUMERATE,
     ESTIMATORS,
@@ -13,8 +15,12 @@ from opsearch.config._choices import (
     FUSIONS,
     ISOLATION,
     MODES,
+    OBJECTIVES,
+    PLOT_X_AXES,
+    PLOT_Y_AXES,
     SAMPLERS,
     TASKS,
+    WEIGHT_BITS,
     WEIGHT_TYPES,
 )
 from opsearch.config._setting import (
@@ -30,7 +36,9 @@ from opsearch.config._setting import (
 from opsearch.config._study_config import DEFAULT_RUN_DIR, RUNTIME_FIELDS, StudyConfig, as_list, resolve_relative
 
 __all__ = [
+    "ACCURACY_LEVELS",
     "ACTIVATION_TYPES",
+    "BLOCK_SIZES",
     "CALIBRATION_METHODS",
     "DEFAULT_RUN_DIR",
     "ENUMERATE",
@@ -41,6 +49,9 @@ __all__ = [
     "IDENTITY",
     "ISOLATION",
     "MODES",
+    "OBJECTIVES",
+    "PLOT_X_AXES",
+    "PLOT_Y_AXES",
     "RUN",
     "RUNTIME",
     "RUNTIME_FIELDS",
@@ -48,6 +59,7 @@ __all__ = [
     "Setting",
     "StudyConfig",
     "TASKS",
+    "WEIGHT_BITS",
     "WEIGHT_TYPES",
     "as_list",
     "default_of",

@@ -4,7 +4,17 @@ that act on a choice (the quantizer, the timer, the sampler) read them from here
 from __future__ import annotations
 
 TASKS = ("auto", "classification", "embedding")
-MODES = ("dynamic", "static")
+# weight_only: ONNX Runtime's MatMulNBits (4- or 8-bit weights in blocks, float activations) and 4-bit embeddings
+# (GatherBlockQuantized), through onnxruntime.quantization.matmul_nbits_quantizer.
+MODES = ("dynamic", "static", "weight_only")
+# weight_only's choices: bits per weight, weights per block (one scale each), and MatMulNBits' accuracy_level
+# (0: float compute; 4: int8 compute where the CPU has a kernel). Embeddings are quantized to 4 bits.
+WEIGHT_BITS = (4, 8)
+BLOCK_SIZES = (32, 128)
+ACCURACY_LEVELS = (0, 4)
+# What a study can optimize: throughput (maximized), accuracy loss, the model file's size and the 50th/95th/99th
+# percentile latency of single calls (minimized). Any two or more, in any order (opsearch.store.objectives).
+OBJECTIVES = ("throughput", "accuracy_loss", "size", "p50", "p95", "p99")
 # "none" is the exported graph. O1: basic general optimizations; O2: plus the transformer-specific fusions
 # (Attention, SkipLayerNormalization, BiasGelu); O3: plus the GELU approximation. O4 (fp16) is for GPUs.
 FUSIONS = ("none", "O1", "O2", "O3")
@@ -18,3 +28,6 @@ ENUMERATE = ("auto", "on", "off")
 ESTIMATORS = ("floor", "median")
 ISOLATION = ("process", "none")
 EXCLUDE_FRAGILE = (True, False, "search")
+# What the Pareto plot's axes can show: a speed (or a cost) on y, a cost on x (opsearch plot --y, --x).
+PLOT_Y_AXES = ("speedup", "throughput", "size", "p50", "p95", "p99")
+PLOT_X_AXES = ("accuracy_loss", "size", "p50", "p95", "p99")

@@ -33,6 +33,7 @@ class Setting:
     many: bool = False  # a list: a comma list on the command line; a single value is taken as a list of one
     one_or_many: bool = False  # one value, or a list the study searches
     may_be_empty: bool = False  # a list that may hold nothing
+    min_items: int = 1  # a list's fewest values (a single value given counts as one)
     check: Callable[[str, Any], None] | None = None  # raises ConfigError via refuse()
     flag: str = ""  # the command-line flag; "" derives --name-with-dashes
     negate: bool = False  # a true-by-default bool whose flag turns it off (--no-remeasure)
@@ -142,6 +143,8 @@ def check_value(name: str, value: Any, info: Setting, kinds: tuple[type, ...] = 
                    else "is empty: give at least one value.")
         if len({repr(v) for v in values}) != len(values):
             refuse(name, list(value), "names a value twice: list each once.")
+    if info.many and not info.may_be_empty and len(values) < info.min_items:
+        refuse(name, list(values), f"names {len(values)}: give at least {info.min_items} of {list(info.choices)}.")
     for v in values:
         if info.choices and (v not in info.choices or isinstance(v, bool) != any(
                 isinstance(c, bool) and c == v for c in info.choices)):

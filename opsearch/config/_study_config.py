@@ -30,6 +30,7 @@ from opsearch.config._choices import (
     FUSIONS,
     ISOLATION,
     MODES,
+    OBJECTIVES,
     SAMPLERS,
     TASKS,
 )
@@ -194,6 +195,11 @@ class StudyConfig:
     max_accuracy_loss: float | str | None = setting(
         None, "a constraint for the sampler: 0.01 (1 point of accuracy) or 1%rel (of fp32 accuracy)",
         group=SEARCH, check=_check_limit, parse=_parse_limit, metavar="LIMIT", legacy=None, default_help="none")
+    objectives: list[str] = setting(["throughput", "accuracy_loss"], "what the study optimizes, two or more: "
+                                    "throughput, accuracy_loss, size (the model file, MB), p50/p95/p99 (latency of "
+                                    "single calls, ms); the front is taken over all of them", group=SEARCH,
+                                    role=IDENTITY, choices=OBJECTIVES, many=True, min_items=2,
+                                    legacy=["throughput", "accuracy_loss"])
     sampler: str = setting("tpe", "how trials are chosen", group=SEARCH, choices=SAMPLERS, legacy="tpe")
     enumerate: str = setting("auto", "queue every recipe once instead of sampling (auto: when the space holds no "
                              "more recipes than trials)", group=SEARCH, choices=ENUMERATE, legacy="off")

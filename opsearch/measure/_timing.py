@@ -17,7 +17,8 @@ rounds:
   the machine's speed cancels in each round's ratio; the machine's typical interference stays in.
 
 Throughput (samples/s) is always the candidate's own median round: what the machine gave, interference
-included.
+included. Latency is each side's per-call times pooled over its rounds (all sessions): their 50th, 95th and 99th
+percentiles, in milliseconds. A call is one batch of the workload (one text at batch size 1).
 
 The speedup's interval takes in the sessions, not only the rounds. Rounds rotate over ``sessions_per_model``
 sessions of each model, so the rounds fall into *blocks*, one per pair of sessions; a session (like a process)
@@ -49,6 +50,14 @@ LEGACY_ESTIMATOR = legacy_values(StudyConfig)["speedup_estimator"]
 Side = Callable[[], "Sequence[float] | np.ndarray | None"]
 # Told the candidate's record so far; returns why its rounds can stop ("" to go on).
 Race = Callable[["PairedTiming"], str]
+# The latency percentiles every timing record keeps (of single calls, in ms).
+PERCENTILES = (50, 95, 99)
+
+
+def call_percentiles_ms(calls: np.ndarray) -> dict[str, float]:
+    """The ``PERCENTILES`` of per-call seconds (any shape: rounds x calls), in milliseconds: {"p50", "p95", "p99"}."""
+    values = np.asarray(calls, dtype=float).ravel()
+    return {f"p{q}": float(np.percentile(values, q) * 1e3) for q in PERCENTILES}
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,8 @@ class PairedTiming:
     rounds_ci: tuple[float, float] | None = None  # the bootstrap over rounds alone (None: records before blocks)
     blocks: int = 1  # the pairs of sessions the rounds rotated over (1: the interval is the rounds' alone)
     raced: str = ""  # why rounds stopped before the interval met its target (racing: surely dominated)
+    latency_ms: dict | None = None  # the candidate's per-call percentiles {"p50", "p95", "p99"} (None: older records)
+    baseline_latency_ms: dict | None = None  # fp32's, from the same rounds
 
     @property
     def rounds(self) -> int:
@@ -153,6 +164,7 @@ class PairedTiming:
             "other_cores": self.other_cores, "steal_cores": self.steal_cores,
             "rounds_ci": None if self.rounds_ci is None else list(self.rounds_ci),
             "rounds_halfwidth": self.rounds_halfwidth, "blocks": self.blocks, "raced": self.raced,
+            "latency_ms": self.latency_ms, "baseline_latency_ms": self.baseline_latency_ms,
             "candidate_s": list(self.candidate_s), "baseline_s": list(self.baseline_s),
         }
 
@@ -164,7 +176,8 @@ class PairedTiming:
                    baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
                    steal_cores=data.get("steal_cores"),
                    rounds_ci=tuple(data["rounds_ci"]) if data.get("rounds_ci") else None,
-                   blocks=data.get("blocks", 1), raced=data.get("raced", ""))
+                   blocks=data.get("blocks", 1), raced=data.get("raced", ""), latency_ms=data.get("latency_ms"),
+                   baseline_latency_ms=data.get("baseline_latency_ms"))
 
 
 # pyperf's thresholds: a spread over 10% of the mean, or a value 50% away from the median, is suspect;
@@ -237,7 +250,8 @@ def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], can
     return PairedTiming(tuple(candidate_s), tuple(baseline_s), samples_per_round, warmup_rounds, ci_target, ci,
                         estimator=estimator, candidate_floor_s=floor_seconds(candidate_calls),
                         baseline_floor_s=floor_seconds(baseline_calls), rounds_ci=rounds_ci,
-                        blocks=len(np.unique(block)))
+                        blocks=len(np.unique(block)), latency_ms=call_percentiles_ms(candidate_calls),
+                        baseline_latency_ms=call_percentiles_ms(baseline_calls))
 
 
 def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
@@ -316,6 +330,7 @@ class SingleTiming:
     seconds: tuple[float, ...]
     samples_per_round: int
     warmup_rounds: int
+    latency_ms: dict | None = None  # per-call percentiles (call_percentiles_ms); None: the side gave no calls
 
     @property
     def throughput(self) -> float:
@@ -328,16 +343,19 @@ class SingleTiming:
     def to_dict(self) -> dict:
         return {"throughput": self.throughput, "cv": self.cv, "rounds": len(self.seconds),
                 "warmup_rounds": self.warmup_rounds, "samples_per_round": self.samples_per_round,
-                "seconds": list(self.seconds)}
+                "latency_ms": self.latency_ms, "seconds": list(self.seconds)}
 
 
 def measure_single(run: Side, *, samples_per_round: int, rounds: int, warmup_rounds: int,
                    clock: Clock = time.perf_counter) -> SingleTiming:
     for _ in range(warmup_rounds):
         run()
-    seconds = []
+    seconds, calls = [], []
     for _ in range(rounds):
         start = clock()
-        run()
+        per_call = run()
         seconds.append(clock() - start)
-    return SingleTiming(tuple(seconds), samples_per_round, warmup_rounds)
+        if per_call is not None:
+            calls.append(np.asarray(per_call, dtype=float))
+    return SingleTiming(tuple(seconds), samples_per_round, warmup_rounds,
+                        call_percentiles_ms(np.concatenate(calls)) if calls else None)

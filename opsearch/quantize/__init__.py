@@ -11,6 +11,7 @@ from opsearch.quantize._graph import (
     OperatorInfo,
     graph_hash,
     inspect_model,
+    model_file_mb,
     quantizable_registry,
     quantized_node_counts,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "fused_model",
     "graph_hash",
     "inspect_model",
+    "model_file_mb",
     "quantizable_registry",
     "quantize",
     "quantized_node_counts",

@@ -16,7 +16,7 @@ from opsearch._files import atomic_folder
 from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 from opsearch.quantize._fusion import fused_model
-from opsearch.quantize._graph import graph_hash, quantized_node_counts
+from opsearch.quantize._graph import graph_hash, model_file_mb, quantized_node_counts
 from opsearch.quantize._recipe import QuantRecipe
 
 if TYPE_CHECKING:
@@ -34,8 +34,9 @@ class QuantizationFailed(TrialFailed):
 class QuantizedModel:
     path: Path
     graph_hash: str
-    node_counts: dict[str, int]  # fp32 operator type -> nodes computed in int8
+    node_counts: dict[str, int]  # fp32 operator type -> nodes computed in int8 (or fewer bits)
     seconds: float
+    size_mb: float = 0.0  # the model file (and its external data) on disk
 
 
 def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
@@ -65,6 +66,8 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                 source = _private_view(source, tmp / "source")
                 if not recipe.operators_to_quantize:
                     shutil.copy2(source, model_file)
+                elif recipe.mode == "weight_only":
+                    _quantize_weight_only(recipe, source, model_file)
                 elif recipe.fusion == "none":
                     model_file = _quantize_optimum(recipe, source, tmp, calibration, excluded)
                 else:
@@ -80,6 +83,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                                         qdq=recipe.mode == "static" and recipe.format == "QDQ")
         digest = graph_hash(quantized)
         model_file.rename(tmp / "model.onnx")
+        size_mb = model_file_mb(tmp / "model.onnx")
         if recipe.fusion != "none":
             recipe.to_ort_config(nodes_to_exclude=excluded).save_pretrained(tmp)
         (tmp / "opsearch-recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
@@ -87,7 +91,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
         shutil.rmtree(tmp / "source", ignore_errors=True)
         shutil.rmtree(tmp / "optimum", ignore_errors=True)
         (tmp / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
-    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start)
+    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start, size_mb)
 
 
 def _private_view(model: Path, folder: Path) -> Path:
@@ -153,6 +157,26 @@ def _quantize_ort(recipe: QuantRecipe, source: Path, target: Path, calibration, 
                     quant_format=QuantFormat.QDQ if recipe.format == "QDQ" else QuantFormat.QOperator,
                     activation_type=getattr(QuantType, recipe.activations_dtype), calibrate_method=method,
                     **common)
+
+
+def _quantize_weight_only(recipe: QuantRecipe, source: Path, target: Path) -> None:
+    """ONNX Runtime's blocked weight-only quantizer: MatMul weights at ``weight_bits`` (MatMulNBits), then embedding
+    tables at 4 bits (GatherBlockQuantized; the quantizer packs Gathers at 4 bits only)."""
+    import onnx
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+
+    model = onnx.load(str(source))
+    for op, bits in (("MatMul", recipe.weight_bits), ("Gather", 4)):
+        if op not in recipe.operators_to_quantize:
+            continue
+        quantizer = MatMulNBitsQuantizer(model, bits=bits, block_size=recipe.block_size,
+                                         is_symmetric=recipe.weights_symmetric,
+                                         accuracy_level=recipe.accuracy_level or None,
+                                         nodes_to_exclude=list(recipe.nodes_to_exclude), op_types_to_quantize=(op,))
+        quantizer.process()
+        model = quantizer.model.model
+    large = model.ByteSize() > 2**31 - 2**26  # protobuf's 2 GB limit, with room for the graph
+    onnx.save_model(model, str(target), save_as_external_data=large, location=target.name + ".data")
 
 
 class _Feeds:

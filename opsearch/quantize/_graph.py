@@ -13,12 +13,14 @@ if TYPE_CHECKING:
     import onnx
 
 # Quantization modes as ONNX Runtime's quantizer names its operator registries.
-QUANT_MODES = ("dynamic", "static_qoperator", "static_qdq")
+QUANT_MODES = ("dynamic", "static_qoperator", "static_qdq", "weight_only")
+# What MatMulNBitsQuantizer (weight-only, blocked) quantizes: MatMuls with a constant weight, Gathers of a table.
+WEIGHT_ONLY_OPS = frozenset({"MatMul", "Gather"})
 
 # Operator types that carry integer arithmetic in a quantized graph (QOperator format and dynamic mode).
 _QUANTIZED_OP_PREFIXES = ("QLinear", "QGemm", "QAttention", "QEmbedLayerNormalization", "MatMulInteger",
                           "ConvInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QOrdered",
-                          "MatMulIntegerToFloat")
+                          "MatMulIntegerToFloat", "MatMulNBits", "GatherBlockQuantized")
 _QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
 
 
@@ -30,6 +32,7 @@ def quantizable_registry() -> dict[str, frozenset[str]]:
         "dynamic": frozenset(registry.IntegerOpsRegistry),
         "static_qoperator": frozenset(registry.QLinearOpsRegistry),
         "static_qdq": frozenset(registry.QDQRegistry),
+        "weight_only": WEIGHT_ONLY_OPS,
     }
 
 
@@ -118,7 +121,7 @@ def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,
 
 def _original_name(name: str, original: dict[str, str]) -> str | None:
     candidate = name
-    for suffix in ("_quant", "_MatMul", "_Gemm"):
+    for suffix in ("_quant", "_MatMul", "_Gemm", "_Q4", "_Q8"):
         if candidate in original:
             return candidate
         if candidate.endswith(suffix):
@@ -131,7 +134,8 @@ def _base_type(quantized_op: str) -> str:
         return quantized_op[len("QLinear"):]
     return {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "ConvInteger": "Conv",
             "QAttention": "Attention", "QEmbedLayerNormalization": "EmbedLayerNormalization",
-            "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM"}.get(quantized_op, quantized_op)
+            "QGemm": "Gemm", "DynamicQuantizeLSTM": "LSTM", "MatMulNBits": "MatMul",
+            "GatherBlockQuantized": "Gather"}.get(quantized_op, quantized_op)
 
 
 def graph_hash(model: onnx.ModelProto) -> str:
@@ -140,3 +144,14 @@ def graph_hash(model: onnx.ModelProto) -> str:
     for opset in sorted((o.domain, o.version) for o in model.opset_import):
         digest.update(repr(opset).encode())
     return digest.hexdigest()[:16]
+
+
+def model_file_mb(path: str | Path) -> float:
+    """The model's size on disk in MB (10^6 bytes): its ONNX file and the external data files it names."""
+    import onnx
+
+    path = Path(path)
+    model = onnx.load(str(path), load_external_data=False)
+    files = {path} | {path.parent / entry.value for init in model.graph.initializer
+                      for entry in init.external_data if entry.key == "location"}
+    return sum(f.stat().st_size for f in files if f.is_file()) / 1e6

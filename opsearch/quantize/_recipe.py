@@ -5,7 +5,16 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from opsearch.config import ACTIVATION_TYPES, CALIBRATION_METHODS, FORMATS, WEIGHT_TYPES
+from opsearch.config import (
+    ACCURACY_LEVELS,
+    ACTIVATION_TYPES,
+    BLOCK_SIZES,
+    CALIBRATION_METHODS,
+    FORMATS,
+    MODES,
+    WEIGHT_BITS,
+    WEIGHT_TYPES,
+)
 from opsearch.config import FUSIONS as FUSION_LEVELS
 
 
@@ -13,7 +22,7 @@ from opsearch.config import FUSIONS as FUSION_LEVELS
 class QuantRecipe:
     """Everything that decides the quantized graph. Names follow optimum's QuantizationConfig."""
 
-    mode: str  # "dynamic" or "static"
+    mode: str  # "dynamic", "static" or "weight_only"
     operators_to_quantize: tuple[str, ...]
     per_channel: bool = False
     reduce_range: bool = False
@@ -29,10 +38,21 @@ class QuantRecipe:
     activations_dtype: str = "QUInt8"  # static only: dynamic quantization computes uint8 activations
     # Static only: keep the nodes opsearch.fragile finds (normalizations, GELU, residual/mask/embedding Adds) fp32.
     exclude_fragile: bool = False
+    # weight_only: MatMul weights in blocks of block_size at weight_bits (MatMulNBits), embeddings (Gather) at 4 bits
+    # (GatherBlockQuantized); symmetric or not by weights_symmetric; accuracy_level 4 computes MatMulNBits in int8.
+    weight_bits: int = 4
+    block_size: int = 128
+    accuracy_level: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in ("dynamic", "static"):
-            raise ValueError(f"mode={self.mode!r} is not 'dynamic' or 'static'")
+        if self.mode not in MODES:
+            raise ValueError(f"mode={self.mode!r} is not one of {MODES}")
+        if self.weight_bits not in WEIGHT_BITS:
+            raise ValueError(f"weight_bits={self.weight_bits!r} is not one of {WEIGHT_BITS}")
+        if self.block_size not in BLOCK_SIZES:
+            raise ValueError(f"block_size={self.block_size!r} is not one of {BLOCK_SIZES}")
+        if self.accuracy_level not in ACCURACY_LEVELS:
+            raise ValueError(f"accuracy_level={self.accuracy_level!r} is not one of {ACCURACY_LEVELS}")
         if self.weights_dtype not in WEIGHT_TYPES:
             raise ValueError(f"weights_dtype={self.weights_dtype!r} is not one of {WEIGHT_TYPES}")
         if self.activations_dtype not in ACTIVATION_TYPES:
@@ -71,6 +91,16 @@ class QuantRecipe:
         flags = [self.fusion] if self.fusion != "none" else []
         if not self.operators_to_quantize:
             return flags  # nothing quantized: the quantization flags change nothing
+        if self.mode == "weight_only":
+            flags += [f"int{self.weight_bits}" if "MatMul" in self.operators_to_quantize else "int4",
+                      f"block{self.block_size}"]
+            if self.accuracy_level and "MatMul" in self.operators_to_quantize:
+                flags.append(f"acc{self.accuracy_level}")
+            if not self.weights_symmetric:
+                flags.append("asym_w")
+            if self.nodes_to_exclude:
+                flags.append(f"exclude{len(self.nodes_to_exclude)}")
+            return flags
         flags += [name for name in ("per_channel", "reduce_range") if getattr(self, name)]
         if self.mode == "static" and self.activations_symmetric:
             flags.append("sym_act")
@@ -118,7 +148,9 @@ class QuantRecipe:
         from optimum.onnxruntime.configuration import AutoOptimizationConfig, ORTConfig
 
         optimization = AutoOptimizationConfig.with_optimization_level(self.fusion) if self.fusion != "none" else None
-        quantization = self.to_optimum(nodes_to_exclude=nodes_to_exclude) if self.operators_to_quantize else None
+        # optimum has no weight-only config: its ORTConfig then records the fusion alone (the recipe file says the rest)
+        quantize = self.operators_to_quantize and self.mode != "weight_only"
+        quantization = self.to_optimum(nodes_to_exclude=nodes_to_exclude) if quantize else None
         return ORTConfig(optimization=optimization, quantization=quantization)
 
 

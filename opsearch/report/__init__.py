@@ -8,6 +8,7 @@ from opsearch.report._export import TRIAL_FILE, choose_trial, export_trial
 from opsearch.report._formats import FORMATS, format_markdown, render, report_dict
 from opsearch.report._html import EFFECTS_DIV, PARETO_DIV, render_html, write_html_report
 from opsearch.report._plot import (
+    X_AXES,
     Y_AXES,
     EffectsPlotInfo,
     ParetoPlotInfo,
@@ -46,6 +47,7 @@ __all__ = [
     "StudyReport",
     "TrialCost",
     "TRIAL_FILE",
+    "X_AXES",
     "Y_AXES",
     "build_report",
     "choose_trial",

@@ -14,6 +14,8 @@ import pandas as pd
 
 from opsearch.config import StudyConfig, legacy_values
 from opsearch.store import (
+    LEGACY_OBJECTIVES,
+    OBJECTIVES,
     SameGraphGroup,
     StudyRecord,
     TrialRecord,
@@ -139,6 +141,7 @@ class StudyReport:
     versions: dict = field(default_factory=dict)  # library versions it ran with
     settings: dict = field(default_factory=dict)  # config, threads, workload, data and task, as stored
     cost: StudyCost | None = None  # what the trials cost, and what early stopping saved
+    objectives: tuple[str, ...] = LEGACY_OBJECTIVES  # what the study optimizes, its values' order
 
     @property
     def front(self) -> list[TrialRow]:
@@ -159,6 +162,17 @@ class StudyReport:
         It is the front's fastest point, since the front holds feasible trials only (after a front session, those
         it re-timed)."""
         return None if self.max_accuracy_loss is None else best_within(self.rows, self.max_accuracy_loss)
+
+    def best_by(self) -> dict[str, TrialRow]:
+        """For each objective the study optimizes besides throughput and accuracy loss (size, a latency), its best
+        trial within the limit (any loss without one), by name."""
+        out = {}
+        for name in self.objectives:
+            if name not in ("throughput", "accuracy_loss"):
+                best = best_within(self.rows, self.max_accuracy_loss, objective=name)
+                if best is not None:
+                    out[name] = best
+        return out
 
     @property
     def faster_uncertain(self) -> list[TrialRow]:
@@ -199,12 +213,21 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
     return StudyReport(study.study_name, dict(record.baseline), rows, same_graph_groups(study), counts,
                        record.front_remeasured.get("at", ""), max_accuracy_loss=max_accuracy_loss,
                        machine=dict(record.machine), versions=dict(record.versions),
-                       settings={k: v for k, v in settings.items() if v}, cost=study_cost(study))
+                       settings={k: v for k, v in settings.items() if v}, cost=study_cost(study),
+                       objectives=tuple((record.opsearch_config or {}).get("objectives") or LEGACY_OBJECTIVES))
 
 
 # The cells every table of the front shows for a trial, from its preset to the speedup's interval.
 ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "loss 95% CI", "vs limit",
-             "samples/s", "speedup", "95% CI", "tie")
+             "samples/s", "speedup", "95% CI", "tie", "MB", "p50/p95/p99 ms")
+
+
+def _num(value: float, fmt: str) -> str:
+    return f"{value:{fmt}}" if math.isfinite(value) else "-"
+
+
+def latency_cell(p50: float, p95: float, p99: float) -> str:
+    return "-" if not math.isfinite(p50) else f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
 
 
 def tie_label(group: int | None) -> str:
@@ -217,7 +240,9 @@ def row_cells(r: TrialRow) -> dict[str, str]:
     return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
                                 f"{r.accuracy_loss_pt:+.2f}", f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}",
                                 r.constraint or "-", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
-                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-"),
+                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-",
+                                _num(r.size_mb, ".1f"),
+                                latency_cell(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)),
                     strict=True))
 
 
@@ -226,6 +251,7 @@ def format_report(report: StudyReport) -> str:
     base = report.baseline
     lines = [f"study {report.study_name!r}: "
              + ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items()))]
+    lines.append(study_line(report))
     if base:
         lines.append(baseline_line(report))
     front = report.front
@@ -247,6 +273,7 @@ def format_report(report: StudyReport) -> str:
     lines.append(knee_line(report))
     if report.max_accuracy_loss is not None:
         lines.append(limit_line(report))
+    lines.extend(best_by_lines(report))
     if report.same_graph:
         lines.append("Trials that produced identical graphs (their differing settings changed nothing):")
         for group in report.same_graph:
@@ -279,13 +306,58 @@ def footnotes(report: StudyReport) -> list[str]:
             "it above), uncertain (it straddles the limit: more evaluation rows would decide)."]
 
 
+def workload_words(workload: dict) -> str:
+    """The timed workload in words: what a study's speeds and latencies belong to."""
+    if not workload:
+        return "workload not recorded"
+    batch = int(workload.get("batch_size", 1))
+    shape = "one text per call, unpadded" if batch == 1 else f"batches of {batch}, padded to the longest"
+    tokens = (f", texts cut to {workload['max_length']} tokens (mean {workload['mean_tokens']:.0f})"
+              if "max_length" in workload and "mean_tokens" in workload else "")
+    return (f"{workload.get('samples', '?')} texts, {shape}{tokens}, "
+            + ("tokenized inside the timed region" if workload.get("end_to_end") else "tokenized beforehand"))
+
+
+def machine_words(machine: dict) -> str:
+    if not machine:
+        return "machine not recorded"
+    flags = machine.get("int8_flags") or []
+    threads = (machine.get("threads") or {}).get("intra_op_threads")
+    return (f"{machine.get('cpu', '?')} ({', '.join(flags) if flags else 'no int8 flags read'})"
+            + (f", {threads} threads" if threads else ""))
+
+
+def study_line(report: StudyReport) -> str:
+    """What the study optimizes, and the workload and CPU its front belongs to."""
+    return (f"optimizes {', '.join(OBJECTIVES[o].title for o in report.objectives)}; "
+            f"workload: {workload_words(report.settings.get('workload', {}))}; CPU: {machine_words(report.machine)}")
+
+
 def baseline_line(report: StudyReport) -> str:
     base = report.baseline
     if not base:
         return "fp32 baseline: not measured"
+    latency = base["timing"].get("latency_ms") or {}
+    extra = ([f"{base['size_mb']:.1f} MB"] if "size_mb" in base else []) + (
+        [f"latency p50/p95/p99 {latency_cell(latency['p50'], latency['p95'], latency['p99'])} ms"] if latency else [])
     return (f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f} (batch {report.accuracy_batch_size}), "
             f"{base['timing']['throughput']:.1f} samples/s (timed at batch "
-            f"{report.settings.get('workload', {}).get('batch_size', 1)})")
+            f"{report.settings.get('workload', {}).get('batch_size', 1)})" + "".join(f", {e}" for e in extra))
+
+
+_BEST_WORDS = {"size": "smallest file", "p50": "lowest median latency", "p95": "lowest p95 latency",
+               "p99": "lowest p99 latency"}
+
+
+def best_by_lines(report: StudyReport) -> list[str]:
+    """For each objective besides throughput and accuracy loss, its best trial within the limit."""
+    where = "any loss" if report.max_accuracy_loss is None else f"{100 * report.max_accuracy_loss:.2f} pt"
+    out = []
+    for name, r in report.best_by().items():
+        out.append(f"{_BEST_WORDS[name]} within {where}: trial {r.trial}, {_num(r.size_mb, '.1f')} MB, "
+                   f"p99 {_num(r.latency_p99_ms, '.1f')} ms, {_num(r.speedup, '.2f')}x fp32, loss "
+                   f"{r.accuracy_loss_pt:+.2f} pt (95% CI {r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f})")
+    return out
 
 
 def limit_line(report: StudyReport) -> str:

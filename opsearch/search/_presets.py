@@ -31,7 +31,8 @@ class Preset:
 
 def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list[tuple[str, QuantRecipe]]:
     """The named recipes, before translation: MatMul only, every quantizable operator, optimum's CPU presets,
-    the fused graph alone per fusion level, and with ``sweep_operators`` each dynamic operator alone.
+    with ``sweep_operators`` each dynamic operator alone, ONNX Runtime's weight-only defaults (MatMul, then the
+    embeddings too), and the fused graph alone per fusion level.
 
     Presets quantize the exported graph ("none") when the space holds it, else its first fusion level.
     """
@@ -52,6 +53,14 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
                 out.append((name, from_optimum(_optimum_preset(cpu, per_channel), ops=ops, fusion=fusion)))
         if sweep_operators:
             out += [(f"sweep: {op} alone", QuantRecipe(operators_to_quantize=(op,), **base)) for op in ops]
+    if "weight_only" in space.modes and "MatMul" in space.operators_for(fusion, "weight_only"):
+        # MatMulNBitsQuantizer's own defaults (4 bits, blocks of 128, asymmetric), then with the embeddings too.
+        base = {"mode": "weight_only", "fusion": fusion, "weight_bits": 4, "block_size": 128,
+                "weights_symmetric": False}
+        out.append(("weight-only: 4-bit MatMul", QuantRecipe(operators_to_quantize=("MatMul",), **base)))
+        if "Gather" in space.operators_for(fusion, "weight_only"):
+            out.append(("weight-only: 4-bit MatMul and embeddings",
+                        QuantRecipe(operators_to_quantize=("Gather", "MatMul"), **base)))
     for level in space.fusions:
         if level != "none":
             out.append((f"fusion only {level}", QuantRecipe(mode=space.modes[0], operators_to_quantize=(),

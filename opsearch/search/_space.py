@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 
-from opsearch.config import WEIGHT_TYPES
+from opsearch.config import ACCURACY_LEVELS, BLOCK_SIZES, WEIGHT_BITS, WEIGHT_TYPES
 from opsearch.quantize import GraphInfo, QuantRecipe
 
 # The registry whose operators each (mode, format) offers.
 _REGISTRY = {("dynamic", "QOperator"): "dynamic", ("static", "QOperator"): "static_qoperator",
-             ("static", "QDQ"): "static_qdq"}
+             ("static", "QDQ"): "static_qdq", ("weight_only", "QOperator"): "weight_only"}
 
 Ask = Callable[[str, Sequence], object]
 
@@ -122,6 +122,14 @@ class SearchSpace:
         chosen = tuple(op for op in self.operators_for(fusion, mode, fmt) if ask(f"op_{op}", [False, True]))
         if not chosen:  # fusion alone (or the fp32 model): no quantization flag changes the graph
             return QuantRecipe(mode=mode, operators_to_quantize=(), fusion=fusion, format=fmt)
+        if mode == "weight_only":  # bits and accuracy_level are MatMulNBits' own: embeddings are 4-bit
+            matmul = "MatMul" in chosen
+            return QuantRecipe(mode=mode, operators_to_quantize=chosen, fusion=fusion,
+                               weight_bits=ask("weight_bits", list(WEIGHT_BITS)) if matmul else WEIGHT_BITS[0],
+                               block_size=ask("block_size", list(BLOCK_SIZES)),
+                               weights_symmetric=ask("weights_symmetric", [False, True]),
+                               accuracy_level=ask("accuracy_level", list(ACCURACY_LEVELS)) if matmul
+                               else ACCURACY_LEVELS[0])
         per_channel = ask("per_channel", [False, True])
         reduce_range = ask("reduce_range", [False, True])
         weights_symmetric = ask("weights_symmetric", [False, True])
@@ -224,6 +232,11 @@ class SearchSpace:
             for mode in self.modes:
                 for fmt in self._formats_of(fusion, mode):
                     n = len(self.operators_for(fusion, mode, fmt))
+                    if mode == "weight_only":  # block size and symmetry; MatMul adds bits and accuracy level
+                        with_matmul = 2 ** (n - 1) if "MatMul" in self.operators_for(fusion, mode, fmt) else 0
+                        total += 2 * len(BLOCK_SIZES) * ((2 ** n - 1 - with_matmul)
+                                                          + with_matmul * len(WEIGHT_BITS) * len(ACCURACY_LEVELS))
+                        continue
                     flags = 2 * 2 * 2  # per_channel, reduce_range, weights_symmetric
                     if mode == "static":
                         flags *= 2 * (len(self.activation_types) + 1)  # activations_symmetric; s8 (x acts) or u8

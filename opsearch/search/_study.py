@@ -24,6 +24,7 @@ import numpy as np
 import optuna
 
 from opsearch._files import disk_full_error
+from opsearch.config import OBJECTIVES as OBJECTIVE_NAMES
 from opsearch.config import StudyConfig
 from opsearch.errors import OpsearchError, StudyError, StudyStopped, TrialFailed
 from opsearch.measure import (
@@ -40,6 +41,7 @@ from opsearch.measure import (
     pack_labels,
     unpack_labels,
 )
+from opsearch.quantize import model_file_mb
 from opsearch.search._context import StudyContext, Task, load_config
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._presets import presets
@@ -52,6 +54,7 @@ from opsearch.store import (
     TrialRecord,
     best_within,
     file_of,
+    objectives_of,
     open_storage,
     queue_retry,
     set_study_attrs,
@@ -61,8 +64,6 @@ from opsearch.store import (
     trial_rows,
 )
 
-OBJECTIVES = ("throughput", "accuracy_loss")
-DIRECTIONS = ("maximize", "minimize")
 # Enumerating the space queues every recipe; above this many, sampling it is the only way.
 MAX_ENUMERATED = 5000
 
@@ -71,8 +72,6 @@ Progress = Callable[[str], None]
 CHANCE_MARGIN = 0.005
 # An fp32 model must beat the majority class by this much for accuracy losses to mean anything.
 BASELINE_MARGIN = 0.02
-# The throughput a trial stopped before timing stores (Optuna needs a value): it never stands on a front.
-UNTIMED = 0.0
 # A RUNNING trial that never said which process runs it is taken for an orphan only after this long.
 ORPHAN_SECONDS = 60
 
@@ -136,7 +135,8 @@ class Runner:
                                 ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
                                 sessions_per_model=cfg.sessions_per_model, estimator=cfg.speedup_estimator)
         return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, timing,
-                          ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=self._screen())
+                          ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=self._screen(),
+                          objectives=tuple(cfg.objectives))
 
     def _screen(self) -> AccuracyScreen | None:
         """What early stopping checks a trial's evaluation against (None: ``--no-early-stop``, or a study made before
@@ -166,7 +166,7 @@ class Runner:
             row, record = rows.get(trial.number), TrialRecord.of(trial)
             if (row is not None and row.feasible and record.timing and record.machine_id == self.machine_id
                     and math.isfinite(row.speedup_ci_low)):
-                rivals.append(Rival(row.trial, row.speedup_ci_low, row.accuracy_loss_pt / 100))
+                rivals.append(Rival(row.trial, row.speedup_ci_low, row.accuracy_loss_pt / 100, row.size_mb))
         return tuple(rivals)
 
     # Trials ---------------------------------------------------------------------------------------------
@@ -228,10 +228,10 @@ class Runner:
     def accuracy_limit(self) -> float | None:
         return self.config.accuracy_limit(self.record.baseline_accuracy)
 
-    def _objective(self, trial: optuna.Trial) -> tuple[float, float]:
+    def _objective(self, trial: optuna.Trial) -> tuple[float, ...]:
         self._running, self._phase = trial, "preparing the trial"
         try:
-            values = self._measure(trial)
+            measured = self._measure(trial)
         except optuna.TrialPruned:
             record_constraint(trial, None, self.accuracy_limit)
             self._running = None
@@ -242,12 +242,14 @@ class Runner:
             hold_stops()
             raise
         interval = TrialRecord.of(trial).accuracy_loss_ci
-        record_constraint(trial, values[1] if interval is None else interval[0], self.accuracy_limit)
+        loss = measured["accuracy_loss"]
+        record_constraint(trial, loss if interval is None else interval[0], self.accuracy_limit)
         self._running = None
         hold_stops()  # what is left is Optuna's: storing the outcome; a stop waits for it (see the callback)
-        return values
+        return tuple(measured[o.name] for o in objectives_of(self.config.objectives))
 
-    def _measure(self, trial: optuna.Trial) -> tuple[float, float]:
+    def _measure(self, trial: optuna.Trial) -> dict[str, float]:
+        """Every objective's value, by name (``store.objectives``); the study returns those it optimizes."""
         set_trial_attrs(trial, worker=worker_identity())  # first: a sweep after a crash reads it
         recipe = self.context.space.suggest(trial)
         extra = TrialRecord.of(trial).nodes_to_exclude  # a fallback queued by `opsearch sensitivity --enqueue`
@@ -275,7 +277,7 @@ class Runner:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
         set_trial_attrs(trial, graph_hash=outcome.graph_hash, quantized_nodes=outcome.node_counts,
-                        quantize_seconds=outcome.quantize_seconds)
+                        quantize_seconds=outcome.quantize_seconds, size_mb=outcome.size_mb)
         if outcome.repeats_known_graph:
             twin = self._same_graph(outcome.graph_hash, trial.number)
             measured = TrialRecord.of(twin)
@@ -284,7 +286,7 @@ class Runner:
                             accuracy_batch_size=measured.accuracy_batch_size, timing=measured.timing,
                             speedup=measured.speedup, evaluated_rows=measured.evaluated_rows,
                             stopped_early=measured.stopped_early, same_graph_as=twin.number)
-            return tuple(twin.values)
+            return _values(measured, self.record.reference_throughput, outcome.size_mb)
 
         baseline = self.record
         set_trial_attrs(trial, evaluate_seconds=outcome.evaluate_seconds, evaluated_rows=outcome.evaluated_rows,
@@ -298,7 +300,7 @@ class Runner:
                 reason = f"stopped early: {outcome.stopped_early}: the quantized model is broken"
                 set_trial_attrs(trial, fail_reason=reason)
                 raise TrialFailed(reason)
-            return UNTIMED, loss
+            return _values(TrialRecord.of(trial), baseline.reference_throughput, outcome.size_mb)
         accuracy = float(outcome.metrics["accuracy"])
         loss = baseline.baseline_accuracy - accuracy
         set_trial_attrs(trial, metrics=outcome.metrics, accuracy=accuracy, accuracy_loss=loss)
@@ -313,7 +315,7 @@ class Runner:
         set_trial_attrs(trial, timing=outcome.timing, timed_window=list(window), timing_seconds=round(
                         window[1] - window[0], 2), machine_id=self.machine_id, machine=self.machine, speedup=speedup,
                         stopped_early=outcome.stopped_early, dominated_by=outcome.dominated_by)
-        return baseline.reference_throughput * speedup, loss
+        return _values(TrialRecord.of(trial), baseline.reference_throughput, outcome.size_mb)
 
     def _partial_accuracy(self, predictions: str) -> tuple[float, float]:
         """Accuracy on the rows evaluated, and the loss paired with fp32's answers on the same rows."""
@@ -381,13 +383,31 @@ class Runner:
         warnings = timing.get("warnings", []) if twin is None and timing.get("noisy") else []
         self.progress.trial_finished(TrialEvent(
             **common, speedup=timing.get("speedup"), ci_halfwidth=timing.get("ci_halfwidth"),
-            rounds=timing.get("rounds"), samples_per_s=trial.values[0], accuracy_loss_pt=100 * trial.values[1],
+            rounds=timing.get("rounds"), samples_per_s=row.samples_per_s if row is not None else None,
+            accuracy_loss_pt=100 * float(record.accuracy_loss),
             loss_ci_pt=None if record.accuracy_loss_ci is None else [100 * v for v in record.accuracy_loss_ci],
             constraint=row.constraint if row is not None else "",
             noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point,
             stopped_early=record.stopped_early if twin is None else "",
             evaluate_s=record.evaluate_seconds if twin is None else None,
             timing_s=record.timing_seconds if twin is None else None))
+
+
+def _values(record: TrialRecord, reference_throughput: float, size_mb: float) -> dict[str, float]:
+    """Every objective's value for a measured trial's record; a trial never timed gets each timed objective's worst
+    (Optuna needs a value; such a trial is infeasible and never stands on a front)."""
+    values = {"accuracy_loss": float(record.accuracy_loss), "size": float(size_mb)}
+    latency = record.timing.get("latency_ms") or {}
+    for objective in objectives_of(OBJECTIVE_NAMES):
+        if not objective.timed:
+            continue
+        if not record.timing:
+            values[objective.name] = objective.untimed_value
+        elif objective.name == "throughput":
+            values[objective.name] = reference_throughput * float(record.speedup)
+        else:  # a timing recorded before latencies were kept (a repeated graph's twin): the worst, as untimed
+            values[objective.name] = float(latency.get(objective.name, objective.untimed_value))
+    return values
 
 
 def _half_of_memory_mb() -> float:
@@ -423,8 +443,8 @@ def create_runner(config: StudyConfig, *, progress: Progress = print, worker: bo
         _sweep_interrupted(study, progress, context.cache_dir)
     else:
         study = optuna.create_study(study_name=context.study_name, storage=backend, sampler=sampler,
-                                    directions=list(DIRECTIONS))
-        study.set_metric_names(list(OBJECTIVES))
+                                    directions=[o.direction for o in objectives_of(config.objectives)])
+        study.set_metric_names(list(config.objectives))
     try:
         return _prepare(context, study)
     except OpsearchError:
@@ -509,7 +529,8 @@ def _measure_baseline(runner: Runner) -> None:
     set_study_attrs(study, baseline={"metrics": evaluation.metrics, "timing": timing.to_dict(),
                                      "predictions": pack_labels(evaluation.predictions),
                                      "labels": pack_labels(data.eval.labels),
-                                     "accuracy_batch_size": context.accuracy_batch_size(study)})
+                                     "accuracy_batch_size": context.accuracy_batch_size(study),
+                                     "size_mb": model_file_mb(context.model.onnx_path)})
     progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
              f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
 

@@ -30,6 +30,7 @@ from opsearch.measure import (
     timing_lock,
 )
 from opsearch.quantize import QuantRecipe, quantize
+from opsearch.store import objectives_of
 
 Phase = Callable[[str], None]
 
@@ -62,6 +63,7 @@ class TrialBench:
     # Early stopping (None: off, ``--no-early-stop``): evaluation stops once the trial is surely over the limit or
     # broken (``measure.screen``), and timing once it is surely dominated by a rival (racing).
     screen: AccuracyScreen | None = None
+    objectives: tuple[str, ...] = ("throughput", "accuracy_loss")  # what the study optimizes (racing respects it)
 
 
 @dataclass(frozen=True)
@@ -71,6 +73,7 @@ class Rival:
     trial: int
     speedup_low: float
     accuracy_loss: float
+    size_mb: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,7 @@ class TrialOutcome:
     graph_hash: str
     node_counts: dict[str, int]
     quantize_seconds: float
+    size_mb: float = 0.0  # the quantized model file on disk
     metrics: dict[str, float] | None = None  # None: the graph was in known_graphs, nothing measured
     predictions: str = ""  # packed class ids of the evaluation rows (NOT_EVALUATED where it stopped before)
     evaluate_seconds: float = 0.0
@@ -114,7 +118,8 @@ class TrialWorker:
         phase("quantizing")
         quantized = quantize(job.recipe, fp32_path=bench.fp32_path, out_dir=job.out_dir,
                              calibration=bench.calibration, cache_dir=bench.cache_dir)
-        outcome = TrialOutcome(quantized.graph_hash, quantized.node_counts, round(quantized.seconds, 2))
+        outcome = TrialOutcome(quantized.graph_hash, quantized.node_counts, round(quantized.seconds, 2),
+                               quantized.size_mb)
         if quantized.graph_hash in job.known_graphs:
             return outcome
 
@@ -140,7 +145,7 @@ class TrialWorker:
         sessions = [session, *(make_session(quantized.path, bench.threads) for _ in range(t.sessions_per_model - 1))]
         if not self._fp32_sessions:
             self._fp32_sessions = [make_session(bench.fp32_path, bench.threads) for _ in range(t.sessions_per_model)]
-        race = self._race(job.rivals, screening) if bench.screen is not None else None
+        race = self._race(job.rivals, screening, quantized.size_mb) if bench.screen is not None else None
         with timing_lock(bench.lock_path, holder=bench.study_name, on_wait=phase):
             phase("timing")
             began = time.time()
@@ -156,10 +161,16 @@ class TrialWorker:
             outcome.dominated_by = race.by
         return outcome
 
-    def _race(self, rivals: tuple[Rival, ...], screening) -> _Race:
+    def _race(self, rivals: tuple[Rival, ...], screening, size_mb: float) -> _Race | None:
+        """Racing on speed, against rivals at least as good on every other objective the study optimizes. None
+        (no racing) when it optimizes a latency: a slower trial may still have the shorter tail."""
+        objectives = self.bench.objectives
+        if any(o.timed and o.name != "throughput" for o in objectives_of(objectives)):
+            return None
         right = screening.predictions == self.bench.task.labels
         loss = float(np.mean(self.bench.screen.reference_correct.astype(float) - right))
-        return _Race(tuple(r for r in rivals if r.accuracy_loss <= loss))
+        return _Race(tuple(r for r in rivals if r.accuracy_loss <= loss
+                           and ("size" not in objectives or r.size_mb <= size_mb)))
 
 
 @dataclass

@@ -3,6 +3,15 @@ its completed trials read back as rows, with the Pareto front and the best trial
 
 from __future__ import annotations
 
+from opsearch.store._objectives import (
+    BY_NAME as OBJECTIVES,
+)
+from opsearch.store._objectives import (
+    LEGACY_OBJECTIVES,
+    Objective,
+    objectives_of,
+    study_objectives,
+)
 from opsearch.store._pareto import knee, non_dominated
 from opsearch.store._records import (
     StudyRecord,
@@ -24,12 +33,16 @@ from opsearch.store._rows import (
     front_rows,
     loss_interval_pt,
     same_graph_groups,
+    trial_loss,
     trial_rows,
 )
 from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_storage, queue_retry
 
 __all__ = [
     "CONSTRAINT_STATES",
+    "LEGACY_OBJECTIVES",
+    "OBJECTIVES",
+    "Objective",
     "SameGraphGroup",
     "StudyRecord",
     "TrialRecord",
@@ -46,12 +59,15 @@ __all__ = [
     "load_existing",
     "loss_interval_pt",
     "non_dominated",
+    "objectives_of",
     "open_storage",
     "queue_retry",
     "same_graph_groups",
     "set_study_attrs",
     "set_trial_attrs",
     "set_trial_attrs_by_id",
+    "study_objectives",
     "trial_attrs",
+    "trial_loss",
     "trial_rows",
 ]

@@ -1,6 +1,8 @@
-"""Pareto arithmetic on (throughput, accuracy loss) points: which points no other beats, and the front's knee.
+"""Pareto arithmetic: which points no other beats (over any number of objectives), and the knee of a
+(throughput, accuracy loss) front.
 
-Throughput is maximized and accuracy loss minimized, as in the study.
+By default a point is (throughput: maximized, accuracy loss: minimized), as in a two-objective study; ``directions``
+names each coordinate's direction for any other objectives (``opsearch.store.objectives``).
 """
 
 from __future__ import annotations
@@ -10,10 +12,14 @@ from collections.abc import Sequence
 Point = tuple[float, float]  # (throughput or speedup: higher is better, accuracy loss: lower is better)
 
 
-def non_dominated(points: Sequence[Point]) -> set[int]:
-    """Indices of points no other point beats: throughput at least as high and loss at least as low, one strictly."""
-    return {i for i, (speed, loss) in enumerate(points)
-            if not any(s >= speed and q <= loss and (s > speed or q < loss) for s, q in points)}
+def non_dominated(points: Sequence[Sequence[float]],
+                  directions: Sequence[str] = ("maximize", "minimize")) -> set[int]:
+    """Indices of points no other point beats: at least as good in every coordinate (by ``directions``), better in
+    one."""
+    signs = [-1.0 if d == "maximize" else 1.0 for d in directions]
+    costs = [tuple(s * float(v) for s, v in zip(signs, p, strict=True)) for p in points]
+    return {i for i, c in enumerate(costs)
+            if not any(all(o <= v for o, v in zip(other, c, strict=True)) and other != c for other in costs)}
 
 
 def knee(front: Sequence[Point]) -> int | None:

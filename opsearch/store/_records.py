@@ -45,6 +45,7 @@ class TrialRecord:
     predictions: str = ""  # its class id for every evaluation row, packed (measure.pack_labels)
     timing: dict = field(default_factory=dict)  # the PairedTiming record
     speedup: float | None = None
+    size_mb: float | None = None  # the quantized model file (and its external data) on disk, MB
     same_graph_as: int | None = None  # an earlier trial with the same graph, whose measurements this one shares
     timed_window: list | None = None  # wall-clock start and end of the timed section
     machine_id: str = ""
@@ -78,7 +79,7 @@ class StudyRecord:
     task: str = ""
     data: dict = field(default_factory=dict)  # description, row counts, labels, majority-class accuracy
     baseline: dict = field(default_factory=dict)  # of the fp32 model: {"metrics", "timing", "predictions", "labels",
-    # "accuracy_batch_size"} (the last three since accuracy intervals; packed class ids)
+    # "accuracy_batch_size"} (the last three since accuracy intervals; packed class ids), "size_mb"
     baselines: list = field(default_factory=list)  # fp32 timed again on other machines: {"machine_id", ...}
     probe: dict | None = None  # the frozen linear probe of an embedding study
     front_remeasured: dict = field(default_factory=dict)  # the front session: {"at", "trials", "considered", ...}

@@ -31,6 +31,7 @@ import optuna
 
 from opsearch.errors import ConfigError
 from opsearch.quantize import QuantRecipe
+from opsearch.store._objectives import BY_NAME, LEGACY_OBJECTIVES, objectives_of
 from opsearch.store._pareto import non_dominated
 from opsearch.store._records import StudyRecord, TrialRecord
 
@@ -70,6 +71,10 @@ class TrialRow:
     evaluated_rows: int | None = None  # the evaluation rows it answered (None: a study made before this was kept)
     evaluate_seconds: float = math.nan
     timing_seconds: float = math.nan
+    size_mb: float = math.nan  # the model file on disk (NaN: a study made before sizes were kept)
+    latency_p50_ms: float = math.nan  # per-call latency percentiles from its timing (NaN: never timed, or older)
+    latency_p95_ms: float = math.nan
+    latency_p99_ms: float = math.nan
 
     @property
     def timed(self) -> bool:
@@ -123,9 +128,10 @@ def trial_rows(study: optuna.Study, *, max_accuracy_loss: float | None = None) -
         row = _row(t, timed_again, reference, max_accuracy_loss)
         rows.append(replace(row, candidate=not remeasured or timed_again is not None or after_session,
                             tie_group=groups.get(t.number) if timed_again is not None else None))
+    objectives = objectives_of((record.opsearch_config or {}).get("objectives") or LEGACY_OBJECTIVES)
     eligible = [i for i, r in enumerate(rows) if r.feasible and r.candidate]
-    front = {eligible[j] for j in non_dominated([(rows[i].samples_per_s, rows[i].accuracy_loss_pt)
-                                                  for i in eligible])}
+    front = {eligible[j] for j in non_dominated([[getattr(rows[i], o.column) for o in objectives] for i in eligible],
+                                                [o.direction for o in objectives])}
     return [replace(r, pareto=i in front) for i, r in enumerate(rows)]
 
 
@@ -140,11 +146,20 @@ def _eligible(rows: Sequence[TrialRow], max_accuracy_loss: float | None, state: 
             and constraint_state(r.loss_ci_low_pt, r.loss_ci_high_pt, limit) in ("", state)]
 
 
-def best_within(rows: Sequence[TrialRow], max_accuracy_loss: float | None) -> TrialRow | None:
+def best_within(rows: Sequence[TrialRow], max_accuracy_loss: float | None, *,
+                objective: str = "throughput") -> TrialRow | None:
     """The fastest feasible candidate *within* ``max_accuracy_loss`` (its whole loss interval at most the limit;
     None: any loss). When the front session tied it with others within, the tie group's member with the lowest
-    accuracy loss, then the fewest quantized nodes, then the lowest trial number (see the module's docstring)."""
+    accuracy loss, then the fewest quantized nodes, then the lowest trial number (see the module's docstring).
+
+    ``objective`` (a name of ``store.objectives``): the best by another objective instead, e.g. the smallest file
+    within the limit (ties: the faster, then the lower trial number)."""
     eligible = _eligible(rows, max_accuracy_loss, "within")
+    if objective != "throughput":
+        column = BY_NAME[objective].column
+        sign = -1.0 if BY_NAME[objective].direction == "maximize" else 1.0
+        ranked = [r for r in eligible if math.isfinite(getattr(r, column))]
+        return min(ranked, key=lambda r: (sign * getattr(r, column), -r.samples_per_s, r.trial), default=None)
     fastest = max(eligible, key=lambda r: (r.samples_per_s, -r.accuracy_loss_pt, -r.trial), default=None)
     if fastest is None or fastest.tie_group is None:
         return fastest
@@ -173,8 +188,15 @@ def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
 def loss_interval_pt(trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
     """The trial's accuracy-loss interval in points (the point itself for a trial stored without one)."""
     interval = TrialRecord.of(trial).accuracy_loss_ci
-    loss = 100 * float(trial.values[1])
+    loss = 100 * trial_loss(trial)
     return (loss, loss) if interval is None else (100 * float(interval[0]), 100 * float(interval[1]))
+
+
+def trial_loss(trial: optuna.trial.FrozenTrial) -> float:
+    """Its accuracy loss (a fraction), from its record; from its second value in a study made before records kept it
+    (those optimized throughput and accuracy loss, in that order)."""
+    loss = TrialRecord.of(trial).accuracy_loss
+    return float(trial.values[1] if loss is None else loss)
 
 
 def _infeasible_reason(trial: optuna.trial.FrozenTrial, max_accuracy_loss: float | None) -> str:
@@ -196,9 +218,11 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
     record = TrialRecord.of(trial)
     recipe = record.recipe or {}
     timing = remeasured or record.timing
-    throughput = reference * timing["speedup"] if remeasured and reference else float(trial.values[0])
+    own = reference * record.speedup if reference and record.speedup is not None else float(trial.values[0])
+    throughput = reference * timing["speedup"] if remeasured and reference else own
     if not timing:  # stopped early for accuracy: never timed (its stored throughput only fills Optuna's slot)
         throughput = math.nan
+    latency = timing.get("latency_ms") or {}
     ci = timing.get("speedup_ci", [math.nan, math.nan])
     flags = QuantRecipe.from_dict(recipe).flags() if recipe else []
     reason = _infeasible_reason(trial, max_accuracy_loss)
@@ -209,7 +233,7 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         operators=" ".join(f"{op}x{n}" for op, n in record.quantized_nodes.items()) or "(none)",
         flags=" ".join(flags),
         accuracy=float(record.accuracy if record.accuracy is not None else math.nan),
-        accuracy_loss_pt=100 * float(trial.values[1]),
+        accuracy_loss_pt=100 * trial_loss(trial),
         samples_per_s=throughput,
         speedup=float(timing.get("speedup", math.nan)),
         speedup_ci_low=float(ci[0]),
@@ -233,6 +257,10 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         evaluated_rows=record.evaluated_rows,
         evaluate_seconds=math.nan if record.evaluate_seconds is None else float(record.evaluate_seconds),
         timing_seconds=_timing_seconds(record),
+        size_mb=math.nan if record.size_mb is None else float(record.size_mb),
+        latency_p50_ms=float(latency.get("p50", math.nan)),
+        latency_p95_ms=float(latency.get("p95", math.nan)),
+        latency_p99_ms=float(latency.get("p99", math.nan)),
     )
 
 

@@ -168,8 +168,9 @@ def value_ok(name: str, value: Any) -> bool:
     _, info = SETTINGS[name]
     if isinstance(value, list):
         return ((info.many or info.one_or_many) and (bool(value) or info.may_be_empty)
+                and (not info.many or info.may_be_empty or len(value) >= info.min_items)
                 and len({repr(v) for v in value}) == len(value) and all(element_ok(name, v) for v in value))
-    return element_ok(name, value)
+    return element_ok(name, value) and (not info.many or info.min_items <= 1)
 
 
 def kept(name: str, value: Any) -> Any:
@@ -200,8 +201,9 @@ def valid_values(name: str) -> st.SearchStrategy:
     element = RULES[name].valid.filter(lambda v: element_ok(name, v))
     if not (info.many or info.one_or_many):
         return element
-    lists = st.lists(element, min_size=0 if info.may_be_empty else 1, max_size=4, unique_by=repr)
-    return st.one_of(element, lists)
+    fewest = 0 if info.may_be_empty else info.min_items if info.many else 1
+    lists = st.lists(element, min_size=fewest, max_size=max(4, fewest), unique_by=repr)
+    return st.one_of(element, lists) if fewest <= 1 else lists
 
 
 def invalid_values(name: str) -> st.SearchStrategy:
@@ -211,6 +213,8 @@ def invalid_values(name: str) -> st.SearchStrategy:
     shapes = [bad, good.map(lambda v: {"a": v}), good.map(lambda v: [[v]])]  # a table; a list in a list
     if info.many or info.one_or_many:
         shapes += [st.just([]), good.map(lambda v: [v, v]), st.tuples(good, bad).map(list)]  # empty, twice
+        if info.many and info.min_items > 1:
+            shapes += [good, good.map(lambda v: [v])]  # too few
     else:
         shapes += [good.map(lambda v: [v])]  # a list where one value belongs
     return st.one_of(shapes).filter(lambda v: not value_ok(name, v))

@@ -562,3 +562,35 @@ def test_measured_timing_serializes_to_json(estimator: str) -> None:
     assert data["speedup_ci"][0] <= data["speedup"] <= data["speedup_ci"][1]
     assert data["median_ratio_ci"][0] <= data["median_ratio"] <= data["median_ratio_ci"][1]
     assert PairedTiming.from_dict(data) == timing
+
+
+# Latency percentiles -------------------------------------------------------------------------------------------
+
+
+def test_paired_timing_keeps_each_sides_call_percentiles_over_all_rounds() -> None:
+    machine = FakeMachine()
+    # Each pass makes 20 calls; the candidate's 20th call is slow in the third round only: a tail event.
+    cand = machine.passes("candidate", lambda now, i: np.r_[np.full(19, 0.004), 0.040 if i == 2 else 0.004])
+    base = machine.passes("baseline", lambda now, i: np.linspace(0.005, 0.024, 20))
+    timing = measure_paired(cand, base, samples_per_round=20, rounds=5, max_rounds=5, warmup_rounds=1,
+                            ci_target=0.5, seed=0, estimator="floor", clock=machine.clock)
+
+    calls = np.r_[np.full(99, 4.0), 40.0]  # 5 rounds x 20 calls, in ms (the warm-up left out)
+    assert timing.latency_ms == pytest.approx({f"p{q}": float(np.percentile(calls, q)) for q in (50, 95, 99)})
+    assert timing.latency_ms["p50"] == pytest.approx(4.0) and timing.latency_ms["p99"] > 4.0
+    expected = np.percentile(np.tile(np.linspace(5.0, 24.0, 20), 5), [50, 95, 99])
+    assert list(timing.baseline_latency_ms.values()) == pytest.approx(list(expected))
+    again = PairedTiming.from_dict(json.loads(json.dumps(timing.to_dict())))
+    assert again.latency_ms == pytest.approx(timing.latency_ms)
+
+
+def test_single_timing_keeps_call_percentiles_when_the_side_reports_calls() -> None:
+    machine = FakeMachine()
+    run = machine.passes("fp32", lambda now, i: np.array([0.001, 0.002, 0.003, 0.010]))
+    timing = measure_single(run, samples_per_round=4, rounds=3, warmup_rounds=0, clock=machine.clock)
+    calls = np.tile([1.0, 2.0, 3.0, 10.0], 3)
+    assert timing.to_dict()["latency_ms"] == pytest.approx({f"p{q}": float(np.percentile(calls, q))
+                                                            for q in (50, 95, 99)})
+    whole = measure_single(machine.workload("m", constant(0.1)), samples_per_round=4, rounds=2, warmup_rounds=0,
+                           clock=machine.clock)
+    assert whole.latency_ms is None  # a side that reports no calls has no per-call latency

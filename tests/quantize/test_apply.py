@@ -159,3 +159,52 @@ def test_recipe_from_older_or_newer_records() -> None:
 def test_static_int8_activations_need_int8_weights() -> None:
     with pytest.raises(ValueError, match="activations_dtype"):
         QuantRecipe("static", ("MatMul",), activations_dtype="QInt8", weights_dtype="QUInt8")
+
+
+@pytest.mark.parametrize("recipe", [
+    QuantRecipe("weight_only", ("Gather", "MatMul"), weight_bits=4, block_size=32, accuracy_level=4),
+    QuantRecipe("weight_only", ("MatMul",), weight_bits=8, block_size=32, weights_symmetric=False),
+    QuantRecipe("weight_only", ("Gather",), block_size=32),
+], ids=lambda r: r.label())
+def test_weight_only_recipe_writes_matmulnbits_and_gatherblockquantized(tiny_onnx, calibration, tmp_path: Path,
+                                                                          recipe) -> None:
+    from collections import Counter
+
+    from opsearch.quantize import model_file_mb
+
+    result = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "q")
+    graph = onnx.load(str(result.path))
+    ops = Counter(node.op_type for node in graph.graph.node)
+    fp32_ops = Counter(node.op_type for node in onnx.load(str(tiny_onnx.onnx_path)).graph.node)
+    if "MatMul" in recipe.operators_to_quantize:
+        nbits = [n for n in graph.graph.node if n.op_type == "MatMulNBits"]
+        assert len(nbits) == result.node_counts["MatMul"] > 0
+        assert ops["MatMul"] == fp32_ops["MatMul"] - len(nbits)  # the rest multiply activations by activations
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in nbits[0].attribute}
+        assert attrs["bits"] == recipe.weight_bits and attrs["block_size"] == recipe.block_size
+        assert attrs.get("accuracy_level", 0) == recipe.accuracy_level
+    else:
+        assert "MatMulNBits" not in ops and "MatMul" not in result.node_counts
+    if "Gather" in recipe.operators_to_quantize:
+        assert ops["GatherBlockQuantized"] == result.node_counts["Gather"] > 0
+    else:
+        assert "GatherBlockQuantized" not in ops
+    assert result.size_mb == pytest.approx(model_file_mb(result.path)) and result.size_mb < model_file_mb(
+        tiny_onnx.onnx_path)
+    feed = {k: v[:1] for k, v in calibration.items()}
+    fp32, q = _logits(tiny_onnx.onnx_path, feed), _logits(result.path, feed)
+    assert not np.array_equal(fp32, q)
+    assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
+    assert QuantRecipe.from_dict(json.loads((result.path.parent / "opsearch-recipe.json").read_text())) == recipe
+
+
+def test_model_file_size_counts_its_external_data(tiny_onnx, tmp_path: Path) -> None:
+    from opsearch.quantize import model_file_mb
+
+    model = onnx.load(str(tiny_onnx.onnx_path))
+    onnx.save_model(model, str(tmp_path / "m.onnx"), save_as_external_data=True, all_tensors_to_one_file=True,
+                    location="m.onnx.data", size_threshold=0)
+    parts = (tmp_path / "m.onnx").stat().st_size + (tmp_path / "m.onnx.data").stat().st_size
+    assert (tmp_path / "m.onnx.data").stat().st_size > 0  # the weights are outside the file
+    assert model_file_mb(tmp_path / "m.onnx") == pytest.approx(parts / 1e6)
+    assert model_file_mb(tmp_path / "m.onnx") > (tmp_path / "m.onnx").stat().st_size / 1e6

@@ -49,7 +49,8 @@ def test_registry_covers_each_mode() -> None:
 def test_json_shape(tiny_onnx) -> None:
     data = inspect_model(tiny_onnx.onnx_path).to_dict()
     matmul = next(o for o in data["operators"] if o["op_type"] == "MatMul")
-    assert matmul["quantizable"] == {"dynamic": True, "static_qoperator": True, "static_qdq": True}
+    assert matmul["quantizable"] == {"dynamic": True, "static_qoperator": True, "static_qdq": True,
+                                     "weight_only": True}
 
 
 def test_dynamic_matmul_counts_every_matmul(tiny_onnx, tmp_path: Path) -> None:

@@ -230,3 +230,24 @@ def test_effects_figure_has_one_panel_per_objective(effects_info) -> None:
     assert list(speed.y) == list(loss.y) == [b.label for b in info.speedup]
     assert list(speed.x) == [b.diff for b in info.speedup] and list(loss.x) == [b.diff for b in info.accuracy_loss_pt]
     assert speed.xaxis != loss.xaxis
+
+
+def test_a_cost_on_either_axis_and_the_front_drawn_as_points_over_more_objectives(tmp_path: Path) -> None:
+    sizes = {i: 10.0 + i for i in COMPLETE}
+    specs = [replace(s, extra_attrs={"size_mb": sizes.get(i, 0.0)}) for i, s in enumerate(SPECS)]
+    study = make_study(tmp_path / "sized.db", specs, baseline={**BASELINE, "size_mb": 90.0})
+    two = pareto_plot_info(build_report(study), x_axis="size")
+    assert two.x_axis == "size" and "MB" in two.x_label and two.baseline_x == 90.0
+    assert all(p.x == sizes[p.trial] and p.x_low == p.x_high == p.x for p in two.front + two.dominated)
+    assert two.front_is_line is False  # the study optimizes throughput and loss: size is not one of its axes
+    assert two.max_accuracy_loss_pt is None and two.knee is None  # the limit and the knee belong to the loss axis
+    study.set_user_attr("opsearch_config", {"objectives": ["throughput", "accuracy_loss", "size"]})
+    three = pareto_plot_info(build_report(study))
+    assert {p.trial for p in three.front} >= {p.trial for p in two.front}  # more objectives, no smaller front
+    assert three.front_is_line is False
+    sized = pareto_plot_info(build_report(study), y_axis="size", x_axis="accuracy_loss")
+    assert all(p.y == sizes[p.trial] for p in sized.front) and sized.baseline_y == 90.0
+    draw_pareto(two, tmp_path / "size.png")
+    assert (tmp_path / "size.png").stat().st_size > 10_000
+    with pytest.raises(ConfigError, match="'tokens' is not one of accuracy_loss, size"):
+        pareto_plot_info(build_report(study), x_axis="tokens")

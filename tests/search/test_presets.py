@@ -52,3 +52,17 @@ def test_fusion_only_and_sweep() -> None:
     # "MatMul alone" is the MatMul-only preset: enqueued once, under both names.
     assert "dynamic: MatMul only / sweep: MatMul alone" in names
     assert [n for n, _ in preset_recipes(space)].count("fusion only O2") == 1
+
+
+def test_weight_only_presets_are_onnxruntimes_defaults_then_the_embeddings_too() -> None:
+    def op(name: str) -> OperatorInfo:
+        return OperatorInfo(name, 3, {"dynamic": True, "static_qoperator": True, "static_qdq": True,
+                                      "weight_only": True})
+
+    space = SearchSpace.from_graph(GraphInfo("x.onnx", [op("MatMul"), op("Gather")]), modes=["dynamic", "weight_only"])
+    found = {p.name: p.recipe for p in presets(space)}
+    assert found["weight-only: 4-bit MatMul"] == QuantRecipe("weight_only", ("MatMul",), weight_bits=4,
+                                                             block_size=128, weights_symmetric=False)
+    assert found["weight-only: 4-bit MatMul and embeddings"].operators_to_quantize == ("Gather", "MatMul")
+    assert not any(r.mode == "weight_only" for r in (p.recipe for p in presets(
+        SearchSpace.from_graph(GraphInfo("x.onnx", [op("MatMul")]), modes=["dynamic"]))))

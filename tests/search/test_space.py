@@ -142,3 +142,29 @@ def test_stored_space_round_trips() -> None:
     assert SearchSpace.from_dict(space.to_dict()) == space
     old = {"operators": {"dynamic": ["MatMul"]}, "calibration_method": "minmax", "calibration_samples": 64}
     assert SearchSpace.from_dict(old).fusions == ("none",)
+
+
+def _graph_with_weight_only() -> GraphInfo:
+    def op(name: str, dynamic: bool, static: bool, weight_only: bool) -> OperatorInfo:
+        return OperatorInfo(name, 4, {"dynamic": dynamic, "static_qoperator": static, "static_qdq": static,
+                                      "weight_only": weight_only})
+
+    return GraphInfo("x.onnx", [op("MatMul", True, True, True), op("Gather", True, True, True),
+                                op("Add", False, True, False)])
+
+
+def test_weight_only_asks_its_own_flags_and_counts_its_recipes() -> None:
+    space = SearchSpace.from_graph(_graph_with_weight_only(), modes=["dynamic", "weight_only"])
+    assert space.operators["weight_only"] == ("Gather", "MatMul")
+    recipes = [space.suggest(optuna.trial.FixedTrial(p)) for p in space.enumerate_params()]
+    assert len(recipes) == space.size() == len(set(recipes))
+    weight_only = [r for r in recipes if r.mode == "weight_only"]
+    # MatMul alone or with Gather: bits x accuracy level x block size x symmetry; Gather alone: block x symmetry.
+    assert len(weight_only) == 2 * (2 * 2 * 2 * 2) + 2 * 2
+    assert {(r.weight_bits, r.accuracy_level) for r in weight_only if r.operators_to_quantize == ("Gather",)} == {
+        (4, 0)}  # embeddings are 4-bit; the accuracy level is MatMulNBits' own
+    assert {r.block_size for r in weight_only} == {32, 128} and {r.weight_bits for r in weight_only} == {4, 8}
+    recipe = QuantRecipe("weight_only", ("Gather", "MatMul"), weight_bits=8, block_size=32, accuracy_level=4,
+                         weights_symmetric=False)
+    assert space.suggest(optuna.trial.FixedTrial(space.params_for(recipe))) == recipe
+    assert recipe.label() == "weight_only[Gather+MatMul] int8 block32 acc4 asym_w"

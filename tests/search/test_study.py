@@ -373,3 +373,37 @@ def test_between_timings_this_process_keeps_one_fp32_session(tmp_path, tiny_chec
     gc.collect()
     assert sessions == []
     assert sum(ref() is not None for ref in opened) == 1
+
+
+def test_a_three_objective_study_stores_each_value_by_name_resumes_and_reports(tmp_path, tiny_checkpoint,
+                                                                               tiny_csv) -> None:
+    from opsearch.report import render
+
+    objectives = ["throughput", "accuracy_loss", "size", "p99"]
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["weight_only"], objectives=objectives)
+    study = run_study(config, n_trials=2, progress=lambda line: None)
+    ran = len([t for t in study.trials if t.state != optuna.trial.TrialState.WAITING])
+    assert study.metric_names == objectives
+    assert [d.name for d in study.directions] == ["MAXIMIZE", "MINIMIZE", "MINIMIZE", "MINIMIZE"]
+    resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=2,
+                           progress=lambda line: None)
+    done = resumed.get_trials(states=(COMPLETE,))
+    assert len([t for t in resumed.trials if t.state != optuna.trial.TrialState.WAITING]) == ran + 2
+    assert len(done) >= 3
+    assert [TrialRecord.of(t).preset for t in done[:2]] == ["weight-only: 4-bit MatMul",
+                                                           "weight-only: 4-bit MatMul and embeddings"]
+    baseline = resumed.user_attrs["baseline"]
+    assert baseline["size_mb"] > 0 and baseline["timing"]["latency_ms"]["p99"] > 0
+    for t in done:
+        record = TrialRecord.of(t)
+        throughput, loss, size, p99 = t.values
+        assert size == pytest.approx(record.size_mb) and 0 < size < baseline["size_mb"]
+        assert p99 == pytest.approx(record.timing["latency_ms"]["p99"])
+        assert loss == pytest.approx(record.accuracy_loss)
+        assert throughput == pytest.approx(baseline["timing"]["throughput"] * record.speedup)
+    report = build_report(resumed)
+    assert report.objectives == tuple(objectives)
+    assert {r.trial for r in report.rows if r.pareto}  # a front over the four objectives
+    assert all(r.size_mb > 0 and r.latency_p99_ms > 0 for r in report.rows)
+    csv = render(report, None, "csv").splitlines()
+    assert {"size_mb", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"} <= set(csv[0].split(","))

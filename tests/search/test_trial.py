@@ -82,6 +82,24 @@ def test_racing_stops_only_a_trial_surely_dominated(tiny_onnx, tokenizer, tmp_pa
         assert outcome.timing["rounds"] >= 8
 
 
+@pytest.mark.parametrize(("objectives", "rival_mb", "dominated"), [
+    (("throughput", "accuracy_loss", "size"), 1e6, False),  # faster and as accurate, but a bigger file
+    (("throughput", "accuracy_loss", "size"), 0.0, True),  # faster, as accurate and no bigger: dominated
+    (("throughput", "accuracy_loss"), 1e6, True),  # the size is not an objective: it does not count
+    (("throughput", "accuracy_loss", "p99"), 0.0, False),  # a slower trial may have the shorter tail: no racing
+])
+def test_racing_only_against_rivals_at_least_as_good_on_every_objective(tiny_onnx, tokenizer, tmp_path, objectives,
+                                                                         rival_mb, dominated):
+    from dataclasses import replace
+
+    labels = np.array([r["label"] for r in ROWS])
+    screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=None, chance=None)
+    bench = replace(bench_for(tiny_onnx, tokenizer, labels=labels, screen=screen), objectives=objectives)
+    outcome, _ = run(bench, tmp_path, rivals=[Rival(3, 1000.0, -1.0, rival_mb)])
+    assert (outcome.dominated_by == 3) is dominated
+    assert outcome.size_mb > 0 and outcome.timing["latency_ms"]["p99"] >= outcome.timing["latency_ms"]["p50"] > 0
+
+
 def test_a_broken_trial_stops_at_chance_untimed_and_says_so(tiny_onnx, tokenizer, tmp_path):
     labels = 1 - np.array([r["label"] for r in ROWS])  # the model now answers every row wrongly: below chance
     screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=None, chance=0.5)

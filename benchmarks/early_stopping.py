@@ -54,9 +54,11 @@ def sampled_configurations(storage: str, name: str) -> list[dict]:
 
 
 def run_pair_member(study_file: str | None, storage: str, name: str, extra: list[str], log: Path,
-                    queue: list[dict] | None) -> float:
-    """One run of the study; with ``queue``, the configurations it measures after its presets."""
-    head = ["run", *([study_file] if study_file else []), "--storage", storage, "--study-name", name, *extra]
+                    queue: list[dict] | None, *, settings: list[str] = ()) -> float:
+    """One run of the study; with ``queue``, the configurations it measures after its presets. ``extra``: flags
+    for run and resume (runtime settings); ``settings``: flags for run alone (the study's identity)."""
+    head = ["run", *([study_file] if study_file else []), "--storage", storage, "--study-name", name, *settings,
+            *extra]
     if queue is None:
         return run(head, log)
     wall = run([*head, "--trials", "0"], log)  # the study, its baseline and its presets' queue

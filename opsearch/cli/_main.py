@@ -9,7 +9,7 @@ import tempfile
 from pathlib import Path
 
 from opsearch.cli._flags import add_setting_flags, check_positive, given_settings, spelled
-from opsearch.config import PLOT_X_AXES, PLOT_Y_AXES, RUNTIME_FIELDS, TASKS, StudyConfig
+from opsearch.config import OBJECTIVES, PLOT_X_AXES, PLOT_Y_AXES, RUNTIME_FIELDS, TASKS, StudyConfig
 from opsearch.errors import ConfigError, OpsearchError, StudyStopped
 
 # Kept here, not imported, so that `opsearch --help` loads no report code; tests check they match the report's.
@@ -129,6 +129,9 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--best", action="store_true", help="the fastest trial within --max-accuracy-loss")
     p.add_argument("--max-accuracy-loss", type=float, help="with --best: the accuracy you can afford, e.g. 0.01 "
                    "(default: the study's own max_accuracy_loss; none: the fastest trial)")
+    p.add_argument("--by", choices=[o for o in OBJECTIVES if o != "accuracy_loss"], default="throughput",
+                   help="with --best: best by this objective within the limit: throughput (the fastest, default), "
+                   "size (the smallest file), p50/p95/p99 (the shortest call latency)")
     p.add_argument("out_dir", help="a new or empty folder")
     p.set_defaults(func=cmd_export)
 
@@ -361,7 +364,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     from opsearch.store import load_existing
 
     study = load_existing(args.storage, args.study_name)
-    number = choose_trial(study, trial=args.trial, max_accuracy_loss=_study_limit(study, args.max_accuracy_loss))
+    number = choose_trial(study, trial=args.trial, max_accuracy_loss=_study_limit(study, args.max_accuracy_loss),
+                          by=args.by)
     out = export_trial(study, number, args.out_dir, storage=args.storage)
     print(f"trial {number} written to {out}: load it with "
           f"ORTModelForSequenceClassification.from_pretrained({str(out)!r})")

@@ -21,9 +21,11 @@ _MODEL_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab
                 "merges.txt", "sentencepiece.bpe.model", "spiece.model")
 
 
-def choose_trial(study: optuna.Study, *, trial: int | None = None, max_accuracy_loss: float | None = None) -> int:
+def choose_trial(study: optuna.Study, *, trial: int | None = None, max_accuracy_loss: float | None = None,
+                 by: str = "throughput") -> int:
     """The trial asked for, or the fastest whose accuracy loss is at most ``max_accuracy_loss`` (a fraction; None:
-    any loss): the trial the report names best within that limit."""
+    any loss): the trial the report names best within that limit. ``by`` another objective (``size``, ``p99``,
+    ...): the best by that one within the limit instead, as the report names it."""
     rows = trial_rows(study, max_accuracy_loss=max_accuracy_loss)
     if trial is not None:
         if trial not in {r.trial for r in rows}:
@@ -32,7 +34,7 @@ def choose_trial(study: optuna.Study, *, trial: int | None = None, max_accuracy_
             raise StudyError(f"trial {trial} of study {study.study_name!r} {what}; completed trials: "
                              f"{sorted(r.trial for r in rows)}.")
         return trial
-    best = best_within(rows, max_accuracy_loss)
+    best = best_within(rows, max_accuracy_loss, objective=by)
     if best is None:
         raise StudyError(f"no completed trial of {study.study_name!r} loses at most {max_accuracy_loss} accuracy; "
                          "raise --max-accuracy-loss or run more trials.")

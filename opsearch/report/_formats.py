@@ -12,11 +12,13 @@ from opsearch.report._html import render_html
 from opsearch.report._report import (
     StudyReport,
     baseline_line,
+    best_by_lines,
     cost_lines,
     footnotes,
     format_report,
     knee_line,
     limit_line,
+    study_line,
 )
 from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
 from opsearch.store import CONSTRAINT_STATES
@@ -52,6 +54,8 @@ def report_dict(report: StudyReport, effects: StudyEffects) -> dict:
         "max_accuracy_loss": report.max_accuracy_loss,
         "front": [asdict(r) for r in report.front],
         "rows": [asdict(r) for r in report.rows],
+        "objectives": list(report.objectives),
+        "best_by": {name: row.trial for name, row in report.best_by().items()},
         "knee": None if knee is None else knee.trial,
         "best_feasible": None if best is None else best.trial,
         "faster_uncertain": [r.trial for r in report.faster_uncertain],
@@ -87,9 +91,10 @@ def format_markdown(report: StudyReport, effects: StudyEffects) -> str:
     """A markdown page: the baseline, the front table, the effects table, the importances, the operator matrix."""
     parts = [f"# opsearch report: {report.study_name}", "",
              ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items())) or "no trial yet", "",
-             f"**{baseline_line(report)}**", ""]
+             study_line(report), "", f"**{baseline_line(report)}**", ""]
     if report.max_accuracy_loss is not None:
         parts += [limit_line(report), ""]
+    parts += [*(f"- {line}" for line in best_by_lines(report)), ""] if best_by_lines(report) else []
     parts += ["## Pareto front", ""]
     if report.front:
         parts += [f"{len(report.front)} of {len(report.rows)} completed trials, fastest first. {knee_line(report)}.",

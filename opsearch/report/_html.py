@@ -13,7 +13,16 @@ from pathlib import Path
 
 from opsearch.report._effects import StudyEffects
 from opsearch.report._plot import effects_figure, effects_plot_info, pareto_figure, pareto_plot_info
-from opsearch.report._report import StudyReport, baseline_line, cost_lines, footnotes, knee_line, limit_line
+from opsearch.report._report import (
+    StudyReport,
+    baseline_line,
+    best_by_lines,
+    cost_lines,
+    footnotes,
+    knee_line,
+    limit_line,
+    study_line,
+)
 from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
 
 PARETO_DIV = "opsearch-pareto"
@@ -69,7 +78,8 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
     classes = ["knee" if "knee" in str(r[1]) else "best" if "best" in str(r[1]) else "" for r in rows]
     front_html = _table(header, rows, classes) if rows else '<p class="note">No completed feasible trial yet.</p>'
     summary = [", ".join(f"{n} {state}" for state, n in sorted(report.counts.items())) or "no trial yet",
-               baseline_line(report), knee_line(report), limit_line(report), *footnotes(report),
+               study_line(report), baseline_line(report), knee_line(report), limit_line(report),
+               *best_by_lines(report), *footnotes(report),
                *(line.strip() for line in cost_lines(report))]
     importances = "".join(
         f"<p><b>{esc(i.objective)}</b>: "

@@ -10,7 +10,7 @@ from report_study import BASELINE, DISTRIBUTIONS, Spec, _attrs, _params
 
 from opsearch.config import OBJECTIVES, StudyConfig
 from opsearch.errors import ConfigError
-from opsearch.report import build_report, format_report
+from opsearch.report import build_report, choose_trial, format_report
 from opsearch.store import (
     LEGACY_OBJECTIVES,
     best_within,
@@ -76,6 +76,7 @@ def test_best_within_by_another_objective_and_the_report_says_it(tmp_path: Path)
     assert best_within(rows, 0.01).trial == 0
     assert best_within(rows, 0.01, objective="size").trial == 1
     assert best_within(rows, 0.003, objective="size").trial == 0  # trial 1 loses too much: the next smallest
+    assert choose_trial(study, max_accuracy_loss=0.01, by="size") == 1  # what `export --best --by size` writes
     text = format_report(build_report(study, max_accuracy_loss=0.01))
     assert "optimizes throughput (samples/s), accuracy loss vs fp32 (points), model file (MB)" in text
     assert "smallest file within 1.00 pt: trial 1, 12.8 MB" in text

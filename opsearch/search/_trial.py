@@ -163,9 +163,11 @@ class TrialWorker:
 
     def _race(self, rivals: tuple[Rival, ...], screening, size_mb: float) -> _Race | None:
         """Racing on speed, against rivals at least as good on every other objective the study optimizes. None
-        (no racing) when it optimizes a latency: a slower trial may still have the shorter tail."""
+        (no racing) when it does not optimize throughput (speed then dominates nothing), or optimizes a latency (a
+        slower trial may still have the shorter tail)."""
         objectives = self.bench.objectives
-        if any(o.timed and o.name != "throughput" for o in objectives_of(objectives)):
+        latency = any(o.timed and o.name != "throughput" for o in objectives_of(objectives))
+        if "throughput" not in objectives or latency:
             return None
         right = screening.predictions == self.bench.task.labels
         loss = float(np.mean(self.bench.screen.reference_correct.astype(float) - right))

@@ -87,6 +87,7 @@ def test_racing_stops_only_a_trial_surely_dominated(tiny_onnx, tokenizer, tmp_pa
     (("throughput", "accuracy_loss", "size"), 0.0, True),  # faster, as accurate and no bigger: dominated
     (("throughput", "accuracy_loss"), 1e6, True),  # the size is not an objective: it does not count
     (("throughput", "accuracy_loss", "p99"), 0.0, False),  # a slower trial may have the shorter tail: no racing
+    (("size", "accuracy_loss"), 0.0, False),  # speed is not an objective: being slower dominates nothing
 ])
 def test_racing_only_against_rivals_at_least_as_good_on_every_objective(tiny_onnx, tokenizer, tmp_path, objectives,
                                                                          rival_mb, dominated):

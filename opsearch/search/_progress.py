@@ -40,6 +40,8 @@ class TrialEvent:
     stopped_early: str = ""  # why early stopping cut its evaluation (then it was never timed) or its timing short
     evaluate_s: float | None = None  # what the trial cost: seconds evaluating, seconds timing
     timing_s: float | None = None
+    size_mb: float | None = None  # the quantized model file
+    latency_p99_ms: float | None = None  # its p99 call latency (None: not timed)
     warnings: list[str] = field(default_factory=list)
     # The fastest trial within the study's accuracy limit (any loss without one): {"trial", "speedup",
     # "accuracy_loss_pt", "limit_pt"}, from opsearch.store.best_within, as the report names it.
@@ -157,6 +159,10 @@ def describe(event: TrialEvent) -> list[str]:
     note = f" (same graph as trial {event.same_graph_as}: measured once)" if event.same_graph_as is not None else ""
     noisy = "  NOISY" if event.noisy else ""
     loss = f"accuracy loss {event.accuracy_loss_pt:+.2f} pt{_loss_interval(event)}"
+    if event.size_mb is not None:
+        loss += f", {event.size_mb:.1f} MB"
+    if event.latency_p99_ms is not None:
+        loss += f", p99 {event.latency_p99_ms:.1f} ms"
     if event.speedup is None:  # stopped early for accuracy
         lines = [f"{head} {event.label}: {loss}; not timed{note}"]
     else:

@@ -390,7 +390,8 @@ class Runner:
             noisy=bool(timing.get("noisy")), same_graph_as=twin, warnings=warnings, best=best_point,
             stopped_early=record.stopped_early if twin is None else "",
             evaluate_s=record.evaluate_seconds if twin is None else None,
-            timing_s=record.timing_seconds if twin is None else None))
+            timing_s=record.timing_seconds if twin is None else None, size_mb=record.size_mb,
+            latency_p99_ms=(timing.get("latency_ms") or {}).get("p99")))
 
 
 def _values(record: TrialRecord, reference_throughput: float, size_mb: float) -> dict[str, float]:

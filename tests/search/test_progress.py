@@ -22,6 +22,8 @@ def test_lines_say_what_a_trial_gave_and_how_long_is_left() -> None:
     assert best == "        best within 1 pt: trial 4, 2.05x, loss +0.25 pt"
     assert describe(FAILED) == ["[3/4 1:10 elapsed, ~0:23 left] trial 5 static[Add] QOperator: fail: "
                                 "crashed with SIGSEGV while quantizing"]
+    sized = describe(TrialEvent(**{**DONE.__dict__, "size_mb": 12.84, "latency_p99_ms": 6.71}))[0]
+    assert sized.endswith("(95% CI +0.00 to +0.57, within), 12.8 MB, p99 6.7 ms")
 
 
 def test_a_plain_callable_gets_the_lines() -> None:

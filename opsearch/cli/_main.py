@@ -244,7 +244,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         marks = "  ".join(f"{'yes' if op.quantizable[m] else '-':>16}" for m in QUANT_MODES)
         print(f"{op.op_type:<24}{op.count:>6}  {marks}")
     print("quantizable: read from onnxruntime.quantization.registry (onnxruntime "
-          f"{_version('onnxruntime')}).")
+          f"{_version('onnxruntime')}); weight_only: what its MatMulNBitsQuantizer takes (a MatMul or Gather "
+          "of a constant weight).")
     return 0
 
 

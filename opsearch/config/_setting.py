@@ -144,7 +144,7 @@ def check_value(name: str, value: Any, info: Setting, kinds: tuple[type, ...] = 
         if len({repr(v) for v in values}) != len(values):
             refuse(name, list(value), "names a value twice: list each once.")
     if info.many and not info.may_be_empty and len(values) < info.min_items:
-        refuse(name, list(values), f"names {len(values)}: give at least {info.min_items} of {list(info.choices)}.")
+        refuse(name, list(values), f"names only {len(values)}: give at least {info.min_items} of {list(info.choices)}.")
     for v in values:
         if info.choices and (v not in info.choices or isinstance(v, bool) != any(
                 isinstance(c, bool) and c == v for c in info.choices)):

@@ -17,6 +17,11 @@ from opsearch.config import (
 )
 from opsearch.config import FUSIONS as FUSION_LEVELS
 
+# The vocabulary each of a recipe's fields takes (opsearch.config names them once).
+_CHOICES = {"mode": MODES, "weight_bits": WEIGHT_BITS, "block_size": BLOCK_SIZES, "accuracy_level": ACCURACY_LEVELS,
+            "weights_dtype": WEIGHT_TYPES, "activations_dtype": ACTIVATION_TYPES, "format": FORMATS,
+            "fusion": FUSION_LEVELS, "calibration_method": CALIBRATION_METHODS}
+
 
 @dataclass(frozen=True)
 class QuantRecipe:
@@ -45,24 +50,9 @@ class QuantRecipe:
     accuracy_level: int = 0
 
     def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode={self.mode!r} is not one of {MODES}")
-        if self.weight_bits not in WEIGHT_BITS:
-            raise ValueError(f"weight_bits={self.weight_bits!r} is not one of {WEIGHT_BITS}")
-        if self.block_size not in BLOCK_SIZES:
-            raise ValueError(f"block_size={self.block_size!r} is not one of {BLOCK_SIZES}")
-        if self.accuracy_level not in ACCURACY_LEVELS:
-            raise ValueError(f"accuracy_level={self.accuracy_level!r} is not one of {ACCURACY_LEVELS}")
-        if self.weights_dtype not in WEIGHT_TYPES:
-            raise ValueError(f"weights_dtype={self.weights_dtype!r} is not one of {WEIGHT_TYPES}")
-        if self.activations_dtype not in ACTIVATION_TYPES:
-            raise ValueError(f"activations_dtype={self.activations_dtype!r} is not one of {ACTIVATION_TYPES}")
-        if self.format not in FORMATS:
-            raise ValueError(f"format={self.format!r} is not one of {FORMATS}")
-        if self.fusion not in FUSION_LEVELS:
-            raise ValueError(f"fusion={self.fusion!r} is not one of {FUSION_LEVELS}")
-        if self.calibration_method not in CALIBRATION_METHODS:
-            raise ValueError(f"calibration_method={self.calibration_method!r} is not one of {CALIBRATION_METHODS}")
+        for name, choices in _CHOICES.items():
+            if getattr(self, name) not in choices:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not one of {choices}")
         if self.mode == "static" and self.activations_dtype == "QInt8" and self.weights_dtype == "QUInt8":
             raise ValueError("activations_dtype='QInt8' with weights_dtype='QUInt8': ONNX Runtime's static "
                              "quantization does not support that pair")

@@ -21,11 +21,10 @@ import optuna
 
 from opsearch.measure import mean_difference_ci
 from opsearch.report._report import StudyReport, build_report
-from opsearch.store import TrialRecord
+from opsearch.store import LEGACY_OBJECTIVES, OBJECTIVES, TrialRecord, trial_loss
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 MIN_PER_SIDE = 2  # a side with fewer trials gives no spread to bootstrap
-OBJECTIVE_NAMES = ("throughput", "accuracy_loss")
 
 
 @dataclass(frozen=True)
@@ -95,7 +94,7 @@ def effects(trials: list[optuna.trial.FrozenTrial], *, seed: int = 0, n_bootstra
     """One :class:`Effect` per boolean parameter and per value of every other categorical parameter, in
     parameter order (operators first, then flags, alphabetically), each value in the order first seen."""
     speed = {t.number: trial_speedup(t) for t in trials}
-    loss = {t.number: 100 * float(t.values[1]) for t in trials}
+    loss = {t.number: 100 * trial_loss(t) for t in trials}
     names = sorted({k for t in trials for k, d in t.distributions.items()
                     if isinstance(d, optuna.distributions.CategoricalDistribution)},
                    key=lambda k: (not k.startswith("op_"), k))
@@ -126,11 +125,12 @@ def _difference(on: list[float], off: list[float], rng: np.random.Generator,
 def importances(study: optuna.Study, *, seed: int = 0) -> list[Importances]:
     """Optuna's parameter importances (fANOVA, seeded) for each objective; on failure, empty with the reason."""
     done = study.get_trials(deepcopy=False, states=(COMPLETE,))
-    names = study.metric_names or list(OBJECTIVE_NAMES)
+    names = study.metric_names or list(LEGACY_OBJECTIVES)
     out = []
     for i, objective in enumerate(names):
         study_i, trials = study, done
-        if i == 0 and any(not TrialRecord.of(t).timing for t in done):  # trials stopped before timing have no speed
+        timed = objective in OBJECTIVES and OBJECTIVES[objective].timed
+        if timed and any(not TrialRecord.of(t).timing for t in done):  # trials stopped before timing have no speed
             trials = [t for t in done if TrialRecord.of(t).timing]
             study_i = optuna.create_study(directions=study.directions)
             study_i.add_trials(trials)

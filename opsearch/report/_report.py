@@ -214,7 +214,7 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        record.front_remeasured.get("at", ""), max_accuracy_loss=max_accuracy_loss,
                        machine=dict(record.machine), versions=dict(record.versions),
                        settings={k: v for k, v in settings.items() if v}, cost=study_cost(study),
-                       objectives=tuple((record.opsearch_config or {}).get("objectives") or LEGACY_OBJECTIVES))
+                       objectives=record.objectives)
 
 
 # The cells every table of the front shows for a trial, from its preset to the speedup's interval.

@@ -24,7 +24,6 @@ import numpy as np
 import optuna
 
 from opsearch._files import disk_full_error
-from opsearch.config import OBJECTIVES as OBJECTIVE_NAMES
 from opsearch.config import StudyConfig
 from opsearch.errors import OpsearchError, StudyError, StudyStopped, TrialFailed
 from opsearch.measure import (
@@ -50,6 +49,7 @@ from opsearch.search._sampling import already_tried, make_sampler, record_constr
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
 from opsearch.search._trial import Rival, TimingSettings, TrialBench, TrialJob
 from opsearch.store import (
+    OBJECTIVES,
     StudyRecord,
     TrialRecord,
     best_within,
@@ -399,7 +399,7 @@ def _values(record: TrialRecord, reference_throughput: float, size_mb: float) ->
     (Optuna needs a value; such a trial is infeasible and never stands on a front)."""
     values = {"accuracy_loss": float(record.accuracy_loss), "size": float(size_mb)}
     latency = record.timing.get("latency_ms") or {}
-    for objective in objectives_of(OBJECTIVE_NAMES):
+    for objective in OBJECTIVES.values():
         if not objective.timed:
             continue
         if not record.timing:

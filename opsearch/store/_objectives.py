@@ -53,10 +53,4 @@ def study_objectives(study: optuna.Study) -> tuple[Objective, ...]:
     """The objectives a stored study optimizes, in its values' order."""
     from opsearch.store._records import StudyRecord
 
-    config = StudyRecord.of(study).opsearch_config or {}
-    return objectives_of(config.get("objectives") or LEGACY_OBJECTIVES)
-
-
-def oriented(values: Sequence[float], objectives: Sequence[Objective]) -> tuple[float, ...]:
-    """The values as costs (lower is better for every one): a maximized objective's value negated."""
-    return tuple(-v if o.direction == "maximize" else v for v, o in zip(values, objectives, strict=True))
+    return objectives_of(StudyRecord.of(study).objectives)

@@ -15,7 +15,7 @@ from typing import Any
 
 import optuna
 
-from opsearch.config import StudyConfig
+from opsearch.config import StudyConfig, legacy_values
 from opsearch.errors import StudyError
 
 
@@ -103,6 +103,13 @@ class StudyRecord:
         if self.opsearch_config is None:
             raise StudyError(f"study {study_name!r} was not made by opsearch: it stores no opsearch settings.")
         return StudyConfig.from_stored(self.opsearch_config, source=f"study {study_name!r}")
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """What the study optimizes, in its values' order (throughput and accuracy loss for a study made before the
+        choice existed)."""
+        stored = (self.opsearch_config or {}).get("objectives")
+        return tuple(stored or legacy_values(StudyConfig)["objectives"])
 
     @property
     def baseline_accuracy(self) -> float:

@@ -31,7 +31,7 @@ import optuna
 
 from opsearch.errors import ConfigError
 from opsearch.quantize import QuantRecipe
-from opsearch.store._objectives import BY_NAME, LEGACY_OBJECTIVES, objectives_of
+from opsearch.store._objectives import BY_NAME, objectives_of
 from opsearch.store._pareto import non_dominated
 from opsearch.store._records import StudyRecord, TrialRecord
 
@@ -128,7 +128,7 @@ def trial_rows(study: optuna.Study, *, max_accuracy_loss: float | None = None) -
         row = _row(t, timed_again, reference, max_accuracy_loss)
         rows.append(replace(row, candidate=not remeasured or timed_again is not None or after_session,
                             tie_group=groups.get(t.number) if timed_again is not None else None))
-    objectives = objectives_of((record.opsearch_config or {}).get("objectives") or LEGACY_OBJECTIVES)
+    objectives = objectives_of(record.objectives)
     eligible = [i for i, r in enumerate(rows) if r.feasible and r.candidate]
     front = {eligible[j] for j in non_dominated([[getattr(rows[i], o.column) for o in objectives] for i in eligible],
                                                 [o.direction for o in objectives])}

@@ -12,8 +12,11 @@ from opsearch.config._choices import (
     ESTIMATORS,
     EXCLUDE_FRAGILE,
     FORMATS,
+    FP32_ENDS,
+    FP32_TOP,
     FUSIONS,
     ISOLATION,
+    MIXED_PRECISIONS,
     MODES,
     OBJECTIVES,
     PLOT_X_AXES,
@@ -37,6 +40,9 @@ from opsearch.config._study_config import DEFAULT_RUN_DIR, RUNTIME_FIELDS, Study
 
 __all__ = [
     "ACCURACY_LEVELS",
+    "FP32_ENDS",
+    "FP32_TOP",
+    "MIXED_PRECISIONS",
     "ACTIVATION_TYPES",
     "BLOCK_SIZES",
     "CALIBRATION_METHODS",

@@ -6,12 +6,18 @@ from __future__ import annotations
 TASKS = ("auto", "classification", "embedding")
 # weight_only: ONNX Runtime's MatMulNBits (4- or 8-bit weights in blocks, float activations) and 4-bit embeddings
 # (GatherBlockQuantized), through onnxruntime.quantization.matmul_nbits_quantizer.
-MODES = ("dynamic", "static", "weight_only")
+# mixed: a precision per group of layers and roles (opsearch.quantize's groups), static and dynamic in one model
+MODES = ("dynamic", "static", "weight_only", "mixed")
 # weight_only's choices: bits per weight, weights per block (one scale each), and MatMulNBits' accuracy_level
 # (0: float compute; 4: int8 compute where the CPU has a kernel). Embeddings are quantized to 4 bits.
 WEIGHT_BITS = (4, 8)
 BLOCK_SIZES = (32, 128)
 ACCURACY_LEVELS = (0, 4)
+# mixed's precisions per group (fp32: left alone), and how many of the first/last layers, and of the groups the
+# sensitivity pass ranks worst, it can keep fp32 whole.
+MIXED_PRECISIONS = ("fp32", "dynamic", "static")
+FP32_ENDS = (0, 1, 2)
+FP32_TOP = (0, 1, 2, 4)
 # What a study can optimize: throughput (maximized), accuracy loss, the model file's size and the 50th/95th/99th
 # percentile latency of single calls (minimized). Any two or more, in any order (opsearch.store.objectives).
 OBJECTIVES = ("throughput", "accuracy_loss", "size", "p50", "p95", "p99")

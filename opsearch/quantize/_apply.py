@@ -6,6 +6,7 @@ import functools
 import json
 import shutil
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,7 +17,8 @@ from opsearch._files import atomic_folder
 from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 from opsearch.quantize._fusion import fused_model
-from opsearch.quantize._graph import graph_hash, model_file_mb, quantized_node_counts
+from opsearch.quantize._graph import graph_hash, model_file_mb, quantized_nodes
+from opsearch.quantize._groups import find_groups, plan, realized
 from opsearch.quantize._recipe import QuantRecipe
 
 if TYPE_CHECKING:
@@ -37,6 +39,7 @@ class QuantizedModel:
     node_counts: dict[str, int]  # fp32 operator type -> nodes computed in int8 (or fewer bits)
     seconds: float
     size_mb: float = 0.0  # the model file (and its external data) on disk
+    groups: dict[str, str] | None = None  # group key (quantize.find_groups) -> the precision the graph gives it
 
 
 def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
@@ -53,7 +56,8 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
 
     start = time.perf_counter()
     with atomic_folder(out_dir, prefix=".quant-", needs_bytes=2 * Path(fp32_path).stat().st_size) as tmp:
-        if recipe.mode == "static" and calibration is None and recipe.operators_to_quantize:
+        needs_calibration = recipe.mode == "static" or any(p == "static" for _, p in recipe.precisions)
+        if needs_calibration and calibration is None and recipe.operators_to_quantize:
             raise QuantizationFailed("static quantization needs calibration samples")
         model_file = tmp / "quantized.onnx"
         try:
@@ -68,6 +72,8 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                     shutil.copy2(source, model_file)
                 elif recipe.mode == "weight_only":
                     _quantize_weight_only(recipe, source, model_file)
+                elif recipe.mode == "mixed":
+                    _quantize_mixed(recipe, source, model_file, calibration, plan(recipe, find_groups(graph)), tmp)
                 elif recipe.fusion == "none":
                     model_file = _quantize_optimum(recipe, source, tmp, calibration, excluded)
                 else:
@@ -79,8 +85,11 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
         if model_file is None or not model_file.is_file():
             raise QuantizationFailed("the quantizer wrote no model file")
         quantized = onnx.load(str(model_file))
-        counts = quantized_node_counts(graph, quantized, operators=recipe.operators_to_quantize,
-                                        qdq=recipe.mode == "static" and recipe.format == "QDQ")
+        kinds = quantized_nodes(graph, quantized, operators=_counted_types(recipe), mode=recipe.mode,
+                                qdq=recipe.mode == "static" and recipe.format == "QDQ")
+        types = {node.name: node.op_type for node in graph.graph.node}
+        counts = dict(sorted(Counter(types[name] for name in kinds).items()))
+        groups = realized(find_groups(graph), kinds)
         digest = graph_hash(quantized)
         model_file.rename(tmp / "model.onnx")
         size_mb = model_file_mb(tmp / "model.onnx")
@@ -91,7 +100,14 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
         shutil.rmtree(tmp / "source", ignore_errors=True)
         shutil.rmtree(tmp / "optimum", ignore_errors=True)
         (tmp / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
-    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start, size_mb)
+    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start, size_mb, groups)
+
+
+def _counted_types(recipe: QuantRecipe) -> tuple[str, ...]:
+    """The operator types whose standing nodes may count as quantized (a mixed recipe's groups hold Gemms too)."""
+    if recipe.mode == "mixed":
+        return (*recipe.operators_to_quantize, "Gemm", "MatMul", "Gather")
+    return recipe.operators_to_quantize
 
 
 def _private_view(model: Path, folder: Path) -> Path:
@@ -130,33 +146,80 @@ def _quantize_optimum(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibrati
 
 def _quantize_ort(recipe: QuantRecipe, source: Path, target: Path, calibration, excluded) -> None:
     """ONNX Runtime's quantizer on a fused graph, with optimum's option names mapped onto its arguments."""
-    import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_dynamic, quantize_static
+    common = {"op_types_to_quantize": list(recipe.operators_to_quantize),
+              "nodes_to_exclude": sorted({*recipe.nodes_to_exclude, *excluded})}
+    if recipe.mode == "dynamic":
+        _ort_dynamic(recipe, source, target, **common)
+    else:
+        _ort_static(recipe, source, target, calibration, fmt=recipe.format, **common)
 
-    extra = {
+
+def _ort_extra(recipe: QuantRecipe) -> dict:
+    import onnx
+
+    return {
         # Shape inference cannot type the outputs of contrib operators (Attention, SkipLayerNormalization).
         "DefaultTensorType": onnx.TensorProto.FLOAT,
         "WeightSymmetric": recipe.weights_symmetric,
         "ActivationSymmetric": recipe.activations_symmetric,
         "ForceSymmetric": recipe.activations_symmetric and recipe.weights_symmetric,  # as optimum sets it
     }
-    common = {"op_types_to_quantize": list(recipe.operators_to_quantize), "per_channel": recipe.per_channel,
-              "reduce_range": recipe.reduce_range, "weight_type": getattr(QuantType, recipe.weights_dtype),
-              "nodes_to_exclude": sorted({*recipe.nodes_to_exclude, *excluded})}
-    if recipe.mode == "dynamic":
-        quantize_dynamic(str(source), str(target), extra_options=extra, **common)
-        return
+
+
+def _ort_dynamic(recipe: QuantRecipe, source: Path, target: Path, **selection) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), extra_options=_ort_extra(recipe), per_channel=recipe.per_channel,
+                     reduce_range=recipe.reduce_range, weight_type=getattr(QuantType, recipe.weights_dtype),
+                     **selection)
+
+
+def _ort_static(recipe: QuantRecipe, source: Path, target: Path, calibration, *, fmt: str, **selection) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    extra = _ort_extra(recipe)
     method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
               "percentile": CalibrationMethod.Percentile}[recipe.calibration_method]
     if recipe.calibration_method == "percentile":
         extra["CalibPercentile"] = PERCENTILE
+    if recipe.float_output:  # the MatMuls' outputs stay float: ONNX Runtime fuses them as MatMulIntegerToFloat
+        extra["OpTypesToExcludeOutputQuantization"] = ["MatMul", "Gemm"]
     names = {i.name for i in _load_graph(source).graph.input}
     n = min(recipe.calibration_samples, len(next(iter(calibration.values()))))
     reader = _Feeds([{k: v[i:i + 1] for k, v in calibration.items() if k in names} for i in range(n)])
     quantize_static(str(source), str(target), reader, extra_options=extra,
-                    quant_format=QuantFormat.QDQ if recipe.format == "QDQ" else QuantFormat.QOperator,
+                    quant_format=QuantFormat.QDQ if fmt == "QDQ" else QuantFormat.QOperator,
                     activation_type=getattr(QuantType, recipe.activations_dtype), calibrate_method=method,
-                    **common)
+                    per_channel=recipe.per_channel, reduce_range=recipe.reduce_range,
+                    weight_type=getattr(QuantType, recipe.weights_dtype), **selection)
+
+
+def _quantize_mixed(recipe: QuantRecipe, source: Path, target: Path, calibration, precisions: dict[str, str],
+                    tmp: Path) -> None:
+    """A precision per group: the static groups first (QDQ, calibrated on the fp32 graph), then the dynamic ones
+    on the result, each quantizer told exactly which nodes to take (``nodes_to_quantize``)."""
+    groups = find_groups(_load_graph(source)).by_key()
+    chosen = {precision: [(n, op) for key, p in precisions.items() if p == precision
+                          for n, op in zip(groups[key].nodes, groups[key].node_types, strict=True)]
+              for precision in ("static", "dynamic")}
+    if not chosen["static"] and not chosen["dynamic"]:
+        raise QuantizationFailed(f"{recipe.label()} leaves every group of this graph in fp32")
+    excluded = set(recipe.nodes_to_exclude)
+    current = source
+    for precision in ("static", "dynamic"):
+        nodes = [(n, op) for n, op in chosen[precision] if n not in excluded]
+        if not nodes:
+            continue
+        # The dynamic quantizer rewrites a Gemm as "<name>_MatMul" (and an Add) before it matches names.
+        names = sorted({n for n, _ in nodes} | {f"{n}_MatMul" for n, op in nodes if op == "Gemm"})
+        types = sorted({op for _, op in nodes} | ({"MatMul"} if any(op == "Gemm" for _, op in nodes) else set()))
+        out = target if precision == "dynamic" or not chosen["dynamic"] else tmp / "static.onnx"
+        if precision == "static":
+            _ort_static(recipe, current, out, calibration, fmt="QDQ", op_types_to_quantize=types,
+                        nodes_to_quantize=names)
+        else:
+            _ort_dynamic(recipe, current, out, op_types_to_quantize=types, nodes_to_quantize=names)
+        current = out
 
 
 def _quantize_weight_only(recipe: QuantRecipe, source: Path, target: Path) -> None:

@@ -72,13 +72,27 @@ def inspect_model(path: str | Path) -> GraphInfo:
 
 
 def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,
-                          operators: list[str] | tuple[str, ...], qdq: bool = False) -> dict[str, int]:
-    """How many nodes of each fp32 operator type the quantized graph computes in int8.
+                          operators: list[str] | tuple[str, ...], mode: str = "dynamic",
+                          qdq: bool = False) -> dict[str, int]:
+    """How many nodes of each fp32 operator type the quantized graph computes in int8 (or fewer bits)."""
+    types = {node.name: node.op_type for node in fp32.graph.node}
+    counts = Counter(types[name] for name in quantized_nodes(fp32, quantized, operators=operators, mode=mode,
+                                                             qdq=qdq))
+    return dict(sorted(counts.items()))
 
-    A node counts when the quantizer replaced it by an integer operator (``<name>_quant``, ``QLinear*``),
-    or when it still stands, is of a type in ``operators``, and works on quantized data: in QDQ format it
-    reads a DequantizeLinear output; otherwise it reads an int8 tensor (an int8 weight, or the output of
-    QuantizeLinear or of another int8 node) or feeds a DequantizeLinear.
+
+def quantized_nodes(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *, operators: list[str] | tuple[str, ...],
+                    mode: str = "dynamic", qdq: bool = False) -> dict[str, str]:
+    """The fp32 graph's nodes that the quantized graph computes in int8 (or fewer bits), each with how:
+    "dynamic", "static" or "weight_only".
+
+    A node counts when the quantizer replaced it by an integer operator (``<name>_quant``, ``QLinear*``; the
+    operator says how), or when it still stands, is of a type in ``operators``, and works on quantized data: in QDQ
+    format its data inputs (a Gather's table, a MatMul's two operands) are DequantizeLinear outputs; otherwise it
+    reads an int8 tensor (an int8 weight, or the output of QuantizeLinear or of another int8 node) or feeds a
+    DequantizeLinear. A standing node's kind is ``mode``'s; in
+    a mixed graph (QDQ static parts, dynamic parts) a node reading a DequantizeLinear output is static, one
+    reading an int8 table dynamic.
     """
     import onnx
 
@@ -91,9 +105,9 @@ def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,
     for node in quantized.graph.node:
         for name in node.input:
             consumers.setdefault(name, set()).add(node.op_type)
+    mixed = mode == "mixed"
 
-    counted: set[str] = set()
-    counts: Counter[str] = Counter()
+    kinds: dict[str, str] = {}
     for node in quantized.graph.node:  # ONNX graphs are topologically sorted
         if node.op_type in ("QuantizeLinear", "DynamicQuantizeLinear") or node.op_type.startswith("QLinear"):
             quantized_tensors.add(node.output[0])
@@ -101,22 +115,26 @@ def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,
             continue
         if node.op_type.startswith(_QUANTIZED_OP_PREFIXES):
             base = _original_name(node.name, original)
-            key = base or node.name
-            if key not in counted:
-                counted.add(key)
-                counts[(original.get(base) if base else None) or _base_type(node.op_type)] += 1
-        elif original.get(node.name) == node.op_type and node.op_type in asked and node.name not in counted:
-            if qdq:
-                hit = any(producers.get(i) == "DequantizeLinear" for i in node.input)
-            else:
-                hit = any(i in quantized_tensors for i in node.input) or any(
-                    "DequantizeLinear" in consumers.get(o, set()) for o in node.output)
-            if hit:
-                counted.add(node.name)
-                counts[node.op_type] += 1
-                if not qdq:
-                    quantized_tensors.update(node.output)
-    return dict(sorted(counts.items()))
+            kinds.setdefault(base or node.name, _kind_of(node.op_type))
+        elif original.get(node.name) == node.op_type and node.op_type in asked and node.name not in kinds:
+            data = node.input[:1] if node.op_type == "Gather" else node.input[:2]  # what an int8 kernel reads
+            reads_dq = all(producers.get(i) == "DequantizeLinear" for i in data if i)
+            kind = "static" if (qdq or mixed) and reads_dq else None
+            if kind is None and not qdq and (any(i in quantized_tensors for i in node.input) or any(
+                    "DequantizeLinear" in consumers.get(o, set()) for o in node.output)):
+                kind = "dynamic" if mixed else mode
+                quantized_tensors.update(node.output)
+            if kind is not None:
+                kinds[node.name] = kind
+    return {name: kinds[name] for name in original if name in kinds}
+
+
+def _kind_of(quantized_op: str) -> str:
+    if quantized_op.startswith(("QLinear", "QGemm", "QOrdered")):
+        return "static"
+    if quantized_op.startswith(("MatMulNBits", "GatherBlockQuantized")):
+        return "weight_only"
+    return "dynamic"
 
 
 def _original_name(name: str, original: dict[str, str]) -> str | None:

@@ -11,6 +11,7 @@ from opsearch.config import (
     BLOCK_SIZES,
     CALIBRATION_METHODS,
     FORMATS,
+    MIXED_PRECISIONS,
     MODES,
     WEIGHT_BITS,
     WEIGHT_TYPES,
@@ -27,7 +28,7 @@ _CHOICES = {"mode": MODES, "weight_bits": WEIGHT_BITS, "block_size": BLOCK_SIZES
 class QuantRecipe:
     """Everything that decides the quantized graph. Names follow optimum's QuantizationConfig."""
 
-    mode: str  # "dynamic", "static" or "weight_only"
+    mode: str  # "dynamic", "static", "weight_only" or "mixed"
     operators_to_quantize: tuple[str, ...]
     per_channel: bool = False
     reduce_range: bool = False
@@ -48,6 +49,14 @@ class QuantRecipe:
     weight_bits: int = 4
     block_size: int = 128
     accuracy_level: int = 0
+    # mixed: a precision ("dynamic", "static") per role (quantize.ROLES; a role left out stays fp32); the first and
+    # last layers kept fp32 whole; groups kept fp32 by key (the most sensitive, from the study's sensitivity pass).
+    # The static part is QDQ, calibrated as static mode is; float_output leaves its MatMuls' outputs unquantized.
+    precisions: tuple[tuple[str, str], ...] = ()
+    fp32_first: int = 0
+    fp32_last: int = 0
+    fp32_groups: tuple[str, ...] = ()
+    float_output: bool = False
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -58,6 +67,13 @@ class QuantRecipe:
                              "quantization does not support that pair")
         object.__setattr__(self, "operators_to_quantize", tuple(sorted(self.operators_to_quantize)))
         object.__setattr__(self, "nodes_to_exclude", tuple(self.nodes_to_exclude))
+        object.__setattr__(self, "precisions", tuple(sorted((str(r), str(p)) for r, p in self.precisions)))
+        object.__setattr__(self, "fp32_groups", tuple(self.fp32_groups))
+        bad = [p for _, p in self.precisions if p not in MIXED_PRECISIONS]
+        if bad:
+            raise ValueError(f"precision {bad[0]!r} is not one of {MIXED_PRECISIONS}")
+        if self.mode == "mixed" and self.operators_to_quantize and not self.precisions:
+            raise ValueError("a mixed recipe names no role to quantize (precisions is empty)")
 
     @property
     def is_fp32(self) -> bool:
@@ -72,8 +88,9 @@ class QuantRecipe:
         """Tolerant of records from other versions: missing fields take their defaults, unknown ones are dropped."""
         known = {f.name for f in dataclasses.fields(cls)}
         data = {k: v for k, v in data.items() if k in known}
-        for key in ("operators_to_quantize", "nodes_to_exclude"):
+        for key in ("operators_to_quantize", "nodes_to_exclude", "fp32_groups"):
             data[key] = tuple(data.get(key, ()))
+        data["precisions"] = tuple(tuple(pair) for pair in data.get("precisions", ()))
         return cls(**data)
 
     def flags(self) -> list[str]:
@@ -91,15 +108,24 @@ class QuantRecipe:
             if self.nodes_to_exclude:
                 flags.append(f"exclude{len(self.nodes_to_exclude)}")
             return flags
+        if self.mode == "mixed":
+            flags += [f"{precision}:{'+'.join(r for r, p in self.precisions if p == precision)}"
+                      for precision in MIXED_PRECISIONS if any(p == precision for _, p in self.precisions)]
+            flags += [f"fp32_{end}{n}" for end, n in (("first", self.fp32_first), ("last", self.fp32_last)) if n]
+            if self.fp32_groups:
+                flags.append(f"fp32_top{len(self.fp32_groups)}")
         flags += [name for name in ("per_channel", "reduce_range") if getattr(self, name)]
-        if self.mode == "static" and self.activations_symmetric:
+        static = self.mode == "static" or any(p == "static" for _, p in self.precisions)
+        if static and self.activations_symmetric:
             flags.append("sym_act")
         if not self.weights_symmetric:
             flags.append("asym_w")
         flags.append("s8" if self.weights_dtype == "QInt8" else "u8")
-        if self.mode == "static":
+        if static:
             if self.activations_dtype == "QInt8":
                 flags.append("s8act")
+            if self.float_output:
+                flags.append("float_out")
             flags.append(f"{self.calibration_method}@{self.calibration_samples}")
             if self.exclude_fragile:
                 flags.append("fp32_fragile")
@@ -111,6 +137,8 @@ class QuantRecipe:
         if not self.operators_to_quantize:
             return f"fp32 fused {self.fusion}" if self.fusion != "none" else "fp32"
         fmt = [self.format] if self.mode == "static" else []
+        if self.mode == "mixed":
+            return f"mixed {' '.join(self.flags())}"
         return f"{self.mode}[{'+'.join(self.operators_to_quantize) or '-'}] {' '.join(fmt + self.flags())}"
 
     def to_optimum(self, *, nodes_to_exclude: tuple[str, ...] | list[str] = ()):
@@ -138,8 +166,9 @@ class QuantRecipe:
         from optimum.onnxruntime.configuration import AutoOptimizationConfig, ORTConfig
 
         optimization = AutoOptimizationConfig.with_optimization_level(self.fusion) if self.fusion != "none" else None
-        # optimum has no weight-only config: its ORTConfig then records the fusion alone (the recipe file says the rest)
-        quantize = self.operators_to_quantize and self.mode != "weight_only"
+        # optimum has no weight-only or mixed config: its ORTConfig then records the fusion alone (the recipe
+        # file says the rest)
+        quantize = self.operators_to_quantize and self.mode not in ("weight_only", "mixed")
         quantization = self.to_optimum(nodes_to_exclude=nodes_to_exclude) if quantize else None
         return ORTConfig(optimization=optimization, quantization=quantization)
 

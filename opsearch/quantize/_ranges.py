@@ -1,0 +1,228 @@
+"""Each group's activation range on calibration rows, and the int8 error of quantizing that group alone.
+
+One cheap pass over the fp32 graph, run once per study: the graph is run on a few calibration rows with every
+group's input activations exposed as outputs, and each group's computation is redone in numpy with int8
+arithmetic as ONNX Runtime does it (activations uint8 asymmetric per tensor, weights int8 symmetric per
+tensor): with the range of each call, a call per row ("dynamic"), and with the range fixed by the calibration rows ("static").
+A group's error is the relative error of its own outputs, ``||Y_int8 - Y|| / ||Y||``; its range is the largest
+``|x|`` entering it, set beside the typical one (the median over the groups of the same role) and beside its
+typical channel, which is what shows an outlier: a per-tensor int8 scale set by one huge channel leaves the
+other channels a few steps each (Bondarenko et al., EMNLP 2021).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from opsearch.quantize._groups import find_groups
+
+# Operator types whose int8 computation the pass redoes (fused Attention and Conv are left unranked).
+_SIMULATED = ("MatMul", "Gemm", "Gather")
+BATCH_ROWS = 8
+
+
+@dataclass(frozen=True)
+class GroupRange:
+    key: str
+    role: str
+    layer: int | None
+    abs_max: float  # the largest |activation| entering the group (a Gather: its table's largest |weight|)
+    typical: float  # the median abs_max of the groups of the same role
+    channel_ratio: float  # the largest channel's max |x| over the median channel's
+    error: dict[str, float]  # "dynamic" / "static" -> relative error of the group's outputs, quantized alone
+
+    @property
+    def outlier(self) -> float:
+        """How many times the typical range of its role this group's range is."""
+        return self.abs_max / self.typical if self.typical else 1.0
+
+
+@dataclass(frozen=True)
+class GroupRanges:
+    groups: tuple[GroupRange, ...]
+    rows: int  # calibration rows the pass ran on
+
+    def ranking(self, precision: str) -> list[str]:
+        """Group keys, the largest error under ``precision`` first (groups the pass cannot redo left out)."""
+        scored = [g for g in self.groups if precision in g.error]
+        return [g.key for g in sorted(scored, key=lambda g: -g.error[precision])]
+
+    def errors(self) -> dict[str, dict[str, float]]:
+        return {g.key: dict(g.error) for g in self.groups}
+
+    def to_dict(self) -> dict:
+        return {"rows": self.rows, "groups": [asdict(g) for g in self.groups]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> GroupRanges:
+        return cls(tuple(GroupRange(**g) for g in data["groups"]), int(data["rows"]))
+
+
+def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *, rows: int = 32,
+                   threads: int = 1) -> GroupRanges:
+    """The pass over ``rows`` of ``calibration`` (inputs all of one shape, see ``measure.encode_padded``)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    model = onnx.load(str(model_path))
+    groups = find_groups(model)
+    weights = {init.name: init for init in model.graph.initializer}
+    nodes = {n.name: n for n in model.graph.node}
+    jobs: dict[str, list[_Job]] = {}
+    for group in groups.groups:
+        for name in group.nodes:
+            job = _job(nodes[name], weights, numpy_helper)
+            if job is not None:
+                jobs.setdefault(group.key, []).append(job)
+    wanted = sorted({t for js in jobs.values() for j in js for t in j.activations})
+    existing = {o.name for o in model.graph.output}
+    for tensor in wanted:
+        if tensor not in existing:
+            model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
+    with tempfile.TemporaryDirectory(prefix="opsearch-ranges-") as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2**31 - 2**26,
+                        location="model.onnx.data")
+        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        names = {i.name for i in session.get_inputs()}
+        n = min(rows, len(next(iter(calibration.values()))))
+        batches = [{k: v[i:i + BATCH_ROWS] for k, v in calibration.items() if k in names}
+                   for i in range(0, n, BATCH_ROWS)]
+        stats = {t: _Stats() for t in wanted}
+        for feeds in batches:  # pass 1: each activation's range over all rows (what static calibration fixes)
+            for tensor, value in zip(wanted, session.run(wanted, feeds), strict=True):
+                stats[tensor].add(value)
+        sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0]} for key in jobs}
+        for feeds in batches:  # pass 2: each group's int8 error with per-call and with fixed ranges
+            values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
+            for key, group_jobs in jobs.items():
+                for job in group_jobs:
+                    for precision in job.precisions:
+                        err, ref = job.error(values, stats, static=precision == "static")
+                        sums[key][precision][0] += err
+                        sums[key][precision][1] += ref
+    found = []
+    for group in groups.groups:
+        group_jobs = jobs.get(group.key, [])
+        if not group_jobs:
+            continue
+        abs_max = max(j.abs_max(stats) for j in group_jobs)
+        channel = max(j.channel_ratio(stats) for j in group_jobs)
+        error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums[group.key].items()
+                 if any(p in j.precisions for j in group_jobs)}
+        found.append((group, abs_max, channel, error))
+    typical: dict[str, float] = {}
+    for role in {g.role for g, *_ in found}:
+        typical[role] = float(np.median([a for g, a, *_ in found if g.role == role]))
+    return GroupRanges(tuple(GroupRange(g.key, g.role, g.layer, float(a), typical[g.role], float(c), e)
+                             for g, a, c, e in found), n)
+
+
+def format_ranges(ranges: GroupRanges, *, precision: str = "static") -> str:
+    """The groups, the worst first under ``precision``: range, how far from its role's typical one, error."""
+    by_key = {g.key: g for g in ranges.groups}
+    order = ranges.ranking(precision) + [g.key for g in ranges.groups if precision not in g.error]
+    lines = [f"activation ranges on {ranges.rows} calibration rows, and each group's int8 output error quantized "
+             f"alone (worst under {precision} first):",
+             f"{'group':<22}{'max |x|':>10}{'x typical':>10}{'channel':>9}{'dynamic err':>12}{'static err':>11}"]
+    for key in order:
+        g = by_key[key]
+        err = "".join(f"{g.error[p]:>{w}.2%}" if p in g.error else f"{'-':>{w}}"
+                      for p, w in (("dynamic", 12), ("static", 11)))
+        lines.append(f"{key:<22}{g.abs_max:>10.3g}{g.outlier:>9.1f}x{g.channel_ratio:>8.1f}x{err}")
+    lines.append("max |x|: the largest activation entering the group; x typical: that over the median of its "
+                 "role's groups; channel: its largest channel's max over the median channel's.")
+    return "\n".join(lines)
+
+
+class _Stats:
+    """An activation's running min, max and per-channel max |x| (the last axis is the channel)."""
+
+    def __init__(self) -> None:
+        self.low, self.high, self.channels = 0.0, 0.0, None
+
+    def add(self, value: np.ndarray) -> None:
+        self.low, self.high = min(self.low, float(value.min())), max(self.high, float(value.max()))
+        per_channel = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
+        self.channels = per_channel if self.channels is None else np.maximum(self.channels, per_channel)
+
+
+@dataclass
+class _Job:
+    """One node's int8 computation: activations by tensor name, a constant weight (or None), and how to apply."""
+
+    op: str
+    activations: tuple[str, ...]
+    weight: np.ndarray | None
+    precisions: tuple[str, ...]
+
+    def abs_max(self, stats: dict[str, _Stats]) -> float:
+        if not self.activations:
+            return float(np.abs(self.weight).max())
+        return max(max(-stats[t].low, stats[t].high) for t in self.activations)
+
+    def channel_ratio(self, stats: dict[str, _Stats]) -> float:
+        if not self.activations:
+            return 1.0
+        ratios = [float(c.max() / max(np.median(c), 1e-12)) for c in (stats[t].channels for t in self.activations)]
+        return max(ratios)
+
+    def error(self, values: dict[str, np.ndarray], stats: dict[str, _Stats], *, static: bool) -> tuple[float, float]:
+        """The squared error of the node's int8 output, and the squared norm of its fp32 output."""
+        if self.op == "Gather":  # a table: its int8 rows against its fp32 rows (indices do not change)
+            q = _dequant_weight(self.weight)
+            return float(np.sum((q - self.weight) ** 2)), float(np.sum(self.weight ** 2))
+        xs = [values[t] for t in self.activations]
+        quantized = [_dequant_activation(x, stats[t] if static else None) for x, t in zip(xs, self.activations,
+                                                                                            strict=True)]
+        if self.weight is not None:
+            ref, got = xs[0] @ self.weight, quantized[0] @ _dequant_weight(self.weight)
+        else:
+            ref, got = np.matmul(xs[0], xs[1]), np.matmul(quantized[0], quantized[1])
+        return float(np.sum((got - ref) ** 2)), float(np.sum(ref ** 2))
+
+
+def _job(node, weights: dict, numpy_helper) -> _Job | None:
+    if node.op_type not in _SIMULATED:
+        return None
+    if node.op_type == "Gather":
+        table = weights.get(node.input[0])
+        return _Job("Gather", (), numpy_helper.to_array(table).astype(np.float32), ("dynamic", "static")) \
+            if table is not None else None
+    a, b = node.input[0], node.input[1]
+    if b in weights and a not in weights:
+        w = numpy_helper.to_array(weights[b]).astype(np.float32)
+        if node.op_type == "Gemm" and any(attr.name == "transB" and attr.i for attr in node.attribute):
+            w = w.T
+        return _Job(node.op_type, (a,), w, ("dynamic", "static")) if w.ndim == 2 else None
+    if node.op_type == "MatMul" and a not in weights and b not in weights:
+        return _Job("MatMul", (a, b), None, ("static",))  # two activations: static only in ONNX Runtime
+    return None
+
+
+def _dequant_activation(x: np.ndarray, fixed: _Stats | None) -> np.ndarray:
+    """uint8 asymmetric per tensor: as a calibrated QuantizeLinear (``fixed``'s range), or as DynamicQuantizeLinear
+    with the range of each call, one row per call (the timed workload's batch of one)."""
+    axes = tuple(range(1, x.ndim))
+    if fixed is None:
+        low = np.minimum(0.0, x.min(axis=axes, keepdims=True))
+        high = np.maximum(0.0, x.max(axis=axes, keepdims=True))
+    else:
+        low, high = np.float32(fixed.low), np.float32(fixed.high)
+    scale = np.where(high - low > 0, (high - low) / 255, 1.0)
+    zero = np.round(-low / scale)
+    return (np.clip(np.round(x / scale) + zero, 0, 255) - zero) * scale
+
+
+def _dequant_weight(w: np.ndarray) -> np.ndarray:
+    """int8 symmetric per tensor."""
+    scale = float(np.abs(w).max()) / 127 or 1.0
+    return np.clip(np.round(w / scale), -127, 127) * scale

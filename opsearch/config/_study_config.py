@@ -168,7 +168,8 @@ class StudyConfig:
                                  check=whole(1))
 
     trials: int = setting(20, "how many trials to run now", group=SEARCH, check=whole(0))
-    modes: list[str] = setting(list(MODES), "quantization modes searched", group=SEARCH, role=IDENTITY,
+    modes: list[str] = setting(["dynamic", "static", "weight_only"], "quantization modes searched (mixed: a "
+                               "precision per layer and role, opt-in)", group=SEARCH, role=IDENTITY,
                                choices=MODES, many=True)
     all_operators: bool = setting(False, "offer every operator type in the graph, not only the quantizable ones",
                                   group=SEARCH, role=IDENTITY)
@@ -348,6 +349,12 @@ class StudyConfig:
                 if old.get(k) != new.get(k)]
 
     # Derived values ---------------------------------------------------------------------------------------
+
+    @property
+    def needs_calibration(self) -> bool:
+        """True when a searched mode calibrates activation ranges on fit rows (static, and mixed: its static
+        groups and its ranges pass)."""
+        return any(mode in ("static", "mixed") for mode in self.modes)
 
     @property
     def calibration_rows(self) -> int:

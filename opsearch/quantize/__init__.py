@@ -14,7 +14,20 @@ from opsearch.quantize._graph import (
     model_file_mb,
     quantizable_registry,
     quantized_node_counts,
+    quantized_nodes,
 )
+from opsearch.quantize._groups import (
+    LAYER_ROLES,
+    OUTER_ROLES,
+    ROLES,
+    GraphGroups,
+    Group,
+    find_groups,
+    plan,
+    precisions_for,
+    realized,
+)
+from opsearch.quantize._ranges import GroupRange, GroupRanges, format_ranges, measure_ranges
 from opsearch.quantize._recipe import QuantRecipe
 
 __all__ = [
@@ -35,4 +48,18 @@ __all__ = [
     "quantizable_registry",
     "quantize",
     "quantized_node_counts",
+    "quantized_nodes",
+    "LAYER_ROLES",
+    "OUTER_ROLES",
+    "ROLES",
+    "Group",
+    "GraphGroups",
+    "GroupRange",
+    "GroupRanges",
+    "find_groups",
+    "format_ranges",
+    "measure_ranges",
+    "plan",
+    "precisions_for",
+    "realized",
 ]

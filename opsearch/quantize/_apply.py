@@ -166,10 +166,14 @@ def _ort_extra(recipe: QuantRecipe) -> dict:
     }
 
 
-def _ort_dynamic(recipe: QuantRecipe, source: Path, target: Path, **selection) -> None:
+def _ort_dynamic(recipe: QuantRecipe, source: Path, target: Path, *, const_b_only: bool = True,
+                 **selection) -> None:
+    """``const_b_only``: ONNX Runtime's default, MatMuls of two activations left fp32 (optimum's quantizer, and a
+    mixed recipe that names them, quantize those too)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(str(source), str(target), extra_options=_ort_extra(recipe), per_channel=recipe.per_channel,
+    extra = {**_ort_extra(recipe), "MatMulConstBOnly": const_b_only}
+    quantize_dynamic(str(source), str(target), extra_options=extra, per_channel=recipe.per_channel,
                      reduce_range=recipe.reduce_range, weight_type=getattr(QuantType, recipe.weights_dtype),
                      **selection)
 
@@ -218,7 +222,8 @@ def _quantize_mixed(recipe: QuantRecipe, source: Path, target: Path, calibration
             _ort_static(recipe, current, out, calibration, fmt="QDQ", op_types_to_quantize=types,
                         nodes_to_quantize=names)
         else:
-            _ort_dynamic(recipe, current, out, op_types_to_quantize=types, nodes_to_quantize=names)
+            _ort_dynamic(recipe, current, out, const_b_only=False, op_types_to_quantize=types,
+                         nodes_to_quantize=names)
         current = out
 
 

@@ -80,6 +80,11 @@ class GraphGroups:
     def to_dict(self) -> dict:
         return {"layers": self.layers, "groups": [g.to_dict() for g in self.groups]}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> GraphGroups:
+        return cls(tuple(Group(g["key"], g["role"], g["layer"], tuple(g["nodes"]), tuple(g["node_types"]))
+                         for g in data["groups"]), int(data["layers"]))
+
 
 def find_groups(model: onnx.ModelProto) -> GraphGroups:
     """The model's groups (see the module's docstring), every node of GROUPED_OPS in exactly one."""
@@ -251,18 +256,14 @@ class _Walk:
 
 # Precisions ------------------------------------------------------------------------------------------------------
 
-# What ONNX Runtime's dynamic quantizer takes: projections with a constant weight and lookup tables (it leaves a
-# MatMul of two activations, the attention scores and context, in fp32). Its static quantizer takes no fused
-# Attention or EmbedLayerNormalization.
-_DYNAMIC_ROLES_NOT = frozenset({"scores", "context"})
+# ONNX Runtime's dynamic quantizer takes every group (the attention scores and context too, as optimum's
+# quantizer asks it to); its static quantizer takes no fused Attention or EmbedLayerNormalization.
 _STATIC_OPS_NOT = frozenset({"Attention", "EmbedLayerNormalization"})
 
 
 def precisions_for(group: Group) -> tuple[str, ...]:
     """The precisions a group can take, fp32 first."""
-    out = ["fp32"]
-    if group.role not in _DYNAMIC_ROLES_NOT:
-        out.append("dynamic")
+    out = ["fp32", "dynamic"]
     if not _STATIC_OPS_NOT & set(group.op_types):
         out.append("static")
     return tuple(out)

@@ -3,11 +3,11 @@
 One cheap pass over the fp32 graph, run once per study: the graph is run on a few calibration rows with every
 group's input activations exposed as outputs, and each group's computation is redone in numpy with int8
 arithmetic as ONNX Runtime does it (activations uint8 asymmetric per tensor, weights int8 symmetric per
-tensor): with the range of each call, a call per row ("dynamic"), and with the range fixed by the calibration rows ("static").
-A group's error is the relative error of its own outputs, ``||Y_int8 - Y|| / ||Y||``; its range is the largest
-``|x|`` entering it, set beside the typical one (the median over the groups of the same role) and beside its
-typical channel, which is what shows an outlier: a per-tensor int8 scale set by one huge channel leaves the
-other channels a few steps each (Bondarenko et al., EMNLP 2021).
+tensor): with the range of each call, a call per row ("dynamic"), and with the range fixed by the calibration
+rows ("static"). A group's error is the relative error of its own outputs, ``||Y_int8 - Y|| / ||Y||``; its
+range is the largest ``|x|`` entering it, set beside the typical one (the median over the other groups of its
+role) and beside its typical channel, which is what shows an outlier: a per-tensor int8 scale set by one huge
+channel leaves the other channels a few steps each (Bondarenko et al., EMNLP 2021).
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ class GroupRange:
     role: str
     layer: int | None
     abs_max: float  # the largest |activation| entering the group (a Gather: its table's largest |weight|)
-    typical: float  # the median abs_max of the groups of the same role
+    typical: float  # the median abs_max of the other groups of the same role
     channel_ratio: float  # the largest channel's max |x| over the median channel's
     error: dict[str, float]  # "dynamic" / "static" -> relative error of the group's outputs, quantized alone
 
@@ -119,10 +119,11 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
         error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums[group.key].items()
                  if any(p in j.precisions for j in group_jobs)}
         found.append((group, abs_max, channel, error))
-    typical: dict[str, float] = {}
-    for role in {g.role for g, *_ in found}:
-        typical[role] = float(np.median([a for g, a, *_ in found if g.role == role]))
-    return GroupRanges(tuple(GroupRange(g.key, g.role, g.layer, float(a), typical[g.role], float(c), e)
+    def typical(group) -> float:  # the median range of the other groups of its role (its own when alone)
+        others = [a for g, a, *_ in found if g.role == group.role and g.key != group.key]
+        return float(np.median(others)) if others else float(next(a for g, a, *_ in found if g is group))
+
+    return GroupRanges(tuple(GroupRange(g.key, g.role, g.layer, float(a), typical(g), float(c), e)
                              for g, a, c, e in found), n)
 
 
@@ -204,7 +205,7 @@ def _job(node, weights: dict, numpy_helper) -> _Job | None:
             w = w.T
         return _Job(node.op_type, (a,), w, ("dynamic", "static")) if w.ndim == 2 else None
     if node.op_type == "MatMul" and a not in weights and b not in weights:
-        return _Job("MatMul", (a, b), None, ("static",))  # two activations: static only in ONNX Runtime
+        return _Job("MatMul", (a, b), None, ("dynamic", "static"))  # two activations (scores, context)
     return None
 
 

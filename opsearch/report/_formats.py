@@ -10,6 +10,7 @@ from opsearch.errors import ConfigError
 from opsearch.report._effects import StudyEffects
 from opsearch.report._html import render_html
 from opsearch.report._report import (
+    GRID_LEGEND,
     StudyReport,
     baseline_line,
     best_by_lines,
@@ -18,6 +19,7 @@ from opsearch.report._report import (
     format_report,
     knee_line,
     limit_line,
+    precision_grid,
     study_line,
 )
 from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
@@ -101,6 +103,16 @@ def format_markdown(report: StudyReport, effects: StudyEffects) -> str:
                   "", markdown_table(*front_table_rows(report)), "", *[f"- {line}" for line in footnotes(report)], ""]
     else:
         parts += ["No completed feasible trial yet.", ""]
+    grids = [r for r in report.front if r.group_precisions]
+    if grids:
+        parts += ["## Precision per layer and role", "", f"{GRID_LEGEND}.", ""]
+        for r in grids:
+            header, rows, outside = precision_grid(r.group_precisions)
+            parts += [f"**trial {r.trial}** ({r.mode} {r.flags})", ""]
+            if rows:
+                parts += [markdown_table(header, rows), ""]
+            if outside:
+                parts += ["Outside the layers: " + ", ".join(outside), ""]
     if cost_lines(report):
         parts += ["## Cost", "", *[f"- {line.strip()}" for line in cost_lines(report)], ""]
     parts += ["## Operator and flag effects", "",

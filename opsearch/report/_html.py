@@ -14,6 +14,7 @@ from pathlib import Path
 from opsearch.report._effects import StudyEffects
 from opsearch.report._plot import effects_figure, effects_plot_info, pareto_figure, pareto_plot_info
 from opsearch.report._report import (
+    GRID_LEGEND,
     StudyReport,
     baseline_line,
     best_by_lines,
@@ -21,6 +22,7 @@ from opsearch.report._report import (
     footnotes,
     knee_line,
     limit_line,
+    precision_grid,
     study_line,
 )
 from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
@@ -90,6 +92,15 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
     matrix_rows = [[t, *row] for t, row in zip(matrix.trials, matrix.counts, strict=True)]
     matrix_html = _table(["trial", *matrix.op_types], matrix_rows) if matrix_rows else \
         '<p class="note">No front yet.</p>'
+    grids = ""
+    for r in report.front:
+        if r.group_precisions:
+            grid_header, grid_rows, outside = precision_grid(r.group_precisions)
+            grids += (f"<h3>trial {r.trial} ({esc(r.mode)} {esc(r.flags)})</h3>"
+                      + (_table(grid_header, grid_rows) if grid_rows else "")
+                      + (f"<p>Outside the layers: {esc(', '.join(outside))}</p>" if outside else ""))
+    if grids:
+        grids = f'<h2>Precision per layer and role</h2><p class="note">{esc(GRID_LEGEND)}.</p>{grids}'
     groups = "".join(f"<li>trials {esc(', '.join(map(str, g.trials)))}: differ in "
                      f"{esc(', '.join(g.differing) or 'nothing')}</li>" for g in report.same_graph)
     interactions = "".join(f"<li>{esc(h)}</li>" for h in effects.interactions)
@@ -113,6 +124,7 @@ recipe, where it stands against the limit, and its tie group.</p>
 {front_html}
 {f"<p>Trials that produced identical graphs (their differing settings changed nothing):</p><ul>{groups}</ul>"
  if groups else ""}
+{grids}
 <h2>Operator and flag effects</h2>
 <p class="note">Mean with the setting minus mean without, over completed trials where the parameter exists, with
 95% bootstrap intervals. Observational: settings the sampler chose together share their effects.</p>

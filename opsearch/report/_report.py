@@ -246,6 +246,53 @@ def row_cells(r: TrialRow) -> dict[str, str]:
                     strict=True))
 
 
+# A precision as one grid cell: fp32 stays blank-ish, a partial group shows its kinds' node counts ("D2/3").
+_CELL = {"fp32": "-", "dynamic": "D", "static": "S", "weight_only": "W"}
+GRID_LEGEND = "D dynamic int8, S static int8 (QDQ), W weight-only, - fp32; D2/3: 2 of the group's 3 nodes"
+
+
+def _cell_of(precision: str) -> str:
+    if precision in _CELL:
+        return _CELL[precision]
+    parts = precision.split()  # "dynamic 2/3 static 1/3"
+    return "".join(f"{_CELL.get(kind, kind)}{count}" for kind, count in zip(parts[::2], parts[1::2], strict=False))
+
+
+def precision_grid(groups: dict[str, str]) -> tuple[list[str], list[list[str]], list[str]]:
+    """A trial's group precisions as a layer x role grid: (header, one row per layer, the groups outside the
+    layers as "role cell" words). Empty for a trial stored before groups were recorded."""
+    from opsearch.quantize import LAYER_ROLES
+
+    layers: dict[int, dict[str, str]] = {}
+    outside = []
+    for key, precision in groups.items():
+        if key.startswith("layer.") and "/" in key:
+            index, role = key[len("layer."):].split("/", 1)
+            layers.setdefault(int(index), {})[role] = _cell_of(precision)
+        else:
+            outside.append(f"{key} {_cell_of(precision)}")
+    roles = [r for r in LAYER_ROLES if any(r in row for row in layers.values())]
+    rows = [[str(i), *(layers[i].get(r, "") for r in roles)] for i in sorted(layers)]
+    return ["layer", *roles], rows, outside
+
+
+def grid_lines(report: StudyReport) -> list[str]:
+    """Each front configuration's precisions, layer by layer and role by role."""
+    front = [r for r in report.front if r.group_precisions]
+    if not front:
+        return []
+    lines = [f"Precision per layer and role of the front's configurations ({GRID_LEGEND}):"]
+    for r in front:
+        header, rows, outside = precision_grid(r.group_precisions)
+        lines.append(f"  trial {r.trial} ({r.mode}{' ' + r.flags if r.flags else ''}):")
+        if rows:
+            table = pd.DataFrame(rows, columns=header)
+            lines += ["    " + line for line in table.to_string(index=False).splitlines()]
+        if outside:
+            lines.append("    outside the layers: " + ", ".join(outside))
+    return lines
+
+
 def format_report(report: StudyReport) -> str:
     """A plain-text table for the terminal."""
     base = report.baseline
@@ -274,6 +321,7 @@ def format_report(report: StudyReport) -> str:
     if report.max_accuracy_loss is not None:
         lines.append(limit_line(report))
     lines.extend(best_by_lines(report))
+    lines.extend(grid_lines(report))
     if report.same_graph:
         lines.append("Trials that produced identical graphs (their differing settings changed nothing):")
         for group in report.same_graph:

@@ -7,6 +7,8 @@ and feeds, the calibration inputs, the threads, the timed workload, the search s
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -33,12 +35,23 @@ from opsearch.measure import (
     measure_single,
     timing_lock,
 )
-from opsearch.quantize import FusionFailed, GraphInfo, fused_model, inspect_model
+from opsearch.quantize import (
+    FusionFailed,
+    GraphGroups,
+    GraphInfo,
+    GroupRanges,
+    find_groups,
+    fused_model,
+    inspect_model,
+    measure_ranges,
+)
 from opsearch.search._space import SearchSpace
 from opsearch.source import LabelledTexts, PreparedModel, StudyData, load_study_data, prepare_model
 from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_attrs
 
 Progress = Callable[[str], None]
+# Calibration rows the ranges pass runs on: enough to see each layer's range, few enough to cost seconds.
+RANGE_ROWS = 32
 Task = ClassificationTask | EmbeddingTask
 
 
@@ -96,14 +109,42 @@ class StudyContext:
     @cached_property
     def calibration(self) -> dict[str, np.ndarray] | None:
         """Static calibration's inputs, all padded to one length; None for a study without static mode."""
-        if "static" not in self.config.modes:
+        if not self.config.needs_calibration:
             return None
         return encode_padded(self.tokenizer, self.data.fit.texts[: self.config.calibration_rows],
                              length=self.config.calibration_max_length)
 
     @cached_property
+    def ranges(self) -> GroupRanges | None:
+        """The ranges pass (``quantize.measure_ranges``) on the calibration rows, made once per study and kept in
+        its cache (workers and resumed runs read it); None for a study without the mixed mode."""
+        if "mixed" not in self.config.modes:
+            return None
+        path = self.cache_dir / "ranges.json"
+        source = self.model.onnx_path.stat()
+        stamp = {"model": [source.st_size, source.st_mtime_ns], "rows": RANGE_ROWS,
+                 "length": self.config.calibration_max_length}
+        if path.is_file():
+            stored = json.loads(path.read_text())
+            if stored.get("stamp") == stamp:
+                return GroupRanges.from_dict(stored["ranges"])
+        started = time.perf_counter()
+        self.progress(f"ranges: each group's activation range and int8 error on {RANGE_ROWS} calibration rows ...")
+        ranges = measure_ranges(self.model.onnx_path, self.calibration, rows=RANGE_ROWS,
+                                threads=self.threads.intra_op_threads)
+        worst = ", ".join(f"{key} {ranges.errors()[key]['static']:.1%}" for key in ranges.ranking("static")[:3])
+        self.progress(f"ranges: {len(ranges.groups)} groups in {time.perf_counter() - started:.1f} s; worst under "
+                      f"static int8: {worst} (see `opsearch inspect --ranges`)")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"stamp": stamp, "ranges": ranges.to_dict()}))
+        tmp.replace(path)
+        return ranges
+
+    @cached_property
     def space(self) -> SearchSpace:
-        space = _search_space(self.config, self.graph, self.model, self.cache_dir, self.progress)
+        space = _search_space(self.config, self.graph, self.model, self.cache_dir, self.progress,
+                              ranges=self.ranges)
         self.progress("search space: " + "; ".join(f"{m}: {', '.join(ops)}" for m, ops in space.operators.items())
                       + f" ({space.size()} recipes)")
         return space
@@ -201,15 +242,22 @@ def load_config(storage: str, study_name: str, *, measured: bool = True, **overr
 
 
 def _search_space(config: StudyConfig, graph: GraphInfo, model: PreparedModel, cache_dir: Path,
-                  progress: Progress) -> SearchSpace:
+                  progress: Progress, *, ranges: GroupRanges | None = None) -> SearchSpace:
     """The space over the exported graph and each fusion level the optimizer can make of it (made once)."""
     fused: dict[str, GraphInfo] = {}
+    groups: dict[str, GraphGroups] = {}
+    mixed = "mixed" in config.modes
+    if mixed and "none" in config.fusions:
+        groups["none"] = _groups_of(model.onnx_path)
     for level in config.fusions:
         if level == "none":
             continue
         started = time.perf_counter()
         try:
-            fused[level] = inspect_model(fused_model(model.onnx_path, level, cache_dir=cache_dir))
+            path = fused_model(model.onnx_path, level, cache_dir=cache_dir)
+            fused[level] = inspect_model(path)
+            if mixed:
+                groups[level] = _groups_of(path)
         except FusionFailed as exc:
             progress(f"WARNING: {exc}; fusion {level} is left out of the search")
             continue
@@ -224,4 +272,11 @@ def _search_space(config: StudyConfig, graph: GraphInfo, model: PreparedModel, c
                                   calibration_method=config.calibration_method,
                                   calibration_samples=config.calibration_samples, fusions=levels, fused=fused,
                                   formats=config.formats, activation_types=config.activation_types,
-                                  exclude_fragile=exclude)
+                                  exclude_fragile=exclude, groups=groups,
+                                  sensitivity=ranges.errors() if ranges is not None else None)
+
+
+def _groups_of(path: Path) -> GraphGroups:
+    import onnx
+
+    return find_groups(onnx.load(str(path), load_external_data=False))

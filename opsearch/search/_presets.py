@@ -61,6 +61,8 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
         if "Gather" in space.operators_for(fusion, "weight_only"):
             out.append(("weight-only: 4-bit MatMul and embeddings",
                         QuantRecipe(operators_to_quantize=("Gather", "MatMul"), **base)))
+    if "mixed" in space.modes:
+        out += _mixed_presets(space, fusion)
     for level in space.fusions:
         if level != "none":
             out.append((f"fusion only {level}", QuantRecipe(mode=space.modes[0], operators_to_quantize=(),
@@ -84,6 +86,34 @@ def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset
         else:
             merged[key] = Preset((name,), params, space.suggest(optuna.trial.FixedTrial(params)))
     return list(merged.values())
+
+
+def _mixed_presets(space: SearchSpace, fusion: str) -> list[tuple[str, QuantRecipe]]:
+    """Where the ranges pass warm-starts the search: dynamic projections with the 2 and the 4 groups it ranks worst
+    kept fp32; with static in the space, static FFNs beside dynamic attention, and static projections, each with
+    float outputs and the worst groups fp32."""
+    roles = space.roles(fusion)
+    projections = [r for r in ("qkv", "attn_out", "ffn_in", "ffn_out", "pooler", "head") if r in roles]
+    wanted = []
+    if all("dynamic" in roles[r] for r in projections) and projections:
+        dynamic = {f"mixed_{r}": "dynamic" for r in projections}
+        wanted += [(f"mixed: dynamic projections, {k} worst groups fp32", {**dynamic, "fp32_top": k}) for k in (2, 4)]
+    if "static" in space.modes:
+        ffn = {f"mixed_{r}": "static" for r in ("ffn_in", "ffn_out") if "static" in roles.get(r, ())}
+        attention = {f"mixed_{r}": "dynamic" for r in ("qkv", "attn_out") if "dynamic" in roles.get(r, ())}
+        static = {f"mixed_{r}": "static" for r in projections if "static" in roles[r]}
+        flags = {"float_output": True, "fp32_top": 2}
+        if ffn:
+            wanted.append(("mixed: static FFN, dynamic attention, 2 worst groups fp32", {**attention, **ffn, **flags}))
+        if static:
+            wanted.append(("mixed: static projections, 2 worst groups fp32", {**static, **flags}))
+    out = []
+    for name, partial in wanted:
+        params = space.complete({"fusion": fusion, "mode": "mixed", **partial})
+        recipe = space.suggest(optuna.trial.FixedTrial(params))
+        if recipe.operators_to_quantize:
+            out.append((name, recipe))
+    return out
 
 
 def from_optimum(config, *, ops: tuple[str, ...], fusion: str = "none") -> QuantRecipe:

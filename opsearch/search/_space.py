@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 
-from opsearch.config import ACCURACY_LEVELS, BLOCK_SIZES, WEIGHT_BITS, WEIGHT_TYPES
-from opsearch.quantize import GraphInfo, QuantRecipe
+from opsearch.config import ACCURACY_LEVELS, BLOCK_SIZES, FP32_ENDS, FP32_TOP, WEIGHT_BITS, WEIGHT_TYPES
+from opsearch.quantize import GraphGroups, GraphInfo, QuantRecipe, plan, precisions_for
 
 # The registry whose operators each (mode, format) offers.
 _REGISTRY = {("dynamic", "QOperator"): "dynamic", ("static", "QOperator"): "static_qoperator",
@@ -58,6 +58,10 @@ class SearchSpace:
     activation_types: tuple[str, ...] = ("QUInt8",)  # static activation types searched (QInt8 with QInt8 weights)
     exclude_fragile: tuple[bool, ...] = (False,)  # static: keep the fragile nodes in fp32, or search it
     fusions: tuple[str, ...] = field(default=())  # () : the fusion levels the variants hold
+    # mixed: each fusion level's groups (quantize.find_groups), and each group's int8 error quantized alone
+    # ({key: {"dynamic": e, "static": e}}, from the study's ranges pass) that ranks the groups kept fp32.
+    groups: dict[str, GraphGroups] = field(default_factory=dict)
+    sensitivity: dict[str, dict[str, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("calibration_method", "calibration_samples", "formats", "activation_types",
@@ -74,24 +78,46 @@ class SearchSpace:
                    calibration_samples: int | Sequence[int] = 64, fusions: Sequence[str] = ("none",),
                    fused: Mapping[str, GraphInfo] | None = None, formats: Sequence[str] = ("QOperator",),
                    activation_types: Sequence[str] = ("QUInt8",),
-                   exclude_fragile: bool | Sequence[bool] = False) -> SearchSpace:
+                   exclude_fragile: bool | Sequence[bool] = False,
+                   groups: Mapping[str, GraphGroups] | None = None,
+                   sensitivity: Mapping[str, dict[str, float]] | None = None) -> SearchSpace:
         """``all_operators`` offers every type in the graph, quantizable or not, to show which change nothing.
 
-        ``fused`` holds the fused graphs' inspections, one per level of ``fusions`` other than "none".
+        ``fused`` holds the fused graphs' inspections, one per level of ``fusions`` other than "none"; ``groups``
+        each level's groups, needed by the mixed mode.
         """
         graphs = {"none": graph, **(fused or {})}
         missing = [level for level in fusions if level not in graphs]
         if missing:
             raise ValueError(f"no inspected graph for fusion level(s) {missing}")
         operators = {}
+        groups = dict(groups or {})
+        if "mixed" in modes and any(level not in groups for level in fusions):
+            raise ValueError("the mixed mode needs each fusion level's groups (quantize.find_groups)")
         for level in fusions:
             for mode in modes:
+                if mode == "mixed":
+                    operators[variant_key(level, mode)] = tuple(sorted({t for g in groups[level].groups
+                                                                         for t in g.op_types}))
+                    continue
                 for fmt in (formats if mode == "static" else ("QOperator",)):
                     g = graphs[level]
                     operators[variant_key(level, mode, fmt)] = tuple(
                         g.op_types() if all_operators else g.quantizable_in(_REGISTRY[mode, fmt]))
         return cls(operators, calibration_method, calibration_samples, tuple(formats), tuple(activation_types),
-                   _tuple(exclude_fragile), tuple(fusions))
+                   _tuple(exclude_fragile), tuple(fusions),
+                   {level: groups[level] for level in fusions if level in groups} if "mixed" in modes else {},
+                   dict(sensitivity or {}) if "mixed" in modes else {})
+
+    def roles(self, fusion: str) -> dict[str, tuple[str, ...]]:
+        """Mixed mode on ``fusion``'s graph: each role and the precisions every group of that role can take."""
+        out: dict[str, tuple[str, ...]] = {}
+        for g in self.groups[fusion].groups:
+            allowed = precisions_for(g)
+            if "static" not in self.modes:
+                allowed = tuple(p for p in allowed if p != "static")
+            out[g.role] = tuple(p for p in out.get(g.role, allowed) if p in allowed)
+        return {role: choices for role, choices in out.items() if len(choices) > 1}
 
     @property
     def modes(self) -> list[str]:
@@ -119,6 +145,8 @@ class SearchSpace:
         mode = pick("mode", [m for m in self.modes if self._formats_of(fusion, m)])
         static = mode == "static"
         fmt = pick("format", self._formats_of(fusion, mode)) if static else "QOperator"
+        if mode == "mixed":
+            return self._build_mixed(fusion, ask, pick)
         chosen = tuple(op for op in self.operators_for(fusion, mode, fmt) if ask(f"op_{op}", [False, True]))
         if not chosen:  # fusion alone (or the fp32 model): no quantization flag changes the graph
             return QuantRecipe(mode=mode, operators_to_quantize=(), fusion=fusion, format=fmt)
@@ -155,6 +183,56 @@ class SearchSpace:
             activations_dtype=activations_dtype,
             exclude_fragile=pick("exclude_fragile", self.exclude_fragile) if static else False,
         )
+
+    def _build_mixed(self, fusion: str, ask: Ask, pick) -> QuantRecipe:
+        """A precision per role, how many first and last layers stay fp32, how many of the groups the ranges pass
+        ranks worst stay fp32, then the flags of the quantizers the precisions call for."""
+        graph = self.groups[fusion]
+        by_role = {role: ask(f"mixed_{role}", list(choices)) for role, choices in self.roles(fusion).items()}
+        precisions = tuple((role, p) for role, p in by_role.items() if p != "fp32")
+        ends = [n for n in FP32_ENDS if 2 * n < graph.layers] or [0]
+        first = pick("fp32_first", ends) if precisions else 0
+        last = pick("fp32_last", ends) if precisions else 0
+        draft = QuantRecipe(mode="mixed", operators_to_quantize=(), precisions=precisions, fp32_first=first,
+                            fp32_last=last)
+        assigned = {k: p for k, p in plan(draft, graph).items() if p != "fp32"}
+        if not assigned:  # nothing left to quantize: the fp32 model (or the fused graph alone)
+            return QuantRecipe(mode="mixed", operators_to_quantize=(), fusion=fusion)
+        ranked = sorted((k for k in assigned if assigned[k] in self.sensitivity.get(k, {})),
+                        key=lambda k: -self.sensitivity[k][assigned[k]])
+        top = pick("fp32_top", [n for n in FP32_TOP if n < len(assigned) and n <= len(ranked)] or [0])
+        kept = tuple(ranked[:top])
+        groups = graph.by_key()
+        ops = tuple(sorted({t for k in assigned if k not in kept for t in groups[k].op_types}))
+        static = any(p == "static" for k, p in assigned.items() if k not in kept)
+        per_channel = ask("per_channel", [False, True])
+        reduce_range = ask("reduce_range", [False, True])
+        weights_dtype = ask("weights_dtype", list(WEIGHT_TYPES))
+        flags = {}
+        if static:
+            flags = {"activations_symmetric": ask("activations_symmetric", [False, True]),
+                     "float_output": ask("float_output", [False, True]),
+                     "calibration_method": pick("calibration_method", self.calibration_method),
+                     "calibration_samples": pick("calibration_samples", self.calibration_samples)}
+            if weights_dtype == "QInt8":
+                flags["activations_dtype"] = pick("activations_dtype", self.activation_types)
+        else:
+            flags = {"calibration_method": self.calibration_method[0],
+                     "calibration_samples": self.calibration_samples[0]}
+        return QuantRecipe(mode="mixed", operators_to_quantize=ops, fusion=fusion, precisions=precisions,
+                           fp32_first=first, fp32_last=last, fp32_groups=kept, per_channel=per_channel,
+                           reduce_range=reduce_range, weights_dtype=weights_dtype, **flags)
+
+    def complete(self, params: dict) -> dict:
+        """``params`` with every other parameter the walk asks set to its first choice (False before True)."""
+        out: dict = {}
+
+        def ask(name: str, choices: Sequence):
+            out[name] = params[name] if name in params and params[name] in choices else list(choices)[0]
+            return out[name]
+
+        self._build(ask)
+        return out
 
     def enumerate_params(self) -> Iterator[dict]:
         """Every recipe of the space as Optuna parameters, each once (the fp32 model and repeats left out).
@@ -205,8 +283,14 @@ class SearchSpace:
     def params_for(self, recipe: QuantRecipe) -> dict | None:
         """The parameters that make ``recipe``, or None when the space cannot express it."""
         def ask(name: str, choices: Sequence):
-            value = recipe.operators_to_quantize.__contains__(name[3:]) if name.startswith("op_") else getattr(
-                recipe, {"fusion": "fusion", "format": "format"}.get(name, name))
+            if name.startswith("op_"):
+                value = name[3:] in recipe.operators_to_quantize
+            elif name.startswith("mixed_"):
+                value = dict(recipe.precisions).get(name[len("mixed_"):], "fp32")
+            elif name == "fp32_top":
+                value = len(recipe.fp32_groups)
+            else:
+                value = getattr(recipe, name)
             if value not in choices:
                 raise LookupError(name)
             params[name] = value
@@ -217,7 +301,8 @@ class SearchSpace:
             built = self._build(ask)
         except LookupError:
             return None
-        if recipe.mode == "dynamic":  # calibration settings mean nothing to a dynamic recipe
+        if recipe.mode == "dynamic" or (recipe.mode == "mixed" and "float_output" not in params):
+            # calibration settings mean nothing to a dynamic recipe (nor to a mixed one without static groups)
             recipe = dataclasses.replace(recipe, calibration_method=built.calibration_method,
                                          calibration_samples=built.calibration_samples)
         same = built == recipe or (not recipe.operators_to_quantize and _fusion_only(built) == _fusion_only(recipe))
@@ -230,6 +315,9 @@ class SearchSpace:
             if fusion != "none":
                 total += 1  # the fused graph alone
             for mode in self.modes:
+                if mode == "mixed":
+                    total += self._mixed_size(fusion)
+                    continue
                 for fmt in self._formats_of(fusion, mode):
                     n = len(self.operators_for(fusion, mode, fmt))
                     if mode == "weight_only":  # block size and symmetry; MatMul adds bits and accuracy level
@@ -247,8 +335,24 @@ class SearchSpace:
                     total += (2 ** n - 1) * flags
         return total
 
+    def _mixed_size(self, fusion: str) -> int:
+        """Mixed mode's parameter combinations on ``fusion``'s graph (an upper bound on its distinct recipes: two
+        combinations that leave the same groups fp32 give one recipe)."""
+        roles = self.roles(fusion)
+        every = int(np.prod([len(c) for c in roles.values()]))
+        no_static = int(np.prod([len([p for p in c if p != "static"]) for c in roles.values()]))
+        graph = self.groups[fusion]
+        ends = len([n for n in FP32_ENDS if 2 * n < graph.layers]) or 1
+        tops = len(FP32_TOP) if self.sensitivity else 1
+        flags = 2 * 2 * len(WEIGHT_TYPES)
+        static_flags = 2 * 2 * 2 * len(self.calibration_method) * len(self.calibration_samples) * (
+            len(self.activation_types) + 1) // 2
+        return ((no_static - 1) * flags + (every - no_static) * static_flags) * ends * ends * tops
+
     def to_dict(self) -> dict:
         return {"operators": {k: list(o) for k, o in self.operators.items()}, "fusions": list(self.fusions),
+                "groups": {level: g.to_dict() for level, g in self.groups.items()},
+                "sensitivity": self.sensitivity,
                 "calibration_method": list(self.calibration_method),
                 "calibration_samples": list(self.calibration_samples), "formats": list(self.formats),
                 "activation_types": list(self.activation_types), "exclude_fragile": list(self.exclude_fragile)}
@@ -258,7 +362,9 @@ class SearchSpace:
         """A stored space (``to_dict``), including ones stored before fusion and static flags were searched."""
         return cls({k: tuple(v) for k, v in data["operators"].items()},
                    **{k: _tuple(data[k]) for k in ("calibration_method", "calibration_samples", "formats",
-                                                   "activation_types", "exclude_fragile", "fusions") if k in data})
+                                                   "activation_types", "exclude_fragile", "fusions") if k in data},
+                   groups={level: GraphGroups.from_dict(g) for level, g in data.get("groups", {}).items()},
+                   sensitivity=data.get("sensitivity", {}))
 
 
 class _Replay:

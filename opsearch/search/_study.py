@@ -277,7 +277,8 @@ class Runner:
         finally:
             shutil.rmtree(out_dir, ignore_errors=True)
         set_trial_attrs(trial, graph_hash=outcome.graph_hash, quantized_nodes=outcome.node_counts,
-                        quantize_seconds=outcome.quantize_seconds, size_mb=outcome.size_mb)
+                        group_precisions=outcome.group_precisions, quantize_seconds=outcome.quantize_seconds,
+                        size_mb=outcome.size_mb)
         if outcome.repeats_known_graph:
             twin = self._same_graph(outcome.graph_hash, trial.number)
             measured = TrialRecord.of(twin)

@@ -91,6 +91,7 @@ class TrialOutcome:
     node_counts: dict[str, int]
     quantize_seconds: float
     size_mb: float = 0.0  # the quantized model file on disk
+    group_precisions: dict[str, str] = field(default_factory=dict)  # group key -> precision in the graph
     metrics: dict[str, float] | None = None  # None: the graph was in known_graphs, nothing measured
     predictions: str = ""  # packed class ids of the evaluation rows (NOT_EVALUATED where it stopped before)
     evaluate_seconds: float = 0.0
@@ -119,7 +120,7 @@ class TrialWorker:
         quantized = quantize(job.recipe, fp32_path=bench.fp32_path, out_dir=job.out_dir,
                              calibration=bench.calibration, cache_dir=bench.cache_dir)
         outcome = TrialOutcome(quantized.graph_hash, quantized.node_counts, round(quantized.seconds, 2),
-                               quantized.size_mb)
+                               quantized.size_mb, quantized.groups or {})
         if quantized.graph_hash in job.known_graphs:
             return outcome
 

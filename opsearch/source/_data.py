@@ -159,7 +159,7 @@ def _fit_size(config: StudyConfig, task: str, rows: int) -> tuple[int, str]:
                 "for calibration/probe and still evaluate: lower fit_size or give fit_dataset.")
         return config.fit_size, "calibration/probes (fit_size)"
     uses = []
-    if "static" in config.modes:
+    if config.needs_calibration:
         uses.append(("static calibration", config.calibration_rows))
     if task == "embedding":
         uses.append(("the probe", config.probe_samples))

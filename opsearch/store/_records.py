@@ -30,6 +30,8 @@ class TrialRecord:
     fail_reason: str = ""  # why it failed or was pruned
     graph_hash: str = ""
     quantized_nodes: dict = field(default_factory=dict)  # fp32 operator type -> nodes computed in int8
+    # group key (quantize.find_groups) -> the precision the quantized graph gives it ("dynamic", "static 2/3")
+    group_precisions: dict = field(default_factory=dict)
     quantize_seconds: float | None = None
     evaluate_seconds: float | None = None
     evaluated_rows: int | None = None  # the evaluation rows it answered: all, or fewer when it stopped early

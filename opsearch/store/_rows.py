@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import optuna
 
@@ -66,6 +66,7 @@ class TrialRow:
     constraint: str = ""  # against the limit: "within", "over", "uncertain"; "" without a limit
     tie_group: int | None = None  # the front session's tie group it shares with others (0 = the fastest), if any
     quantized_nodes: int = 0  # nodes computed in int8
+    group_precisions: dict = field(default_factory=dict)  # group key -> precision in the quantized graph
     accuracy_batch_size: int = 1  # the batch its accuracy was evaluated in
     stopped_early: str = ""  # why early stopping cut its evaluation (then untimed) or its timing short
     evaluated_rows: int | None = None  # the evaluation rows it answered (None: a study made before this was kept)
@@ -252,6 +253,7 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         loss_ci_high_pt=high,
         constraint=constraint_state(low, high, None if max_accuracy_loss is None else 100 * max_accuracy_loss),
         quantized_nodes=sum(record.quantized_nodes.values()),
+        group_precisions=dict(record.group_precisions),
         accuracy_batch_size=record.accuracy_batch_size or 1,
         stopped_early=record.stopped_early,
         evaluated_rows=record.evaluated_rows,

@@ -64,6 +64,17 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("model", help="checkpoint folder, .onnx file or folder, package:DIST/path, or hub id")
     p.add_argument("--json", action="store_true", help="print JSON for machines")
     p.add_argument("--task", choices=TASKS, default="auto")
+    p.add_argument("--groups", action="store_true",
+                   help="also list the groups found from the graph's structure: per layer the Q/K/V projections, "
+                        "attention scores and context, attention output, FFN input and output; the embeddings, "
+                        "pooler and head (what the mixed mode sets a precision for)")
+    p.add_argument("--ranges", metavar="DATASET",
+                   help="also run the ranges pass on texts of DATASET (a CSV/TSV/JSON file or hub id): each "
+                        "group's activation range beside its role's typical one, its outlier channels, and its "
+                        "int8 error quantized alone, the worst first: why a group must stay fp32")
+    p.add_argument("--rows", type=int, default=32, help="texts the ranges pass runs on (default: 32)")
+    p.add_argument("--max-length", type=int, default=128,
+                   help="tokens each text is padded or cut to for the ranges pass (default: 128)")
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("run", help="start (or continue) a study", epilog=EPILOG,
@@ -230,11 +241,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from opsearch.quantize import QUANT_MODES, inspect_model
     from opsearch.source import prepare_model
 
+    if args.rows < 1 or args.max_length < 2:
+        raise ConfigError(f"--rows {args.rows} / --max-length {args.max_length}: give at least 1 row of 2 tokens")
     with tempfile.TemporaryDirectory(prefix="opsearch-inspect-") as tmp:
-        model = prepare_model(args.model, cache_dir=Path(tmp), task=args.task, need_tokenizer=False)
+        model = prepare_model(args.model, cache_dir=Path(tmp), task=args.task, need_tokenizer=bool(args.ranges))
         info = inspect_model(model.onnx_path)
+        groups = _graph_groups(model.onnx_path) if args.groups or args.ranges else None
+        ranges = _ranges(model, args) if args.ranges else None
     if args.json:
-        print(json.dumps({"model": args.model, "task": model.task, **info.to_dict()}, indent=2))
+        extra = {"groups": groups.to_dict()} if groups is not None else {}
+        if ranges is not None:
+            extra["ranges"] = ranges.to_dict()
+        print(json.dumps({"model": args.model, "task": model.task, **info.to_dict(), **extra}, indent=2))
         return 0
     print(f"{args.model}: {sum(o.count for o in info.operators)} nodes, {len(info.operators)} operator types "
           f"({model.task} model)")
@@ -246,7 +264,38 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     print("quantizable: read from onnxruntime.quantization.registry (onnxruntime "
           f"{_version('onnxruntime')}); weight_only: what its MatMulNBitsQuantizer takes (a MatMul or Gather "
           "of a constant weight).")
+    if groups is not None:
+        print(f"\ngroups found from the graph's structure: {groups.layers} layers; "
+              + ", ".join(f"{role} {n}" for role, n in groups.counts().items()))
+        if args.groups:
+            for g in groups.groups:
+                print(f"  {g.key:<22} {len(g.nodes)} x {'+'.join(g.op_types):<12} {', '.join(g.nodes)}")
+    if ranges is not None:
+        from opsearch.quantize import format_ranges
+
+        print()
+        print(format_ranges(ranges))
     return 0
+
+
+def _graph_groups(path: Path):
+    import onnx
+
+    from opsearch.quantize import find_groups
+
+    return find_groups(onnx.load(str(path), load_external_data=False))
+
+
+def _ranges(model, args: argparse.Namespace):
+    from transformers import AutoTokenizer
+
+    from opsearch.measure import encode_padded
+    from opsearch.quantize import measure_ranges
+    from opsearch.source import load_texts
+
+    texts = load_texts(args.ranges)[: args.rows]
+    tokenizer = AutoTokenizer.from_pretrained(model.folder)
+    return measure_ranges(model.onnx_path, encode_padded(tokenizer, texts, length=args.max_length), rows=len(texts))
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -32,7 +32,7 @@ class GroupRange:
     layer: int | None
     abs_max: float  # the largest |activation| entering the group (a Gather: its table's largest |weight|)
     typical: float  # the median abs_max of the other groups of the same role
-    channel_ratio: float  # the largest channel's max |x| over the median channel's
+    channel_ratio: float  # the largest input channel's max |x| over the median channel's (NaN: no channels)
     error: dict[str, float]  # "dynamic" / "static" -> relative error of the group's outputs, quantized alone
 
     @property
@@ -115,7 +115,8 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
         if not group_jobs:
             continue
         abs_max = max(j.abs_max(stats) for j in group_jobs)
-        channel = max(j.channel_ratio(stats) for j in group_jobs)
+        channel = float(np.nanmax([j.channel_ratio(stats) for j in group_jobs])) if any(
+            j.weight is not None and j.activations for j in group_jobs) else float("nan")
         error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums[group.key].items()
                  if any(p in j.precisions for j in group_jobs)}
         found.append((group, abs_max, channel, error))
@@ -138,9 +139,11 @@ def format_ranges(ranges: GroupRanges, *, precision: str = "static") -> str:
         g = by_key[key]
         err = "".join(f"{g.error[p]:>{w}.2%}" if p in g.error else f"{'-':>{w}}"
                       for p, w in (("dynamic", 12), ("static", 11)))
-        lines.append(f"{key:<22}{g.abs_max:>10.3g}{g.outlier:>9.1f}x{g.channel_ratio:>8.1f}x{err}")
-    lines.append("max |x|: the largest activation entering the group; x typical: that over the median of its "
-                 "role's groups; channel: its largest channel's max over the median channel's.")
+        channel = f"{g.channel_ratio:>8.1f}x" if np.isfinite(g.channel_ratio) else f"{'-':>9}"
+        lines.append(f"{key:<22}{g.abs_max:>10.3g}{g.outlier:>9.1f}x{channel}{err}")
+    lines.append("max |x|: the largest activation entering the group (a table: its largest weight); x typical: that "
+                 "over the median of its role's other groups; channel: its largest input channel's max over the "
+                 "median channel's.")
     return "\n".join(lines)
 
 
@@ -171,8 +174,9 @@ class _Job:
         return max(max(-stats[t].low, stats[t].high) for t in self.activations)
 
     def channel_ratio(self, stats: dict[str, _Stats]) -> float:
-        if not self.activations:
-            return 1.0
+        """Over the input's features; NaN where the last axis is no feature (a table, or attention's scores)."""
+        if not self.activations or self.weight is None:
+            return float("nan")
         ratios = [float(c.max() / max(np.median(c), 1e-12)) for c in (stats[t].channels for t in self.activations)]
         return max(ratios)
 

@@ -89,15 +89,15 @@ def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset
 
 
 def _mixed_presets(space: SearchSpace, fusion: str) -> list[tuple[str, QuantRecipe]]:
-    """Where the ranges pass warm-starts the search: dynamic projections with the 2 and the 4 groups it ranks worst
-    kept fp32; with static in the space, static FFNs beside dynamic attention, and static projections, each with
-    float outputs and the worst groups fp32."""
+    """Where the ranges pass warm-starts the search: every group dynamic but the 2, then the 4, it ranks worst;
+    with static in the space, static FFNs beside dynamic attention, and static projections, each with float
+    outputs and the 2 worst groups fp32."""
     roles = space.roles(fusion)
     projections = [r for r in ("qkv", "attn_out", "ffn_in", "ffn_out", "pooler", "head") if r in roles]
     wanted = []
-    if all("dynamic" in roles[r] for r in projections) and projections:
-        dynamic = {f"mixed_{r}": "dynamic" for r in projections}
-        wanted += [(f"mixed: dynamic projections, {k} worst groups fp32", {**dynamic, "fp32_top": k}) for k in (2, 4)]
+    if roles:
+        dynamic = {f"mixed_{r}": "dynamic" for r in roles}
+        wanted += [(f"mixed: all dynamic but the {k} worst groups", {**dynamic, "fp32_top": k}) for k in (2, 4)]
     if "static" in space.modes:
         ffn = {f"mixed_{r}": "static" for r in ("ffn_in", "ffn_out") if "static" in roles.get(r, ())}
         attention = {f"mixed_{r}": "dynamic" for r in ("qkv", "attn_out") if "dynamic" in roles.get(r, ())}

@@ -18,7 +18,15 @@ from dataclasses import dataclass, field
 import numpy as np
 import optuna
 
-from opsearch.config import ACCURACY_LEVELS, BLOCK_SIZES, FP32_ENDS, FP32_TOP, WEIGHT_BITS, WEIGHT_TYPES
+from opsearch.config import (
+    ACCURACY_LEVELS,
+    BLOCK_SIZES,
+    FP32_ENDS,
+    FP32_TOP,
+    MIXED_PRECISIONS,
+    WEIGHT_BITS,
+    WEIGHT_TYPES,
+)
 from opsearch.quantize import GraphGroups, GraphInfo, QuantRecipe, plan, precisions_for
 
 # The registry whose operators each (mode, format) offers.
@@ -109,13 +117,15 @@ class SearchSpace:
                    {level: groups[level] for level in fusions if level in groups} if "mixed" in modes else {},
                    dict(sensitivity or {}) if "mixed" in modes else {})
 
+    def precisions(self) -> tuple[str, ...]:
+        """The precisions mixed mode asks of every role (static only when the study searches static mode)."""
+        return tuple(p for p in MIXED_PRECISIONS if p != "static" or "static" in self.modes)
+
     def roles(self, fusion: str) -> dict[str, tuple[str, ...]]:
         """Mixed mode on ``fusion``'s graph: each role and the precisions every group of that role can take."""
         out: dict[str, tuple[str, ...]] = {}
         for g in self.groups[fusion].groups:
-            allowed = precisions_for(g)
-            if "static" not in self.modes:
-                allowed = tuple(p for p in allowed if p != "static")
+            allowed = tuple(p for p in precisions_for(g) if p in self.precisions())
             out[g.role] = tuple(p for p in out.get(g.role, allowed) if p in allowed)
         return {role: choices for role, choices in out.items() if len(choices) > 1}
 
@@ -188,7 +198,10 @@ class SearchSpace:
         """A precision per role, how many first and last layers stay fp32, how many of the groups the ranges pass
         ranks worst stay fp32, then the flags of the quantizers the precisions call for."""
         graph = self.groups[fusion]
-        by_role = {role: ask(f"mixed_{role}", list(choices)) for role, choices in self.roles(fusion).items()}
+        # Every parameter keeps one set of choices in every variant (Optuna's distributions cannot change): a
+        # precision a role cannot take on this graph (static for a fused Attention) falls back to dynamic.
+        by_role = {role: ask(f"mixed_{role}", list(self.precisions())) for role in self.roles(fusion)}
+        by_role = {role: p if p in self.roles(fusion)[role] else "dynamic" for role, p in by_role.items()}
         precisions = tuple((role, p) for role, p in by_role.items() if p != "fp32")
         ends = [n for n in FP32_ENDS if 2 * n < graph.layers] or [0]
         first = pick("fp32_first", ends) if precisions else 0
@@ -200,8 +213,8 @@ class SearchSpace:
             return QuantRecipe(mode="mixed", operators_to_quantize=(), fusion=fusion)
         ranked = sorted((k for k in assigned if assigned[k] in self.sensitivity.get(k, {})),
                         key=lambda k: -self.sensitivity[k][assigned[k]])
-        top = pick("fp32_top", [n for n in FP32_TOP if n < len(assigned) and n <= len(ranked)] or [0])
-        kept = tuple(ranked[:top])
+        top = pick("fp32_top", list(FP32_TOP) if self.sensitivity else [0])
+        kept = tuple(ranked[:min(top, len(assigned) - 1)])  # at least one group stays quantized
         groups = graph.by_key()
         ops = tuple(sorted({t for k in assigned if k not in kept for t in groups[k].op_types}))
         static = any(p == "static" for k, p in assigned.items() if k not in kept)
@@ -339,8 +352,8 @@ class SearchSpace:
         """Mixed mode's parameter combinations on ``fusion``'s graph (an upper bound on its distinct recipes: two
         combinations that leave the same groups fp32 give one recipe)."""
         roles = self.roles(fusion)
-        every = int(np.prod([len(c) for c in roles.values()]))
-        no_static = int(np.prod([len([p for p in c if p != "static"]) for c in roles.values()]))
+        every = len(self.precisions()) ** len(roles)
+        no_static = len([p for p in self.precisions() if p != "static"]) ** len(roles)
         graph = self.groups[fusion]
         ends = len([n for n in FP32_ENDS if 2 * n < graph.layers]) or 1
         tops = len(FP32_TOP) if self.sensitivity else 1

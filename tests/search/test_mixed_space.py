@@ -1,0 +1,90 @@
+"""Mixed mode's part of the search space: parameters the samplers handle on fused and unfused graphs alike,
+recipes that round-trip through their parameters, and presets warm-started by the ranges pass."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import onnx
+import optuna
+import pytest
+
+from opsearch.quantize import find_groups, fused_model, inspect_model, plan
+from opsearch.search import SearchSpace
+from opsearch.search._presets import presets
+
+
+@pytest.fixture(scope="module")
+def space(tiny_onnx, tmp_path_factory) -> SearchSpace:
+    cache = tmp_path_factory.mktemp("mixed-space")
+    fused = fused_model(tiny_onnx.onnx_path, "O2", cache_dir=cache)
+    groups = {"none": find_groups(onnx.load(str(tiny_onnx.onnx_path))), "O2": find_groups(onnx.load(str(fused)))}
+    # a made-up ranking: the later a group, the worse
+    sensitivity = {g.key: {"dynamic": i / 100, "static": i / 50} for i, g in enumerate(groups["none"].groups)}
+    return SearchSpace.from_graph(inspect_model(tiny_onnx.onnx_path), modes=["dynamic", "static", "mixed"],
+                                  fusions=["none", "O2"], fused={"O2": inspect_model(fused)}, groups=groups,
+                                  sensitivity=sensitivity)
+
+
+@pytest.mark.parametrize("sampler", [optuna.samplers.RandomSampler, optuna.samplers.TPESampler,
+                                     optuna.samplers.NSGAIISampler])
+def test_every_sampler_walks_the_mixed_space_on_both_graphs(space, sampler) -> None:
+    study = optuna.create_study(sampler=sampler(seed=0), directions=["maximize", "minimize"])
+    seen = set()
+    for _ in range(60):
+        trial = study.ask()
+        recipe = space.suggest(trial)  # a distribution that changed between variants would raise here
+        seen.add((recipe.fusion, recipe.mode))
+        if recipe.mode == "mixed" and recipe.operators_to_quantize:
+            assigned = plan(recipe, space.groups[recipe.fusion])  # every precision valid on its graph
+            assert any(p != "fp32" for p in assigned.values())
+        study.tell(trial, [float(np.random.default_rng(trial.number).random()), 0.0])
+    assert ("none", "mixed") in seen and ("O2", "mixed") in seen
+
+
+def test_mixed_recipes_round_trip_through_their_parameters(space) -> None:
+    rng = np.random.default_rng(0)
+    checked = 0
+    for _ in range(200):
+        params = space.random_params(rng)
+        if params is None or params.get("mode") != "mixed":
+            continue
+        recipe = space.suggest(optuna.trial.FixedTrial(params))
+        again = space.params_for(recipe)
+        assert again is not None, recipe.label()
+        assert space.suggest(optuna.trial.FixedTrial(again)) == recipe
+        checked += 1
+    assert checked > 20
+
+
+def test_the_worst_ranked_groups_are_the_ones_kept_fp32(space) -> None:
+    params = space.complete({"fusion": "none", "mode": "mixed", "mixed_qkv": "dynamic", "mixed_ffn_in": "dynamic",
+                             "mixed_ffn_out": "dynamic", "fp32_top": 2})
+    recipe = space.suggest(optuna.trial.FixedTrial(params))
+    quantized = [k for k, p in plan(replace(recipe, fp32_groups=()), space.groups["none"]).items() if p != "fp32"]
+    worst = sorted(quantized, key=lambda k: -space.sensitivity[k]["dynamic"])[:2]
+    assert set(recipe.fp32_groups) == set(worst)
+    assert all(plan(recipe, space.groups["none"])[k] == "fp32" for k in worst)
+
+
+def test_a_static_choice_for_a_fused_attention_falls_back_to_dynamic(space) -> None:
+    params = space.complete({"fusion": "O2", "mode": "mixed", "mixed_qkv": "static"})
+    recipe = space.suggest(optuna.trial.FixedTrial(params))
+    assert dict(recipe.precisions)["qkv"] == "dynamic"
+
+
+def test_the_ranges_pass_warm_starts_mixed_presets(space) -> None:
+    mixed = [p for p in presets(space) if p.recipe.mode == "mixed"]
+    names = [p.name for p in mixed]
+    assert names == ["mixed: all dynamic but the 2 worst groups", "mixed: all dynamic but the 4 worst groups",
+                     "mixed: static FFN, dynamic attention, 2 worst groups fp32",
+                     "mixed: static projections, 2 worst groups fp32"]
+    assert [len(p.recipe.fp32_groups) for p in mixed] == [2, 4, 2, 2]
+    assert dict(mixed[2].recipe.precisions)["ffn_in"] == "static" and mixed[2].recipe.float_output
+
+
+def test_the_space_stores_and_restores_its_groups(space) -> None:
+    again = SearchSpace.from_dict(space.to_dict())
+    assert again.groups == space.groups and again.sensitivity == space.sensitivity
+    assert again.size() == space.size() > 0

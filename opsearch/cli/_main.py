@@ -153,8 +153,9 @@ def _parser() -> argparse.ArgumentParser:
     which.add_argument("--trial", type=int, help="the trial whose recipe to analyse")
     which.add_argument("--recipe", metavar="JSON", help='a recipe, e.g. \'{"mode": "dynamic", '
                        '"operators_to_quantize": ["MatMul"], "fusion": "O2"}\'')
-    p.add_argument("--by", choices=["layer", "node"], default="layer",
-                   help="unit ranked: a transformer layer (node-name prefix) or each node (default layer)")
+    p.add_argument("--by", choices=["layer", "group", "node"], default="layer",
+                   help="unit ranked: a transformer layer, a layer's role (layer.3/ffn_in), both found from the "
+                        "graph's structure, or each node (default layer)")
     p.add_argument("--max-excluded", type=int, help="stop the curve after excluding this many units")
     p.add_argument("--samples", type=int, help="evaluate on this many rows (default: the study's evaluation split)")
     p.add_argument("--enqueue", action="store_true",

@@ -21,7 +21,7 @@ from opsearch.search._sensitivity import (
     format_sensitivity,
     measure_sensitivity,
     study_sensitivity,
-    unit_of,
+    units_of,
 )
 from opsearch.search._space import SearchSpace
 from opsearch.search._stops import stop_on_signals
@@ -70,5 +70,5 @@ __all__ = [
     "Runner",
     "StudyContext",
     "study_sensitivity",
-    "unit_of",
+    "units_of",
 ]

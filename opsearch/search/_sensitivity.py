@@ -1,7 +1,7 @@
 """Which quantized nodes hurt accuracy, and what keeping the worst of them in fp32 buys back.
 
-For one recipe, each unit (a transformer layer, by node-name prefix such as ``/bert/encoder/layer.3/``,
-or a single node) is quantized alone, every other node of the recipe's operator types left in fp32,
+For one recipe, each unit (a transformer layer, or one role of a layer such as ``layer.3/ffn_in``, both found
+from the graph's structure by ``quantize.find_groups``; or a single node) is quantized alone, every other node of the recipe's operator types left in fp32,
 and measured against fp32: accuracy drop and mean absolute output difference. Quantizing one unit alone
 (rather than excluding one unit from the full recipe) isolates each unit's own error: removing one of a
 dozen contributors changes the full recipe's error by less than the evaluation's noise, while a unit
@@ -11,7 +11,6 @@ excludes the most damaging units one by one from the full recipe and measures ea
 
 from __future__ import annotations
 
-import re
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -24,14 +23,11 @@ import optuna
 
 from opsearch.errors import StudyError
 from opsearch.measure import make_session
-from opsearch.quantize import QuantRecipe, fused_model, quantize
+from opsearch.quantize import QuantRecipe, find_groups, fused_model, quantize
 from opsearch.store import TrialRecord, load_existing, trial_attrs
 
 # (accuracy, outputs) of the model at a path: outputs are compared with fp32's to measure the error.
 Evaluate = Callable[[Path], tuple[float, np.ndarray]]
-
-_LAYER = re.compile(r"layers?[._/](\d+)")
-
 
 @dataclass(frozen=True)
 class UnitEffect:
@@ -69,15 +65,18 @@ class Sensitivity:
         return [node for unit in self.ranking for node in unit.nodes]
 
 
-def unit_of(node_name: str, *, by: str) -> str:
-    """The unit a node belongs to: its layer ("layer.3"), else its name's folder ("/bert/pooler"), or itself."""
-    if by == "node":
-        return node_name
-    match = _LAYER.search(node_name)
-    if match:
-        return f"layer.{match[1]}"
-    folder = node_name.rsplit("/", 2)[0] if node_name.count("/") >= 2 else ""
-    return folder or node_name
+def units_of(graph: onnx.ModelProto, names: list[str], *, by: str) -> dict[str, str]:
+    """The unit each node belongs to, from the graph's structure (``quantize.find_groups``): by "layer" its layer
+    ("layer.3") or, outside the layers, its group ("embeddings", "pooler", "head"); by "group" its layer and role
+    ("layer.3/ffn_in"); by "node" itself. A Gemm the dynamic quantizer renamed ``<name>_MatMul`` is its Gemm's."""
+    group_of = find_groups(graph).group_of()
+    out = {}
+    for name in names:
+        base = name[: -len("_MatMul")] if name not in group_of and name.endswith("_MatMul") else name
+        key = group_of.get(base, name)
+        out[name] = name if by == "node" else key.split("/")[0] if by == "layer" and key.startswith("layer.") \
+            else key
+    return out
 
 
 def candidate_nodes(graph: onnx.ModelProto, recipe: QuantRecipe) -> list[str]:
@@ -106,16 +105,17 @@ def measure_sensitivity(recipe: QuantRecipe, *, fp32_path: Path, evaluate: Evalu
 
     ``max_excluded`` bounds the curve (None: every unit). ``cache_dir`` keeps fused graphs (None: temporary).
     """
-    if by not in ("layer", "node"):
-        raise ValueError(f"by={by!r} is not 'layer' or 'node'")
+    if by not in ("layer", "group", "node"):
+        raise ValueError(f"by={by!r} is not 'layer', 'group' or 'node'")
     work = Path(tempfile.mkdtemp(prefix="opsearch-sensitivity-"))
     cache = cache_dir or work / "cache"
     try:
         source = fused_model(fp32_path, recipe.fusion, cache_dir=cache)
         nodes = candidate_nodes(onnx.load(str(source), load_external_data=False), recipe)
         units: dict[str, list[str]] = {}
+        unit = units_of(onnx.load(str(source), load_external_data=False), nodes, by=by)
         for name in nodes:
-            units.setdefault(unit_of(name, by=by), []).append(name)
+            units.setdefault(unit[name], []).append(name)
         base_accuracy, base_out = evaluate(source if recipe.fusion == "none" else fp32_path)
 
         def measure(variant: QuantRecipe) -> tuple[float, float, int]:

@@ -88,3 +88,33 @@ def test_the_space_stores_and_restores_its_groups(space) -> None:
     again = SearchSpace.from_dict(space.to_dict())
     assert again.groups == space.groups and again.sensitivity == space.sensitivity
     assert again.size() == space.size() > 0
+
+
+def test_a_mixed_study_records_each_groups_precision_and_reports_the_grid(tmp_path, tiny_checkpoint,
+                                                                          tiny_csv) -> None:
+    from conftest import fast_settings
+
+    from opsearch.config import StudyConfig
+    from opsearch.quantize import QuantRecipe
+    from opsearch.report import build_report, format_report
+    from opsearch.search import run_study
+    from opsearch.store import TrialRecord, cache_dir_for
+
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), study_name="mixed",
+                         storage=f"sqlite:///{tmp_path / 'study.db'}",
+                         **fast_settings(modes=["dynamic", "static", "mixed"], enumerate="off"))
+    lines: list[str] = []
+    study = run_study(config, n_trials=8, progress=lines.append)
+    assert any(line.startswith("ranges: ") and "groups in" in line for line in lines)
+    assert (cache_dir_for(config.resolved_storage(), "mixed") / "ranges.json").is_file()
+    space = SearchSpace.from_dict(study.user_attrs["search_space"])
+    assert space.sensitivity and space.groups["none"].layers == 2
+    mixed = [t for t in study.trials if t.state.name == "COMPLETE" and t.params.get("mode") == "mixed"]
+    assert len(mixed) >= 3  # the warm-start presets ran
+    for t in mixed:
+        record = TrialRecord.of(t)
+        wanted = plan(QuantRecipe.from_dict(record.recipe), space.groups["none"])
+        assert record.group_precisions == wanted  # what the graph holds is what the recipe asked
+    text = format_report(build_report(study))
+    assert "Precision per layer and role of the front's configurations" in text
+    assert "outside the layers: embeddings" in text

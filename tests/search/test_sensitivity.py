@@ -14,7 +14,7 @@ from transformers import AutoTokenizer
 
 from opsearch.measure import ThreadSettings, encode, make_session, run_all
 from opsearch.quantize import QuantRecipe
-from opsearch.search import format_sensitivity, measure_sensitivity, unit_of
+from opsearch.search import format_sensitivity, measure_sensitivity, units_of
 
 DAMAGED = "/bert/encoder/layer.1/intermediate/dense/MatMul"
 HEAD = ("/bert/pooler/dense/Gemm_MatMul", "/classifier/Gemm_MatMul")
@@ -68,12 +68,16 @@ def _evaluate(model_path: Path):
 
 
 @pytest.mark.parametrize(("name", "by", "unit"), [
-    ("/bert/encoder/layer.3/attention/self/query/MatMul", "layer", "layer.3"),
-    ("/bert/pooler/dense/Gemm", "layer", "/bert/pooler"),
-    ("/bert/encoder/layer.3/attention/self/query/MatMul", "node", "/bert/encoder/layer.3/attention/self/query/MatMul"),
+    ("/bert/encoder/layer.1/attention/self/query/MatMul", "layer", "layer.1"),
+    ("/bert/encoder/layer.1/attention/self/query/MatMul", "group", "layer.1/qkv"),
+    ("/bert/encoder/layer.0/output/dense/MatMul", "group", "layer.0/ffn_out"),
+    ("/bert/pooler/dense/Gemm_MatMul", "layer", "pooler"),
+    ("/classifier/Gemm", "group", "head"),
+    ("/bert/encoder/layer.1/attention/self/query/MatMul", "node", "/bert/encoder/layer.1/attention/self/query/MatMul"),
 ])
-def test_units(name: str, by: str, unit: str) -> None:
-    assert unit_of(name, by=by) == unit
+def test_units_come_from_the_graphs_structure(tiny_onnx, name: str, by: str, unit: str) -> None:
+    graph = onnx.load(str(tiny_onnx.onnx_path), load_external_data=False)
+    assert units_of(graph, [name], by=by) == {name: unit}
 
 
 def test_damaging_node_ranks_first_and_excluding_it_helps(damaged_model: Path) -> None:

@@ -90,9 +90,8 @@ def quantized_nodes(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *, operat
     operator says how), or when it still stands, is of a type in ``operators``, and works on quantized data: in QDQ
     format its data inputs (a Gather's table, a MatMul's two operands) are DequantizeLinear outputs; otherwise it
     reads an int8 tensor (an int8 weight, or the output of QuantizeLinear or of another int8 node) or feeds a
-    DequantizeLinear. A standing node's kind is ``mode``'s; in
-    a mixed graph (QDQ static parts, dynamic parts) a node reading a DequantizeLinear output is static, one
-    reading an int8 table dynamic.
+    DequantizeLinear. A standing node's kind is ``mode``'s; in a mixed graph (QDQ static parts, dynamic parts) a
+    node reading DequantizeLinear outputs is static, one reading an int8 table dynamic.
     """
     import onnx
 

@@ -1,12 +1,12 @@
 """Which quantized nodes hurt accuracy, and what keeping the worst of them in fp32 buys back.
 
 For one recipe, each unit (a transformer layer, or one role of a layer such as ``layer.3/ffn_in``, both found
-from the graph's structure by ``quantize.find_groups``; or a single node) is quantized alone, every other node of the recipe's operator types left in fp32,
-and measured against fp32: accuracy drop and mean absolute output difference. Quantizing one unit alone
-(rather than excluding one unit from the full recipe) isolates each unit's own error: removing one of a
-dozen contributors changes the full recipe's error by less than the evaluation's noise, while a unit
-alone shows its damage plainly. Units are ranked by accuracy drop, then output error; the curve then
-excludes the most damaging units one by one from the full recipe and measures each step.
+from the graph's structure by ``quantize.find_groups``; or a single node) is quantized alone, every other node
+of the recipe's operator types left in fp32, and measured against fp32: accuracy drop and mean absolute output
+difference. Quantizing one unit alone (rather than excluding one unit from the full recipe) isolates each
+unit's own error: removing one of a dozen contributors changes the full recipe's error by less than the
+evaluation's noise, while a unit alone shows its damage plainly. Units are ranked by accuracy drop, then output
+error; the curve then excludes the most damaging units one by one from the full recipe and measures each step.
 """
 
 from __future__ import annotations

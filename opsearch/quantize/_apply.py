@@ -18,7 +18,7 @@ from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 from opsearch.quantize._fusion import fused_model
 from opsearch.quantize._graph import graph_hash, model_file_mb, quantized_nodes
-from opsearch.quantize._groups import find_groups, plan, realized
+from opsearch.quantize._groups import GraphGroups, find_groups, plan, realized
 from opsearch.quantize._recipe import QuantRecipe
 
 if TYPE_CHECKING:
@@ -66,6 +66,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                 if recipe.fusion != "none":
                     source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
                 graph = _load_graph(source)
+                groups = find_groups(graph)
                 excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()
                 source = _private_view(source, tmp / "source")
                 if not recipe.operators_to_quantize:
@@ -73,7 +74,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                 elif recipe.mode == "weight_only":
                     _quantize_weight_only(recipe, source, model_file)
                 elif recipe.mode == "mixed":
-                    _quantize_mixed(recipe, source, model_file, calibration, plan(recipe, find_groups(graph)), tmp)
+                    _quantize_mixed(recipe, source, model_file, calibration, groups, tmp)
                 elif recipe.fusion == "none":
                     model_file = _quantize_optimum(recipe, source, tmp, calibration, excluded)
                 else:
@@ -89,7 +90,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
                                 qdq=recipe.mode == "static" and recipe.format == "QDQ")
         types = {node.name: node.op_type for node in graph.graph.node}
         counts = dict(sorted(Counter(types[name] for name in kinds).items()))
-        groups = realized(find_groups(graph), kinds)
+        precisions = realized(groups, kinds)
         digest = graph_hash(quantized)
         model_file.rename(tmp / "model.onnx")
         size_mb = model_file_mb(tmp / "model.onnx")
@@ -100,7 +101,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
         shutil.rmtree(tmp / "source", ignore_errors=True)
         shutil.rmtree(tmp / "optimum", ignore_errors=True)
         (tmp / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
-    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start, size_mb, groups)
+    return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start, size_mb, precisions)
 
 
 def _counted_types(recipe: QuantRecipe) -> tuple[str, ...]:
@@ -198,11 +199,12 @@ def _ort_static(recipe: QuantRecipe, source: Path, target: Path, calibration, *,
                     weight_type=getattr(QuantType, recipe.weights_dtype), **selection)
 
 
-def _quantize_mixed(recipe: QuantRecipe, source: Path, target: Path, calibration, precisions: dict[str, str],
+def _quantize_mixed(recipe: QuantRecipe, source: Path, target: Path, calibration, graph_groups: GraphGroups,
                     tmp: Path) -> None:
     """A precision per group: the static groups first (QDQ, calibrated on the fp32 graph), then the dynamic ones
     on the result, each quantizer told exactly which nodes to take (``nodes_to_quantize``)."""
-    groups = find_groups(_load_graph(source)).by_key()
+    precisions = plan(recipe, graph_groups)
+    groups = graph_groups.by_key()
     chosen = {precision: [(n, op) for key, p in precisions.items() if p == precision
                           for n, op in zip(groups[key].nodes, groups[key].node_types, strict=True)]
               for precision in ("static", "dynamic")}

@@ -67,7 +67,6 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
     """The pass over ``rows`` of ``calibration`` (inputs all of one shape, see ``measure.encode_padded``)."""
     import onnx
     import onnxruntime as ort
-    from onnx import numpy_helper
 
     model = onnx.load(str(model_path))
     groups = find_groups(model)
@@ -76,7 +75,7 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
     jobs: dict[str, list[_Job]] = {}
     for group in groups.groups:
         for name in group.nodes:
-            job = _job(nodes[name], weights, numpy_helper)
+            job = _job(nodes[name], weights)
             if job is not None:
                 jobs.setdefault(group.key, []).append(job)
     wanted = sorted({t for js in jobs.values() for j in js for t in j.activations})
@@ -195,7 +194,9 @@ class _Job:
         return float(np.sum((got - ref) ** 2)), float(np.sum(ref ** 2))
 
 
-def _job(node, weights: dict, numpy_helper) -> _Job | None:
+def _job(node, weights: dict) -> _Job | None:
+    from onnx import numpy_helper
+
     if node.op_type not in _SIMULATED:
         return None
     if node.op_type == "Gather":

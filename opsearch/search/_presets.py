@@ -88,15 +88,33 @@ def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset
     return list(merged.values())
 
 
+def _worst_role(space: SearchSpace, fusion: str) -> str | None:
+    """The role whose groups the ranges pass finds worst under dynamic int8 on average (None without the pass, or
+    with one role only): an outlier is usually a role's in every layer (the FFN outputs of a base-size encoder)."""
+    groups = space.groups[fusion].by_key()
+    errors: dict[str, list[float]] = {}
+    for key, error in space.sensitivity.items():
+        if key in groups and "dynamic" in error:
+            errors.setdefault(groups[key].role, []).append(error["dynamic"])
+    roles = [r for r in errors if "dynamic" in space.roles(fusion).get(r, ())]
+    if len(roles) < 2:
+        return None
+    return max(roles, key=lambda r: sum(errors[r]) / len(errors[r]))
+
+
 def _mixed_presets(space: SearchSpace, fusion: str) -> list[tuple[str, QuantRecipe]]:
-    """Where the ranges pass warm-starts the search: every group dynamic but the 2, then the 4, it ranks worst;
-    with static in the space, static FFNs beside dynamic attention, and static projections, each with float
+    """Where the ranges pass warm-starts the search: every group dynamic but the role it finds worst, then but
+    the 2, then the 4 groups it ranks worst; with static in the space, static FFNs beside dynamic attention, and static projections, each with float
     outputs and the 2 worst groups fp32."""
     roles = space.roles(fusion)
     projections = [r for r in ("qkv", "attn_out", "ffn_in", "ffn_out", "pooler", "head") if r in roles]
     wanted = []
     if roles:
         dynamic = {f"mixed_{r}": "dynamic" for r in roles}
+        worst = _worst_role(space, fusion)
+        if worst is not None:
+            wanted.append((f"mixed: all dynamic but the worst role ({worst}) fp32",
+                           {**dynamic, f"mixed_{worst}": "fp32"}))
         wanted += [(f"mixed: all dynamic but the {k} worst groups", {**dynamic, "fp32_top": k}) for k in (2, 4)]
     if "static" in space.modes:
         ffn = {f"mixed_{r}": "static" for r in ("ffn_in", "ffn_out") if "static" in roles.get(r, ())}

@@ -77,11 +77,30 @@ def test_a_static_choice_for_a_fused_attention_falls_back_to_dynamic(space) -> N
 def test_the_ranges_pass_warm_starts_mixed_presets(space) -> None:
     mixed = [p for p in presets(space) if p.recipe.mode == "mixed"]
     names = [p.name for p in mixed]
-    assert names == ["mixed: all dynamic but the 2 worst groups", "mixed: all dynamic but the 4 worst groups",
+    graph = space.groups["none"]
+    errors: dict = {}
+    for g in graph.groups:
+        errors.setdefault(g.role, []).append(space.sensitivity[g.key]["dynamic"])
+    worst = max((r for r in space.roles("none")), key=lambda r: np.mean(errors[r]))
+    assert names == [f"mixed: all dynamic but the worst role ({worst}) fp32",
+                     "mixed: all dynamic but the 2 worst groups", "mixed: all dynamic but the 4 worst groups",
                      "mixed: static FFN, dynamic attention, 2 worst groups fp32",
                      "mixed: static projections, 2 worst groups fp32"]
-    assert [len(p.recipe.fp32_groups) for p in mixed] == [2, 4, 2, 2]
-    assert dict(mixed[2].recipe.precisions)["ffn_in"] == "static" and mixed[2].recipe.float_output
+    assert [len(p.recipe.fp32_groups) for p in mixed] == [0, 2, 4, 2, 2]
+    assert dict(mixed[3].recipe.precisions)["ffn_in"] == "static" and mixed[3].recipe.float_output
+
+
+def test_the_role_the_ranges_pass_finds_worst_stays_fp32_in_every_layer(space) -> None:
+    # an outlier in every layer's FFN output (the base-size encoders' case): that role, and only it, stays fp32
+    graph = space.groups["none"]
+    sensitivity = {g.key: {"dynamic": 0.2 if g.role == "ffn_out" else 0.01 * (i % 5), "static": 0.3}
+                   for i, g in enumerate(graph.groups)}
+    preset = next(p for p in presets(replace(space, sensitivity=sensitivity)) if "worst role" in p.name)
+    assert preset.name == "mixed: all dynamic but the worst role (ffn_out) fp32"
+    planned = plan(preset.recipe, graph)
+    assert {g.role for g in graph.groups if planned[g.key] == "fp32"} >= {"ffn_out"}
+    assert all(planned[g.key] == ("fp32" if g.role == "ffn_out" else "dynamic")
+               for g in graph.groups if g.role in space.roles("none"))
 
 
 def test_the_space_stores_and_restores_its_groups(space) -> None:

@@ -8,7 +8,7 @@ import dataclasses
 import typing
 from typing import Any
 
-from opsearch.config import Setting, StudyConfig, default_of, flag_of, settings_of
+from opsearch.config import Setting, StudyConfig, check_value, default_of, flag_of, settings_of
 from opsearch.errors import ConfigError
 
 
@@ -87,6 +87,16 @@ def add_setting_flags(parser: argparse.ArgumentParser, *, names: list[str] | Non
     return flags
 
 
+def add_limit_flag(parser: argparse.ArgumentParser, help_text: str) -> dict[str, str]:
+    """``--max-accuracy-loss`` for a command that reads a stored study: the setting's flag, parsing and metavar with
+    this command's help (check it with :func:`check_positive`). Returns {setting: flag}."""
+    _, info = settings_of(StudyConfig)["max_accuracy_loss"]
+    flag = flag_of("max_accuracy_loss", info)
+    parser.add_argument(flag, dest="max_accuracy_loss", type=info.parse, metavar=info.metavar or "LIMIT",
+                        help=help_text.replace("%", "%%"))
+    return {"max_accuracy_loss": flag}
+
+
 def _one_or_many(values: list) -> Any:
     return values[0] if len(values) == 1 else values
 
@@ -110,9 +120,8 @@ def _as_typed(value: Any) -> str:
 
 
 def check_positive(args: argparse.Namespace, flags: dict[str, str]) -> None:
-    """Run the settings' own checks on flags that no StudyConfig is made from (``opsearch bench``)."""
-    from opsearch.config._setting import check_value
-
+    """Run the settings' own checks on flags that no StudyConfig is made from (``opsearch bench``, the limit of
+    ``report``, ``export`` and ``plot``)."""
     infos = settings_of(StudyConfig)
     for name, flag in flags.items():
         value = getattr(args, name, None)

@@ -8,9 +8,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-from opsearch.cli._flags import add_setting_flags, check_positive, given_settings, spelled
+from opsearch.cli._flags import add_limit_flag, add_setting_flags, check_positive, given_settings, spelled
 from opsearch.config import OBJECTIVES, PLOT_X_AXES, PLOT_Y_AXES, RUNTIME_FIELDS, TASKS, StudyConfig
-from opsearch.errors import ConfigError, OpsearchError, StudyStopped
+from opsearch.errors import ConfigError, OpsearchError, StudyError, StudyStopped
 
 # Kept here, not imported, so that `opsearch --help` loads no report code; tests check they match the report's.
 FORMATS = ("text", "markdown", "csv", "json", "html")  # opsearch.report.FORMATS
@@ -127,9 +127,8 @@ def _parser() -> argparse.ArgumentParser:
     shape.add_argument("--json", action="store_true", help="print the front as a JSON list (as before --format)")
     p.add_argument("--out", metavar="FILE", help="write the report here (default: stdout; for html, "
                    "STUDY-report.html next to the study)")
-    p.add_argument("--max-accuracy-loss", type=float, metavar="L",
-                   help="trials losing more than L accuracy (a fraction: 0.01 is one point) are infeasible "
-                   "(default: the study's own max_accuracy_loss)")
+    add_limit_flag(p, "trials losing more than LIMIT accuracy (0.01 is one point; 1%rel: 1% of the fp32 "
+                   "accuracy) are infeasible (default: the study's own max_accuracy_loss)")
     p.add_argument("--csv", metavar="PATH", help="also write every completed trial as CSV")
     p.set_defaults(func=cmd_report)
 
@@ -138,8 +137,8 @@ def _parser() -> argparse.ArgumentParser:
     which = p.add_mutually_exclusive_group(required=True)
     which.add_argument("--trial", type=int, help="the trial number to export")
     which.add_argument("--best", action="store_true", help="the fastest trial within --max-accuracy-loss")
-    p.add_argument("--max-accuracy-loss", type=float, help="with --best: the accuracy you can afford, e.g. 0.01 "
-                   "(default: the study's own max_accuracy_loss; none: the fastest trial)")
+    add_limit_flag(p, "with --best: the accuracy you can afford, e.g. 0.01 (one point) or 1%rel (1% of the fp32 "
+                   "accuracy) (default: the study's own max_accuracy_loss; none: the fastest trial)")
     p.add_argument("--by", choices=[o for o in OBJECTIVES if o != "accuracy_loss"], default="throughput",
                    help="with --best: best by this objective within the limit: throughput (the fastest, default), "
                    "size (the smallest file), p50/p95/p99 (the shortest call latency)")
@@ -171,8 +170,8 @@ def _parser() -> argparse.ArgumentParser:
                    "name writes the interactive plot")
     p.add_argument("--html", action="store_true", help="write the interactive plot as self-contained HTML")
     p.add_argument("--effects", metavar="PNG", help="also draw the operator-effects plot here")
-    p.add_argument("--max-accuracy-loss", type=float, metavar="L",
-                   help="fade trials losing more than L accuracy (0.01 is one point) and mark the best within it")
+    add_limit_flag(p, "fade trials losing more than LIMIT accuracy (0.01 is one point; 1%rel: 1% of the fp32 "
+                   "accuracy) and mark the best within it")
     p.add_argument("--y", choices=PLOT_Y_AXES, default="speedup", dest="y_axis",
                    help="y axis: speedup over fp32 (default), throughput in samples/s, or a cost: size (the model "
                    "file, MB), p50/p95/p99 (latency of one call, ms)")
@@ -323,13 +322,19 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return _finish(study, args.storage, args)
 
 
-def _study_limit(study, given: float | None) -> float | None:
-    """The accuracy limit a read-only command applies: the one given, else the study's own (None: no limit)."""
+def _study_limit(study, given: float | str | None) -> float | None:
+    """The accuracy limit a read-only command applies, as a fraction: the one given (``--max-accuracy-loss``,
+    checked as the setting is), else the study's own (None: no limit)."""
+    from opsearch.config import accuracy_limit
     from opsearch.store import StudyRecord
 
-    if given is not None:
-        return given
     record = StudyRecord.of(study)
+    if given is not None:
+        check_positive(argparse.Namespace(max_accuracy_loss=given), {"max_accuracy_loss": "--max-accuracy-loss"})
+        if isinstance(given, str) and not record.baseline:
+            raise StudyError(f"--max-accuracy-loss {given}: a share of the fp32 accuracy needs the study's fp32 "
+                             "baseline, which it has not measured yet; give a fraction (0.01 for one point).")
+        return accuracy_limit(given, record.baseline_accuracy if record.baseline else 0.0)
     if not record.complete:
         return None
     return record.config(study.study_name).accuracy_limit(record.baseline_accuracy)

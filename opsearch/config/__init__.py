@@ -31,12 +31,20 @@ from opsearch.config._setting import (
     RUN,
     RUNTIME,
     Setting,
+    check_value,
     default_of,
     flag_of,
     legacy_values,
     settings_of,
 )
-from opsearch.config._study_config import DEFAULT_RUN_DIR, RUNTIME_FIELDS, StudyConfig, as_list, resolve_relative
+from opsearch.config._study_config import (
+    DEFAULT_RUN_DIR,
+    RUNTIME_FIELDS,
+    StudyConfig,
+    accuracy_limit,
+    as_list,
+    resolve_relative,
+)
 
 __all__ = [
     "ACCURACY_LEVELS",
@@ -67,7 +75,9 @@ __all__ = [
     "TASKS",
     "WEIGHT_BITS",
     "WEIGHT_TYPES",
+    "accuracy_limit",
     "as_list",
+    "check_value",
     "default_of",
     "flag_of",
     "legacy_values",

@@ -83,6 +83,15 @@ def _parse_limit(text: str) -> float | str:
         return text
 
 
+def accuracy_limit(value: float | str | None, baseline_accuracy: float) -> float | None:
+    """A checked ``max_accuracy_loss`` (0.01, or "1%rel" of ``baseline_accuracy``) as a fraction of accuracy."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return float(_RELATIVE.match(value)[1]) / 100 * baseline_accuracy
+    return float(value)
+
+
 def _check_label_map(name: str, value: Any) -> None:
     if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
         refuse(name, value, "must map label names to class ids, e.g. {negative = 0, positive = 1}.")
@@ -363,12 +372,7 @@ class StudyConfig:
 
     def accuracy_limit(self, baseline_accuracy: float) -> float | None:
         """``max_accuracy_loss`` as a fraction of accuracy, given the fp32 accuracy; None without a limit."""
-        value = self.max_accuracy_loss
-        if value is None:
-            return None
-        if isinstance(value, str):
-            return float(_RELATIVE.match(value)[1]) / 100 * baseline_accuracy
-        return float(value)
+        return accuracy_limit(self.max_accuracy_loss, baseline_accuracy)
 
     def resolved_study_name(self) -> str:
         if self.study_name:

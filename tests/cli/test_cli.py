@@ -5,6 +5,7 @@ import json
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from conftest import fast_settings
 
@@ -174,9 +175,29 @@ def test_report_json_and_format_exclude_each_other(fake_storage, capsys) -> None
     assert "not allowed with argument" in capsys.readouterr().err
 
 
-def test_report_refuses_a_negative_limit(fake_storage, capsys) -> None:
-    assert main(["report", *fake_storage, "--max-accuracy-loss", "-1"]) == 2
-    assert "e.g. 0.01" in capsys.readouterr().err
+@pytest.mark.parametrize("command", [["report"], ["plot"], ["export", "--best"]])
+def test_read_only_commands_refuse_a_bad_limit_naming_the_flag(fake_storage, command, tmp_path, capsys) -> None:
+    out = [str(tmp_path / "model")] if command[0] == "export" else []
+    for bad in ("-1", "1pt"):
+        assert main([*command, *fake_storage, "--max-accuracy-loss", bad, *out]) == 2
+        err = capsys.readouterr().err
+        assert f"--max-accuracy-loss {bad}" in err and "0.01 for 1 point" in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists()
+
+
+def test_report_takes_a_limit_relative_to_the_fp32_accuracy(fake_storage, capsys) -> None:
+    # the run setting's own forms: a share of the study's fp32 accuracy names the same best trial as its fraction
+    from opsearch.store import StudyRecord
+
+    storage, name = fake_storage[1], fake_storage[3]
+    baseline = StudyRecord.of(optuna.load_study(study_name=name, storage=storage)).baseline_accuracy
+    assert main(["report", *fake_storage, "--format", "json", "--max-accuracy-loss", "0.01"]) == 0
+    absolute = json.loads(capsys.readouterr().out)
+    share = f"{100 * 0.01 / baseline:.6f}%rel"
+    assert main(["report", *fake_storage, "--format", "json", "--max-accuracy-loss", share]) == 0
+    relative = json.loads(capsys.readouterr().out)
+    assert relative["best_feasible"] == absolute["best_feasible"] == 1
+    assert relative["max_accuracy_loss"] == pytest.approx(0.01, rel=1e-5)
 
 
 @pytest.mark.parametrize(("flags", "suffix"), [(["--html"], ".html"), ([], ".png")])

@@ -39,6 +39,22 @@ def atomic_folder(target: Path, *, prefix: str, needs_bytes: int | None = None) 
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``path`` under a temporary name beside it and rename it into place: a reader never sees half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        full = disk_full_error(exc, where=path, needed_bytes=len(text.encode()))
+        if full is not None:
+            raise full from exc
+        raise
+
+
 def disk_full_error(exc: BaseException, *, where: Path, needed_bytes: int | None) -> DiskFull | None:
     """A :class:`DiskFull` for an exception that is (or was caused by) ENOSPC or EDQUOT, else None."""
     cause: BaseException | None = exc

@@ -56,8 +56,7 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
 
     start = time.perf_counter()
     with atomic_folder(out_dir, prefix=".quant-", needs_bytes=2 * Path(fp32_path).stat().st_size) as tmp:
-        needs_calibration = recipe.mode == "static" or any(p == "static" for _, p in recipe.precisions)
-        if needs_calibration and calibration is None and recipe.operators_to_quantize:
+        if recipe.calibrated and calibration is None and recipe.operators_to_quantize:
             raise QuantizationFailed("static quantization needs calibration samples")
         model_file = tmp / "quantized.onnx"
         try:

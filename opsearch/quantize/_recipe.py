@@ -93,6 +93,11 @@ class QuantRecipe:
         data["precisions"] = tuple(tuple(pair) for pair in data.get("precisions", ()))
         return cls(**data)
 
+    @property
+    def calibrated(self) -> bool:
+        """Whether any node is quantized static, so that quantizing needs calibration rows."""
+        return self.mode == "static" or any(p == "static" for _, p in self.precisions)
+
     def flags(self) -> list[str]:
         """The flags that differ from the plain recipe, in short words (shared by labels and reports)."""
         flags = [self.fusion] if self.fusion != "none" else []
@@ -115,7 +120,7 @@ class QuantRecipe:
             if self.fp32_groups:
                 flags.append(f"fp32_top{len(self.fp32_groups)}")
         flags += [name for name in ("per_channel", "reduce_range") if getattr(self, name)]
-        static = self.mode == "static" or any(p == "static" for _, p in self.precisions)
+        static = self.calibrated
         if static and self.activations_symmetric:
             flags.append("sym_act")
         if not self.weights_symmetric:

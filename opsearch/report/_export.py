@@ -6,11 +6,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 import optuna
 
+from opsearch._files import atomic_folder
 from opsearch.errors import OpsearchError, StudyError
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.store import StudyRecord, TrialRecord, best_within, trial_rows
@@ -51,10 +51,11 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
     context = StudyContext.stored(storage, study.study_name, progress=lambda line: None)
     measured, stored = TrialRecord.of(study.trials[number]), StudyRecord.of(study)
     recipe = QuantRecipe.from_dict(measured.recipe)
-    calibration = context.calibration if recipe.mode == "static" else None
+    calibration = context.calibration if recipe.calibrated else None
     model = context.model
-    with tempfile.TemporaryDirectory(prefix=".export-", dir=out_dir.parent if out_dir.parent.exists() else None) as t:
-        quantized = quantize(recipe, fp32_path=model.onnx_path, out_dir=Path(t) / "model", calibration=calibration,
+    # Written beside out_dir and renamed into place whole: a failed check or a full disk leaves nothing behind.
+    with atomic_folder(out_dir, prefix=".export-", needs_bytes=2 * model.onnx_path.stat().st_size) as folder:
+        quantized = quantize(recipe, fp32_path=model.onnx_path, out_dir=folder / ".model", calibration=calibration,
                              cache_dir=context.cache_dir)
         if quantized.graph_hash != measured.graph_hash:
             raise OpsearchError(f"trial {number}'s recipe now gives another graph than the study measured "
@@ -77,7 +78,7 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
             "study_config": stored.opsearch_config,
         }
         (quantized.path.parent / TRIAL_FILE).write_text(json.dumps(record, indent=2))
-        out_dir.mkdir(parents=True, exist_ok=True)
-        for item in quantized.path.parent.iterdir():
-            shutil.move(str(item), out_dir / item.name)
+        for item in list(quantized.path.parent.iterdir()):
+            item.rename(folder / item.name)
+        quantized.path.parent.rmdir()
     return out_dir

@@ -8,7 +8,6 @@ and feeds, the calibration inputs, the threads, the timed workload, the search s
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import optuna
 
+from opsearch._files import atomic_write_text
 from opsearch.config import RUNTIME_FIELDS, StudyConfig
 from opsearch.errors import StudyError
 from opsearch.measure import (
@@ -135,10 +135,7 @@ class StudyContext:
         worst = ", ".join(f"{key} {ranges.errors()[key]['static']:.1%}" for key in ranges.ranking("static")[:3])
         self.progress(f"ranges: {len(ranges.groups)} groups in {time.perf_counter() - started:.1f} s; worst under "
                       f"static int8: {worst} (see `opsearch inspect --ranges`)")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"stamp": stamp, "ranges": ranges.to_dict()}))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps({"stamp": stamp, "ranges": ranges.to_dict()}))
         return ranges
 
     @cached_property

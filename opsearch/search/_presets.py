@@ -104,8 +104,8 @@ def _worst_role(space: SearchSpace, fusion: str) -> str | None:
 
 def _mixed_presets(space: SearchSpace, fusion: str) -> list[tuple[str, QuantRecipe]]:
     """Where the ranges pass warm-starts the search: every group dynamic but the role it finds worst, then but
-    the 2, then the 4 groups it ranks worst; with static in the space, static FFNs beside dynamic attention, and static projections, each with float
-    outputs and the 2 worst groups fp32."""
+    the 2, then the 4 groups it ranks worst; with static in the space, static FFNs beside dynamic attention, and
+    static projections, each with float outputs and the 2 worst groups fp32."""
     roles = space.roles(fusion)
     projections = [r for r in ("qkv", "attn_out", "ffn_in", "ffn_out", "pooler", "head") if r in roles]
     wanted = []

@@ -3,6 +3,7 @@ recipes that round-trip through their parameters, and presets warm-started by th
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 
 import numpy as np
@@ -137,3 +138,16 @@ def test_a_mixed_study_records_each_groups_precision_and_reports_the_grid(tmp_pa
     text = format_report(build_report(study))
     assert "Precision per layer and role of the front's configurations" in text
     assert "outside the layers: embeddings" in text
+    # a trial with static groups exports (quantized again with the study's calibration rows, same graph)
+    from opsearch.report import TRIAL_FILE, export_trial
+
+    def static_ffn(t) -> bool:  # the warm start's "static FFN, dynamic attention", queued or measured
+        return TrialRecord.of(t).preset.startswith("mixed: static FFN")
+
+    waiting = [t for t in study.trials if t.state.name == "WAITING"]  # the warm start not yet run
+    ahead = next(i for i, t in enumerate(waiting) if static_ffn(t))
+    study = run_study(config, n_trials=ahead + 1, progress=lines.append)  # the same study, on
+    static = next(t for t in study.trials if static_ffn(t) and t.state.name == "COMPLETE")
+    assert "static" in TrialRecord.of(static).group_precisions.values()
+    out = export_trial(study, static.number, tmp_path / "exported", storage=config.resolved_storage())
+    assert json.loads((out / TRIAL_FILE).read_text())["graph_hash"] == TrialRecord.of(static).graph_hash

@@ -7,6 +7,7 @@ import contextlib
 import io
 import logging
 import os
+import re
 import warnings
 
 
@@ -23,6 +24,23 @@ def quiet_libraries() -> None:
     import optuna  # every command but inspect and bench reads a study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, FailedTrialFilter) for f in handler.filters):
+            handler.addFilter(FailedTrialFilter())
+
+
+class FailedTrialFilter(logging.Filter):
+    """Optuna logs a trial that raised opsearch's ``TrialFailed`` with its traceback, then "failed with value
+    None"; opsearch prints the trial's one line with its reason itself, so both are left out."""
+
+    _VALUE_NONE = re.compile(r"^Trial \d+ failed with value None\.$")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from opsearch.errors import TrialFailed
+
+        if record.exc_info and isinstance(record.exc_info[1], TrialFailed):
+            return False
+        return self._VALUE_NONE.match(record.getMessage()) is None
 
 
 @contextlib.contextmanager

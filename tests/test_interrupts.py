@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import optuna
-from conftest import fast_settings
+from conftest import fast_settings, sentiment_rows, write_table
 
 from opsearch.store import StudyRecord, TrialRecord, load_existing
 
@@ -157,3 +157,33 @@ def test_a_signal_during_the_probe_fit_and_the_front_session(tmp_path, tiny_enco
     assert StudyRecord.of(resumed).front_remeasured["considered"] == [t.number for t in
                                                                       resumed.get_trials(states=(COMPLETE,))]
     assert len(resumed.get_trials(states=(COMPLETE,))) == 1  # nothing measured twice
+
+
+def test_a_signal_while_a_trial_quantizes_then_while_it_evaluates(tmp_path, tiny_checkpoint) -> None:
+    # Enough rows that static calibration (quantizing) and the evaluation each take seconds on the tiny model.
+    data = write_table(tmp_path / "rows.csv", sentiment_rows(6000))
+    flags = _flags(tmp_path, tiny_checkpoint, data, modes=["static"], trials=1, fit_size=1500,
+                   calibration_samples=1500, calibration_max_length=64, max_length=64)
+    stops = []
+    for command, phase, signum in ((["run", *flags], "quantizing", signal.SIGINT),
+                                   (["resume", "--storage", f"sqlite:///{tmp_path / 's.db'}", "--study-name", "sig"],
+                                    "evaluating", signal.SIGTERM)):
+        log = tmp_path / f"{command[0]}.log"
+        process = _start([*command, "--json-log"], log)
+        _wait_for(process, log, _phase_event(phase), f"the first trial's {phase}")
+        assert _stop(process, signum) == 130
+        text = log.read_text()
+        _clean(text)
+        name = signal.Signals(signum).name
+        stop_lines = [line for line in text.splitlines() if line.startswith("opsearch: stopped")]
+        assert stop_lines == [f"opsearch: stopped: {name}; trial 0 was {phase} and is queued again, first. "
+                              "Completed trials are saved; continue with `opsearch resume --storage "
+                              f"sqlite:///{tmp_path / 's.db'} --study-name sig`."]
+        assert text.rstrip().splitlines()[-1] == stop_lines[0]  # the one line, last
+        stops.append(f"{name} while {phase}")
+        study = load_existing(f"sqlite:///{tmp_path / 's.db'}", "sig")
+        assert study.trials[0].state == WAITING and TrialRecord.of(study.trials[0]).interrupted == stops
+        assert not study.get_trials(states=(RUNNING,))
+        assert not list((tmp_path / "sig.cache" / "trials").glob("trial-*"))  # the child and its files gone
+    resumed = _resume_to_the_end(tmp_path)
+    assert resumed.trials[0].state == COMPLETE and len(resumed.get_trials(states=(COMPLETE,))) == 1

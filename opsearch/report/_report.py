@@ -414,15 +414,16 @@ def limit_line(report: StudyReport) -> str:
         return ""
     limit = f"{100 * report.max_accuracy_loss:.2f} pt"
     best = report.best_feasible
-    if best is None:
-        return f"no trial loses at most {limit} accuracy: raise --max-accuracy-loss or run more trials."
     faster = report.faster_uncertain
     maybe = ("" if not faster else "; faster but uncertain (their loss intervals straddle the limit: more "
              "evaluation rows would decide): " + ", ".join(
                  f"trial {r.trial} {r.speedup:.2f}x, loss {r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f} pt"
                  for r in faster))
+    if best is None and not faster:
+        return f"no trial loses at most {limit} accuracy: raise --max-accuracy-loss or run more trials."
     if best is None:
-        return f"no trial is surely within {limit} accuracy loss{maybe}: raise --max-accuracy-loss or run more trials."
+        return (f"no trial is surely within {limit} accuracy loss{maybe}; raise --max-accuracy-loss, or evaluate "
+                "on more rows (--max-samples, a larger dataset) to decide.")
     tied = [r.trial for r in report.rows if best.tie_group is not None and r.tie_group == best.tie_group
             and r.trial != best.trial]
     tie = ("" if not tied else f"; tied in speed with trial{'s' if len(tied) > 1 else ''} "

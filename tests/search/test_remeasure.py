@@ -52,7 +52,8 @@ def test_after_the_session_the_report_names_the_within_trial_and_the_faster_unce
     assert report.best_feasible.trial == 1
     assert [r.trial for r in report.faster_uncertain] == [0]
     line = limit_line(report)
-    assert line.startswith("best within 1.00 pt: trial 1") and "faster but uncertain" in line and "trial 0 1.58x" in line
+    assert line.startswith("best within 1.00 pt: trial 1")
+    assert "faster but uncertain" in line and "trial 0 1.58x" in line
 
 
 def test_a_session_without_a_trial_surely_within_says_which_might_qualify(tmp_path: Path) -> None:

@@ -14,6 +14,13 @@ from opsearch.measure._accuracy import (
 )
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
+from opsearch.measure._fp32 import (
+    BASELINE_MARGIN,
+    CHANCE_MARGIN,
+    Fp32Answers,
+    check_fp32_accuracy,
+    majority_accuracy,
+)
 from opsearch.measure._machine import (
     WAITING_FOR_LOCK,
     Load,
@@ -63,6 +70,11 @@ from opsearch.measure._timing import (
 from opsearch.measure._workload import Workload
 
 __all__ = [
+    "BASELINE_MARGIN",
+    "CHANCE_MARGIN",
+    "Fp32Answers",
+    "check_fp32_accuracy",
+    "majority_accuracy",
     "ALPHA",
     "AccuracyScreen",
     "LOOKS",

@@ -229,8 +229,9 @@ class Runner:
         self.progress(f"trial {trial.number}: the sampler drew trial {earlier}'s configuration again: not measured "
                       "nor counted; an untried configuration near it runs next")
 
-    def _rivals(self, completed: list[optuna.trial.FrozenTrial]) -> tuple[Rival, ...]:
+    def _rivals(self, completed: list[optuna.trial.FrozenTrial] | None = None) -> tuple[Rival, ...]:
         """Trials timed on this machine that stand against the limit (not over it): what racing compares with."""
+        completed = self._completed() if completed is None else completed
         rows = {r.trial: r for r in trial_rows(self.study, max_accuracy_loss=self.accuracy_limit)}
         rivals = []
         for trial in completed:

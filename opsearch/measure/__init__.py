@@ -33,6 +33,7 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
+from opsearch.measure._protocol import TimingProtocol, protocol_settings
 from opsearch.measure._screen import ALPHA, LOOKS, AccuracyScreen, Screening, evaluate_screened, feed_order
 from opsearch.measure._sessions import (
     Feed,
@@ -96,6 +97,7 @@ __all__ = [
     "PairedTiming",
     "SingleTiming",
     "ThreadSettings",
+    "TimingProtocol",
     "Workload",
     "accuracy_loss_ci",
     "across_sessions_ci",
@@ -126,6 +128,7 @@ __all__ = [
     "call_percentiles_ms",
     "physical_cores",
     "pool",
+    "protocol_settings",
     "run_all",
     "stability_warnings",
     "synthetic_texts",

@@ -22,6 +22,7 @@ from opsearch.measure import (
     LoadMeter,
     PairedTiming,
     ThreadSettings,
+    TimingProtocol,
     Workload,
     evaluate_screened,
     make_session,
@@ -35,18 +36,6 @@ from opsearch.store import objectives_of
 Phase = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class TimingSettings:
-    rounds: int
-    max_rounds: int
-    warmup_rounds: int
-    ci_target: float
-    max_seconds: float
-    seed: int
-    sessions_per_model: int
-    estimator: str
-
-
 @dataclass
 class TrialBench:
     """What every trial of a study needs, prepared once by the parent and sent to the executor once."""
@@ -56,7 +45,7 @@ class TrialBench:
     task: ClassificationTask | EmbeddingTask
     workload: Workload
     calibration: dict[str, np.ndarray] | None
-    timing: TimingSettings
+    protocol: TimingProtocol  # how the trial is timed
     lock_path: Path | None = None  # machine-wide lock serializing timed sections; None: no lock
     cache_dir: Path | None = None  # where fused fp32 graphs are kept, made once per study
     study_name: str = ""  # named to other processes that find the lock taken
@@ -142,25 +131,29 @@ class TrialWorker:
             return outcome
         outcome.metrics = screening.evaluation.metrics
 
-        t = bench.timing
-        sessions = [session, *(make_session(quantized.path, bench.threads) for _ in range(t.sessions_per_model - 1))]
-        if not self._fp32_sessions:
-            self._fp32_sessions = [make_session(bench.fp32_path, bench.threads) for _ in range(t.sessions_per_model)]
         race = self._race(job.rivals, screening, quantized.size_mb) if bench.screen is not None else None
+        outcome.timing = self._time(quantized.path, session, race, outcome, phase).to_dict()
+        return outcome
+
+    def _time(self, path: Path, session, race: _Race | None, outcome: TrialOutcome, phase: Phase) -> PairedTiming:
+        """Time the quantized model (``session``, and more sessions of ``path``) paired with fp32 by the bench's
+        protocol, under the machine's timing lock; the timed window and why racing stopped go into ``outcome``."""
+        bench, protocol = self.bench, self.bench.protocol
+        sessions = [session, *(make_session(path, bench.threads) for _ in range(protocol.sessions_per_model - 1))]
+        if not self._fp32_sessions:
+            self._fp32_sessions = [make_session(bench.fp32_path, bench.threads)
+                                   for _ in range(protocol.sessions_per_model)]
         with timing_lock(bench.lock_path, holder=bench.study_name, on_wait=phase):
             phase("timing")
             began = time.time()
             timing = measure_paired(bench.workload.runner(sessions), bench.workload.runner(self._fp32_sessions),
-                                    samples_per_round=bench.workload.samples, rounds=t.rounds,
-                                    max_rounds=t.max_rounds, warmup_rounds=t.warmup_rounds, ci_target=t.ci_target,
-                                    max_seconds=t.max_seconds, seed=t.seed, estimator=t.estimator,
-                                    blocks=t.sessions_per_model, load_meter=LoadMeter, race=race)
+                                    protocol=protocol, samples_per_round=bench.workload.samples,
+                                    load_meter=LoadMeter, race=race)
             outcome.timed_window = (began, time.time())
-        outcome.timing = timing.to_dict()
         if timing.raced:
             outcome.stopped_early = timing.raced
             outcome.dominated_by = race.by
-        return outcome
+        return timing
 
     def _race(self, rivals: tuple[Rival, ...], screening, size_mb: float) -> _Race | None:
         """Racing on speed, against rivals at least as good on every other objective the study optimizes. None

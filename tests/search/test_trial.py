@@ -12,12 +12,13 @@ from opsearch.measure import (
     AccuracyScreen,
     ClassificationTask,
     ThreadSettings,
+    TimingProtocol,
     Workload,
     encode,
     unpack_labels,
 )
 from opsearch.quantize import QuantRecipe
-from opsearch.search import Rival, TimingSettings, TrialBench, TrialJob, TrialWorker
+from opsearch.search import Rival, TrialBench, TrialJob, TrialWorker
 
 ROWS = sentiment_rows(320, seed=7)
 
@@ -32,10 +33,10 @@ def tokenizer(tiny_onnx):
 def bench_for(tiny_onnx, tokenizer, *, labels: np.ndarray, screen: AccuracyScreen | None) -> TrialBench:
     texts = [r["sentence"] for r in ROWS]
     task = ClassificationTask(encode(tokenizer, texts, max_length=32), labels)
-    timing = TimingSettings(rounds=8, max_rounds=12, warmup_rounds=0, ci_target=1e-9, max_seconds=60, seed=0,
-                            sessions_per_model=1, estimator="floor")
+    protocol = TimingProtocol(rounds=8, max_rounds=12, warmup_rounds=0, ci_target=1e-9, max_seconds=60, seed=0,
+                              sessions_per_model=1, estimator="floor")
     return TrialBench(tiny_onnx.onnx_path, ThreadSettings(1), task, Workload(texts[:8], tokenizer, max_length=32),
-                      None, timing, screen=screen)
+                      None, protocol, screen=screen)
 
 
 def run(bench: TrialBench, tmp_path, rivals=()) -> tuple:

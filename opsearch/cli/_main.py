@@ -372,19 +372,19 @@ def cmd_remeasure(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    from opsearch.measure import ThreadSettings, bench
+    from opsearch.measure import ThreadSettings, TimingProtocol, bench
     from opsearch.source import load_texts
 
     check_positive(args, args.bench_flags)
     defaults = StudyConfig.__dataclass_fields__
     texts = (load_texts(args.dataset, split=args.split, text_column=args.text_column, encoding=args.encoding)
              if args.dataset else None)
+    protocol = TimingProtocol.from_settings(vars(args))  # warmup_rounds, which has no bench flag: its default
+    protocol = protocol.replace(max_rounds=max(protocol.rounds, protocol.max_rounds))
     result = bench(args.model_a, args.model_b, texts=texts, samples=args.timing_samples, batch_size=args.batch_size,
-                   end_to_end=args.end_to_end, max_length=defaults["max_length"].default, rounds=args.rounds,
-                   max_rounds=max(args.rounds, args.max_rounds), warmup_rounds=defaults["warmup_rounds"].default,
-                   ci_target=args.ci_target, max_seconds=args.max_seconds,
+                   end_to_end=args.end_to_end, max_length=defaults["max_length"].default,
                    threads=ThreadSettings.resolve(args.intra_op_threads, defaults["inter_op_threads"].default, False),
-                   sessions_per_model=args.sessions_per_model, estimator=args.speedup_estimator, seed=args.seed)
+                   protocol=protocol)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0
 

@@ -25,7 +25,7 @@ from opsearch.search._outcome import OutcomeRecorder
 from opsearch.search._progress import Lines, trial_event
 from opsearch.search._sampling import already_tried, record_constraint, untried_configuration
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
-from opsearch.search._trial import Rival, TimingSettings, TrialBench, TrialJob
+from opsearch.search._trial import Rival, TrialBench, TrialJob
 from opsearch.store import (
     StudyRecord,
     TrialRecord,
@@ -102,11 +102,8 @@ class Runner:
 
     def bench(self) -> TrialBench:
         cfg, ctx = self.config, self.context
-        timing = TimingSettings(rounds=cfg.rounds, max_rounds=cfg.max_rounds, warmup_rounds=cfg.warmup_rounds,
-                                ci_target=cfg.ci_target, max_seconds=cfg.max_seconds, seed=cfg.seed,
-                                sessions_per_model=cfg.sessions_per_model, estimator=cfg.speedup_estimator)
         screen = self.fp32.screen(self.accuracy_limit, seed=cfg.seed) if cfg.early_stop else None
-        return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, timing,
+        return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, ctx.protocol,
                           ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=screen,
                           objectives=tuple(cfg.objectives))
 

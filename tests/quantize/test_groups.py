@@ -3,6 +3,7 @@ recipes that quantize exactly the groups they name; the ranges pass that ranks a
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
@@ -185,3 +186,18 @@ def test_the_ranges_pass_ranks_an_injected_outlier_first(family_graphs, tmp_path
     worst = {g.key: g for g in injected.groups}["layer.1/ffn_in"]
     assert worst.channel_ratio > 50 and worst.outlier > 20
     assert {g.key for g in injected.groups} >= {f"layer.{i}/{r}" for i in range(LAYERS) for r in LAYER_ROLES}
+
+
+def test_the_ranges_pass_gives_a_lone_group_its_own_range_and_a_channelless_one_no_ratio(family_graphs) -> None:
+    """A group alone in its role is its own typical range (outlier 1); a table, or a product of two activations,
+    has no input channels to compare (NaN), and saying so raises no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ranges = measure_ranges(family_graphs["bert", "none"], _calibration(), rows=8)
+    by_key = {g.key: g for g in ranges.groups}
+    for key in ("embeddings", "pooler", "head"):
+        assert by_key[key].typical == by_key[key].abs_max and by_key[key].outlier == 1.0
+    for key in ("embeddings", "layer.0/scores", "layer.0/context"):
+        assert np.isnan(by_key[key].channel_ratio)
+    assert np.isfinite(by_key["layer.0/qkv"].channel_ratio) and by_key["layer.0/qkv"].typical != by_key[
+        "layer.0/qkv"].abs_max

@@ -27,7 +27,7 @@ from opsearch.search._sensitivity import (
 from opsearch.search._space import SearchSpace
 from opsearch.search._stops import stop_on_signals
 from opsearch.search._study import create_runner, resume_study, run_study, run_worker
-from opsearch.search._trial import Rival, TrialBench, TrialJob, TrialOutcome, TrialWorker
+from opsearch.search._trial import Rival, TrialJob, TrialMeasurer, TrialOutcome, TrialSetup
 
 __all__ = [
     "Bar",
@@ -42,11 +42,11 @@ __all__ = [
     "Quiet",
     "SearchSpace",
     "Sensitivity",
-    "TrialBench",
+    "TrialSetup",
     "TrialEvent",
     "TrialJob",
     "TrialOutcome",
-    "TrialWorker",
+    "TrialMeasurer",
     "already_tried",
     "as_progress",
     "create_runner",

@@ -25,7 +25,7 @@ from opsearch.search._outcome import OutcomeRecorder
 from opsearch.search._progress import Lines, trial_event
 from opsearch.search._sampling import already_tried, record_constraint, untried_configuration
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
-from opsearch.search._trial import Rival, TrialBench, TrialJob
+from opsearch.search._trial import Rival, TrialJob, TrialSetup
 from opsearch.store import (
     StudyRecord,
     TrialRecord,
@@ -87,10 +87,10 @@ class Runner:
         """Made on the first trial, once the task holds everything a trial needs (fp32 embeddings included)."""
         if self._executor is None:
             if self.config.isolation == "none":
-                self._executor = InProcess(self.bench(), on_phase=self._on_phase)
+                self._executor = InProcess(self.trial_setup(), on_phase=self._on_phase)
             else:
                 memory = self.config.trial_memory_mb or _half_of_memory_mb()
-                self._executor = ChildProcess(self.bench(), limits=Limits(self.config.trial_timeout, memory),
+                self._executor = ChildProcess(self.trial_setup(), limits=Limits(self.config.trial_timeout, memory),
                                               on_phase=self._on_phase)
         return self._executor
 
@@ -100,10 +100,10 @@ class Runner:
             self._executor.close()
         self._executor = value
 
-    def bench(self) -> TrialBench:
+    def trial_setup(self) -> TrialSetup:
         cfg, ctx = self.config, self.context
         screen = self.fp32.screen(self.accuracy_limit, seed=cfg.seed) if cfg.early_stop else None
-        return TrialBench(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, ctx.protocol,
+        return TrialSetup(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, ctx.protocol,
                           ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=screen,
                           objectives=tuple(cfg.objectives))
 

@@ -57,7 +57,7 @@ def test_a_trial_stopped_for_accuracy_is_complete_untimed_and_off_the_front(tmp_
     lines: list[str] = []
     runner = create_runner(_config(tmp_path, tiny_checkpoint, tiny_csv, fit_size=40, max_accuracy_loss=0.01),
                            progress=lines.append)
-    assert runner.bench().screen is not None and runner.bench().screen.limit == 0.01
+    assert runner.trial_setup().screen is not None and runner.trial_setup().screen.limit == 0.01
     runner.executor = StopsForAccuracy(runner)
     runner.optimize(1)
     trial = runner.study.get_trials(states=(COMPLETE,))[0]
@@ -96,7 +96,7 @@ def test_a_trial_stopped_at_chance_fails_and_its_cost_is_kept(tmp_path, tiny_che
 def test_no_early_stop_sends_no_screen_and_no_rivals(tmp_path, tiny_checkpoint, tiny_csv):
     runner = create_runner(_config(tmp_path, tiny_checkpoint, tiny_csv, early_stop=False, max_accuracy_loss=0.01),
                            progress=lambda line: None)
-    assert runner.bench().screen is None
+    assert runner.trial_setup().screen is None
     runner.optimize(2)
     jobs = StopsForAccuracy(runner)
     runner.executor = jobs

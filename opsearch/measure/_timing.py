@@ -276,7 +276,7 @@ def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, proto
     ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one record per
     candidate, each paired with the baseline's times from the same rounds. The sides rotate over
     ``sessions_per_model`` sessions of each model (see the module's docstring). ``load_meter`` (e.g.
-    :class:`opsearch.machine.LoadMeter`) watches what else the CPUs do during the timed rounds.
+    :class:`opsearch.measure.LoadMeter`) watches what else the CPUs do during the timed rounds.
     """
     sides = [run_baseline, *candidates]
     for _ in range(protocol.warmup_rounds):

@@ -42,7 +42,7 @@ class QuantRecipe:
     # The graph quantized: the export ("none") or the export fused by ORTOptimizer at O1/O2/O3.
     fusion: str = "none"
     activations_dtype: str = "QUInt8"  # static only: dynamic quantization computes uint8 activations
-    # Static only: keep the nodes opsearch.fragile finds (normalizations, GELU, residual/mask/embedding Adds) fp32.
+    # Static only: keep fp32 the nodes opsearch.quantize._fragile finds (normalizations, GELU, residual Adds).
     exclude_fragile: bool = False
     # weight_only: MatMul weights in blocks of block_size at weight_bits (MatMulNBits), embeddings (Gather) at 4 bits
     # (GatherBlockQuantized); symmetric or not by weights_symmetric; accuracy_level 4 computes MatMulNBits in int8.

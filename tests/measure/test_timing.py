@@ -1,4 +1,4 @@
-"""opsearch.timing: paired measurement, both estimators, the stop rule, warm-ups, stability checks, intervals.
+"""opsearch.measure._timing: paired measurement, both estimators, the stop rule, warm-ups, stability checks, intervals.
 
 Every measurement runs on a fake machine: its clock only moves when a fake workload "runs", so no test
 sleeps and every duration is known exactly.
@@ -55,7 +55,7 @@ class FakeMachine:
 
     def passes(self, name: str, costs: Callable[[float, int], np.ndarray]) -> Callable[[], np.ndarray]:
         """A pass of several calls, as a real workload runs: ``costs(now, index)`` gives each call's seconds in
-        the ``index``-th pass; the pass returns them, as :meth:`opsearch.workload.Workload.runner` does."""
+        the ``index``-th pass; the pass returns them, as :meth:`opsearch.measure.Workload.runner` does."""
         count = [0]
 
         def run() -> np.ndarray:
@@ -410,7 +410,7 @@ def test_paired_warnings_name_the_side() -> None:
 
 
 class FakeMeter:
-    """Stands in for opsearch.machine.LoadMeter: reports a given load for the timed rounds."""
+    """Stands in for opsearch.measure.LoadMeter: reports a given load for the timed rounds."""
 
     def __init__(self, load: Load | None) -> None:
         self.given, self.load, self.entered = load, None, False

@@ -1,4 +1,4 @@
-"""opsearch.presets: optimum's presets translated into the space, duplicates merged under all their names."""
+"""opsearch.search._presets: optimum's presets translated into the space, duplicates merged under all their names."""
 
 from __future__ import annotations
 

@@ -76,9 +76,10 @@ def front_protocol(protocol: TimingProtocol, candidates: int) -> TimingProtocol:
     return protocol.replace(max_seconds=protocol.max_seconds * max(1, candidates))
 
 
-def remeasure_front(context: StudyContext, study: optuna.Study) -> dict | None:
+def remeasure_front(context: StudyContext, study: optuna.Study, *, max_seconds: float | None = None) -> dict | None:
     """Time the front's candidates again side by side; store and return the session's record (its ``trials``:
-    ``{trial number: timing}``), or None when there was nothing to time."""
+    ``{trial number: timing}``), or None when there was nothing to time. ``max_seconds`` caps the session's timed
+    rounds (what a study's time budget has left; its minimum rounds always run)."""
     progress = context.progress
     considered = sorted(t.number for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)))
     record = StudyRecord.of(study)
@@ -93,7 +94,7 @@ def remeasure_front(context: StudyContext, study: optuna.Study) -> dict | None:
         measured, sessions = _rebuild(context, trials, work)
         if not measured:
             return None
-        timings = _time_session(context, sessions)
+        timings = _time_session(context, sessions, max_seconds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     session = _session_record(measured, timings, considered, seconds=round(time.perf_counter() - started, 1))
@@ -125,13 +126,16 @@ def _rebuild(context: StudyContext, trials: list[optuna.trial.FrozenTrial],
     return measured, sessions
 
 
-def _time_session(context: StudyContext, sessions: list[list]) -> list[PairedTiming]:
+def _time_session(context: StudyContext, sessions: list[list], max_seconds: float | None) -> list[PairedTiming]:
     """Every candidate and fp32, interleaved in one session under the machine's timing lock."""
     workload = context.workload
+    protocol = front_protocol(context.protocol, len(sessions))
+    if max_seconds is not None:
+        protocol = protocol.replace(max_seconds=min(max_seconds, protocol.max_seconds or max_seconds))
     with context.fp32_timing_sessions() as fp32, timing_lock(context.lock_path, holder=context.study_name,
                                                              on_wait=context.progress):
         return measure_interleaved(workload.runner(fp32), [workload.runner(s) for s in sessions],
-                                   protocol=front_protocol(context.protocol, len(sessions)),
+                                   protocol=protocol,
                                    samples_per_round=workload.samples, load_meter=LoadMeter)
 
 

@@ -18,6 +18,7 @@ from opsearch.config import StudyConfig
 from opsearch.errors import StudyStopped, TrialFailed
 from opsearch.measure import WAITING_FOR_LOCK, Fp32Answers, fingerprint, machine_id
 from opsearch.quantize import QuantRecipe
+from opsearch.search._budget import Budget, front_session_seconds, trial_seconds
 from opsearch.search._context import StudyContext, Task
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._open import process_identity
@@ -114,21 +115,29 @@ class Runner:
 
     # The loop ---------------------------------------------------------------------------------------------
 
-    def optimize(self, n_trials: int, *, until_complete: int | None = None) -> optuna.Study:
+    def optimize(self, n_trials: int, *, until_complete: int | None = None,
+                 budget: Budget | None = None) -> optuna.Study:
         """Run ``n_trials`` trials; with ``until_complete``, stop early once the study holds that many completed
-        trials (other processes' included)."""
-        started, finished = time.perf_counter(), [0]
+        trials (other processes' included); with ``budget``, once another trial and the front session would not fit
+        in what is left of it."""
+        started, finished, durations = time.perf_counter(), [0], []
         if n_trials <= 0:
             return self.study
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             deliver_stops()  # Optuna has stored the trial: a stop asked for meanwhile happens now
+            durations.extend(trial_seconds([trial]))
             if TrialRecord.of(trial).repeat_of is not None:
                 return  # a repeated draw: nothing measured, not counted
             finished[0] += 1
             self._report_trial(trial, finished[0], n_trials, started)
             if finished[0] >= n_trials:
                 study.stop()
+            elif budget is not None and budget.seconds is not None:
+                front = self.front_session_seconds()
+                if not budget.room_for_trial(durations, front):
+                    self.progress(budget.why_stopped(durations, front))
+                    study.stop()
 
         callbacks = [report]
         if until_complete is not None:
@@ -147,6 +156,15 @@ class Runner:
             release_stops()  # never left held once optimize ends
             self.progress.close()
         return self.study
+
+    def front_session_seconds(self) -> float:
+        """What the front session would cost now, at least (0 when the study does not re-time its front)."""
+        if not self.config.remeasure_front:
+            return 0.0
+        from opsearch.search._remeasure import session_trials
+
+        candidates = session_trials(self.study, self.accuracy_limit)
+        return front_session_seconds(self.study, candidates, self.context.protocol, self.context.workload.samples)
 
     def _objective(self, trial: optuna.Trial) -> tuple[float, ...]:
         self._running, self._phase = trial, "preparing the trial"

@@ -21,6 +21,7 @@ from opsearch.config import StudyConfig
 from opsearch.errors import OpsearchError
 from opsearch.measure import EmbeddingTask
 from opsearch.search._baseline import measure_baseline, time_fp32_here
+from opsearch.search._budget import Budget
 from opsearch.search._context import StudyContext, load_config
 from opsearch.search._open import open_study, queue_first_trials
 from opsearch.search._progress import as_progress
@@ -129,18 +130,19 @@ def _run(config: StudyConfig, plan: _Plan, *, progress: Progress) -> optuna.Stud
 
 
 def _run_to_the_end(config: StudyConfig, plan: _Plan, *, progress: Progress) -> optuna.Study:
+    budget = Budget(config.timeout_seconds)  # the whole run: opening, baseline, trials and front session
     runner = create_runner(config, progress=progress, worker=plan.worker)
     try:
         todo = plan.trials(runner.study)
         if not todo and plan.nothing_to_do:
             runner.progress(plan.nothing_to_do.format(done=len(_complete(runner.study))))
-        study = runner.optimize(todo, until_complete=plan.until_complete) if todo else runner.study
+        study = runner.optimize(todo, until_complete=plan.until_complete, budget=budget) if todo else runner.study
     finally:
         runner.close()
     if config.remeasure_front and (todo or _front_session_stale(study)):
         from opsearch.search._remeasure import remeasure_front
 
-        remeasure_front(runner.context, study)
+        remeasure_front(runner.context, study, max_seconds=None if budget.seconds is None else max(0.0, budget.left))
     return study
 
 

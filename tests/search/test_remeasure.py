@@ -12,8 +12,7 @@ import pytest
 from report_study import BASELINE, Spec, _params, make_study
 
 from opsearch.config import StudyConfig
-from opsearch.report import build_report
-from opsearch.report._report import limit_line
+from opsearch.report import build_report, limit_line
 from opsearch.search import StudyContext, _remeasure
 from opsearch.search._remeasure import front_trials, session_trials
 from opsearch.store import set_study_attrs

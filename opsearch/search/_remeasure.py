@@ -126,7 +126,7 @@ def _rebuild(context: StudyContext, trials: list[optuna.trial.FrozenTrial],
     return measured, sessions
 
 
-def _time_session(context: StudyContext, sessions: list[list], max_seconds: float | None) -> list[PairedTiming]:
+def _time_session(context: StudyContext, sessions: list[list], max_seconds: float | None = None) -> list[PairedTiming]:
     """Every candidate and fp32, interleaved in one session under the machine's timing lock."""
     workload = context.workload
     protocol = front_protocol(context.protocol, len(sessions))

@@ -94,3 +94,6 @@ def test_the_front_session_times_by_the_studys_protocol_with_a_budget_per_candid
     assert sides == candidates
     assert session.max_seconds == pytest.approx(50.0 * candidates)
     assert dataclasses.replace(session, max_seconds=study.max_seconds) == study
+    # What a study's time budget has left caps the session's timed rounds; nothing else changes.
+    _remeasure._time_session(context, [["q"]] * candidates, max_seconds=7.0)
+    assert given[-1][1] == dataclasses.replace(study, max_seconds=7.0)

@@ -17,7 +17,7 @@ from opsearch._files import atomic_folder
 from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 from opsearch.quantize._fusion import fused_model
-from opsearch.quantize._graph import graph_hash, model_file_mb, quantized_nodes
+from opsearch.quantize._graph import graph_hash, matmul_kinds, model_file_mb, quantized_nodes
 from opsearch.quantize._groups import GraphGroups, find_groups, plan, realized
 from opsearch.quantize._recipe import QuantRecipe
 
@@ -87,13 +87,17 @@ def _run_quantizer(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibration:
 
 def _source_graph(recipe: QuantRecipe, fp32_path: Path, tmp: Path,
                   cache_dir: Path | None) -> tuple[Path, onnx.ModelProto, GraphGroups, tuple[str, ...]]:
-    """Fuse if asked, then read: the graph's path in a private view, the graph, its groups, fragile nodes kept fp32."""
+    """Fuse if asked, then read: the graph's path in a private view, the graph, its groups, and the nodes the recipe
+    keeps fp32 by what they are (fragile nodes; MatMuls of two activations), named from this graph: after fusion, a
+    fused Attention holds its attention MatMuls already."""
     source = fp32_path
     if recipe.fusion != "none":
         source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
     graph = _load_graph(source)
     groups = find_groups(graph)
     excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()
+    if recipe.matmul_weights_only:
+        excluded = (*excluded, *matmul_kinds(graph).activation)
     return _private_view(source, tmp / "source"), graph, groups, excluded
 
 
@@ -205,7 +209,8 @@ def _ort_extra(recipe: QuantRecipe) -> dict:
 def _ort_dynamic(recipe: QuantRecipe, source: Path, target: Path, *, const_b_only: bool = True,
                  **selection) -> None:
     """``const_b_only``: ONNX Runtime's default, MatMuls of two activations left fp32 (optimum's quantizer, and a
-    mixed recipe that names them, quantize those too)."""
+    mixed recipe that names them, quantize those too). Fused dynamic recipes keep it: they are weight-MatMuls-only
+    recipes (``QuantRecipe.matmul_weights_only``), and the graphs stored studies measured stay the same."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {**_ort_extra(recipe), "MatMulConstBOnly": const_b_only}

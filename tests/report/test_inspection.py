@@ -52,4 +52,4 @@ def test_json_holds_the_graph_the_groups_and_the_ranges() -> None:
     assert [g["key"] for g in data["groups"]["groups"]] == ["layer.0/ffn_in", "layer.0/ffn_out", "embeddings"]
     assert data["ranges"]["rows"] == 16 and data["ranges"]["groups"][0]["abs_max"] == 412.0
     assert set(json.loads(inspection_json(Inspection("m", "classification", GRAPH)))) == {
-        "model", "task", "path", "operators"}
+        "model", "task", "path", "operators", "matmuls"}

@@ -43,8 +43,8 @@ def test_study_runs_trials_and_records_everything(tmp_path, tiny_checkpoint, tin
 
     trials = study.get_trials(states=(COMPLETE,))
     assert trials, [t.user_attrs.get("fail_reason") for t in study.trials]
-    # The first trials are the presets, labelled.
-    assert study.trials[0].user_attrs["preset"] == "dynamic: MatMul only"
+    # The first trials are the starting points, labelled: INC's default first, the MatMuls with a constant weight.
+    assert study.trials[0].user_attrs["preset"] == "dynamic: weight MatMuls only"
     assert study.trials[0].user_attrs["quantized_nodes"]["MatMul"] > 0
     for t in trials:
         attrs = t.user_attrs

@@ -40,6 +40,7 @@ def format_inspection(inspection: Inspection, *, list_groups: bool = False) -> s
     lines.append("quantizable: read from onnxruntime.quantization.registry (onnxruntime "
                  f"{importlib.metadata.version('onnxruntime')}); weight_only: what its MatMulNBitsQuantizer takes "
                  "(a MatMul or Gather of a constant weight).")
+    lines += _matmul_kinds(info)
     groups = inspection.groups
     if groups is not None:
         lines += ["", f"groups found from the graph's structure: {groups.layers} layers; "
@@ -50,3 +51,15 @@ def format_inspection(inspection: Inspection, *, list_groups: bool = False) -> s
     if inspection.ranges is not None:
         lines += ["", format_ranges(inspection.ranges)]
     return "\n".join(lines)
+
+
+def _matmul_kinds(info: GraphInfo) -> list[str]:
+    """The MatMuls with a constant weight and those whose both inputs are activations: the choice
+    ``matmul_weights_only`` makes."""
+    total = info.weight_matmuls + info.activation_matmuls
+    if not total:
+        return []
+    if not info.activation_matmuls:
+        return [f"MatMul {total}: all with a constant weight"]
+    return [f"MatMul {total}: {info.weight_matmuls} with a constant weight, {info.activation_matmuls} activation x "
+            "activation (attention's scores and context; matmul_weights_only keeps them fp32)"]

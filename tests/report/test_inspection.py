@@ -53,3 +53,15 @@ def test_json_holds_the_graph_the_groups_and_the_ranges() -> None:
     assert data["ranges"]["rows"] == 16 and data["ranges"]["groups"][0]["abs_max"] == 412.0
     assert set(json.loads(inspection_json(Inspection("m", "classification", GRAPH)))) == {
         "model", "task", "path", "operators", "matmuls"}
+
+
+@pytest.mark.parametrize(("weight", "activation", "line"), [
+    (36, 12, "MatMul 48: 36 with a constant weight, 12 activation x activation"),
+    (18, 0, "MatMul 18: all with a constant weight"),
+])
+def test_the_matmuls_are_split_by_what_feeds_them(weight: int, activation: int, line: str) -> None:
+    graph = GraphInfo(GRAPH.path, GRAPH.operators, weight_matmuls=weight, activation_matmuls=activation)
+    lines = format_inspection(Inspection("m", "classification", graph)).splitlines()
+    assert lines[5].startswith(line)
+    assert json.loads(inspection_json(Inspection("m", "classification", graph)))["matmuls"] == {
+        "weight": weight, "activation": activation}

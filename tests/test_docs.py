@@ -169,3 +169,26 @@ def test_the_readme_maps_every_docs_page() -> None:
               for is_image, target in links(README) if not is_image and not _SCHEME.match(target)}
     unlinked = [_rel(page) for page in PAGES[1:] if page.resolve() not in linked]
     assert not unlinked, f"README.md does not link to {unlinked}"
+
+
+def _module_table() -> str:
+    text = (DOCS / "library.md").read_text()
+    start = text.index("### The modules")
+    return text[text.index("```", start):text.index("```", text.index("```", start) + 3)]
+
+
+def test_the_module_table_names_every_module_and_no_other() -> None:
+    """The library page's one description of the layout stays the layout: a module added, moved or removed fails
+    here until the table says so."""
+    package = ROOT / "opsearch"
+    modules = {str(p.relative_to(package)) for p in package.rglob("*.py")
+               if p.name not in ("__init__.py", "__main__.py")} | {"config/default.toml"}
+    listed, folder = set(), ""
+    for line in _module_table().splitlines()[2:]:  # after the fence and "opsearch/"
+        name = line.split()[0] if line.strip() else ""
+        if name.endswith("/"):
+            folder = name
+        elif name.endswith((".py", ".toml")):
+            listed.add(folder + name if line.startswith("    ") else name)
+    listed.discard("__init__.py")
+    assert listed == modules, (sorted(modules - listed), sorted(listed - modules))

@@ -23,7 +23,7 @@ measurements, not from each tool's own. The table names the CPU: the figures bel
     python benchmarks/peers.py --rows 100 --olive-max-iter 2 --trials 2 --rounds 5 --timing-samples 20   # smoke
     python benchmarks/peers.py --reuse             # time the answers an earlier run left in --out again
 
-Not a test: about 25 minutes on 2 cores (35 with --inc-static), plus a few minutes of downloads for the first
+Not a test: about 20 minutes on 2 cores (30 with --inc-static), plus a few minutes of downloads for the first
 run's environments. Writes peers.json, peers.md (the table) and each tool's log, settings and answer under --out.
 """
 
@@ -64,7 +64,7 @@ ENV_OF = {"inc": "inc-2.6", "inc-static": "inc-2.6", "olive": "olive-0.13"}
 LABELS = {"inc": "Intel Neural Compressor 2.6, `quantization.fit`, dynamic",
           "inc-static": "Intel Neural Compressor 2.6, `quantization.fit`, static",
           "olive": "Olive 0.13, `OnnxQuantization`, TPE",
-          "opsearch": "opsearch, `run {study} --trials {trials}`"}
+          "opsearch": "opsearch"}
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
            "OLIVE_DISABLE_TELEMETRY": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -421,7 +421,8 @@ def run_opsearch(args, inputs: dict, work: Path) -> dict:
     states = Counter(t.state.name.lower() for t in load_existing(storage, "peers").get_trials(deepcopy=False))
     return {"model": str(answer / "model.onnx"), "wall_s": round(wall, 1), "trials": states.get("complete", 0),
             "states": dict(states), "trial": trial["trial"], "preset": trial.get("preset"),
-            "answer": QuantRecipe.from_dict(trial["recipe"]).label(), "surely_within": uncertain is None}
+            "answer": QuantRecipe.from_dict(trial["recipe"]).label(), "surely_within": uncertain is None,
+            "command": f"run {Path(args.study).name} --trials {args.trials}"}
 
 
 # Timing and accuracy ----------------------------------------------------------------------------------------------
@@ -456,9 +457,16 @@ def time_and_evaluate(args, inputs: dict, runs: dict) -> dict:
     workload = Workload(inputs["texts"][: args.timing_samples], tokenizer, batch_size=1, max_length=args.max_length)
     protocol = TimingProtocol.from_settings({"rounds": args.rounds, "max_rounds": args.rounds,
                                              "sessions_per_model": args.sessions_per_model, "max_seconds": None})
-    paths = {"fp32": model.onnx_path, **answers}
-    sessions = {name: [make_session(path, threads) for _ in range(protocol.sessions_per_model)]
-                for name, path in paths.items()}
+    task = ClassificationTask(encode(tokenizer, inputs["texts"], max_length=args.max_length), inputs["labels"])
+    sessions = {"fp32": [make_session(model.onnx_path, threads) for _ in range(protocol.sessions_per_model)]}
+    evaluations = {"fp32": task.evaluate(sessions["fp32"][0])}
+    for peer, path in list(answers.items()):
+        try:  # an answer ONNX Runtime cannot load or run is that tool's failure, not the benchmark's
+            sessions[peer] = [make_session(path, threads) for _ in range(protocol.sessions_per_model)]
+            evaluations[peer] = task.evaluate(sessions[peer][0])
+        except Exception as exc:  # noqa: BLE001 - ONNX Runtime raises several unrelated types
+            runs[peer] = {**runs[peer], "failed": f"its answer does not run: {exc}"[:300]}
+            del answers[peer]
     names = list(answers)
     timings = {}
     if names:
@@ -473,14 +481,12 @@ def time_and_evaluate(args, inputs: dict, runs: dict) -> dict:
         print(f"timed in {time.perf_counter() - started:.0f} s", flush=True)
     ties = _ties(timings, tie_groups)
 
-    task = ClassificationTask(encode(tokenizer, inputs["texts"], max_length=args.max_length), inputs["labels"])
-    evaluations = {name: task.evaluate(group[0]) for name, group in sessions.items()}
     fp32_correct = evaluations["fp32"].predictions == inputs["labels"]
     rows = []
     for peer in runs:
         run = runs[peer]
-        row = {"tool": peer, "label": LABELS[peer].format(study=Path(args.study).name, trials=args.trials),
-               "run": run}
+        label = f"opsearch, `{run['command']}`" if run.get("command") else LABELS[peer]
+        row = {"tool": peer, "label": label, "run": run}
         if peer in answers:
             evaluation, timing = evaluations[peer], timings[peer]
             low, high = accuracy_loss_ci(fp32_correct, evaluation.predictions == inputs["labels"])

@@ -47,6 +47,12 @@ def answer_over_time(study: optuna.Study, rows: list[TrialRow]) -> list[AnswerSt
     return steps
 
 
+def study_minutes(study: optuna.Study) -> float:
+    """The study's busy minutes: every finished trial's running interval, overlaps counted once."""
+    return _busy_minutes([t for t in study.get_trials(deepcopy=False)
+                          if t.datetime_complete is not None and t.datetime_start is not None])
+
+
 def _answers(row: TrialRow) -> bool:
     """Could stand as "the fastest within the limit": feasible, timed, surely within (or no limit), its own graph."""
     return (row.feasible and row.constraint in ("", "within") and row.same_graph_as is None
@@ -55,7 +61,7 @@ def _answers(row: TrialRow) -> bool:
 
 def _busy_minutes(trials: list[optuna.trial.FrozenTrial]) -> float:
     """The union of the trials' running intervals, in minutes, up to the last one's end."""
-    total, end = 0.0, None
+    total, end = 0.0, None  # an empty list: 0
     for start, stop in sorted((t.datetime_start, t.datetime_complete) for t in trials):
         if end is None or start > end:
             total += (stop - start).total_seconds()
@@ -77,8 +83,10 @@ def answer_lines(steps: list[AnswerStep], limit_pt: float | None) -> list[str]:
     return lines
 
 
-def draw_answer(steps: list[AnswerStep], out: str | Path, *, title: str = "how the answer improved") -> Path:
-    """The answer's speedup against the study's minutes, as a step line, each step labelled by its trial (PNG)."""
+def draw_answer(steps: list[AnswerStep], out: str | Path, *, until: float | None = None,
+                title: str = "how the answer improved") -> Path:
+    """The answer's speedup against the study's minutes (to ``until``, its busy minutes in all), as a step line,
+    each step labelled by its trial (PNG)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,7 +97,8 @@ def draw_answer(steps: list[AnswerStep], out: str | Path, *, title: str = "how t
     if steps:
         xs = [s.minutes for s in steps]
         ys = [s.speedup for s in steps]
-        ax.step([*xs, xs[-1] * 1.05 + 0.1], [*ys, ys[-1]], where="post", color="tab:blue")
+        end = until if until is not None and until > xs[-1] else xs[-1] * 1.05 + 0.1
+        ax.step([*xs, end], [*ys, ys[-1]], where="post", color="tab:blue")
         ax.scatter(xs, ys, color="tab:blue", zorder=3)
         for s in steps:
             ax.annotate(f"trial {s.trial}", (s.minutes, s.speedup), textcoords="offset points", xytext=(4, 4),

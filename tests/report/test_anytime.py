@@ -63,3 +63,10 @@ def test_without_an_answer_there_is_no_section_and_the_plot_still_draws(tmp_path
     assert steps == [] and answer_lines(steps, 1.0) == []
     out = draw_answer([AnswerStep(1.0, 0, 1.4, 0.0), AnswerStep(4.5, 3, 1.7, 0.2)], tmp_path / "answer.png")
     assert out.stat().st_size > 1000 and out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_study_minutes_count_every_finished_trial() -> None:
+    from opsearch.report._anytime import study_minutes
+
+    study = _study([(0, 2, 1.9, 0.05, [0.04, 0.06]), (1, 4, 1.2, 0.0, [0.0, 0.0]), (10, 11, 1.1, 0.0, [0.0, 0.0])])
+    assert study_minutes(study) == pytest.approx(5.0)

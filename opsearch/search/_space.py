@@ -372,12 +372,12 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict) -> SearchSpace:
-        """A stored space (``to_dict``), including ones stored before fusion and static flags were searched."""
+        """A stored space (``to_dict``; a study's record reads an older one in this shape: ``opsearch.store``)."""
         return cls({k: tuple(v) for k, v in data["operators"].items()},
                    **{k: _tuple(data[k]) for k in ("calibration_method", "calibration_samples", "formats",
-                                                   "activation_types", "exclude_fragile", "fusions") if k in data},
-                   groups={level: GraphGroups.from_dict(g) for level, g in data.get("groups", {}).items()},
-                   sensitivity=data.get("sensitivity", {}))
+                                                   "activation_types", "exclude_fragile", "fusions")},
+                   groups={level: GraphGroups.from_dict(g) for level, g in data["groups"].items()},
+                   sensitivity=data["sensitivity"])
 
 
 class _Replay:

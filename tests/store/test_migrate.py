@@ -16,7 +16,7 @@ from conftest import fast_settings
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
-from opsearch.measure import PairedTiming, measure_paired, measure_single
+from opsearch.measure import PairedTiming, SingleTiming
 from opsearch.report import build_report, format_report
 from opsearch.search import SearchSpace, run_study
 from opsearch.store import SCHEMA_VERSION, StudyRecord, TrialRecord, trial_rows
@@ -204,9 +204,11 @@ def test_a_record_without_a_schema_reads_as_the_oldest() -> None:
 
 def _todays_study_and_trial() -> tuple[dict[str, Any], dict[str, Any]]:
     """Fields as today's writers produce them."""
-    paired = measure_paired(lambda: [0.005] * 10, lambda: [0.01] * 10, samples_per_round=10, rounds=3, max_rounds=3,
-                            warmup_rounds=1, ci_target=0.02, estimator="floor", blocks=2).to_dict()
-    single = measure_single(lambda: [0.01] * 10, samples_per_round=10, rounds=3, warmup_rounds=1).to_dict()
+    latency = {"p50": 5.0, "p95": 5.0, "p99": 5.0}
+    paired = PairedTiming((0.05,) * 3, (0.1,) * 3, 10, 1, 0.02, (1.9, 2.1), estimator="floor", candidate_floor_s=0.05,
+                          baseline_floor_s=0.1, other_cores=0.0, steal_cores=0.0, rounds_ci=(1.95, 2.05), blocks=2,
+                          latency_ms=latency, baseline_latency_ms=latency).to_dict()
+    single = SingleTiming((0.1,) * 3, 10, 1, latency).to_dict()
     space = SearchSpace({"dynamic": ("MatMul",), "static/QDQ": ("MatMul",)}, fusions=("none",)).to_dict()
     session = {"at": "2026-12-02T10:00:00+00:00", "ties": [[0]], "tie_test": {"alpha": 0.05}, "rounds": 3,
                "seconds": 1.0, "considered": [0],

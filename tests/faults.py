@@ -9,7 +9,7 @@ import ctypes
 import os
 import time
 
-from opsearch.search import TrialJob, TrialOutcome, TrialWorker
+from opsearch.search import TrialJob, TrialMeasurer, TrialOutcome
 
 
 def _outcome(job: TrialJob) -> TrialOutcome:
@@ -18,7 +18,7 @@ def _outcome(job: TrialJob) -> TrialOutcome:
 
 
 class Segfaults:
-    def __init__(self, bench) -> None:
+    def __init__(self, setup) -> None:
         pass
 
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:
@@ -28,7 +28,7 @@ class Segfaults:
 
 
 class Hangs:
-    def __init__(self, bench) -> None:
+    def __init__(self, setup) -> None:
         pass
 
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:
@@ -40,7 +40,7 @@ class Hangs:
 class EatsMemory:
     """Grows its resident memory by 50 MB every 20 ms, touching every page, until something stops it."""
 
-    def __init__(self, bench) -> None:
+    def __init__(self, setup) -> None:
         pass
 
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:
@@ -55,7 +55,7 @@ class EatsMemory:
 class Works:
     """Answers at once; records its pid in the outcome, to show which process ran the job."""
 
-    def __init__(self, bench) -> None:
+    def __init__(self, setup) -> None:
         pass
 
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:
@@ -67,7 +67,7 @@ class Works:
 class WaitsForLock:
     """Reports the untimed phase, then sleeps past the time limit: waiting for the timing lock is not a hang."""
 
-    def __init__(self, bench) -> None:
+    def __init__(self, setup) -> None:
         pass
 
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:
@@ -77,7 +77,7 @@ class WaitsForLock:
         return _outcome(job)
 
 
-class CrashesOnMarkedTrials(TrialWorker):
+class CrashesOnMarkedTrials(TrialMeasurer):
     """A real trial worker, but it segfaults on the trials listed in OPSEARCH_TEST_CRASH_TRIALS (e.g. "1,3")."""
 
     def run(self, job: TrialJob, phase=lambda name: None) -> TrialOutcome:

@@ -42,6 +42,7 @@ def test_default_model_probe_beats_majority_and_quantization_keeps_embeddings_cl
     majority = study.user_attrs["data"]["majority_accuracy"]
     assert baseline > majority + 0.05
     trial = study.trials[0]
-    assert trial.state == optuna.trial.TrialState.COMPLETE and trial.user_attrs["preset"] == "dynamic: MatMul only"
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    assert trial.user_attrs["preset"] == "dynamic: weight MatMuls only"
     cosine = trial.user_attrs["metrics"]["cosine_to_fp32"]
     assert 0.9 < cosine < 0.9999

@@ -100,3 +100,25 @@ def test_a_disk_that_fills_during_the_export_stops_the_study_and_resume_goes_on(
     study = load_existing(storage, "full")
     assert StudyRecord.of(study).complete
     assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 1
+
+
+@pytest.mark.parametrize("entry", ["worker", "resume"])
+def test_a_storage_write_onto_a_full_disk_names_the_disk_in_every_entry_point(small_disk, tiny_checkpoint, tiny_csv,
+                                                                              entry: str) -> None:
+    from opsearch.config import StudyConfig
+    from opsearch.search import resume_study, run_study, run_worker
+
+    storage = f"sqlite:///{small_disk / 'study.db'}"
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="full",
+                         trials=3, **fast_settings(modes=["dynamic"], remeasure_front=False))
+    run_study(config, n_trials=0, progress=lambda line: None)  # the baseline only: nothing to quantize yet
+    # The first write of a trial is the storage's own (Optuna creates the trial): SQLite's "database or disk is
+    # full", which every entry point must name as run does.
+    filler = _fill(small_disk)
+    start = run_worker if entry == "worker" else resume_study
+    with pytest.raises(DiskFull) as info:
+        start(storage=storage, study_name="full", n_trials=1, progress=lambda line: None)
+    assert f"no space left on the disk that holds {str(small_disk / 'study.db')!r}" in info.value.reason
+    filler.unlink()
+    study = start(storage=storage, study_name="full", n_trials=1, progress=lambda line: None)
+    assert len(study.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 1

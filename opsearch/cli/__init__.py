@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from opsearch.cli._main import config_from_args, main
+from opsearch.cli._main import main
+from opsearch.cli._run import config_from_args
 
 __all__ = [
     "config_from_args",

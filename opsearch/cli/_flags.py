@@ -1,15 +1,17 @@
 """Command-line flags derived from the settings' declarations: name, type, choices, help and default come from
-:mod:`opsearch.config`, so a setting is written once and every flag that sets it follows."""
+:mod:`opsearch.config`, so a setting is written once and every flag that sets it follows; and the flags several
+commands share (the stored study, the output, the accuracy limit), with what they resolve to."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import sys
 import typing
 from typing import Any
 
 from opsearch.config import Setting, StudyConfig, check_value, default_of, flag_of, settings_of
-from opsearch.errors import ConfigError
+from opsearch.errors import ConfigError, StudyError
 
 
 def _kind(annotation: Any) -> type:
@@ -129,3 +131,50 @@ def check_positive(args: argparse.Namespace, flags: dict[str, str]) -> None:
             check_value(name, value, infos[name][1])
         except ConfigError as exc:
             raise exc.respelled(f"{flag} {_as_typed(value)}") from None
+
+
+def add_storage_flags(parser: argparse.ArgumentParser) -> None:
+    """``--storage`` and ``--study-name``: the stored study a command reads or continues."""
+    parser.add_argument("--storage", required=True,
+                        help="Optuna storage URL, e.g. sqlite:///opsearch-runs/default.db")
+    parser.add_argument("--study-name", required=True, help="the study's name in that storage")
+
+
+def add_output_flags(parser: argparse.ArgumentParser) -> None:
+    """``--quiet`` or ``--json-log``: what a command that runs trials prints while it runs (see :func:`progress`)."""
+    g = parser.add_mutually_exclusive_group()
+    g.add_argument("--quiet", action="store_true", help="print only the final report")
+    g.add_argument("--json-log", action="store_true",
+                   help="print one JSON object per line (messages, trial_started, trial_finished, finished)")
+
+
+def progress(args: argparse.Namespace):
+    """Where a command's progress goes, as :func:`add_output_flags` chose: JSON lines on stdout, nothing, a bar on
+    a terminal, or lines on stderr."""
+    from opsearch.search import Bar, JsonLog, Lines, Quiet
+
+    if getattr(args, "json_log", False):
+        return JsonLog(sys.stdout)
+    if getattr(args, "quiet", False):
+        return Quiet()
+    if sys.stderr.isatty():
+        return Bar(sys.stderr)
+    return Lines(lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def study_limit(study, given: float | str | None) -> float | None:
+    """The accuracy limit a read-only command applies, as a fraction: the one given (``--max-accuracy-loss``,
+    checked as the setting is), else the study's own (None: no limit)."""
+    from opsearch.config import accuracy_limit
+    from opsearch.store import StudyRecord
+
+    record = StudyRecord.of(study)
+    if given is not None:
+        check_positive(argparse.Namespace(max_accuracy_loss=given), {"max_accuracy_loss": "--max-accuracy-loss"})
+        if isinstance(given, str) and not record.baseline:
+            raise StudyError(f"--max-accuracy-loss {given}: a share of the fp32 accuracy needs the study's fp32 "
+                             "baseline, which it has not measured yet; give a fraction (0.01 for one point).")
+        return accuracy_limit(given, record.baseline_accuracy if record.baseline else 0.0)
+    if not record.complete:
+        return None
+    return record.config(study.study_name).accuracy_limit(record.baseline_accuracy)

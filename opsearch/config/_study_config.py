@@ -82,6 +82,27 @@ def _parse_limit(text: str) -> float | str:
         return text
 
 
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
+
+
+def duration_seconds(value: float | str | None) -> float | None:
+    """A checked ``timeout`` (seconds, or text such as 10m, 90s, 1h30m) in seconds."""
+    if value is None or isinstance(value, int | float):
+        return value
+    hours, minutes, seconds = (float(part or 0) for part in _DURATION.match(value.strip()).groups())
+    return 3600 * hours + 60 * minutes + seconds
+
+
+def _check_duration(name: str, value: Any) -> None:
+    if value is None:
+        return
+    text = value.strip() if isinstance(value, str) else ""
+    ok = (isinstance(value, int | float) and not isinstance(value, bool) and value > 0) or (
+        bool(text) and _DURATION.match(text) is not None and duration_seconds(text) > 0)
+    if not ok:
+        refuse(name, value, "must be a positive duration: seconds (600), or 10m, 90s, 1h30m.")
+
+
 def accuracy_limit(value: float | str | None, baseline_accuracy: float) -> float | None:
     """A checked ``max_accuracy_loss`` (0.01, or "1%rel" of ``baseline_accuracy``) as a fraction of accuracy."""
     if value is None:
@@ -175,7 +196,11 @@ class StudyConfig:
     probe_samples: int = setting(4000, "fit rows the embedding probe is fitted on", group=DATA, role=IDENTITY,
                                  check=whole(1))
 
-    trials: int = setting(20, "how many trials to run now", group=SEARCH, check=whole(0))
+    trials: int = setting(20, "how many trials to run now (at most, with --timeout)", group=SEARCH, check=whole(0))
+    timeout: float | str | None = setting(
+        None, "a time budget for this run, the front session included: 10m, 90s, 1h30m or seconds; trials stop "
+        "starting once another and the front session would not fit", group=SEARCH, role=RUNTIME,
+        check=_check_duration, parse=_parse_limit, metavar="DURATION", default_help="none")
     modes: list[str] = setting(["dynamic", "static", "weight_only"], "quantization modes searched (mixed: a "
                                "precision per layer and role, opt-in)", group=SEARCH, role=IDENTITY,
                                choices=MODES, many=True)
@@ -367,6 +392,11 @@ class StudyConfig:
     def accuracy_limit(self, baseline_accuracy: float) -> float | None:
         """``max_accuracy_loss`` as a fraction of accuracy, given the fp32 accuracy; None without a limit."""
         return accuracy_limit(self.max_accuracy_loss, baseline_accuracy)
+
+    @property
+    def timeout_seconds(self) -> float | None:
+        """``timeout`` in seconds (None: no budget)."""
+        return duration_seconds(self.timeout)
 
     def resolved_study_name(self) -> str:
         if self.study_name:

@@ -14,6 +14,13 @@ from opsearch.measure._accuracy import (
 )
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
+from opsearch.measure._fp32 import (
+    BASELINE_MARGIN,
+    CHANCE_MARGIN,
+    Fp32Answers,
+    check_fp32_accuracy,
+    majority_accuracy,
+)
 from opsearch.measure._machine import (
     WAITING_FOR_LOCK,
     Load,
@@ -26,6 +33,7 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
+from opsearch.measure._protocol import TimingProtocol, protocol_settings
 from opsearch.measure._screen import ALPHA, LOOKS, AccuracyScreen, Screening, evaluate_screened, feed_order
 from opsearch.measure._sessions import (
     Feed,
@@ -63,6 +71,11 @@ from opsearch.measure._timing import (
 from opsearch.measure._workload import Workload
 
 __all__ = [
+    "BASELINE_MARGIN",
+    "CHANCE_MARGIN",
+    "Fp32Answers",
+    "check_fp32_accuracy",
+    "majority_accuracy",
     "ALPHA",
     "AccuracyScreen",
     "LOOKS",
@@ -84,6 +97,7 @@ __all__ = [
     "PairedTiming",
     "SingleTiming",
     "ThreadSettings",
+    "TimingProtocol",
     "Workload",
     "accuracy_loss_ci",
     "across_sessions_ci",
@@ -114,6 +128,7 @@ __all__ = [
     "call_percentiles_ms",
     "physical_cores",
     "pool",
+    "protocol_settings",
     "run_all",
     "stability_warnings",
     "synthetic_texts",

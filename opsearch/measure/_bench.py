@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from opsearch.measure._machine import LoadMeter
+from opsearch.measure._protocol import TimingProtocol
 from opsearch.measure._sessions import ThreadSettings, make_session
 from opsearch.measure._timing import PairedTiming, measure_paired
 from opsearch.measure._workload import Workload
@@ -73,23 +74,20 @@ def synthetic_texts(tokenizer, *, n: int, seed: int = 0, min_words: int = 8, max
 
 
 def bench(model_a: str, model_b: str, *, texts: list[str] | None, samples: int, batch_size: int, end_to_end: bool,
-          max_length: int, rounds: int, max_rounds: int, warmup_rounds: int, ci_target: float,
-          max_seconds: float | None, threads: ThreadSettings, sessions_per_model: int, estimator: str,
-          seed: int) -> BenchResult:
-    """Time A against B in interleaved rounds, as a study times a trial (the study's settings of the same names
-    say what each argument does). ``texts=None`` uses synthetic texts from B's tokenizer."""
+          max_length: int, threads: ThreadSettings, protocol: TimingProtocol) -> BenchResult:
+    """Time A against B in interleaved rounds, as a study times a trial, by ``protocol``; the workload's arguments
+    are the study's settings of the same names. ``texts=None`` uses synthetic texts from B's tokenizer, seeded by
+    the protocol's seed."""
     from transformers import AutoTokenizer
 
     with tempfile.TemporaryDirectory(prefix="opsearch-bench-") as tmp:
         a = prepare_model(model_a, cache_dir=Path(tmp) / "a")
         b = prepare_model(model_b, cache_dir=Path(tmp) / "b")
         tokenizer = AutoTokenizer.from_pretrained(b.folder)
-        texts = (texts or synthetic_texts(tokenizer, n=samples, seed=seed))[:samples]
+        texts = (texts or synthetic_texts(tokenizer, n=samples, seed=protocol.seed))[:samples]
         workload = Workload(texts, tokenizer, batch_size=batch_size, max_length=max_length, end_to_end=end_to_end)
-        sessions_a = [make_session(a.onnx_path, threads) for _ in range(sessions_per_model)]
-        sessions_b = [make_session(b.onnx_path, threads) for _ in range(sessions_per_model)]
-        timing = measure_paired(workload.runner(sessions_a), workload.runner(sessions_b),
-                                samples_per_round=workload.samples, rounds=rounds, max_rounds=max_rounds,
-                                warmup_rounds=warmup_rounds, ci_target=ci_target, max_seconds=max_seconds, seed=seed,
-                                estimator=estimator, blocks=sessions_per_model, load_meter=LoadMeter)
+        sessions_a = [make_session(a.onnx_path, threads) for _ in range(protocol.sessions_per_model)]
+        sessions_b = [make_session(b.onnx_path, threads) for _ in range(protocol.sessions_per_model)]
+        timing = measure_paired(workload.runner(sessions_a), workload.runner(sessions_b), protocol=protocol,
+                                samples_per_round=workload.samples, load_meter=LoadMeter)
     return BenchResult(model_a, model_b, timing, workload.describe(), threads)

@@ -38,7 +38,8 @@ from typing import Any
 
 import numpy as np
 
-from opsearch.config import ESTIMATORS, StudyConfig, legacy_values
+from opsearch.config import StudyConfig, legacy_values
+from opsearch.measure._protocol import TimingProtocol
 from opsearch.measure._statistics import across_sessions_ci, bootstrap_ci, floor_ci, floor_seconds
 
 Clock = Callable[[], float]
@@ -232,95 +233,108 @@ def _speedup(candidate_s: np.ndarray, baseline_s: np.ndarray, candidate_calls: n
 
 
 def paired_record(candidate_s: Sequence[float], baseline_s: Sequence[float], candidate_calls: np.ndarray,
-                  baseline_calls: np.ndarray, *, estimator: str, samples_per_round: int, warmup_rounds: int,
-                  ci_target: float, blocks: int = 1, seed: int = 0) -> PairedTiming:
+                  baseline_calls: np.ndarray, *, protocol: TimingProtocol, samples_per_round: int) -> PairedTiming:
     """The record of paired rounds: round totals, per-call times (rounds x calls) for the floor. Round ``r`` ran
-    on session pair ``(warmup_rounds + r) % blocks`` (see the module's docstring)."""
+    on session pair ``(warmup_rounds + r) % sessions_per_model`` (see the module's docstring)."""
+    estimator, seed, blocks = protocol.estimator, protocol.seed, protocol.sessions_per_model
     cand, base = np.asarray(candidate_s, dtype=float), np.asarray(baseline_s, dtype=float)
     if estimator == "floor":
         rounds_ci = floor_ci(candidate_calls, baseline_calls, seed=seed)
     else:
         rounds_ci = bootstrap_ci(base / cand, seed=seed)
     point = _speedup(cand, base, candidate_calls, baseline_calls, estimator)
-    block = (warmup_rounds + np.arange(len(cand))) % max(1, blocks)
+    block = (protocol.warmup_rounds + np.arange(len(cand))) % max(1, blocks)
     ci = rounds_ci
     if len(np.unique(block)) > 1:
         low, high = across_sessions_ci(candidate_calls, baseline_calls, block, estimator=estimator, seed=seed)
         ci = (min(low, rounds_ci[0], point), max(high, rounds_ci[1], point))
-    return PairedTiming(tuple(candidate_s), tuple(baseline_s), samples_per_round, warmup_rounds, ci_target, ci,
-                        estimator=estimator, candidate_floor_s=floor_seconds(candidate_calls),
+    return PairedTiming(tuple(candidate_s), tuple(baseline_s), samples_per_round, protocol.warmup_rounds,
+                        protocol.ci_target, ci, estimator=estimator, candidate_floor_s=floor_seconds(candidate_calls),
                         baseline_floor_s=floor_seconds(baseline_calls), rounds_ci=rounds_ci,
                         blocks=len(np.unique(block)), latency_ms=call_percentiles_ms(candidate_calls),
                         baseline_latency_ms=call_percentiles_ms(baseline_calls))
 
 
-def measure_paired(run_candidate: Side, run_baseline: Side, *, samples_per_round: int, rounds: int,
-                   max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
-                   seed: int = 0, estimator: str, blocks: int = 1, load_meter: Callable[[], Any] | None = None,
-                   race: Race | None = None, clock: Clock = time.perf_counter) -> PairedTiming:
+def measure_paired(run_candidate: Side, run_baseline: Side, *, protocol: TimingProtocol, samples_per_round: int,
+                   load_meter: Callable[[], Any] | None = None, race: Race | None = None,
+                   clock: Clock = time.perf_counter) -> PairedTiming:
     """Time one candidate against the baseline in interleaved rounds (see :func:`measure_interleaved`).
 
     ``race``: asked after each round from the ``RACE_FROM``-th on, with the record so far; a reason it returns
     (the candidate is surely dominated: see ``search``) stops the rounds there, ``rounds`` reached or not."""
-    return measure_interleaved(run_baseline, [run_candidate], samples_per_round=samples_per_round, rounds=rounds,
-                               max_rounds=max_rounds, warmup_rounds=warmup_rounds, ci_target=ci_target,
-                               max_seconds=max_seconds, seed=seed, estimator=estimator, blocks=blocks,
+    return measure_interleaved(run_baseline, [run_candidate], protocol=protocol, samples_per_round=samples_per_round,
                                load_meter=load_meter, race=race, clock=clock)[0]
 
 
-def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, samples_per_round: int, rounds: int,
-                        max_rounds: int, warmup_rounds: int, ci_target: float, max_seconds: float | None = None,
-                        seed: int = 0, estimator: str, blocks: int = 1,
-                        load_meter: Callable[[], Any] | None = None, race: Race | None = None,
+def measure_interleaved(run_baseline: Side, candidates: Sequence[Side], *, protocol: TimingProtocol,
+                        samples_per_round: int, load_meter: Callable[[], Any] | None = None, race: Race | None = None,
                         clock: Clock = time.perf_counter) -> list[PairedTiming]:
     """Time the baseline and every candidate once per round, in an order shuffled per round.
 
-    ``rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of any
-    candidate's speedup over rounds (by ``estimator``) is wider than +-``ci_target`` (relative), until ``max_rounds``
-    rounds or ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one
-    record per candidate, each paired with the baseline's times from the same rounds. ``blocks``: how many
-    sessions of each model the sides rotate over (see the module's docstring). ``load_meter`` (e.g.
-    :class:`opsearch.machine.LoadMeter`) watches what else the CPUs do during the timed rounds.
+    ``protocol.rounds`` rounds are always measured; then one more at a time while the 95% bootstrap interval of any
+    candidate's speedup over rounds is wider than +-``ci_target`` (relative), until ``max_rounds`` rounds or
+    ``max_seconds`` of measuring. Warm-up rounds run every side and are discarded. Returns one record per
+    candidate, each paired with the baseline's times from the same rounds. The sides rotate over
+    ``sessions_per_model`` sessions of each model (see the module's docstring). ``load_meter`` (e.g.
+    :class:`opsearch.measure.LoadMeter`) watches what else the CPUs do during the timed rounds.
     """
-    if estimator not in ESTIMATORS:
-        raise ValueError(f"estimator={estimator!r} is not one of {', '.join(ESTIMATORS)}")
-    rng = np.random.default_rng(seed)
     sides = [run_baseline, *candidates]
-    for _ in range(warmup_rounds):
+    for _ in range(protocol.warmup_rounds):
         for fn in sides:
             fn()
-    totals: list[list[float]] = [[] for _ in sides]
-    calls: list[list[np.ndarray]] = [[] for _ in sides]
+    rounds = _Rounds(sides, protocol, samples_per_round, clock)
+    race_from = min(RACE_FROM, protocol.rounds) if race is not None and len(candidates) == 1 else None
     meter = load_meter() if load_meter is not None else None
     with meter if meter is not None else contextlib.nullcontext():
         started = clock()
         while True:
-            for i in rng.permutation(len(sides)):
-                start = clock()
-                per_call = sides[i]()
-                totals[i].append(clock() - start)
-                calls[i].append(np.asarray(per_call if per_call is not None else [totals[i][-1]], dtype=float))
-            n = len(totals[0])
-            racing = race is not None and len(candidates) == 1 and n >= min(RACE_FROM, rounds)
-            if n < rounds and not racing:
+            n = rounds.run_one()
+            racing = race_from is not None and n >= race_from
+            if n < protocol.rounds and not racing:
                 continue
-            records = [paired_record(totals[j], totals[0], np.stack(calls[j]), np.stack(calls[0]),
-                                     estimator=estimator, samples_per_round=samples_per_round,
-                                     warmup_rounds=warmup_rounds, ci_target=ci_target, blocks=blocks, seed=seed)
-                       for j in range(1, len(sides))]
+            records = rounds.records()
             reason = race(records[0]) if racing else ""
             if reason:
                 records = [replace(records[0], raced=reason)]
                 break
-            if n < rounds:
-                continue
-            out_of_time = max_seconds is not None and clock() - started >= max_seconds
-            if max(r.rounds_halfwidth for r in records) <= ci_target or n >= max_rounds or out_of_time:
+            if n >= protocol.rounds and _enough(records, n, clock() - started, protocol):
                 break
     load = getattr(meter, "load", None)
     if load is None:
         return records
     return [replace(r, other_cores=load.other_cores, steal_cores=load.steal_cores) for r in records]
+
+
+def _enough(records: list[PairedTiming], rounds: int, seconds: float, protocol: TimingProtocol) -> bool:
+    """Whether rounds can stop, ``protocol.rounds`` reached: every interval met its target, or the budget is spent."""
+    out_of_time = protocol.max_seconds is not None and seconds >= protocol.max_seconds
+    met = max(r.rounds_halfwidth for r in records) <= protocol.ci_target
+    return met or rounds >= protocol.max_rounds or out_of_time
+
+
+class _Rounds:
+    """The rounds measured so far: each side's round totals and per-call seconds (side 0 is the baseline)."""
+
+    def __init__(self, sides: list[Side], protocol: TimingProtocol, samples_per_round: int, clock: Clock) -> None:
+        self.sides, self.protocol, self.samples_per_round, self.clock = sides, protocol, samples_per_round, clock
+        self.rng = np.random.default_rng(protocol.seed)
+        self.totals: list[list[float]] = [[] for _ in sides]
+        self.calls: list[list[np.ndarray]] = [[] for _ in sides]
+
+    def run_one(self) -> int:
+        """Run one round, every side once in a shuffled order; returns how many rounds have run."""
+        for i in self.rng.permutation(len(self.sides)):
+            start = self.clock()
+            per_call = self.sides[i]()
+            self.totals[i].append(self.clock() - start)
+            self.calls[i].append(np.asarray(per_call if per_call is not None else [self.totals[i][-1]], dtype=float))
+        return len(self.totals[0])
+
+    def records(self) -> list[PairedTiming]:
+        """Each candidate's record so far, paired with the baseline's rounds."""
+        return [paired_record(self.totals[j], self.totals[0], np.stack(self.calls[j]), np.stack(self.calls[0]),
+                              protocol=self.protocol, samples_per_round=self.samples_per_round)
+                for j in range(1, len(self.sides))]
 
 
 @dataclass(frozen=True)
@@ -346,16 +360,17 @@ class SingleTiming:
                 "latency_ms": self.latency_ms, "seconds": list(self.seconds)}
 
 
-def measure_single(run: Side, *, samples_per_round: int, rounds: int, warmup_rounds: int,
+def measure_single(run: Side, *, protocol: TimingProtocol, samples_per_round: int,
                    clock: Clock = time.perf_counter) -> SingleTiming:
-    for _ in range(warmup_rounds):
+    """Time one model alone: ``protocol.warmup_rounds`` discarded, then exactly ``protocol.rounds`` rounds."""
+    for _ in range(protocol.warmup_rounds):
         run()
     seconds, calls = [], []
-    for _ in range(rounds):
+    for _ in range(protocol.rounds):
         start = clock()
         per_call = run()
         seconds.append(clock() - start)
         if per_call is not None:
             calls.append(np.asarray(per_call, dtype=float))
-    return SingleTiming(tuple(seconds), samples_per_round, warmup_rounds,
+    return SingleTiming(tuple(seconds), samples_per_round, protocol.warmup_rounds,
                         call_percentiles_ms(np.concatenate(calls)) if calls else None)

@@ -17,7 +17,7 @@ from opsearch._files import atomic_folder
 from opsearch._logging import quiet
 from opsearch.errors import TrialFailed
 from opsearch.quantize._fusion import fused_model
-from opsearch.quantize._graph import graph_hash, model_file_mb, quantized_nodes
+from opsearch.quantize._graph import graph_hash, matmul_kinds, model_file_mb, quantized_nodes
 from opsearch.quantize._groups import GraphGroups, find_groups, plan, realized
 from opsearch.quantize._recipe import QuantRecipe
 
@@ -58,49 +58,89 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
     with atomic_folder(out_dir, prefix=".quant-", needs_bytes=2 * Path(fp32_path).stat().st_size) as tmp:
         if recipe.calibrated and calibration is None and recipe.operators_to_quantize:
             raise QuantizationFailed("static quantization needs calibration samples")
-        model_file = tmp / "quantized.onnx"
-        try:
-            with quiet():
-                source = fp32_path
-                if recipe.fusion != "none":
-                    source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
-                graph = _load_graph(source)
-                groups = find_groups(graph)
-                excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()
-                source = _private_view(source, tmp / "source")
-                if not recipe.operators_to_quantize:
-                    shutil.copy2(source, model_file)
-                elif recipe.mode == "weight_only":
-                    _quantize_weight_only(recipe, source, model_file)
-                elif recipe.mode == "mixed":
-                    _quantize_mixed(recipe, source, model_file, calibration, groups, tmp)
-                elif recipe.fusion == "none":
-                    model_file = _quantize_optimum(recipe, source, tmp, calibration, excluded)
-                else:
-                    _quantize_ort(recipe, source, model_file, calibration, excluded)
-        except TrialFailed:
-            raise
-        except Exception as exc:  # the quantizer raises many types for recipes it cannot apply
-            raise QuantizationFailed(f"{type(exc).__name__}: {exc}") from exc
+        graph, groups, excluded, model_file = _run_quantizer(recipe, fp32_path, tmp, calibration, cache_dir)
         if model_file is None or not model_file.is_file():
             raise QuantizationFailed("the quantizer wrote no model file")
         quantized = onnx.load(str(model_file))
-        kinds = quantized_nodes(graph, quantized, operators=_counted_types(recipe), mode=recipe.mode,
-                                qdq=recipe.mode == "static" and recipe.format == "QDQ")
-        types = {node.name: node.op_type for node in graph.graph.node}
-        counts = dict(sorted(Counter(types[name] for name in kinds).items()))
-        precisions = realized(groups, kinds)
+        counts, precisions = _quantized_counts(recipe, graph, quantized, groups)
         digest = graph_hash(quantized)
         model_file.rename(tmp / "model.onnx")
         size_mb = model_file_mb(tmp / "model.onnx")
-        if recipe.fusion != "none":
-            recipe.to_ort_config(nodes_to_exclude=excluded).save_pretrained(tmp)
-        (tmp / "opsearch-recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
-        shutil.rmtree(tmp / "cache", ignore_errors=True)
-        shutil.rmtree(tmp / "source", ignore_errors=True)
-        shutil.rmtree(tmp / "optimum", ignore_errors=True)
-        (tmp / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
+        _write_provenance(recipe, tmp, excluded)
+        _remove_scratch(tmp)
     return QuantizedModel(out_dir / "model.onnx", digest, counts, time.perf_counter() - start, size_mb, precisions)
+
+
+def _run_quantizer(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibration: dict[str, np.ndarray] | None,
+                   cache_dir: Path | None) -> tuple[onnx.ModelProto, GraphGroups, tuple[str, ...], Path | None]:
+    """Run the recipe's quantizer in ``tmp``; an error other than a failed trial is raised as QuantizationFailed."""
+    try:
+        with quiet():
+            source, graph, groups, excluded = _source_graph(recipe, fp32_path, tmp, cache_dir)
+            model_file = _apply_recipe(recipe, source, tmp, calibration, groups, excluded)
+    except TrialFailed:
+        raise
+    except Exception as exc:  # the quantizer raises many types for recipes it cannot apply
+        raise QuantizationFailed(f"{type(exc).__name__}: {exc}") from exc
+    return graph, groups, excluded, model_file
+
+
+def _source_graph(recipe: QuantRecipe, fp32_path: Path, tmp: Path,
+                  cache_dir: Path | None) -> tuple[Path, onnx.ModelProto, GraphGroups, tuple[str, ...]]:
+    """Fuse if asked, then read: the graph's path in a private view, the graph, its groups, and the nodes the recipe
+    keeps fp32 by what they are (fragile nodes; MatMuls of two activations), named from this graph: after fusion, a
+    fused Attention holds its attention MatMuls already."""
+    source = fp32_path
+    if recipe.fusion != "none":
+        source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
+    graph = _load_graph(source)
+    groups = find_groups(graph)
+    excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()
+    if recipe.matmul_weights_only:
+        excluded = (*excluded, *matmul_kinds(graph).activation)
+    return _private_view(source, tmp / "source"), graph, groups, excluded
+
+
+def _apply_recipe(recipe: QuantRecipe, source: Path, tmp: Path, calibration: dict[str, np.ndarray] | None,
+                  groups: GraphGroups, excluded: tuple[str, ...]) -> Path | None:
+    """Run the quantizer the recipe's mode and fusion call for; the model file it wrote (None: optimum wrote none)."""
+    model_file = tmp / "quantized.onnx"
+    if not recipe.operators_to_quantize:
+        shutil.copy2(source, model_file)
+    elif recipe.mode == "weight_only":
+        _quantize_weight_only(recipe, source, model_file)
+    elif recipe.mode == "mixed":
+        _quantize_mixed(recipe, source, model_file, calibration, groups, tmp)
+    elif recipe.fusion == "none":
+        return _quantize_optimum(recipe, source, tmp, calibration, excluded)
+    else:
+        _quantize_ort(recipe, source, model_file, calibration, excluded)
+    return model_file
+
+
+def _quantized_counts(recipe: QuantRecipe, graph: onnx.ModelProto, quantized: onnx.ModelProto,
+                      groups: GraphGroups) -> tuple[dict[str, int], dict[str, str]]:
+    """How many nodes of each operator type were quantized, and the precision the quantized graph gives each group."""
+    kinds = quantized_nodes(graph, quantized, operators=_counted_types(recipe), mode=recipe.mode,
+                            qdq=recipe.mode == "static" and recipe.format == "QDQ")
+    types = {node.name: node.op_type for node in graph.graph.node}
+    counts = dict(sorted(Counter(types[name] for name in kinds).items()))
+    return counts, realized(groups, kinds)
+
+
+def _write_provenance(recipe: QuantRecipe, folder: Path, excluded: tuple[str, ...]) -> None:
+    """Save beside the model what made it: the recipe, and for a fused recipe the ORT config optimum would read."""
+    if recipe.fusion != "none":
+        recipe.to_ort_config(nodes_to_exclude=excluded).save_pretrained(folder)
+    (folder / "opsearch-recipe.json").write_text(json.dumps(recipe.to_dict(), indent=2))
+
+
+def _remove_scratch(folder: Path) -> None:
+    """Remove what fusion and the quantizers left in ``folder`` beside the model and its records."""
+    shutil.rmtree(folder / "cache", ignore_errors=True)
+    shutil.rmtree(folder / "source", ignore_errors=True)
+    shutil.rmtree(folder / "optimum", ignore_errors=True)
+    (folder / "augmented_model.onnx").unlink(missing_ok=True)  # static calibration's scratch model
 
 
 def _counted_types(recipe: QuantRecipe) -> tuple[str, ...]:
@@ -169,7 +209,8 @@ def _ort_extra(recipe: QuantRecipe) -> dict:
 def _ort_dynamic(recipe: QuantRecipe, source: Path, target: Path, *, const_b_only: bool = True,
                  **selection) -> None:
     """``const_b_only``: ONNX Runtime's default, MatMuls of two activations left fp32 (optimum's quantizer, and a
-    mixed recipe that names them, quantize those too)."""
+    mixed recipe that names them, quantize those too). Fused dynamic recipes keep it: they are weight-MatMuls-only
+    recipes (``QuantRecipe.matmul_weights_only``), and the graphs stored studies measured stay the same."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     extra = {**_ort_extra(recipe), "MatMulConstBOnly": const_b_only}

@@ -1,5 +1,6 @@
 """ONNX graph inspection: which operator types a model holds, which of them ONNX Runtime can quantize
-in each mode, and, after quantization, which nodes actually were."""
+in each mode, which MatMuls multiply by a constant weight and which multiply two activations, and, after
+quantization, which nodes actually were."""
 
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ _QUANTIZED_OP_PREFIXES = ("QLinear", "QGemm", "QAttention", "QEmbedLayerNormaliz
                           "ConvInteger", "DynamicQuantizeMatMul", "DynamicQuantizeLSTM", "QOrdered",
                           "MatMulIntegerToFloat", "MatMulNBits", "GatherBlockQuantized")
 _QDQ = ("QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear")
+# Operators that give a constant when fed constants only: how exporters write a weight (transposed, cast, reshaped).
+_CONSTANT_PASSTHROUGH = frozenset({"Identity", "Cast", "Transpose", "Unsqueeze", "Reshape"})
 
 
 def quantizable_registry() -> dict[str, frozenset[str]]:
@@ -47,6 +50,10 @@ class OperatorInfo:
 class GraphInfo:
     path: str
     operators: list[OperatorInfo]  # most frequent first
+    # The MatMuls with a constant weight, and those of two activations (attention's scores and context): see
+    # ``matmul_kinds``. 0 and 0 for an inspection that did not read them.
+    weight_matmuls: int = 0
+    activation_matmuls: int = 0
 
     def quantizable_in(self, mode: str) -> list[str]:
         return sorted(op.op_type for op in self.operators if op.quantizable[mode])
@@ -54,13 +61,29 @@ class GraphInfo:
     def op_types(self) -> list[str]:
         return sorted(op.op_type for op in self.operators)
 
+    @property
+    def mixes_matmuls(self) -> bool:
+        """Whether the graph holds both kinds of MatMul, so that quantizing the weight MatMuls only (a recipe's
+        ``matmul_weights_only``) gives another graph than quantizing every MatMul."""
+        return self.weight_matmuls > 0 and self.activation_matmuls > 0
+
     def to_dict(self) -> dict:
         return {"path": self.path, "operators": [
-            {"op_type": o.op_type, "count": o.count, "quantizable": o.quantizable} for o in self.operators]}
+            {"op_type": o.op_type, "count": o.count, "quantizable": o.quantizable} for o in self.operators],
+            "matmuls": {"weight": self.weight_matmuls, "activation": self.activation_matmuls}}
+
+
+@dataclass(frozen=True)
+class MatMulKinds:
+    """A graph's MatMul nodes by what they multiply, each in graph order."""
+
+    weight: tuple[str, ...]  # an input is a constant: a projection, what Intel Neural Compressor quantizes
+    activation: tuple[str, ...]  # both inputs are activations: attention's scores (Q x K^T) and context (x V)
 
 
 def inspect_model(path: str | Path) -> GraphInfo:
-    """Count the model's nodes per operator type and mark what each quantization mode can quantize."""
+    """Count the model's nodes per operator type, mark what each quantization mode can quantize, and count the
+    MatMuls of each kind (``matmul_kinds``)."""
     import onnx
 
     model = onnx.load(str(path), load_external_data=False)
@@ -68,7 +91,35 @@ def inspect_model(path: str | Path) -> GraphInfo:
     registry = quantizable_registry()
     operators = [OperatorInfo(op, n, {mode: op in registry[mode] for mode in QUANT_MODES})
                  for op, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
-    return GraphInfo(path=str(path), operators=operators)
+    kinds = matmul_kinds(model)
+    return GraphInfo(path=str(path), operators=operators, weight_matmuls=len(kinds.weight),
+                     activation_matmuls=len(kinds.activation))
+
+
+def constant_tensors(model: onnx.ModelProto) -> set[str]:
+    """The tensors the graph fixes: initializers, Constant outputs, and what Identity, Cast, Transpose, Unsqueeze
+    or Reshape make of constants alone (exporters write weights so: transposed, cast to float16, ...)."""
+    constants = {init.name for init in model.graph.initializer}
+    for node in model.graph.node:  # topological order: a node's inputs are settled before it
+        if node.op_type == "Constant" or (node.op_type in _CONSTANT_PASSTHROUGH and node.input
+                                          and all(i in constants for i in node.input if i)):
+            constants.update(node.output)
+    return constants
+
+
+def matmul_kinds(model: onnx.ModelProto) -> MatMulKinds:
+    """The graph's MatMuls with a constant input (a weight), and those whose both inputs are activations.
+
+    Read from the graph's data flow, not from names. A fused graph's ``Attention`` nodes hold their attention
+    MatMuls inside: only the MatMuls still standing are listed.
+    """
+    constants = constant_tensors(model)
+    weight: list[str] = []
+    activation: list[str] = []
+    for node in model.graph.node:
+        if node.op_type == "MatMul":
+            (weight if any(i in constants for i in node.input[:2]) else activation).append(node.name)
+    return MatMulKinds(tuple(weight), tuple(activation))
 
 
 def quantized_node_counts(fp32: onnx.ModelProto, quantized: onnx.ModelProto, *,

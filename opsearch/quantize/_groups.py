@@ -18,6 +18,8 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from opsearch.quantize._graph import constant_tensors
+
 if TYPE_CHECKING:
     import onnx
 
@@ -104,12 +106,8 @@ class _Walk:
         for n in self.nodes:
             for name in n.input:
                 self.consumers.setdefault(name, []).append(n)
-        self.constants = {init.name for init in model.graph.initializer}
+        self.constants = constant_tensors(model)
         self.tables = {init.name for init in model.graph.initializer if len(init.dims) == 2}
-        for n in self.nodes:  # topological order: a node's inputs are settled before it
-            if n.op_type == "Constant" or (n.op_type in ("Identity", "Cast", "Transpose", "Unsqueeze", "Reshape")
-                                           and n.input and all(i in self.constants for i in n.input if i)):
-                self.constants.update(n.output)
         self.outputs = {o.name for o in model.graph.output}
 
     # What a node is ------------------------------------------------------------------------------------------

@@ -15,10 +15,15 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from opsearch.quantize._groups import find_groups
+from opsearch.quantize._groups import GraphGroups, Group, find_groups
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime as ort
 
 # Operator types whose int8 computation the pass redoes (fused Attention and Conv are left unranked).
 _SIMULATED = ("MatMul", "Gemm", "Gather")
@@ -66,10 +71,23 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
                    threads: int = 1) -> GroupRanges:
     """The pass over ``rows`` of ``calibration`` (inputs all of one shape, see ``measure.encode_padded``)."""
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load(str(model_path))
     groups = find_groups(model)
+    jobs = _group_jobs(model, groups)
+    wanted = sorted({t for js in jobs.values() for j in js for t in j.activations})
+    _expose(model, wanted)
+    with tempfile.TemporaryDirectory(prefix="opsearch-ranges-") as tmp:
+        session = _session(model, Path(tmp), threads)
+        n = min(rows, len(next(iter(calibration.values()))))
+        batches = _batches(session, calibration, n)
+        stats = _activation_stats(session, wanted, batches)
+        sums = _error_sums(session, wanted, batches, jobs, stats)
+    return GroupRanges(_group_ranges(groups, jobs, stats, sums), n)
+
+
+def _group_jobs(model: onnx.ModelProto, groups: GraphGroups) -> dict[str, list[_Job]]:
+    """Each group's nodes the pass can redo in numpy, by group key; a group with none has no entry."""
     weights = {init.name: init for init in model.graph.initializer}
     nodes = {n.name: n for n in model.graph.node}
     jobs: dict[str, list[_Job]] = {}
@@ -78,53 +96,90 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
             job = _job(nodes[name], weights)
             if job is not None:
                 jobs.setdefault(group.key, []).append(job)
-    wanted = sorted({t for js in jobs.values() for j in js for t in j.activations})
+    return jobs
+
+
+def _expose(model: onnx.ModelProto, tensors: list[str]) -> None:
+    """Add each of ``tensors`` that is not yet an output of ``model``'s graph to its outputs."""
+    import onnx
+
     existing = {o.name for o in model.graph.output}
-    for tensor in wanted:
+    for tensor in tensors:
         if tensor not in existing:
             model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
+
+
+def _session(model: onnx.ModelProto, folder: Path, threads: int) -> ort.InferenceSession:
+    """A CPU session on ``model``, saved into ``folder``, that runs the graph exactly as it is written."""
+    import onnx
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    with tempfile.TemporaryDirectory(prefix="opsearch-ranges-") as tmp:
-        path = Path(tmp) / "model.onnx"
-        onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2**31 - 2**26,
-                        location="model.onnx.data")
-        session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        names = {i.name for i in session.get_inputs()}
-        n = min(rows, len(next(iter(calibration.values()))))
-        batches = [{k: v[i:i + BATCH_ROWS] for k, v in calibration.items() if k in names}
-                   for i in range(0, n, BATCH_ROWS)]
-        stats = {t: _Stats() for t in wanted}
-        for feeds in batches:  # pass 1: each activation's range over all rows (what static calibration fixes)
-            for tensor, value in zip(wanted, session.run(wanted, feeds), strict=True):
-                stats[tensor].add(value)
-        sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0]} for key in jobs}
-        for feeds in batches:  # pass 2: each group's int8 error with per-call and with fixed ranges
-            values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
-            for key, group_jobs in jobs.items():
-                for job in group_jobs:
-                    for precision in job.precisions:
-                        err, ref = job.error(values, stats, static=precision == "static")
-                        sums[key][precision][0] += err
-                        sums[key][precision][1] += ref
-    found = []
-    for group in groups.groups:
-        group_jobs = jobs.get(group.key, [])
-        if not group_jobs:
-            continue
-        abs_max = max(j.abs_max(stats) for j in group_jobs)
-        channel = float(np.nanmax([j.channel_ratio(stats) for j in group_jobs])) if any(
-            j.weight is not None and j.activations for j in group_jobs) else float("nan")
-        error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums[group.key].items()
-                 if any(p in j.precisions for j in group_jobs)}
-        found.append((group, abs_max, channel, error))
-    def typical(group) -> float:  # the median range of the other groups of its role (its own when alone)
-        others = [a for g, a, *_ in found if g.role == group.role and g.key != group.key]
-        return float(np.median(others)) if others else float(next(a for g, a, *_ in found if g is group))
+    path = folder / "model.onnx"
+    onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2**31 - 2**26,
+                    location="model.onnx.data")
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
-    return GroupRanges(tuple(GroupRange(g.key, g.role, g.layer, float(a), typical(g), float(c), e)
-                             for g, a, c, e in found), n)
+
+def _batches(session: ort.InferenceSession, calibration: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
+    """The first ``n`` calibration rows as the session's feeds, ``BATCH_ROWS`` rows a batch."""
+    names = {i.name for i in session.get_inputs()}
+    return [{k: v[i:i + BATCH_ROWS] for k, v in calibration.items() if k in names} for i in range(0, n, BATCH_ROWS)]
+
+
+def _activation_stats(session: ort.InferenceSession, wanted: list[str],
+                      batches: list[dict[str, np.ndarray]]) -> dict[str, _Stats]:
+    """Each of the ``wanted`` activations' range over all the batches (the range static calibration fixes)."""
+    stats = {t: _Stats() for t in wanted}
+    for feeds in batches:
+        for tensor, value in zip(wanted, session.run(wanted, feeds), strict=True):
+            stats[tensor].add(value)
+    return stats
+
+
+def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[dict[str, np.ndarray]],
+                jobs: dict[str, list[_Job]], stats: dict[str, _Stats]) -> dict[str, dict[str, list[float]]]:
+    """Each group's summed squared int8 error and squared fp32 output, with per-call and with fixed ranges."""
+    sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0]} for key in jobs}
+    # A second run over the batches: a static error needs the range over every row, known only after the first.
+    for feeds in batches:
+        values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
+        for key, group_jobs in jobs.items():
+            for job in group_jobs:
+                for precision in job.precisions:
+                    err, ref = job.error(values, stats, static=precision == "static")
+                    sums[key][precision][0] += err
+                    sums[key][precision][1] += ref
+    return sums
+
+
+def _group_ranges(groups: GraphGroups, jobs: dict[str, list[_Job]], stats: dict[str, _Stats],
+                  sums: dict[str, dict[str, list[float]]]) -> tuple[GroupRange, ...]:
+    """A ``GroupRange`` for each group the pass could redo, in the graph's order of groups."""
+    found = [(group, *_group_summary(jobs[group.key], stats, sums[group.key]))
+             for group in groups.groups if jobs.get(group.key)]
+    return tuple(GroupRange(g.key, g.role, g.layer, float(a), _typical(found, g), float(c), e)
+                 for g, a, c, e in found)
+
+
+def _group_summary(group_jobs: list[_Job], stats: dict[str, _Stats],
+                   sums: dict[str, list[float]]) -> tuple[float, float, dict[str, float]]:
+    """A group's largest input range, its largest channel ratio, and its relative error under each precision."""
+    abs_max = max(j.abs_max(stats) for j in group_jobs)
+    # Only a job with a weight and activations has a channel ratio; nanmax over NaNs alone would warn.
+    channel = float(np.nanmax([j.channel_ratio(stats) for j in group_jobs])) if any(
+        j.weight is not None and j.activations for j in group_jobs) else float("nan")
+    error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums.items()
+             if any(p in j.precisions for j in group_jobs)}
+    return abs_max, channel, error
+
+
+def _typical(found: list[tuple[Group, float, float, dict[str, float]]], group: Group) -> float:
+    """The median range of the other groups of ``group``'s role (its own range when it is alone in its role)."""
+    others = [a for g, a, *_ in found if g.role == group.role and g.key != group.key]
+    return float(np.median(others)) if others else float(next(a for g, a, *_ in found if g is group))
 
 
 def format_ranges(ranges: GroupRanges, *, precision: str = "static") -> str:

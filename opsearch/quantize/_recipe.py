@@ -42,7 +42,7 @@ class QuantRecipe:
     # The graph quantized: the export ("none") or the export fused by ORTOptimizer at O1/O2/O3.
     fusion: str = "none"
     activations_dtype: str = "QUInt8"  # static only: dynamic quantization computes uint8 activations
-    # Static only: keep the nodes opsearch.fragile finds (normalizations, GELU, residual/mask/embedding Adds) fp32.
+    # Static only: keep fp32 the nodes opsearch.quantize._fragile finds (normalizations, GELU, residual Adds).
     exclude_fragile: bool = False
     # weight_only: MatMul weights in blocks of block_size at weight_bits (MatMulNBits), embeddings (Gather) at 4 bits
     # (GatherBlockQuantized); symmetric or not by weights_symmetric; accuracy_level 4 computes MatMulNBits in int8.
@@ -57,6 +57,10 @@ class QuantRecipe:
     fp32_last: int = 0
     fp32_groups: tuple[str, ...] = ()
     float_output: bool = False
+    # Dynamic and static: quantize only the MatMuls with a constant weight; those of two activations (attention's
+    # scores and context) stay fp32, as Intel Neural Compressor leaves them. The quantizer names them from the graph
+    # it quantizes (quantize.matmul_kinds) and adds them to nodes_to_exclude.
+    matmul_weights_only: bool = False
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -74,6 +78,16 @@ class QuantRecipe:
             raise ValueError(f"precision {bad[0]!r} is not one of {MIXED_PRECISIONS}")
         if self.mode == "mixed" and self.operators_to_quantize and not self.precisions:
             raise ValueError("a mixed recipe names no role to quantize (precisions is empty)")
+        object.__setattr__(self, "matmul_weights_only", self._weights_only())
+
+    def _weights_only(self) -> bool:
+        """``matmul_weights_only`` where it decides the graph: off without a MatMul quantized dynamic or static (a
+        weight-only quantizer takes weights anyway; a mixed recipe sets its attention MatMuls by role), and on for a
+        fused dynamic recipe, since ONNX Runtime's dynamic quantizer (the fused graph's) leaves activation MatMuls
+        fp32 by default (``MatMulConstBOnly``), so two spellings of one graph are one recipe."""
+        if self.mode not in ("dynamic", "static") or "MatMul" not in self.operators_to_quantize:
+            return False
+        return bool(self.matmul_weights_only) or (self.mode == "dynamic" and self.fusion != "none")
 
     @property
     def is_fp32(self) -> bool:
@@ -119,7 +133,7 @@ class QuantRecipe:
             flags += [f"fp32_{end}{n}" for end, n in (("first", self.fp32_first), ("last", self.fp32_last)) if n]
             if self.fp32_groups:
                 flags.append(f"fp32_top{len(self.fp32_groups)}")
-        flags += [name for name in ("per_channel", "reduce_range") if getattr(self, name)]
+        flags += [name for name in ("per_channel", "reduce_range", "matmul_weights_only") if getattr(self, name)]
         static = self.calibrated
         if static and self.activations_symmetric:
             flags.append("sym_act")
@@ -147,7 +161,8 @@ class QuantRecipe:
         return f"{self.mode}[{'+'.join(self.operators_to_quantize) or '-'}] {' '.join(fmt + self.flags())}"
 
     def to_optimum(self, *, nodes_to_exclude: tuple[str, ...] | list[str] = ()):
-        """optimum's QuantizationConfig; ``nodes_to_exclude`` adds names resolved from the graph (fragile nodes)."""
+        """optimum's QuantizationConfig; ``nodes_to_exclude`` adds names resolved from the graph (fragile nodes, the
+        activation MatMuls ``matmul_weights_only`` keeps fp32: optimum has no such option)."""
         from onnxruntime.quantization import QuantFormat, QuantizationMode, QuantType
         from optimum.onnxruntime.configuration import QuantizationConfig
 

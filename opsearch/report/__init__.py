@@ -1,77 +1,81 @@
-"""Stage 5, the answer: the report in every format, the plots, the operator effects, and a trial exported as a
-ready model."""
+"""Stage 5, the answer: the report's model (:mod:`._report`), a renderer per format over it (text, markdown,
+csv and json, html), the plots, the operator effects, a model's graph inspection, and a trial exported as a ready
+model.
+
+The names below are imported on first use, as :mod:`opsearch`'s are, so that the command line reads
+:data:`FORMATS` for its parser without loading pandas, Optuna or a plotting library.
+"""
 
 from __future__ import annotations
 
-from opsearch.report._effects import Effect, StudyEffects, effects, importances, interaction_hints, study_effects
-from opsearch.report._export import TRIAL_FILE, choose_trial, export_trial
-from opsearch.report._formats import FORMATS, format_markdown, render, report_dict
-from opsearch.report._html import EFFECTS_DIV, PARETO_DIV, render_html, write_html_report
-from opsearch.report._plot import (
-    X_AXES,
-    Y_AXES,
-    EffectsPlotInfo,
-    ParetoPlotInfo,
-    draw_effects,
-    draw_pareto,
-    effects_figure,
-    effects_plot_info,
-    pareto_figure,
-    pareto_plot_info,
-    write_pareto_html,
-)
-from opsearch.report._report import (
-    ROW_CELLS,
-    StudyCost,
-    StudyReport,
-    TrialCost,
-    build_report,
-    cost_lines,
-    format_report,
-    knee_line,
-    limit_line,
-    row_cells,
-    write_csv,
-)
+import importlib
+from typing import Any
 
-__all__ = [
-    "EFFECTS_DIV",
-    "Effect",
-    "EffectsPlotInfo",
-    "FORMATS",
-    "PARETO_DIV",
-    "ParetoPlotInfo",
-    "ROW_CELLS",
-    "StudyCost",
-    "StudyEffects",
-    "StudyReport",
-    "TrialCost",
-    "TRIAL_FILE",
-    "X_AXES",
-    "Y_AXES",
-    "build_report",
-    "choose_trial",
-    "cost_lines",
-    "draw_effects",
-    "draw_pareto",
-    "effects",
-    "effects_figure",
-    "effects_plot_info",
-    "export_trial",
-    "format_markdown",
-    "format_report",
-    "importances",
-    "interaction_hints",
-    "knee_line",
-    "limit_line",
-    "pareto_figure",
-    "pareto_plot_info",
-    "render",
-    "render_html",
-    "report_dict",
-    "row_cells",
-    "study_effects",
-    "write_csv",
-    "write_html_report",
-    "write_pareto_html",
-]
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "StudyCost": "_report",
+    "StudyReport": "_report",
+    "TrialCost": "_report",
+    "build_report": "_report",
+    "ROW_CELLS": "_tables",
+    "row_cells": "_tables",
+    "cost_lines": "_lines",
+    "knee_line": "_lines",
+    "limit_line": "_lines",
+    "FORMATS": "_formats",
+    "RENDERERS": "_render",
+    "Renderer": "_render",
+    "render": "_render",
+    "write_report": "_render",
+    "format_report": "_text",
+    "format_markdown": "_markdown",
+    "front_records": "_csv_json",
+    "render_front_json": "_csv_json",
+    "report_dict": "_csv_json",
+    "write_csv": "_csv_json",
+    "EFFECTS_DIV": "_html",
+    "PARETO_DIV": "_html",
+    "render_html": "_html",
+    "write_html_report": "_html",
+    "PARETO_HTML": "_outputs",
+    "PARETO_PNG": "_outputs",
+    "REPORT_PAGE": "_outputs",
+    "default_output": "_outputs",
+    "X_AXES": "_plot",
+    "Y_AXES": "_plot",
+    "EffectsPlotInfo": "_plot",
+    "ParetoPlotInfo": "_plot",
+    "draw_effects": "_plot",
+    "draw_pareto": "_plot",
+    "effects_figure": "_plot",
+    "effects_plot_info": "_plot",
+    "pareto_figure": "_plot",
+    "pareto_plot_info": "_plot",
+    "write_pareto_html": "_plot",
+    "Effect": "_effects",
+    "StudyEffects": "_effects",
+    "effects": "_effects",
+    "importances": "_effects",
+    "interaction_hints": "_effects",
+    "study_effects": "_effects",
+    "Inspection": "_inspection",
+    "format_inspection": "_inspection",
+    "inspection_json": "_inspection",
+    "TRIAL_FILE": "_export",
+    "choose_trial": "_export",
+    "export_trial": "_export",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'opsearch.report' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"opsearch.report.{_EXPORTS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -11,21 +11,27 @@ import html
 import json
 from pathlib import Path
 
+from opsearch.report._csv_json import json_ready
 from opsearch.report._effects import StudyEffects
-from opsearch.report._plot import effects_figure, effects_plot_info, pareto_figure, pareto_plot_info
-from opsearch.report._report import (
-    GRID_LEGEND,
-    StudyReport,
+from opsearch.report._lines import (
     baseline_line,
     best_by_lines,
     cost_lines,
+    counts_words,
     footnotes,
     knee_line,
     limit_line,
-    precision_grid,
     study_line,
 )
-from opsearch.report._tables import effects_table_rows, front_table_rows, json_ready
+from opsearch.report._plot import effects_figure, effects_plot_info, pareto_figure, pareto_plot_info
+from opsearch.report._report import StudyReport
+from opsearch.report._tables import (
+    GRID_LEGEND,
+    effects_table_rows,
+    front_table_rows,
+    matrix_table_rows,
+    precision_grid,
+)
 
 PARETO_DIV = "opsearch-pareto"
 EFFECTS_DIV = "opsearch-effects"
@@ -66,32 +72,114 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
     esc = html.escape
     pareto = pareto_figure(pareto_plot_info(report, y_axis=y_axis)).to_html(
         full_html=False, include_plotlyjs=True, div_id=PARETO_DIV, config=_PLOTLY_CONFIG)
-    bars = effects_plot_info(effects, title=f"operator and flag effects: {report.study_name}")
-    if bars.speedup:
-        effects_html = effects_figure(bars).to_html(full_html=False, include_plotlyjs=False, div_id=EFFECTS_DIV,
-                                                    config=_PLOTLY_CONFIG)
-    else:
-        effects_html = '<p class="note">Too few trials on both sides of any setting to estimate an effect.</p>'
-    if bars.too_few:
-        effects_html += (f'<p class="note">Left out (fewer than two trials on a side): '
-                         f"{esc(', '.join(bars.too_few))}.</p>")
+    interactions = "".join(f"<li>{esc(h)}</li>" for h in effects.interactions)
+    settings = json.dumps(json_ready(report.settings), indent=2, sort_keys=True) if report.settings else "not recorded"
+    return _PAGE.format(
+        title=esc(report.study_name), style=_STYLE,
+        summary="".join(f"<p>{esc(line)}</p>" for line in _summary(report) if line),
+        pareto=pareto, listed=len(report.front), completed=len(report.rows), front=_front_html(report),
+        groups=_same_graph_html(report), grids=_grids_html(report),
+        effects_plot=_effects_plot_html(report, effects), effects_table=_table(*effects_table_rows(effects)),
+        interactions=f"<p>Interaction hints:</p><ul>{interactions}</ul>" if interactions else "",
+        importances=_importances_html(effects), matrix=_matrix_html(effects), baseline=_mapping(report.baseline),
+        machine=_mapping(report.machine), versions=_mapping(report.versions), settings=esc(settings))
 
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>opsearch report: {title}</title>
+<style>{style}</style>
+</head>
+<body>
+<h1>opsearch report: {title}</h1>
+{summary}
+<h2>Pareto front: speedup against accuracy loss</h2>
+<p class="note">Error bars: the speedup's 95% interval across sessions (vertical) and the accuracy loss's paired
+95% interval (horizontal). Faded: dominated trials (circles) and infeasible ones (crosses). Hover a point for its
+recipe, where it stands against the limit, and its tie group.</p>
+{pareto}
+<h2>Front ({listed} of {completed} completed trials), fastest first</h2>
+{front}
+{groups}
+{grids}
+<h2>Operator and flag effects</h2>
+<p class="note">Mean with the setting minus mean without, over completed trials where the parameter exists, with
+95% bootstrap intervals. Observational: settings the sampler chose together share their effects.</p>
+{effects_plot}
+{effects_table}
+{interactions}
+<h2>Parameter importances (Optuna, fANOVA)</h2>
+{importances}
+<h2>Operators quantized on the front (node counts)</h2>
+{matrix}
+<h2>fp32 baseline</h2>
+{baseline}
+<h2>Machine</h2>
+{machine}
+<h2>Versions</h2>
+{versions}
+<h2>Study settings</h2>
+<pre>{settings}</pre>
+</body>
+</html>
+"""
+
+
+def _summary(report: StudyReport) -> list[str]:
+    """The sentences above the plots: counts, workload, baseline, knee, limit, best by objective, notes, cost."""
+    return [counts_words(report) or "no trial yet", study_line(report), baseline_line(report), knee_line(report),
+            limit_line(report), *best_by_lines(report), *footnotes(report),
+            *(line.strip() for line in cost_lines(report))]
+
+
+def _front_html(report: StudyReport) -> str:
+    """The front table, the knee's row and the best feasible trial's row coloured."""
     header, rows = front_table_rows(report)
     classes = ["knee" if "knee" in str(r[1]) else "best" if "best" in str(r[1]) else "" for r in rows]
-    front_html = _table(header, rows, classes) if rows else '<p class="note">No completed feasible trial yet.</p>'
-    summary = [", ".join(f"{n} {state}" for state, n in sorted(report.counts.items())) or "no trial yet",
-               study_line(report), baseline_line(report), knee_line(report), limit_line(report),
-               *best_by_lines(report), *footnotes(report),
-               *(line.strip() for line in cost_lines(report))]
-    importances = "".join(
+    return _table(header, rows, classes) if rows else '<p class="note">No completed feasible trial yet.</p>'
+
+
+def _effects_plot_html(report: StudyReport, effects: StudyEffects) -> str:
+    """The interactive effects plot, or why there is none, and the settings it leaves out."""
+    bars = effects_plot_info(effects, title=f"operator and flag effects: {report.study_name}")
+    if bars.speedup:
+        out = effects_figure(bars).to_html(full_html=False, include_plotlyjs=False, div_id=EFFECTS_DIV,
+                                           config=_PLOTLY_CONFIG)
+    else:
+        out = '<p class="note">Too few trials on both sides of any setting to estimate an effect.</p>'
+    if bars.too_few:
+        out += (f'<p class="note">Left out (fewer than two trials on a side): '
+                f"{html.escape(', '.join(bars.too_few))}.</p>")
+    return out
+
+
+def _importances_html(effects: StudyEffects) -> str:
+    esc = html.escape
+    return "".join(
         f"<p><b>{esc(i.objective)}</b>: "
         + (esc(", ".join(f"{k} {v:.2f}" for k, v in i.values.items())) if i.values else
            f'<span class="note">not available ({esc(i.reason)})</span>') + "</p>"
         for i in effects.importances)
-    matrix = effects.matrix
-    matrix_rows = [[t, *row] for t, row in zip(matrix.trials, matrix.counts, strict=True)]
-    matrix_html = _table(["trial", *matrix.op_types], matrix_rows) if matrix_rows else \
-        '<p class="note">No front yet.</p>'
+
+
+def _matrix_html(effects: StudyEffects) -> str:
+    header, rows = matrix_table_rows(effects)
+    return _table(header, rows) if rows else '<p class="note">No front yet.</p>'
+
+
+def _same_graph_html(report: StudyReport) -> str:
+    esc = html.escape
+    groups = "".join(f"<li>trials {esc(', '.join(map(str, g.trials)))}: differ in "
+                     f"{esc(', '.join(g.differing) or 'nothing')}</li>" for g in report.same_graph)
+    return (f"<p>Trials that produced identical graphs (their differing settings changed nothing):</p><ul>{groups}</ul>"
+            if groups else "")
+
+
+def _grids_html(report: StudyReport) -> str:
+    """Each front configuration's precision per layer and role; empty when none recorded them."""
+    esc = html.escape
     grids = ""
     for r in report.front:
         if r.group_precisions:
@@ -99,53 +187,7 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
             grids += (f"<h3>trial {r.trial} ({esc(r.mode)} {esc(r.flags)})</h3>"
                       + (_table(grid_header, grid_rows) if grid_rows else "")
                       + (f"<p>Outside the layers: {esc(', '.join(outside))}</p>" if outside else ""))
-    if grids:
-        grids = f'<h2>Precision per layer and role</h2><p class="note">{esc(GRID_LEGEND)}.</p>{grids}'
-    groups = "".join(f"<li>trials {esc(', '.join(map(str, g.trials)))}: differ in "
-                     f"{esc(', '.join(g.differing) or 'nothing')}</li>" for g in report.same_graph)
-    interactions = "".join(f"<li>{esc(h)}</li>" for h in effects.interactions)
-    settings = json.dumps(json_ready(report.settings), indent=2, sort_keys=True) if report.settings else "not recorded"
-    return f"""<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="utf-8">
-<title>opsearch report: {esc(report.study_name)}</title>
-<style>{_STYLE}</style>
-</head>
-<body>
-<h1>opsearch report: {esc(report.study_name)}</h1>
-{"".join(f"<p>{esc(line)}</p>" for line in summary if line)}
-<h2>Pareto front: speedup against accuracy loss</h2>
-<p class="note">Error bars: the speedup's 95% interval across sessions (vertical) and the accuracy loss's paired
-95% interval (horizontal). Faded: dominated trials (circles) and infeasible ones (crosses). Hover a point for its
-recipe, where it stands against the limit, and its tie group.</p>
-{pareto}
-<h2>Front ({len(report.front)} of {len(report.rows)} completed trials), fastest first</h2>
-{front_html}
-{f"<p>Trials that produced identical graphs (their differing settings changed nothing):</p><ul>{groups}</ul>"
- if groups else ""}
-{grids}
-<h2>Operator and flag effects</h2>
-<p class="note">Mean with the setting minus mean without, over completed trials where the parameter exists, with
-95% bootstrap intervals. Observational: settings the sampler chose together share their effects.</p>
-{effects_html}
-{_table(*effects_table_rows(effects))}
-{f"<p>Interaction hints:</p><ul>{interactions}</ul>" if interactions else ""}
-<h2>Parameter importances (Optuna, fANOVA)</h2>
-{importances}
-<h2>Operators quantized on the front (node counts)</h2>
-{matrix_html}
-<h2>fp32 baseline</h2>
-{_mapping(report.baseline)}
-<h2>Machine</h2>
-{_mapping(report.machine)}
-<h2>Versions</h2>
-{_mapping(report.versions)}
-<h2>Study settings</h2>
-<pre>{esc(settings)}</pre>
-</body>
-</html>
-"""
+    return f'<h2>Precision per layer and role</h2><p class="note">{esc(GRID_LEGEND)}.</p>{grids}' if grids else ""
 
 
 def write_html_report(report: StudyReport, effects: StudyEffects, out: str | Path, *,

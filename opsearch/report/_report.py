@@ -1,13 +1,12 @@
-"""The study's results as a report: the fp32 baseline, every completed trial as a row, the Pareto front, its
-knee, the fastest trial within an accuracy limit, and trials whose different settings produced one graph;
-and the plain-text table ``opsearch report`` prints."""
+"""The report's model: the study's results as data (the fp32 baseline, every completed trial as a row, the Pareto
+front, its knee, the fastest trial within an accuracy limit, trials whose different settings produced one graph,
+and what the trials cost). Every renderer (:mod:`opsearch.report._render`) and plot draws from it."""
 
 from __future__ import annotations
 
 import math
 import statistics
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import optuna
 import pandas as pd
@@ -15,7 +14,6 @@ import pandas as pd
 from opsearch.config import StudyConfig, legacy_values
 from opsearch.store import (
     LEGACY_OBJECTIVES,
-    OBJECTIVES,
     SameGraphGroup,
     StudyRecord,
     TrialRecord,
@@ -108,26 +106,6 @@ def study_cost(study: optuna.Study) -> StudyCost:
     return StudyCost(out, int(record.data.get("eval_rows", 0)), bool(config.get("early_stop", False)))
 
 
-def cost_lines(report: StudyReport) -> list[str]:
-    """The study's cost and what early stopping cut short, for the report; empty for a study without costs kept."""
-    cost = report.cost
-    if cost is None or not cost.trials:
-        return []
-    lines = [f"cost: {len(cost.trials)} trials measured, {cost.evaluate_s:.0f} s evaluating, {cost.timing_s:.0f} s "
-             "timing"]
-    stopped = cost.stopped_evaluations + cost.raced
-    if not stopped:
-        lines[0] += "; early stopping " + ("stopped none" if cost.early_stop else "off (--no-early-stop)")
-        return lines
-    saved = cost.saved_s
-    lines[0] += (f"; early stopping cut {len(cost.stopped_evaluations)} evaluations and {len(cost.raced)} timings "
-                 "short" + ("" if math.isnan(saved) else f", saving about {saved:.0f} s (estimated from the trials "
-                                                             "that ran whole)"))
-    lines += [f"  trial {t.trial}: {t.stopped_early} ({t.evaluate_s:.1f} s evaluating"
-              + (f", {t.timing_s:.1f} s timing)" if t.timing_s else ")") for t in stopped]
-    return lines
-
-
 @dataclass(frozen=True)
 class StudyReport:
     study_name: str
@@ -195,8 +173,6 @@ class StudyReport:
         return pd.DataFrame([asdict(r) for r in rows], columns=list(TrialRow.__dataclass_fields__))
 
 
-
-
 def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None) -> StudyReport:
     """The report of a stored study (see :func:`opsearch.store.trial_rows` for the rows and the front).
 
@@ -217,232 +193,6 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        objectives=record.objectives)
 
 
-# The cells every table of the front shows for a trial, from its preset to the speedup's interval.
-ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "loss 95% CI", "vs limit",
-             "samples/s", "speedup", "95% CI", "tie", "MB", "p50/p95/p99 ms")
-
-
-def _num(value: float, fmt: str) -> str:
-    return f"{value:{fmt}}" if math.isfinite(value) else "-"
-
-
-def latency_cell(p50: float, p95: float, p99: float) -> str:
-    return "-" if not math.isfinite(p50) else f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
-
-
 def tie_label(group: int | None) -> str:
     """A tie group's name in tables and the plot: A for the fastest group, B for the next, ..."""
     return "" if group is None else chr(ord("A") + group % 26)
-
-
-def row_cells(r: TrialRow) -> dict[str, str]:
-    """A trial's ROW_CELLS, formatted."""
-    return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
-                                f"{r.accuracy_loss_pt:+.2f}", f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}",
-                                r.constraint or "-", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
-                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-",
-                                _num(r.size_mb, ".1f"),
-                                latency_cell(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)),
-                    strict=True))
-
-
-# A precision as one grid cell: fp32 stays blank-ish, a partial group shows its kinds' node counts ("D2/3").
-_CELL = {"fp32": "-", "dynamic": "D", "static": "S", "weight_only": "W"}
-GRID_LEGEND = "D dynamic int8, S static int8 (QDQ), W weight-only, - fp32; D2/3: 2 of the group's 3 nodes"
-
-
-def _cell_of(precision: str) -> str:
-    if precision in _CELL:
-        return _CELL[precision]
-    parts = precision.split()  # "dynamic 2/3 static 1/3"
-    return "".join(f"{_CELL.get(kind, kind)}{count}" for kind, count in zip(parts[::2], parts[1::2], strict=False))
-
-
-def precision_grid(groups: dict[str, str]) -> tuple[list[str], list[list[str]], list[str]]:
-    """A trial's group precisions as a layer x role grid: (header, one row per layer, the groups outside the
-    layers as "role cell" words). Empty for a trial stored before groups were recorded."""
-    from opsearch.quantize import LAYER_ROLES
-
-    layers: dict[int, dict[str, str]] = {}
-    outside = []
-    for key, precision in groups.items():
-        if key.startswith("layer.") and "/" in key:
-            index, role = key[len("layer."):].split("/", 1)
-            layers.setdefault(int(index), {})[role] = _cell_of(precision)
-        else:
-            outside.append(f"{key} {_cell_of(precision)}")
-    roles = [r for r in LAYER_ROLES if any(r in row for row in layers.values())]
-    rows = [[str(i), *(layers[i].get(r, "") for r in roles)] for i in sorted(layers)]
-    return ["layer", *roles], rows, outside
-
-
-def grid_lines(report: StudyReport) -> list[str]:
-    """Each front configuration's precisions, layer by layer and role by role."""
-    front = [r for r in report.front if r.group_precisions]
-    if not front:
-        return []
-    lines = [f"Precision per layer and role of the front's configurations ({GRID_LEGEND}):"]
-    for r in front:
-        header, rows, outside = precision_grid(r.group_precisions)
-        lines.append(f"  trial {r.trial} ({r.mode}{' ' + r.flags if r.flags else ''}):")
-        if rows:
-            table = pd.DataFrame(rows, columns=header)
-            lines += ["    " + line for line in table.to_string(index=False).splitlines()]
-        if outside:
-            lines.append("    outside the layers: " + ", ".join(outside))
-    return lines
-
-
-def format_report(report: StudyReport) -> str:
-    """A plain-text table for the terminal."""
-    base = report.baseline
-    lines = [f"study {report.study_name!r}: "
-             + ", ".join(f"{n} {state}" for state, n in sorted(report.counts.items()))]
-    lines.append(study_line(report))
-    if base:
-        lines.append(baseline_line(report))
-    front = report.front
-    if not front:
-        if not report.rows:
-            lines.append("no completed trial yet.")
-        else:
-            lines.append(limit_line(report) or "no feasible trial: every completed trial breaks a stored constraint.")
-        return "\n".join(lines + cost_lines(report))
-    lines.append(f"Pareto front ({len(front)} of {len(report.rows)} completed trials), fastest first:")
-    table = pd.DataFrame([{
-        "trial": r.trial,
-        **row_cells(r),
-        "+-": f"{r.ci_halfwidth:.1%}" + (" NOISY" if r.noisy else ""),
-        "timed": "front session" if r.remeasured else "own trial",
-        "same graph as": "" if r.same_graph_as is None else str(r.same_graph_as),
-    } for r in front])
-    lines.append(table.to_string(index=False))
-    lines.append(knee_line(report))
-    if report.max_accuracy_loss is not None:
-        lines.append(limit_line(report))
-    lines.extend(best_by_lines(report))
-    lines.extend(grid_lines(report))
-    if report.same_graph:
-        lines.append("Trials that produced identical graphs (their differing settings changed nothing):")
-        for group in report.same_graph:
-            lines.append(f"  trials {', '.join(map(str, group.trials))}: differ in "
-                         f"{', '.join(group.differing) or 'nothing'}")
-    if any(r.noisy for r in report.rows):
-        lines.append("NOISY: the speedup's bootstrap over rounds (the part more rounds shrink) stayed wider than "
-                     "ci_target after max_rounds; "
-                     "raise max_rounds or timing_samples, or quiet the machine.")
-    if any(r.tie_group is not None for r in front):
-        lines.append("tie: the front session could not tell these trials' speeds apart (Wilcoxon signed-rank "
-                     "tests on its paired rounds, Holm-adjusted); the same letter is one speed.")
-    session = report.remeasured_at
-    if session:
-        lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
-    lines.extend(footnotes(report))
-    lines.extend(cost_lines(report))
-    return "\n".join(lines)
-
-
-def footnotes(report: StudyReport) -> list[str]:
-    """What the numbers are: the speedup's estimator and interval, and the loss's."""
-    how = ("each side's summed fastest time per text over paired rounds" if report.estimator == "floor"
-           else "median of per-round ratios")
-    return [f"throughput = fp32 reference samples/s x paired speedup ({how}); the speedup's 95% interval (+-) "
-            "takes in the sessions: a bootstrap over the session pairs the rounds rotated over, then over rounds "
-            "(the machine's drift over minutes stays outside it: see the README's \"Honest answers\").",
-            f"loss 95% CI: paired bootstrap over the evaluation rows (both models answered the same rows, at batch "
-            f"{report.accuracy_batch_size}); vs limit: within (the whole interval at most the limit), over (all of "
-            "it above), uncertain (it straddles the limit: more evaluation rows would decide)."]
-
-
-def workload_words(workload: dict) -> str:
-    """The timed workload in words: what a study's speeds and latencies belong to."""
-    if not workload:
-        return "workload not recorded"
-    batch = int(workload.get("batch_size", 1))
-    shape = "one text per call, unpadded" if batch == 1 else f"batches of {batch}, padded to the longest"
-    tokens = (f", texts cut to {workload['max_length']} tokens (mean {workload['mean_tokens']:.0f})"
-              if "max_length" in workload and "mean_tokens" in workload else "")
-    return (f"{workload.get('samples', '?')} texts, {shape}{tokens}, "
-            + ("tokenized inside the timed region" if workload.get("end_to_end") else "tokenized beforehand"))
-
-
-def machine_words(machine: dict) -> str:
-    if not machine:
-        return "machine not recorded"
-    flags = machine.get("int8_flags") or []
-    threads = (machine.get("threads") or {}).get("intra_op_threads")
-    return (f"{machine.get('cpu', '?')} ({', '.join(flags) if flags else 'no int8 flags read'})"
-            + (f", {threads} threads" if threads else ""))
-
-
-def study_line(report: StudyReport) -> str:
-    """What the study optimizes, and the workload and CPU its front belongs to."""
-    return (f"optimizes {', '.join(OBJECTIVES[o].title for o in report.objectives)}; "
-            f"workload: {workload_words(report.settings.get('workload', {}))}; CPU: {machine_words(report.machine)}")
-
-
-def baseline_line(report: StudyReport) -> str:
-    base = report.baseline
-    if not base:
-        return "fp32 baseline: not measured"
-    latency = base["timing"].get("latency_ms") or {}
-    extra = ([f"{base['size_mb']:.1f} MB"] if "size_mb" in base else []) + (
-        [f"latency p50/p95/p99 {latency_cell(latency['p50'], latency['p95'], latency['p99'])} ms"] if latency else [])
-    return (f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f} (batch {report.accuracy_batch_size}), "
-            f"{base['timing']['throughput']:.1f} samples/s (timed at batch "
-            f"{report.settings.get('workload', {}).get('batch_size', 1)})" + "".join(f", {e}" for e in extra))
-
-
-_BEST_WORDS = {"size": "smallest file", "p50": "lowest median latency", "p95": "lowest p95 latency",
-               "p99": "lowest p99 latency"}
-
-
-def best_by_lines(report: StudyReport) -> list[str]:
-    """For each objective besides throughput and accuracy loss, its best trial within the limit."""
-    where = "any loss" if report.max_accuracy_loss is None else f"{100 * report.max_accuracy_loss:.2f} pt"
-    out = []
-    for name, r in report.best_by().items():
-        out.append(f"{_BEST_WORDS[name]} within {where}: trial {r.trial}, {_num(r.size_mb, '.1f')} MB, "
-                   f"p99 {_num(r.latency_p99_ms, '.1f')} ms, {_num(r.speedup, '.2f')}x fp32, loss "
-                   f"{r.accuracy_loss_pt:+.2f} pt (95% CI {r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f})")
-    return out
-
-
-def limit_line(report: StudyReport) -> str:
-    """The accuracy limit and the fastest trial within it; empty without a limit."""
-    if report.max_accuracy_loss is None:
-        return ""
-    limit = f"{100 * report.max_accuracy_loss:.2f} pt"
-    best = report.best_feasible
-    faster = report.faster_uncertain
-    maybe = ("" if not faster else "; faster but uncertain (their loss intervals straddle the limit: more "
-             "evaluation rows would decide): " + ", ".join(
-                 f"trial {r.trial} {r.speedup:.2f}x, loss {r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f} pt"
-                 for r in faster))
-    if best is None and not faster:
-        return f"no trial loses at most {limit} accuracy: raise --max-accuracy-loss or run more trials."
-    if best is None:
-        return (f"no trial is surely within {limit} accuracy loss{maybe}; raise --max-accuracy-loss, or evaluate "
-                "on more rows (--max-samples, a larger dataset) to decide.")
-    tied = [r.trial for r in report.rows if best.tie_group is not None and r.tie_group == best.tie_group
-            and r.trial != best.trial]
-    tie = ("" if not tied else f"; tied in speed with trial{'s' if len(tied) > 1 else ''} "
-           f"{', '.join(map(str, tied))}, chosen for the lower accuracy loss, then fewer quantized nodes")
-    return (f"best within {limit}: trial {best.trial}, {best.speedup:.2f}x fp32 "
-            f"({best.samples_per_s:.1f} samples/s), loss {best.accuracy_loss_pt:+.2f} pt "
-            f"(95% CI {best.loss_ci_low_pt:+.2f} to {best.loss_ci_high_pt:+.2f}){tie}{maybe}")
-
-
-def knee_line(report: StudyReport) -> str:
-    knee = report.knee
-    if knee is None:
-        return "knee: none (the front has fewer than three points, or no bend)"
-    return (f"knee of the front: trial {knee.trial}, {knee.speedup:.2f}x fp32 at {knee.accuracy_loss_pt:+.2f} pt "
-            "(the point farthest above the line joining the front's ends, both axes scaled to the front)")
-
-
-def write_csv(report: StudyReport, path: str | Path, *, front_only: bool = False) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    report.to_frame(front_only=front_only).to_csv(path, index=False)
-    return path

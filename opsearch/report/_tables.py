@@ -1,32 +1,37 @@
-"""The report's tables and lines, as the markdown and HTML pages both show them."""
+"""The report's tables as cells: a trial's row, the front, the effects, and a trial's precision per layer and role.
+Each renderer lays them out its own way (text columns, markdown, HTML)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from opsearch.report._effects import StudyEffects
-from opsearch.report._report import ROW_CELLS, StudyReport, row_cells
+from opsearch.report._report import StudyReport, tie_label
 from opsearch.store import TrialRow
 
-
-def json_ready(value: Any) -> Any:
-    """JSON-ready: tuples become lists, NaN and infinities become null (JSON has no NaN)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {str(k): json_ready(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_ready(v) for v in value]
-    return value
+# The cells every table of the front shows for a trial, from its preset to the speedup's interval.
+ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "loss 95% CI", "vs limit",
+             "samples/s", "speedup", "95% CI", "tie", "MB", "p50/p95/p99 ms")
 
 
-def _ci(low: float, high: float, fmt: str = "+.3f") -> str:
-    return "-" if not (math.isfinite(low) and math.isfinite(high)) else f"{low:{fmt}} to {high:{fmt}}"
+def number_cell(value: float, fmt: str) -> str:
+    """A number as ``fmt``, or "-" for one not measured (NaN)."""
+    return f"{value:{fmt}}" if math.isfinite(value) else "-"
 
 
-def _diff(value: float, fmt: str = "+.3f") -> str:
-    return "-" if not math.isfinite(value) else f"{value:{fmt}}"
+def latency_cell(p50: float, p95: float, p99: float) -> str:
+    return "-" if not math.isfinite(p50) else f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
+
+
+def row_cells(r: TrialRow) -> dict[str, str]:
+    """A trial's ROW_CELLS, formatted."""
+    return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
+                                f"{r.accuracy_loss_pt:+.2f}", f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}",
+                                r.constraint or "-", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
+                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-",
+                                number_cell(r.size_mb, ".1f"),
+                                latency_cell(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)),
+                    strict=True))
 
 
 def front_table_rows(report: StudyReport) -> tuple[list[str], list[list[object]]]:
@@ -43,9 +48,54 @@ def front_table_rows(report: StudyReport) -> tuple[list[str], list[list[object]]
     return header, rows
 
 
+def _ci(low: float, high: float, fmt: str = "+.3f") -> str:
+    return "-" if not (math.isfinite(low) and math.isfinite(high)) else f"{low:{fmt}} to {high:{fmt}}"
+
+
+def _diff(value: float, fmt: str = "+.3f") -> str:
+    return "-" if not math.isfinite(value) else f"{value:{fmt}}"
+
+
 def effects_table_rows(effects: StudyEffects) -> tuple[list[str], list[list[object]]]:
     header = ["setting", "n with", "n without", "speedup diff (x)", "95% CI", "loss diff (pt)", "95% CI", "note"]
     rows: list[list[object]] = [[e.label, e.n_with, e.n_without, _diff(e.speedup_diff), _ci(*e.speedup_ci),
                                  _diff(e.loss_diff_pt, "+.2f"), _ci(*e.loss_ci_pt, "+.2f"), e.note]
                                 for e in effects.effects]
     return header, rows
+
+
+def matrix_table_rows(effects: StudyEffects) -> tuple[list[str], list[list[object]]]:
+    """The front's operator matrix (node counts per operator type) as table rows; no rows without a front."""
+    matrix = effects.matrix
+    return (["trial", *matrix.op_types],
+            [[t, *row] for t, row in zip(matrix.trials, matrix.counts, strict=True)])
+
+
+# A precision as one grid cell: fp32 stays blank-ish, a partial group shows its kinds' node counts ("D2/3").
+_CELL = {"fp32": "-", "dynamic": "D", "static": "S", "weight_only": "W"}
+GRID_LEGEND = "D dynamic int8, S static int8 (QDQ), W weight-only, - fp32; D2/3: 2 of the group's 3 nodes"
+
+
+def _cell_of(precision: str) -> str:
+    if precision in _CELL:
+        return _CELL[precision]
+    parts = precision.split()  # "dynamic 2/3 static 1/3"
+    return "".join(f"{_CELL.get(kind, kind)}{count}" for kind, count in zip(parts[::2], parts[1::2], strict=False))
+
+
+def precision_grid(groups: dict[str, str]) -> tuple[list[str], list[list[str]], list[str]]:
+    """A trial's group precisions as a layer x role grid: (header, one row per layer, the groups outside the
+    layers as "role cell" words). Empty for a trial stored before groups were recorded."""
+    from opsearch.quantize import LAYER_ROLES
+
+    layers: dict[int, dict[str, str]] = {}
+    outside = []
+    for key, precision in groups.items():
+        if key.startswith("layer.") and "/" in key:
+            index, role = key[len("layer."):].split("/", 1)
+            layers.setdefault(int(index), {})[role] = _cell_of(precision)
+        else:
+            outside.append(f"{key} {_cell_of(precision)}")
+    roles = [r for r in LAYER_ROLES if any(r in row for row in layers.values())]
+    rows = [[str(i), *(layers[i].get(r, "") for r in roles)] for i in sorted(layers)]
+    return ["layer", *roles], rows, outside

@@ -6,8 +6,9 @@ from __future__ import annotations
 from opsearch.search._context import StudyContext, load_config
 from opsearch.search._isolation import ChildProcess, InProcess, Limits
 from opsearch.search._presets import Preset, from_optimum, preset_recipes, presets
-from opsearch.search._progress import Bar, JsonLog, Lines, Quiet, TrialEvent, as_progress, describe
+from opsearch.search._progress import Bar, JsonLog, Lines, Quiet, TrialEvent, as_progress, describe, trial_event
 from opsearch.search._remeasure import front_trials, remeasure_front
+from opsearch.search._runner import Runner
 from opsearch.search._sampling import (
     CONSTRAINT_NAME,
     already_tried,
@@ -25,8 +26,8 @@ from opsearch.search._sensitivity import (
 )
 from opsearch.search._space import SearchSpace
 from opsearch.search._stops import stop_on_signals
-from opsearch.search._study import Runner, create_runner, resume_study, run_study, run_worker
-from opsearch.search._trial import Rival, TimingSettings, TrialBench, TrialJob, TrialOutcome, TrialWorker
+from opsearch.search._study import create_runner, resume_study, run_study, run_worker
+from opsearch.search._trial import Rival, TrialJob, TrialMeasurer, TrialOutcome, TrialSetup
 
 __all__ = [
     "Bar",
@@ -41,12 +42,11 @@ __all__ = [
     "Quiet",
     "SearchSpace",
     "Sensitivity",
-    "TimingSettings",
-    "TrialBench",
+    "TrialSetup",
     "TrialEvent",
     "TrialJob",
     "TrialOutcome",
-    "TrialWorker",
+    "TrialMeasurer",
     "already_tried",
     "as_progress",
     "create_runner",
@@ -67,6 +67,7 @@ __all__ = [
     "run_study",
     "run_worker",
     "stop_on_signals",
+    "trial_event",
     "Runner",
     "StudyContext",
     "study_sensitivity",

@@ -26,6 +26,7 @@ from opsearch.measure import (
     LinearProbe,
     SingleTiming,
     ThreadSettings,
+    TimingProtocol,
     Workload,
     default_lock_path,
     embed,
@@ -66,6 +67,7 @@ class StudyContext:
         self.cache_dir: Path = cache_dir_for(self.storage, self.study_name)
         self.threads = ThreadSettings.resolve(config.intra_op_threads, config.inter_op_threads,
                                               config.allow_spinning)
+        self.protocol = TimingProtocol.from_config(config)  # how everything this study times is timed
         self.lock_path: Path | None = default_lock_path()
 
     @classmethod
@@ -202,7 +204,7 @@ class StudyContext:
         times fp32: trials open fp32 sessions of their own (in a child process by default), so holding these
         through a search would only double the fp32 model's memory."""
         sessions = [self.fp32_session, *(make_session(self.model.onnx_path, self.threads)
-                                         for _ in range(self.config.sessions_per_model - 1))]
+                                         for _ in range(self.protocol.sessions_per_model - 1))]
         try:
             yield sessions
         finally:
@@ -210,11 +212,10 @@ class StudyContext:
 
     def time_fp32(self) -> SingleTiming:
         """fp32 alone over the workload, under the machine's timing lock: the study's reference throughput."""
-        cfg = self.config
         with self.fp32_timing_sessions() as fp32, timing_lock(self.lock_path, holder=self.study_name,
                                                               on_wait=self.progress):
-            return measure_single(self.workload.runner(fp32), samples_per_round=self.workload.samples,
-                                  rounds=cfg.rounds, warmup_rounds=cfg.warmup_rounds)
+            return measure_single(self.workload.runner(fp32), protocol=self.protocol,
+                                  samples_per_round=self.workload.samples)
 
 
 def load_config(storage: str, study_name: str, *, measured: bool = True, **overrides) -> StudyConfig:

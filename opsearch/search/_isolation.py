@@ -20,12 +20,12 @@ from typing import Protocol
 
 from opsearch.errors import DiskFull, Interrupted, StudyStopped, TrialFailed
 from opsearch.measure import WAITING_FOR_LOCK
-from opsearch.search._trial import TrialBench, TrialJob, TrialOutcome, TrialWorker
+from opsearch.search._trial import TrialJob, TrialMeasurer, TrialOutcome, TrialSetup
 
 POLL_SECONDS = 0.1
 # Phases in which the child may wait as long as it must: another process holds the machine's timing lock.
 UNTIMED_PHASES = (WAITING_FOR_LOCK,)
-WorkerFactory = Callable[[TrialBench], TrialWorker]
+MeasurerFactory = Callable[[TrialSetup], TrialMeasurer]
 
 
 @dataclass(frozen=True)
@@ -57,14 +57,14 @@ class Executor(Protocol):
 class InProcess:
     """Trials run in this process: fastest to start, but a native crash takes the study down with it."""
 
-    def __init__(self, bench: TrialBench, *, worker_factory: WorkerFactory = TrialWorker,
+    def __init__(self, setup: TrialSetup, *, measurer_factory: MeasurerFactory = TrialMeasurer,
                  on_phase: Callable[[str], None] = lambda name: None) -> None:
-        self.worker = worker_factory(bench)
+        self.measurer = measurer_factory(setup)
         self.on_phase = on_phase
 
     def run(self, job: TrialJob) -> TrialOutcome:
         try:
-            return self.worker.run(job, self.on_phase)
+            return self.measurer.run(job, self.on_phase)
         except MemoryError as exc:
             raise TrialFailed("ran out of memory") from exc
 
@@ -78,9 +78,9 @@ class InProcess:
 class ChildProcess:
     """Trials run in a spawned child, within :class:`Limits`; see the module's docstring."""
 
-    def __init__(self, bench: TrialBench, *, limits: Limits, worker_factory: WorkerFactory = TrialWorker,
+    def __init__(self, setup: TrialSetup, *, limits: Limits, measurer_factory: MeasurerFactory = TrialMeasurer,
                  on_phase: Callable[[str], None] = lambda name: None) -> None:
-        self.bench, self.limits, self.worker_factory, self.on_phase = bench, limits, worker_factory, on_phase
+        self.setup, self.limits, self.measurer_factory, self.on_phase = setup, limits, measurer_factory, on_phase
         self._process = None
         self._conn = None
 
@@ -110,7 +110,7 @@ class ChildProcess:
     def _start(self) -> None:
         ctx = multiprocessing.get_context("spawn")
         parent_end, child_end = ctx.Pipe()
-        self._process = ctx.Process(target=_child_main, args=(child_end, self.bench, self.worker_factory),
+        self._process = ctx.Process(target=_child_main, args=(child_end, self.setup, self.measurer_factory),
                                     name="opsearch-trial", daemon=True)
         self._process.start()
         child_end.close()
@@ -188,7 +188,7 @@ class ChildProcess:
         self._process, self._conn = None, None
 
 
-def _child_main(conn, bench: TrialBench, worker_factory: WorkerFactory) -> None:
+def _child_main(conn, setup: TrialSetup, measurer_factory: MeasurerFactory) -> None:
     _die_with_parent()
     # Ctrl-C reaches the whole process group; the parent decides what an interrupt means.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -196,7 +196,7 @@ def _child_main(conn, bench: TrialBench, worker_factory: WorkerFactory) -> None:
 
     quiet_libraries()
     try:
-        worker = worker_factory(bench)
+        measurer = measurer_factory(setup)
     except Exception as exc:
         conn.send(("fatal", f"{type(exc).__name__}: {exc}"))
         return
@@ -209,7 +209,7 @@ def _child_main(conn, bench: TrialBench, worker_factory: WorkerFactory) -> None:
         if job is None:
             return
         try:
-            outcome = worker.run(job, lambda name: conn.send(("phase", name)))
+            outcome = measurer.run(job, lambda name: conn.send(("phase", name)))
         except TrialFailed as exc:
             conn.send(("failed", str(exc)))
         except StudyStopped as exc:

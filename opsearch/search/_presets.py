@@ -1,12 +1,17 @@
 """Known configurations a study tries first, as points of its search space, each with its name.
 
-optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512, avx512_vnni; dynamic, with and without
-per-channel) are read from optimum itself and translated into the space's parameters; presets that land
-on the same parameters are enqueued once under all their names ("avx512 / avx512_vnni").
+First the starting points read from the graph, the likeliest to lead: dynamic int8 of the MatMuls with a constant
+weight only (what Intel Neural Compressor does by default: attention's MatMuls of two activations stay fp32), and
+where a fusion level made Attention nodes the dynamic quantizer takes, that fusion with dynamic Attention and
+MatMul; each per-tensor, then per-channel. Then optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512,
+avx512_vnni; dynamic, with and without per-channel), read from optimum itself and translated into the space's
+parameters. Presets that land on the same parameters are enqueued once under all their names ("avx512 /
+avx512_vnni").
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import optuna
@@ -30,14 +35,15 @@ class Preset:
 
 
 def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list[tuple[str, QuantRecipe]]:
-    """The named recipes, before translation: MatMul only, every quantizable operator, optimum's CPU presets,
-    with ``sweep_operators`` each dynamic operator alone, ONNX Runtime's weight-only defaults (MatMul, then the
-    embeddings too), and the fused graph alone per fusion level.
+    """The named recipes, before translation: the starting points read from the graph (``starting_points``), then
+    MatMul only, every quantizable operator, optimum's CPU presets, with ``sweep_operators`` each dynamic operator
+    alone, ONNX Runtime's weight-only defaults (MatMul, then the embeddings too), and the fused graph alone per
+    fusion level.
 
     Presets quantize the exported graph ("none") when the space holds it, else its first fusion level.
     """
     fusion = "none" if "none" in space.fusions else space.fusions[0]
-    out: list[tuple[str, QuantRecipe]] = []
+    out: list[tuple[str, QuantRecipe]] = starting_points(space)
     if "dynamic" in space.modes:
         registry = quantizable_registry()["dynamic"]
         ops = tuple(op for op in space.operators_for(fusion, "dynamic") if op in registry)
@@ -68,6 +74,38 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
             out.append((f"fusion only {level}", QuantRecipe(mode=space.modes[0], operators_to_quantize=(),
                                                             fusion=level)))
     return out
+
+
+def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
+    """The recipes the graph says are likeliest to lead, per-tensor first, then per-channel, each pair in order:
+
+    - "dynamic: weight MatMuls only": the MatMuls with a constant weight, dynamic int8; the MatMuls of two
+      activations (attention's scores and context) stay fp32, where the graph has any. Intel Neural Compressor's
+      default: each of those costs a DynamicQuantizeLinear per input for an int8 GEMM on tiny tiles.
+    - "dynamic: <level> fused attention": per fusion level whose graph has Attention nodes the dynamic quantizer
+      takes (QAttention), that fusion with Attention and MatMul dynamic (a fused dynamic recipe leaves any MatMul of
+      two activations still standing fp32). Not offered where the level made no Attention node.
+
+    Empty without dynamic mode. The weights-only recipe quantizes the exported graph when the space holds it.
+    """
+    if "dynamic" not in space.modes:
+        return []
+    fusion = "none" if "none" in space.fusions else space.fusions[0]
+    registry = quantizable_registry()["dynamic"]
+    base = {"mode": "dynamic", "weights_symmetric": True}
+    kinds: list[tuple[str, QuantRecipe]] = []
+    if "MatMul" in space.operators_for(fusion, "dynamic"):
+        weights_only = space.asks_weights_only(fusion, "dynamic", ("MatMul",))  # False: no activation MatMul
+        kinds.append(("dynamic: weight MatMuls only", QuantRecipe(
+            operators_to_quantize=("MatMul",), fusion=fusion, matmul_weights_only=weights_only, **base)))
+    for level in space.fusions:
+        ops = [op for op in space.operators_for(level, "dynamic") if op in registry]
+        if level != "none" and "Attention" in ops:
+            kinds.append((f"dynamic: {level} fused attention", QuantRecipe(
+                operators_to_quantize=tuple(op for op in ("Attention", "MatMul") if op in ops), fusion=level,
+                **base)))
+    return kinds + [(f"{name}, per-channel", dataclasses.replace(recipe, per_channel=True))
+                    for name, recipe in kinds]
 
 
 def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset]:

@@ -48,6 +48,36 @@ class TrialEvent:
     best: dict | None = None
 
 
+def trial_event(trial, rows: list, limit: float | None, *, done: int, total: int, elapsed: float) -> TrialEvent:
+    """The event of a finished trial (an Optuna ``FrozenTrial``), with the study's rows (``store.trial_rows``) to
+    name the best trial within ``limit``."""
+    from opsearch.store import TrialRecord, best_within
+
+    record = TrialRecord.of(trial)
+    common = {"trial": trial.number, "state": trial.state.name.lower(), "label": record.label, "done": done,
+              "total": total, "elapsed_s": round(elapsed, 1), "remaining_s": round(elapsed / done * (total - done), 1)}
+    best = best_within(rows, limit)
+    common["best"] = None if best is None else {"trial": best.trial, "speedup": best.speedup,
+                                                "accuracy_loss_pt": best.accuracy_loss_pt,
+                                                "limit_pt": None if limit is None else 100 * limit}
+    if trial.state.name != "COMPLETE":
+        return TrialEvent(**common, reason=record.fail_reason)
+    timing, twin = record.timing, record.same_graph_as
+    row = next((r for r in rows if r.trial == trial.number), None)
+    own = twin is None  # a repeated graph shows its twin's measurements, not what they cost again
+    return TrialEvent(
+        **common, speedup=timing.get("speedup"), ci_halfwidth=timing.get("ci_halfwidth"),
+        rounds=timing.get("rounds"), samples_per_s=row.samples_per_s if row is not None else None,
+        accuracy_loss_pt=100 * float(record.accuracy_loss),
+        loss_ci_pt=None if record.accuracy_loss_ci is None else [100 * v for v in record.accuracy_loss_ci],
+        constraint=row.constraint if row is not None else "", noisy=bool(timing.get("noisy")), same_graph_as=twin,
+        # Pairing cancels most drift; the stability warnings matter when the interval stayed wide.
+        warnings=timing.get("warnings", []) if own and timing.get("noisy") else [],
+        stopped_early=record.stopped_early if own else "", evaluate_s=record.evaluate_seconds if own else None,
+        timing_s=record.timing_seconds if own else None, size_mb=record.size_mb,
+        latency_p99_ms=(timing.get("latency_ms") or {}).get("p99"))
+
+
 class Lines:
     """A line per message and per finished trial."""
 

@@ -3,10 +3,11 @@
 A variant is (fusion level, mode, static format): each has its own operator set, read from ONNX Runtime's
 registries on that graph (a fused graph offers Attention, the exported one does not). Parameters are
 flat scalars asked conditionally, in this order: ``fusion``, ``mode``, ``format`` (static), ``op_<Type>``
-for the variant's operators, then the flags. An operator parameter has the same name and choices in
-every variant that offers it, so TPE, random and NSGA-II samplers all cope; a combination the quantizer
-would ignore is never asked. A fused graph with no operator chosen is a candidate (fusion alone); the
-exported graph with none is the fp32 model and not a recipe.
+for the variant's operators, ``matmul_weights_only`` (MatMul chosen, on a graph with MatMuls of both kinds),
+then the flags. An operator parameter has the same name and choices in every variant that offers it, so
+TPE, random and NSGA-II samplers all cope; a combination the quantizer would ignore is never asked. A fused
+graph with no operator chosen is a candidate (fusion alone); the exported graph with none is the fp32 model and
+not a recipe.
 """
 
 from __future__ import annotations
@@ -70,10 +71,13 @@ class SearchSpace:
     # ({key: {"dynamic": e, "static": e}}, from the study's ranges pass) that ranks the groups kept fp32.
     groups: dict[str, GraphGroups] = field(default_factory=dict)
     sensitivity: dict[str, dict[str, float]] = field(default_factory=dict)
+    # The fusion levels whose graph holds MatMuls with a constant weight and MatMuls of two activations: there a
+    # dynamic (exported graph) or static recipe that quantizes MatMul chooses ``matmul_weights_only``. () : nowhere.
+    matmul_weights_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("calibration_method", "calibration_samples", "formats", "activation_types",
-                     "exclude_fragile", "fusions"):
+                     "exclude_fragile", "fusions", "matmul_weights_only"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         object.__setattr__(self, "operators", {k: tuple(v) for k, v in self.operators.items()})
         if not self.fusions:
@@ -88,11 +92,13 @@ class SearchSpace:
                    activation_types: Sequence[str] = ("QUInt8",),
                    exclude_fragile: bool | Sequence[bool] = False,
                    groups: Mapping[str, GraphGroups] | None = None,
-                   sensitivity: Mapping[str, dict[str, float]] | None = None) -> SearchSpace:
+                   sensitivity: Mapping[str, dict[str, float]] | None = None,
+                   matmul_weights_only: bool = True) -> SearchSpace:
         """``all_operators`` offers every type in the graph, quantizable or not, to show which change nothing.
 
         ``fused`` holds the fused graphs' inspections, one per level of ``fusions`` other than "none"; ``groups``
-        each level's groups, needed by the mixed mode.
+        each level's groups, needed by the mixed mode. ``matmul_weights_only`` offers that choice on each level
+        whose graph has MatMuls of both kinds (False: on none, as studies made before it).
         """
         graphs = {"none": graph, **(fused or {})}
         missing = [level for level in fusions if level not in graphs]
@@ -112,10 +118,14 @@ class SearchSpace:
                     g = graphs[level]
                     operators[variant_key(level, mode, fmt)] = tuple(
                         g.op_types() if all_operators else g.quantizable_in(_REGISTRY[mode, fmt]))
+        # Where the choice gives another graph: a static recipe, or a dynamic one of the exported graph (a fused
+        # dynamic recipe always leaves activation MatMuls fp32, see QuantRecipe.matmul_weights_only).
+        weights_only = tuple(level for level in fusions if matmul_weights_only and graphs[level].mixes_matmuls
+                             and ("static" in modes or ("dynamic" in modes and level == "none")))
         return cls(operators, calibration_method, calibration_samples, tuple(formats), tuple(activation_types),
                    _tuple(exclude_fragile), tuple(fusions),
                    {level: groups[level] for level in fusions if level in groups} if "mixed" in modes else {},
-                   dict(sensitivity or {}) if "mixed" in modes else {})
+                   dict(sensitivity or {}) if "mixed" in modes else {}, weights_only)
 
     def precisions(self) -> tuple[str, ...]:
         """The precisions mixed mode asks of every role (static only when the study searches static mode)."""
@@ -139,6 +149,13 @@ class SearchSpace:
 
     def operators_for(self, fusion: str, mode: str, fmt: str = "QOperator") -> tuple[str, ...]:
         return self.operators.get(variant_key(fusion, mode, fmt), ())
+
+    def asks_weights_only(self, fusion: str, mode: str, operators: Sequence[str]) -> bool:
+        """Whether a recipe quantizing ``operators`` on this variant chooses ``matmul_weights_only`` (a choice that
+        changes nothing is never asked: a fused dynamic recipe, or a graph whose MatMuls are all of one kind).
+        The mixed mode sets the attention MatMuls' precision by role (``mixed_scores``, ``mixed_context``)."""
+        return ("MatMul" in operators and fusion in self.matmul_weights_only
+                and (mode == "static" or (mode == "dynamic" and fusion == "none")))
 
     # Sampling --------------------------------------------------------------------------------------------
 
@@ -168,6 +185,7 @@ class SearchSpace:
                                weights_symmetric=ask("weights_symmetric", [False, True]),
                                accuracy_level=ask("accuracy_level", list(ACCURACY_LEVELS)) if matmul
                                else ACCURACY_LEVELS[0])
+        weights_only = self.asks_weights_only(fusion, mode, chosen) and ask("matmul_weights_only", [False, True])
         per_channel = ask("per_channel", [False, True])
         reduce_range = ask("reduce_range", [False, True])
         weights_symmetric = ask("weights_symmetric", [False, True])
@@ -192,6 +210,7 @@ class SearchSpace:
             fusion=fusion,
             activations_dtype=activations_dtype,
             exclude_fragile=pick("exclude_fragile", self.exclude_fragile) if static else False,
+            matmul_weights_only=weights_only,
         )
 
     def _build_mixed(self, fusion: str, ask: Ask, pick) -> QuantRecipe:
@@ -338,6 +357,9 @@ class SearchSpace:
                         total += 2 * len(BLOCK_SIZES) * ((2 ** n - 1 - with_matmul)
                                                           + with_matmul * len(WEIGHT_BITS) * len(ACCURACY_LEVELS))
                         continue
+                    sets = 2 ** n - 1
+                    if self.asks_weights_only(fusion, mode, self.operators_for(fusion, mode, fmt)):
+                        sets += 2 ** (n - 1)  # the sets with MatMul, once more with matmul_weights_only
                     flags = 2 * 2 * 2  # per_channel, reduce_range, weights_symmetric
                     if mode == "static":
                         flags *= 2 * (len(self.activation_types) + 1)  # activations_symmetric; s8 (x acts) or u8
@@ -345,7 +367,7 @@ class SearchSpace:
                         flags *= len(self.exclude_fragile)
                     else:
                         flags *= len(WEIGHT_TYPES)
-                    total += (2 ** n - 1) * flags
+                    total += sets * flags
         return total
 
     def _mixed_size(self, fusion: str) -> int:
@@ -368,14 +390,16 @@ class SearchSpace:
                 "sensitivity": self.sensitivity,
                 "calibration_method": list(self.calibration_method),
                 "calibration_samples": list(self.calibration_samples), "formats": list(self.formats),
-                "activation_types": list(self.activation_types), "exclude_fragile": list(self.exclude_fragile)}
+                "activation_types": list(self.activation_types), "exclude_fragile": list(self.exclude_fragile),
+                "matmul_weights_only": list(self.matmul_weights_only)}
 
     @classmethod
     def from_dict(cls, data: dict) -> SearchSpace:
         """A stored space (``to_dict``; a study's record reads an older one in this shape: ``opsearch.store``)."""
         return cls({k: tuple(v) for k, v in data["operators"].items()},
                    **{k: _tuple(data[k]) for k in ("calibration_method", "calibration_samples", "formats",
-                                                   "activation_types", "exclude_fragile", "fusions")},
+                                                   "activation_types", "exclude_fragile", "fusions",
+                                                   "matmul_weights_only")},
                    groups={level: GraphGroups.from_dict(g) for level, g in data["groups"].items()},
                    sensitivity=data["sensitivity"])
 

@@ -1,7 +1,7 @@
 """One trial's work: quantize a recipe, evaluate the quantized model, and time it paired with fp32.
 
 Everything here runs where the study's executor puts it (a child process by default, see
-``opsearch.isolation``), so it takes plain, picklable inputs and returns a plain record; it never
+``search._isolation``), so it takes plain, picklable inputs and returns a plain record; it never
 touches the study's storage. The parent alone writes trials.
 """
 
@@ -22,6 +22,7 @@ from opsearch.measure import (
     LoadMeter,
     PairedTiming,
     ThreadSettings,
+    TimingProtocol,
     Workload,
     evaluate_screened,
     make_session,
@@ -35,20 +36,8 @@ from opsearch.store import objectives_of
 Phase = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class TimingSettings:
-    rounds: int
-    max_rounds: int
-    warmup_rounds: int
-    ci_target: float
-    max_seconds: float
-    seed: int
-    sessions_per_model: int
-    estimator: str
-
-
 @dataclass
-class TrialBench:
+class TrialSetup:
     """What every trial of a study needs, prepared once by the parent and sent to the executor once."""
 
     fp32_path: Path
@@ -56,7 +45,7 @@ class TrialBench:
     task: ClassificationTask | EmbeddingTask
     workload: Workload
     calibration: dict[str, np.ndarray] | None
-    timing: TimingSettings
+    protocol: TimingProtocol  # how the trial is timed
     lock_path: Path | None = None  # machine-wide lock serializing timed sections; None: no lock
     cache_dir: Path | None = None  # where fused fp32 graphs are kept, made once per study
     study_name: str = ""  # named to other processes that find the lock taken
@@ -108,17 +97,17 @@ class TrialOutcome:
 
 
 @dataclass
-class TrialWorker:
-    """Runs jobs against one bench; the fp32 timing sessions are opened once, on first use."""
+class TrialMeasurer:
+    """Runs jobs against one setup; the fp32 timing sessions are opened once, on first use."""
 
-    bench: TrialBench
+    setup: TrialSetup
     _fp32_sessions: list = field(default_factory=list, repr=False)
 
     def run(self, job: TrialJob, phase: Phase = lambda name: None) -> TrialOutcome:
-        bench = self.bench
+        setup = self.setup
         phase("quantizing")
-        quantized = quantize(job.recipe, fp32_path=bench.fp32_path, out_dir=job.out_dir,
-                             calibration=bench.calibration, cache_dir=bench.cache_dir)
+        quantized = quantize(job.recipe, fp32_path=setup.fp32_path, out_dir=job.out_dir,
+                             calibration=setup.calibration, cache_dir=setup.cache_dir)
         outcome = TrialOutcome(quantized.graph_hash, quantized.node_counts, round(quantized.seconds, 2),
                                quantized.size_mb, quantized.groups or {})
         if quantized.graph_hash in job.known_graphs:
@@ -127,8 +116,8 @@ class TrialWorker:
         phase("evaluating")
         started = time.perf_counter()
         try:
-            session = make_session(quantized.path, bench.threads)
-            screening = evaluate_screened(bench.task, session, bench.screen,
+            session = make_session(quantized.path, setup.threads)
+            screening = evaluate_screened(setup.task, session, setup.screen,
                                           on_chunk=lambda done, total: phase(f"evaluating ({done} of {total} rows)"))
         except TrialFailed:
             raise
@@ -142,36 +131,40 @@ class TrialWorker:
             return outcome
         outcome.metrics = screening.evaluation.metrics
 
-        t = bench.timing
-        sessions = [session, *(make_session(quantized.path, bench.threads) for _ in range(t.sessions_per_model - 1))]
+        race = self._race(job.rivals, screening, quantized.size_mb) if setup.screen is not None else None
+        outcome.timing = self._time(quantized.path, session, race, outcome, phase).to_dict()
+        return outcome
+
+    def _time(self, path: Path, session, race: _Race | None, outcome: TrialOutcome, phase: Phase) -> PairedTiming:
+        """Time the quantized model (``session``, and more sessions of ``path``) paired with fp32 by the setup's
+        protocol, under the machine's timing lock; the timed window and why racing stopped go into ``outcome``."""
+        setup, protocol = self.setup, self.setup.protocol
+        sessions = [session, *(make_session(path, setup.threads) for _ in range(protocol.sessions_per_model - 1))]
         if not self._fp32_sessions:
-            self._fp32_sessions = [make_session(bench.fp32_path, bench.threads) for _ in range(t.sessions_per_model)]
-        race = self._race(job.rivals, screening, quantized.size_mb) if bench.screen is not None else None
-        with timing_lock(bench.lock_path, holder=bench.study_name, on_wait=phase):
+            self._fp32_sessions = [make_session(setup.fp32_path, setup.threads)
+                                   for _ in range(protocol.sessions_per_model)]
+        with timing_lock(setup.lock_path, holder=setup.study_name, on_wait=phase):
             phase("timing")
             began = time.time()
-            timing = measure_paired(bench.workload.runner(sessions), bench.workload.runner(self._fp32_sessions),
-                                    samples_per_round=bench.workload.samples, rounds=t.rounds,
-                                    max_rounds=t.max_rounds, warmup_rounds=t.warmup_rounds, ci_target=t.ci_target,
-                                    max_seconds=t.max_seconds, seed=t.seed, estimator=t.estimator,
-                                    blocks=t.sessions_per_model, load_meter=LoadMeter, race=race)
+            timing = measure_paired(setup.workload.runner(sessions), setup.workload.runner(self._fp32_sessions),
+                                    protocol=protocol, samples_per_round=setup.workload.samples,
+                                    load_meter=LoadMeter, race=race)
             outcome.timed_window = (began, time.time())
-        outcome.timing = timing.to_dict()
         if timing.raced:
             outcome.stopped_early = timing.raced
             outcome.dominated_by = race.by
-        return outcome
+        return timing
 
     def _race(self, rivals: tuple[Rival, ...], screening, size_mb: float) -> _Race | None:
         """Racing on speed, against rivals at least as good on every other objective the study optimizes. None
         (no racing) when it does not optimize throughput (speed then dominates nothing), or optimizes a latency (a
         slower trial may still have the shorter tail)."""
-        objectives = self.bench.objectives
+        objectives = self.setup.objectives
         latency = any(o.timed and o.name != "throughput" for o in objectives_of(objectives))
         if "throughput" not in objectives or latency:
             return None
-        right = screening.predictions == self.bench.task.labels
-        loss = float(np.mean(self.bench.screen.reference_correct.astype(float) - right))
+        right = screening.predictions == self.setup.task.labels
+        loss = float(np.mean(self.setup.screen.reference_correct.astype(float) - right))
         return _Race(tuple(r for r in rivals if r.accuracy_loss <= loss
                            and ("size" not in objectives or r.size_mb <= size_mb)))
 

@@ -71,26 +71,10 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     rng = np.random.default_rng(config.seed)
 
     eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, label_col, config.exclude_labels)
-    if config.fit_split and not config.fit_dataset and is_local_spec(config.dataset):
-        raise DatasetError(f"fit_split={config.fit_split!r} names a split of a hub dataset, but {config.dataset!r} is "
-                           "a local file with no splits: give the fit rows' file as fit_dataset, or drop fit_split "
-                           "to hold out fit_size rows of the file.")
     if config.fit_dataset or config.fit_split:
-        fit_source, fit_split = _load(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
-                                      encoding=config.encoding)
-        fit_texts, fit_raw, fit_dropped = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
-        fit_order = rng.permutation(len(fit_texts))
-        how, fit_rows = f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]", "fit rows"
+        fit = _fit_source_rows(config, rng)
     else:
-        fit_size, why = _fit_size(config, task, len(eval_texts))
-        order = rng.permutation(len(eval_texts))
-        fit_idx, eval_idx = order[:fit_size], order[fit_size:]
-        fit_texts, fit_raw = [eval_texts[i] for i in fit_idx], [eval_raw[i] for i in fit_idx]
-        eval_texts, eval_raw = [eval_texts[i] for i in eval_idx], [eval_raw[i] for i in eval_idx]
-        fit_order, fit_dropped = np.arange(len(fit_texts)), Counter()  # their drops are counted with the file's
-        how = (f"{fit_size} rows held out by a shuffle seeded {config.seed} for {why}" if fit_size
-               else f"no rows held out ({why})")
-        fit_rows = "held-out rows"
+        fit, eval_texts, eval_raw = _held_out_rows(config, task, rng, eval_texts, eval_raw)
 
     if config.max_samples is not None and len(eval_texts) > config.max_samples:
         keep = np.sort(rng.permutation(len(eval_texts))[: config.max_samples])
@@ -98,22 +82,74 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
 
     mapping, label_names = _label_mapping(eval_raw, config, id2label=id2label, task=task, dataset=config.dataset)
     eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.int64))
-    fit_known = [i for i in fit_order if str(fit_raw[i]) in mapping]
-    unknown = sorted({str(fit_raw[i]) for i in fit_order if str(fit_raw[i]) not in mapping})
-    fit_dropped[UNKNOWN] += len(fit_order) - len(fit_known)
-    fit_data = LabelledTexts([fit_texts[i] for i in fit_known],
-                             np.array([mapping[str(fit_raw[i])] for i in fit_known], dtype=np.int64))
-    classes = Counter(eval_data.labels.tolist())
-    if len(classes) < 2:
-        raise DatasetError(f"the evaluation rows of {config.dataset!r} hold one class only ({dict(classes)}): "
-                           "accuracy would mean nothing. Use a split with every class.")
+    fit_data, unknown, fit_dropped = _mapped_fit_rows(fit, mapping)
+    _check_classes(eval_data, config.dataset)
     parts = [f"{config.dataset} [{eval_split}]: {len(eval_data)} evaluation rows (columns {text_col!r}, "
              f"{label_col!r})", _dropped_text(eval_dropped, "rows", unknown)]
     if tokenizer is not None:
         parts.append(_truncated_text(tokenizer, eval_data.texts, config.max_length))
-    parts += [how, _dropped_text(fit_dropped, fit_rows, unknown)]
+    parts += [fit.how, _dropped_text(fit_dropped, fit.noun, unknown)]
     description = "; ".join(p for p in parts if p)
     return StudyData(eval=eval_data, fit=fit_data, label_names=label_names, description=description)
+
+
+@dataclass(frozen=True)
+class _FitRows:
+    """The fit rows before their labels are mapped, and what the description says of them."""
+
+    texts: list[str]
+    raw: list  # label values as the dataset holds them
+    order: np.ndarray  # the order calibration and probes take the rows in
+    dropped: Counter  # rows of the fit source dropped, by reason
+    how: str  # where the rows come from
+    noun: str  # what the description calls them
+
+
+def _fit_source_rows(config: StudyConfig, rng: np.random.Generator) -> _FitRows:
+    """The fit rows from ``fit_dataset`` or ``fit_split``, in a seeded shuffle."""
+    if config.fit_split and not config.fit_dataset and is_local_spec(config.dataset):
+        raise DatasetError(f"fit_split={config.fit_split!r} names a split of a hub dataset, but {config.dataset!r} is "
+                           "a local file with no splits: give the fit rows' file as fit_dataset, or drop fit_split "
+                           "to hold out fit_size rows of the file.")
+    fit_source, fit_split = _load(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
+                                  encoding=config.encoding)
+    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
+    return _FitRows(texts, raw, rng.permutation(len(texts)), dropped,
+                    f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]", "fit rows")
+
+
+def _held_out_rows(config: StudyConfig, task: str, rng: np.random.Generator, texts: list[str],
+                   raw: list) -> tuple[_FitRows, list[str], list]:
+    """Hold out fit rows from the evaluation rows by a seeded shuffle; the fit rows, and the evaluation rows left."""
+    fit_size, why = _fit_size(config, task, len(texts))
+    order = rng.permutation(len(texts))
+    fit_idx, eval_idx = order[:fit_size], order[fit_size:]
+    how = (f"{fit_size} rows held out by a shuffle seeded {config.seed} for {why}" if fit_size
+           else f"no rows held out ({why})")
+    # No drops of their own: the rows they were held out of count them.
+    fit = _FitRows([texts[i] for i in fit_idx], [raw[i] for i in fit_idx], np.arange(len(fit_idx)), Counter(), how,
+                   "held-out rows")
+    return fit, [texts[i] for i in eval_idx], [raw[i] for i in eval_idx]
+
+
+def _mapped_fit_rows(fit: _FitRows, mapping: dict[str, int]) -> tuple[LabelledTexts, list[str], Counter]:
+    """The fit rows whose label ``mapping`` knows, in their order; the labels it does not know; the rows dropped."""
+    known = [i for i in fit.order if str(fit.raw[i]) in mapping]
+    unknown = sorted({str(fit.raw[i]) for i in fit.order if str(fit.raw[i]) not in mapping})
+    # The mapping is built from the evaluation rows' labels: a label only the fit rows hold has no class id.
+    dropped = fit.dropped.copy()
+    dropped[UNKNOWN] += len(fit.order) - len(known)
+    data = LabelledTexts([fit.texts[i] for i in known],
+                         np.array([mapping[str(fit.raw[i])] for i in known], dtype=np.int64))
+    return data, unknown, dropped
+
+
+def _check_classes(data: LabelledTexts, dataset: str) -> None:
+    """Refuse evaluation rows that hold fewer than two classes."""
+    classes = Counter(data.labels.tolist())
+    if len(classes) < 2:
+        raise DatasetError(f"the evaluation rows of {dataset!r} hold one class only ({dict(classes)}): "
+                           "accuracy would mean nothing. Use a split with every class.")
 
 
 def _dropped_text(dropped: Counter, rows: str, unknown: list[str]) -> str:

@@ -37,6 +37,7 @@ from opsearch.store._rows import (
     trial_loss,
     trial_rows,
 )
+from opsearch.store._states import fail_orphan, queue_again
 from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_storage, queue_retry
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "check_limit",
     "constraint_state",
     "constraint_values",
+    "fail_orphan",
     "faster_uncertain",
     "file_of",
     "front_rows",
@@ -63,6 +65,7 @@ __all__ = [
     "non_dominated",
     "objectives_of",
     "open_storage",
+    "queue_again",
     "queue_retry",
     "same_graph_groups",
     "set_study_attrs",

@@ -32,7 +32,7 @@ from opsearch.config import StudyConfig, default_of, legacy_values, settings_of
 from opsearch.errors import StudyError
 
 # The shape opsearch writes: the last step below. The key holding it, in a study's record and in a trial's.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 SCHEMA_KEY = "schema"
 
 Values = Sequence[float] | None  # a finished trial's objective values (None: not finished)
@@ -235,6 +235,13 @@ def _trial_7(attrs: dict[str, Any], values: Values) -> None:
         attrs.setdefault("group_precisions", {})
 
 
+def _study_8(attrs: dict[str, Any]) -> None:
+    """8, MatMuls with a constant weight apart (commit bca69a3): the space names the fusion levels where a recipe
+    quantizing MatMul chooses ``matmul_weights_only``. A space stored before asked it nowhere."""
+    if attrs.get("search_space"):
+        attrs["search_space"] = _filled(attrs["search_space"], matmul_weights_only=[])
+
+
 def _nothing(*_: Any) -> None:
     return None
 
@@ -271,6 +278,7 @@ _STEPS = (
     _Step(trial=_trial_5, paired=_paired_5),
     _Step(study=_study_6, trial=_trial_6, paired=_paired_6, single=_single_6),
     _Step(study=_study_7, trial=_trial_7),
+    _Step(study=_study_8),
 )
 assert len(_STEPS) == SCHEMA_VERSION, "one step per schema: SCHEMA_VERSION is the last step's"
 

@@ -125,7 +125,14 @@ CHECK_RULES = {
         lambda v: re.fullmatch(RELATIVE, v) is not None if isinstance(v, str) else 0 <= v < 1,
         st.floats(0, 1, exclude_max=True) | st.just(0) | st.from_regex(RELATIVE, fullmatch=True),
         st.sampled_from([1, 2, -0.01, 1.0, math.nan, math.inf, "1%", "rel", "1 % re", "0.01", "%rel"])),
+    _study_config._check_duration: Rule(
+        lambda v: (number(v) and v > 0) if not isinstance(v, str) else (
+            re.fullmatch(DURATION, v.strip()) is not None and any(c in "123456789" for c in v)),
+        st.floats(0, exclude_min=True, allow_nan=False) | st.integers(1, INT64[1])
+        | st.from_regex(r"[1-9]\d?h[1-5]\dm|[1-9]\d?m|[1-9]\d{0,3}s|[1-9]\.5m", fullmatch=True),
+        st.sampled_from([0, -1, math.nan, "", "10 minutes", "m", "0s", "1d", "h1", "-5m"])),
 }
+DURATION = r"(\d+(\.\d+)?h)?(\d+(\.\d+)?m)?(\d+(\.\d+)?s)?"
 
 
 def _known_encoding(value: str) -> bool:

@@ -1,4 +1,4 @@
-"""opsearch.embedding: pooling, cosine, and the frozen linear probe."""
+"""opsearch.measure._embedding: pooling, cosine, and the frozen linear probe."""
 
 from __future__ import annotations
 

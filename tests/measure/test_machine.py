@@ -1,4 +1,4 @@
-"""opsearch.machine.LoadMeter: what else the CPUs did while timing ran, with this process left out."""
+"""opsearch.measure.LoadMeter: what else the CPUs did while timing ran, with this process left out."""
 
 from __future__ import annotations
 

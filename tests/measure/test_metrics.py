@@ -1,4 +1,4 @@
-"""opsearch.metrics.classification_metrics against scikit-learn."""
+"""opsearch.measure.classification_metrics against scikit-learn."""
 
 from __future__ import annotations
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from opsearch.measure import accuracy_loss_ci, holm, pack_labels, tie_groups, unpack_labels
+from opsearch.measure import TimingProtocol, accuracy_loss_ci, holm, pack_labels, tie_groups, unpack_labels
 from opsearch.measure._timing import paired_record
 
 
@@ -77,8 +77,9 @@ def test_the_interval_holds_across_sessions_under_simulated_session_drift() -> N
         pair = np.arange(rounds) % sessions  # round r ran on session pair r % 3 (no warm-up here)
         base = 0.2 * layout_base[pair] * (1 + 0.005 * rng.random(rounds))
         cand = 0.2 / true * layout_cand[pair] * (1 + 0.005 * rng.random(rounds))
-        record = paired_record(cand, base, _calls(cand), _calls(base), estimator="floor", samples_per_round=10,
-                               warmup_rounds=0, ci_target=0.02, blocks=sessions, seed=int(rng.integers(1 << 30)))
+        protocol = TimingProtocol(rounds=rounds, max_rounds=rounds, warmup_rounds=0, ci_target=0.02, max_seconds=None,
+                                  seed=int(rng.integers(1 << 30)), sessions_per_model=sessions, estimator="floor")
+        record = paired_record(cand, base, _calls(cand), _calls(base), protocol=protocol, samples_per_round=10)
         covered_rounds += record.rounds_ci[0] <= true <= record.rounds_ci[1]
         covered_blocks += record.speedup_ci[0] <= true <= record.speedup_ci[1]
         assert record.blocks == sessions

@@ -1,4 +1,4 @@
-"""opsearch.timing: paired measurement, both estimators, the stop rule, warm-ups, stability checks, intervals.
+"""opsearch.measure._timing: paired measurement, both estimators, the stop rule, warm-ups, stability checks, intervals.
 
 Every measurement runs on a fake machine: its clock only moves when a fake workload "runs", so no test
 sleeps and every duration is known exactly.
@@ -18,6 +18,7 @@ from opsearch.measure import (
     Load,
     PairedTiming,
     SingleTiming,
+    TimingProtocol,
     bootstrap_ci,
     floor_ci,
     load_warnings,
@@ -54,7 +55,7 @@ class FakeMachine:
 
     def passes(self, name: str, costs: Callable[[float, int], np.ndarray]) -> Callable[[], np.ndarray]:
         """A pass of several calls, as a real workload runs: ``costs(now, index)`` gives each call's seconds in
-        the ``index``-th pass; the pass returns them, as :meth:`opsearch.workload.Workload.runner` does."""
+        the ``index``-th pass; the pass returns them, as :meth:`opsearch.measure.Workload.runner` does."""
         count = [0]
 
         def run() -> np.ndarray:
@@ -79,21 +80,19 @@ def noisy(seconds: float, sigma: float, seed: int) -> Callable[[float, int], flo
     return lambda now, index: seconds * float(rng.lognormal(0.0, sigma))
 
 
+def protocol(**knobs) -> TimingProtocol:
+    """A protocol for the fake machine: one session per model (one block) and no time limit, unless told."""
+    return TimingProtocol(**{"rounds": 5, "max_rounds": 20, "warmup_rounds": 0, "ci_target": 0.02, "max_seconds": None,
+                             "seed": 0, "sessions_per_model": 1, "estimator": "floor", **knobs})
+
+
 def paired(
-    machine: FakeMachine, cand: Callable[[float, int], float], base: Callable[[float, int], float], **settings
+    machine: FakeMachine, cand: Callable[[float, int], float], base: Callable[[float, int], float], *,
+    load_meter: Callable | None = None, race: Callable | None = None, **knobs
 ) -> PairedTiming:
-    options = {
-        "samples_per_round": 10,
-        "rounds": 5,
-        "max_rounds": 20,
-        "warmup_rounds": 0,
-        "ci_target": 0.02,
-        "seed": 0,
-        "estimator": "floor",
-        **settings,
-    }
     return measure_paired(
-        machine.workload("candidate", cand), machine.workload("baseline", base), clock=machine.clock, **options
+        machine.workload("candidate", cand), machine.workload("baseline", base), protocol=protocol(**knobs),
+        samples_per_round=10, load_meter=load_meter, race=race, clock=machine.clock
     )
 
 
@@ -149,10 +148,10 @@ def test_floor_under_drift_needs_the_pairing() -> None:
     # The same 30 rounds a side, but fp32's first and the candidate's after: the floors come from different
     # moments of the machine, and the drift between them lands in the speedup.
     machine = FakeMachine()
-    base = measure_single(machine.workload("baseline", slowing(BASELINE_S)), samples_per_round=10, rounds=30,
-                          warmup_rounds=0, clock=machine.clock)
-    cand = measure_single(machine.workload("candidate", slowing(CANDIDATE_S)), samples_per_round=10, rounds=30,
-                          warmup_rounds=0, clock=machine.clock)
+    base = measure_single(machine.workload("baseline", slowing(BASELINE_S)), protocol=protocol(rounds=30),
+                          samples_per_round=10, clock=machine.clock)
+    cand = measure_single(machine.workload("candidate", slowing(CANDIDATE_S)), protocol=protocol(rounds=30),
+                          samples_per_round=10, clock=machine.clock)
     blocked = min(base.seconds) / min(cand.seconds)
     assert blocked < TRUE_SPEEDUP * 0.9
 
@@ -181,8 +180,8 @@ def test_floor_is_the_same_at_any_rate_of_interference_where_the_median_is_not()
         machine = FakeMachine()
         timing = measure_paired(machine.passes("candidate", delayed_calls(per_call, rate, seed=2 * process)),
                                 machine.passes("baseline", delayed_calls(2 * per_call, rate, seed=2 * process + 1)),
-                                samples_per_round=CALLS, rounds=40, max_rounds=40, warmup_rounds=0, ci_target=0.01,
-                                estimator="floor", clock=machine.clock)
+                                protocol=protocol(rounds=40, max_rounds=40, ci_target=0.01), samples_per_round=CALLS,
+                                clock=machine.clock)
         floors.append(timing.floor_speedup)
         medians.append(timing.median_ratio)
         low, high = timing.speedup_ci
@@ -198,8 +197,9 @@ def test_floor_takes_each_call_at_its_fastest_round() -> None:
     cand = [np.array([3.0, 1.0]), np.array([2.0, 4.0]), np.array([1.0, 5.0])]
     base = [np.array([4.0, 4.0])] * 3
     timing = measure_paired(machine.passes("candidate", lambda now, i: cand[i]),
-                            machine.passes("baseline", lambda now, i: base[i]), samples_per_round=2, rounds=3,
-                            max_rounds=3, warmup_rounds=0, ci_target=0.5, estimator="floor", clock=machine.clock)
+                            machine.passes("baseline", lambda now, i: base[i]),
+                            protocol=protocol(rounds=3, max_rounds=3, ci_target=0.5), samples_per_round=2,
+                            clock=machine.clock)
     assert timing.candidate_floor_s == pytest.approx(2.0)  # 1 + 1, from different rounds
     assert timing.baseline_floor_s == pytest.approx(8.0)
     assert timing.speedup == pytest.approx(4.0)
@@ -410,7 +410,7 @@ def test_paired_warnings_name_the_side() -> None:
 
 
 class FakeMeter:
-    """Stands in for opsearch.machine.LoadMeter: reports a given load for the timed rounds."""
+    """Stands in for opsearch.measure.LoadMeter: reports a given load for the timed rounds."""
 
     def __init__(self, load: Load | None) -> None:
         self.given, self.load, self.entered = load, None, False
@@ -500,7 +500,8 @@ def test_measure_single(warmup_rounds: int) -> None:
     run = machine.workload("model", lambda now, index: 9.0 if index < warmup_rounds else costs[index - warmup_rounds])
 
     timing = measure_single(
-        run, samples_per_round=12, rounds=len(costs), warmup_rounds=warmup_rounds, clock=machine.clock
+        run, protocol=protocol(rounds=len(costs), warmup_rounds=warmup_rounds), samples_per_round=12,
+        clock=machine.clock
     )
 
     assert isinstance(timing, SingleTiming)
@@ -572,8 +573,8 @@ def test_paired_timing_keeps_each_sides_call_percentiles_over_all_rounds() -> No
     # Each pass makes 20 calls; the candidate's 20th call is slow in the third round only: a tail event.
     cand = machine.passes("candidate", lambda now, i: np.r_[np.full(19, 0.004), 0.040 if i == 2 else 0.004])
     base = machine.passes("baseline", lambda now, i: np.linspace(0.005, 0.024, 20))
-    timing = measure_paired(cand, base, samples_per_round=20, rounds=5, max_rounds=5, warmup_rounds=1,
-                            ci_target=0.5, seed=0, estimator="floor", clock=machine.clock)
+    timing = measure_paired(cand, base, protocol=protocol(rounds=5, max_rounds=5, warmup_rounds=1, ci_target=0.5),
+                            samples_per_round=20, clock=machine.clock)
 
     calls = np.r_[np.full(99, 4.0), 40.0]  # 5 rounds x 20 calls, in ms (the warm-up left out)
     assert timing.latency_ms == pytest.approx({f"p{q}": float(np.percentile(calls, q)) for q in (50, 95, 99)})
@@ -587,10 +588,10 @@ def test_paired_timing_keeps_each_sides_call_percentiles_over_all_rounds() -> No
 def test_single_timing_keeps_call_percentiles_when_the_side_reports_calls() -> None:
     machine = FakeMachine()
     run = machine.passes("fp32", lambda now, i: np.array([0.001, 0.002, 0.003, 0.010]))
-    timing = measure_single(run, samples_per_round=4, rounds=3, warmup_rounds=0, clock=machine.clock)
+    timing = measure_single(run, protocol=protocol(rounds=3), samples_per_round=4, clock=machine.clock)
     calls = np.tile([1.0, 2.0, 3.0, 10.0], 3)
     assert timing.to_dict()["latency_ms"] == pytest.approx({f"p{q}": float(np.percentile(calls, q))
                                                             for q in (50, 95, 99)})
-    whole = measure_single(machine.workload("m", constant(0.1)), samples_per_round=4, rounds=2, warmup_rounds=0,
+    whole = measure_single(machine.workload("m", constant(0.1)), protocol=protocol(rounds=2), samples_per_round=4,
                            clock=machine.clock)
     assert whole.latency_ms is None  # a side that reports no calls has no per-call latency

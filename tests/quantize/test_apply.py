@@ -1,17 +1,19 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from conftest import sentiment_rows
+from families import family_graphs
 from transformers import AutoTokenizer
 
 from opsearch.errors import TrialFailed
 from opsearch.measure import ThreadSettings, encode_padded, make_session
-from opsearch.quantize import QuantizationFailed, QuantRecipe, quantize
+from opsearch.quantize import QuantizationFailed, QuantRecipe, graph_hash, matmul_kinds, quantize
 
 
 @pytest.fixture(scope="module")
@@ -208,3 +210,110 @@ def test_model_file_size_counts_its_external_data(tiny_onnx, tmp_path: Path) -> 
     assert (tmp_path / "m.onnx.data").stat().st_size > 0  # the weights are outside the file
     assert model_file_mb(tmp_path / "m.onnx") == pytest.approx(parts / 1e6)
     assert model_file_mb(tmp_path / "m.onnx") > (tmp_path / "m.onnx").stat().st_size / 1e6
+
+
+# Weight MatMuls only -------------------------------------------------------------------------------------------
+
+
+def _fp32_matmuls(path: Path) -> set[str]:
+    """The MatMuls a quantized graph still computes in float: their names are the fp32 graph's, and no input is a
+    quantized tensor's DequantizeLinear output."""
+    model = onnx.load(str(path))
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    return {n.name for n in model.graph.node if n.op_type == "MatMul" and not dequantized & set(n.input[:2])}
+
+
+@pytest.mark.parametrize("recipe", [
+    QuantRecipe("dynamic", ("MatMul",)),
+    QuantRecipe("dynamic", ("Gather", "MatMul"), per_channel=True),
+    QuantRecipe("static", ("MatMul",), calibration_samples=8),
+    QuantRecipe("static", ("MatMul",), format="QDQ", calibration_samples=8),
+], ids=lambda r: r.label())
+def test_weight_matmuls_only_leaves_exactly_the_activation_matmuls_fp32(tiny_onnx, calibration, tmp_path: Path,
+                                                                        recipe) -> None:
+    kinds = matmul_kinds(onnx.load(str(tiny_onnx.onnx_path)))
+    assert len(kinds.weight) == 12 and len(kinds.activation) == 4  # 2 layers of the tiny BERT
+    every = quantize(recipe, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "every", calibration=calibration)
+    flagged = replace(recipe, matmul_weights_only=True)
+    weights = quantize(flagged, fp32_path=tiny_onnx.onnx_path, out_dir=tmp_path / "weights", calibration=calibration)
+    assert every.node_counts["MatMul"] == len(kinds.weight) + len(kinds.activation)
+    assert weights.node_counts["MatMul"] == len(kinds.weight)
+    assert _fp32_matmuls(weights.path) == set(kinds.activation)
+    assert every.graph_hash != weights.graph_hash
+    # What made it is said beside it: the recipe, and the nodes it kept fp32 in optimum's ORT config.
+    folder = weights.path.parent
+    assert QuantRecipe.from_dict(json.loads((folder / "opsearch-recipe.json").read_text())) == flagged
+    ort_config = json.loads((folder / "ort_config.json").read_text())
+    assert set(ort_config["quantization"]["nodes_to_exclude"]) == set(kinds.activation)
+    feed = {k: v[:1] for k, v in calibration.items()}
+    fp32, q = _logits(tiny_onnx.onnx_path, feed), _logits(weights.path, feed)
+    assert np.max(np.abs(fp32 - q)) < 0.5 * (np.max(np.abs(fp32)) + 1e-3) + 0.1
+
+
+def test_the_flag_shows_in_label_dict_and_optimum_config() -> None:
+    recipe = QuantRecipe("dynamic", ("MatMul",), per_channel=True, matmul_weights_only=True)
+    assert recipe.label() == "dynamic[MatMul] per_channel matmul_weights_only s8"
+    assert recipe.to_dict()["matmul_weights_only"] is True
+    assert QuantRecipe.from_dict(recipe.to_dict()) == recipe
+    assert recipe.to_optimum(nodes_to_exclude=["/attn/MatMul"]).nodes_to_exclude == ["/attn/MatMul"]
+    assert "matmul_weights_only" not in QuantRecipe("dynamic", ("MatMul",)).label()
+
+
+@pytest.mark.parametrize(("recipe", "expected"), [
+    (QuantRecipe("dynamic", ("Gather",), matmul_weights_only=True), False),  # no MatMul quantized
+    (QuantRecipe("dynamic", (), fusion="O2", matmul_weights_only=True), False),  # fusion alone
+    (QuantRecipe("weight_only", ("MatMul",), matmul_weights_only=True), False),  # MatMulNBits takes weights anyway
+    (QuantRecipe("mixed", ("MatMul",), precisions=(("qkv", "dynamic"),), matmul_weights_only=True), False),
+    (QuantRecipe("dynamic", ("MatMul",), fusion="O2"), True),  # ONNX Runtime's dynamic quantizer: const B only
+    (QuantRecipe("dynamic", ("Attention", "MatMul"), fusion="O1"), True),
+    (QuantRecipe("static", ("MatMul",), fusion="O2"), False),
+    (QuantRecipe("static", ("Add", "MatMul"), matmul_weights_only=True), True),
+], ids=lambda x: x.label() if isinstance(x, QuantRecipe) else str(x))
+def test_the_flag_is_kept_only_where_it_decides_the_graph(recipe, expected: bool) -> None:
+    assert recipe.matmul_weights_only is expected
+    assert QuantRecipe.from_dict({k: v for k, v in recipe.to_dict().items() if k != "matmul_weights_only"}) == \
+        replace(recipe, matmul_weights_only=False)
+
+
+@pytest.fixture(scope="module")
+def mpnet(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """A tiny MPNet, exported and O2-fused: the optimizer leaves its attention unfused, activation MatMuls stand."""
+    return family_graphs(("mpnet",), tmp_path_factory.mktemp("mpnet"))
+
+
+def test_a_fused_dynamic_recipe_keeps_the_graph_it_always_gave(mpnet, tmp_path: Path) -> None:
+    """ONNX Runtime's dynamic quantizer (the fused graphs') leaves MatMuls of two activations fp32: the flag names
+    what it did, and the graph stays the one studies stored before the flag measured."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    fused = mpnet["mpnet", "O2"]
+    kinds = matmul_kinds(onnx.load(str(fused)))
+    assert kinds.activation  # left standing by the optimizer
+    recipe = QuantRecipe("dynamic", ("MatMul",), fusion="O2")
+    assert recipe.matmul_weights_only and "matmul_weights_only" in recipe.label()
+    result = quantize(recipe, fp32_path=mpnet["mpnet", "none"], out_dir=tmp_path / "q",
+                      cache_dir=fused.parents[2])  # where the fusion was made: reused
+    assert result.node_counts["MatMul"] == len(kinds.weight)
+    assert _fp32_matmuls(result.path) == set(kinds.activation)
+    before = tmp_path / "before.onnx"  # the call of before the flag: ONNX Runtime's defaults, nothing excluded
+    quantize_dynamic(str(fused), str(before), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT, "WeightSymmetric": True,
+                                    "ActivationSymmetric": False, "ForceSymmetric": False})
+    assert graph_hash(onnx.load(str(before))) == result.graph_hash
+
+
+def test_static_on_a_fused_graph_keeps_its_activation_matmuls_fp32_when_asked(mpnet, tmp_path: Path) -> None:
+    fused = mpnet["mpnet", "O2"]
+    kinds = matmul_kinds(onnx.load(str(fused)))
+    rng = np.random.default_rng(0)
+    calibration = {"input_ids": rng.integers(5, 20, (8, 12)).astype(np.int64),
+                   "attention_mask": np.ones((8, 12), np.int64)}
+    results = {flag: quantize(QuantRecipe("static", ("MatMul",), fusion="O2", calibration_samples=8,
+                                          matmul_weights_only=flag),
+                              fp32_path=mpnet["mpnet", "none"], out_dir=tmp_path / str(flag), calibration=calibration,
+                              cache_dir=fused.parents[2])  # where the fusion was made: reused
+               for flag in (False, True)}
+    assert results[False].node_counts["MatMul"] == len(kinds.weight) + len(kinds.activation)
+    assert results[True].node_counts["MatMul"] == len(kinds.weight)
+    ort_config = json.loads((results[True].path.parent / "ort_config.json").read_text())
+    assert set(ort_config["quantization"]["nodes_to_exclude"]) == set(kinds.activation)

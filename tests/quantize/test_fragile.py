@@ -1,4 +1,4 @@
-"""opsearch.fragile: nodes left in fp32 by exclude_fragile, found from the graph's structure."""
+"""opsearch.quantize._fragile: nodes left in fp32 by exclude_fragile, found from the graph's structure."""
 
 from __future__ import annotations
 

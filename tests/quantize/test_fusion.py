@@ -1,4 +1,4 @@
-"""opsearch.fusion: fused graphs made once, with contrib operators the space can offer."""
+"""opsearch.quantize._fusion: fused graphs made once, with contrib operators the space can offer."""
 
 from __future__ import annotations
 

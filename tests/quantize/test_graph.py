@@ -3,15 +3,19 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import onnx
 import pytest
+from families import LAYERS, family_graphs
 from onnxruntime.quantization import registry
 
 from opsearch.quantize import (
     QUANT_MODES,
     QuantRecipe,
+    find_groups,
     graph_hash,
     inspect_model,
+    matmul_kinds,
     quantizable_registry,
     quantize,
     quantized_node_counts,
@@ -77,3 +81,63 @@ def test_graph_hash_equal_for_equal_graphs_and_blind_to_metadata(tiny_onnx) -> N
     assert graph_hash(model) == digest
     model.graph.initializer[0].raw_data = bytes(len(model.graph.initializer[0].raw_data))
     assert graph_hash(model) != digest
+
+
+# MatMuls of a constant weight, MatMuls of two activations --------------------------------------------------------
+
+READ_FAMILIES = ("bert", "distilbert", "roberta", "mpnet")
+
+
+@pytest.fixture(scope="module")
+def families(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    return family_graphs(READ_FAMILIES, tmp_path_factory.mktemp("families"))
+
+
+@pytest.mark.parametrize("family", READ_FAMILIES)
+def test_matmul_kinds_split_each_family_into_projections_and_attention(families, family) -> None:
+    model = onnx.load(str(families[family, "none"]), load_external_data=False)
+    kinds = matmul_kinds(model)
+    # a layer: Q, K, V, attention output, FFN in, FFN out of a weight; scores and context of two activations
+    assert (len(kinds.weight), len(kinds.activation)) == (6 * LAYERS, 2 * LAYERS)
+    assert set(kinds.weight) | set(kinds.activation) == {n.name for n in model.graph.node if n.op_type == "MatMul"}
+    # the activation MatMuls are attention's, as the groups find them from the data path
+    attention = {n for g in find_groups(model).groups if g.role in ("scores", "context") for n in g.nodes}
+    assert set(kinds.activation) == attention
+    info = inspect_model(families[family, "none"])
+    assert (info.weight_matmuls, info.activation_matmuls) == (6 * LAYERS, 2 * LAYERS) and info.mixes_matmuls
+    assert info.to_dict()["matmuls"] == {"weight": 6 * LAYERS, "activation": 2 * LAYERS}
+
+
+@pytest.mark.parametrize("family", READ_FAMILIES)
+def test_a_fused_attention_holds_its_activation_matmuls(families, family) -> None:
+    fused = inspect_model(families[family, "O2"])
+    counts = {op.op_type: op.count for op in fused.operators}
+    if counts.get("Attention"):  # BERT, DistilBERT, RoBERTa: Q, K, V and both attention MatMuls inside
+        assert counts["Attention"] == LAYERS
+        assert (fused.weight_matmuls, fused.activation_matmuls) == (3 * LAYERS, 0) and not fused.mixes_matmuls
+    else:  # the optimizer does not fuse MPNet's attention (its relative position bias): all stay standing
+        assert family == "mpnet"
+        assert (fused.weight_matmuls, fused.activation_matmuls) == (6 * LAYERS, 2 * LAYERS)
+
+
+def test_a_weight_written_through_transpose_cast_or_constant_is_a_weight() -> None:
+    from onnx import TensorProto, helper, numpy_helper
+
+    w = numpy_helper.from_array(np.ones((4, 4), np.float32), name="w")
+    w16 = numpy_helper.from_array(np.ones((4, 4), np.float16), name="w16")
+    nodes = [
+        helper.make_node("MatMul", ["x", "w"], ["a"], name="plain"),
+        helper.make_node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["a", "wt"], ["b"], name="transposed"),
+        helper.make_node("Cast", ["w16"], ["w32"], to=TensorProto.FLOAT),
+        helper.make_node("MatMul", ["b", "w32"], ["c"], name="cast"),
+        helper.make_node("Constant", [], ["k"], value=numpy_helper.from_array(np.ones((4, 4), np.float32))),
+        helper.make_node("MatMul", ["c", "k"], ["d"], name="constant"),
+        helper.make_node("Transpose", ["d"], ["dt"], perm=[1, 0]),
+        helper.make_node("MatMul", ["d", "dt"], ["y"], name="activations"),
+    ]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4, 4])], [w, w16])
+    kinds = matmul_kinds(helper.make_model(graph))
+    assert kinds.weight == ("plain", "transposed", "cast", "constant")
+    assert kinds.activation == ("activations",)

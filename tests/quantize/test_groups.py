@@ -3,65 +3,31 @@ recipes that quantize exactly the groups they name; the ranges pass that ranks a
 
 from __future__ import annotations
 
+import warnings
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
-from conftest import VOCAB, make_tokenizer
+from conftest import VOCAB
+from families import FAMILIES, LAYERS
+from families import family_graphs as make_family_graphs
 
 from opsearch.quantize import (
     LAYER_ROLES,
     QuantRecipe,
     find_groups,
-    fused_model,
     measure_ranges,
     plan,
     quantize,
 )
 
-FAMILIES = ("bert", "distilbert", "roberta", "albert", "electra", "mpnet")
-LAYERS = 2
-
-
-def _tiny(family: str, folder: Path) -> Path:
-    import torch
-    import transformers as T
-
-    config, model = {
-        "bert": (T.BertConfig, T.BertForSequenceClassification),
-        "distilbert": (T.DistilBertConfig, T.DistilBertForSequenceClassification),
-        "roberta": (T.RobertaConfig, T.RobertaForSequenceClassification),
-        "albert": (T.AlbertConfig, T.AlbertForSequenceClassification),
-        "electra": (T.ElectraConfig, T.ElectraForSequenceClassification),
-        "mpnet": (T.MPNetConfig, T.MPNetForSequenceClassification),
-    }[family]
-    kw = dict(vocab_size=len(VOCAB) + 4, hidden_size=32, num_hidden_layers=LAYERS, num_attention_heads=2,
-              intermediate_size=64, max_position_embeddings=70, num_labels=2)
-    if family == "distilbert":
-        kw = dict(vocab_size=len(VOCAB) + 4, dim=32, n_layers=LAYERS, n_heads=2, hidden_dim=64,
-                  max_position_embeddings=70)
-    if family in ("albert", "electra"):  # both project a smaller embedding into the hidden size
-        kw["embedding_size"] = 16
-    torch.manual_seed(0)
-    model(config(**kw)).eval().save_pretrained(folder)
-    make_tokenizer(folder)
-    return folder
-
 
 @pytest.fixture(scope="module")
 def family_graphs(tmp_path_factory) -> dict[tuple[str, str], Path]:
     """Each family's exported graph ("none") and its O2 fusion, made once for the module."""
-    from opsearch.source import prepare_model
-
-    root = tmp_path_factory.mktemp("families")
-    out = {}
-    for family in FAMILIES:
-        prepared = prepare_model(str(_tiny(family, root / family)), cache_dir=root / f"{family}-cache")
-        out[family, "none"] = prepared.onnx_path
-        out[family, "O2"] = fused_model(prepared.onnx_path, "O2", cache_dir=root / f"{family}-cache")
-    return out
+    return make_family_graphs(FAMILIES, tmp_path_factory.mktemp("families"))
 
 
 @pytest.mark.parametrize("fusion", ["none", "O2"])
@@ -185,3 +151,18 @@ def test_the_ranges_pass_ranks_an_injected_outlier_first(family_graphs, tmp_path
     worst = {g.key: g for g in injected.groups}["layer.1/ffn_in"]
     assert worst.channel_ratio > 50 and worst.outlier > 20
     assert {g.key for g in injected.groups} >= {f"layer.{i}/{r}" for i in range(LAYERS) for r in LAYER_ROLES}
+
+
+def test_the_ranges_pass_gives_a_lone_group_its_own_range_and_a_channelless_one_no_ratio(family_graphs) -> None:
+    """A group alone in its role is its own typical range (outlier 1); a table, or a product of two activations,
+    has no input channels to compare (NaN), and saying so raises no warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        ranges = measure_ranges(family_graphs["bert", "none"], _calibration(), rows=8)
+    by_key = {g.key: g for g in ranges.groups}
+    for key in ("embeddings", "pooler", "head"):
+        assert by_key[key].typical == by_key[key].abs_max and by_key[key].outlier == 1.0
+    for key in ("embeddings", "layer.0/scores", "layer.0/context"):
+        assert np.isnan(by_key[key].channel_ratio)
+    assert np.isfinite(by_key["layer.0/qkv"].channel_ratio) and by_key["layer.0/qkv"].typical != by_key[
+        "layer.0/qkv"].abs_max

@@ -1,5 +1,5 @@
-"""opsearch.report on a real multi-objective Optuna study stored in SQLite, filled with trials that carry
-the attributes opsearch.study stores."""
+"""opsearch.report's model (StudyReport, build_report) on a real multi-objective Optuna study stored in SQLite,
+filled with trials that carry the attributes opsearch.study stores."""
 
 from __future__ import annotations
 
@@ -8,7 +8,6 @@ from dataclasses import replace
 from pathlib import Path
 
 import optuna
-import pandas as pd
 import pytest
 from report_study import (
     BASELINE,
@@ -21,7 +20,7 @@ from report_study import (
     make_study,
 )
 
-from opsearch.report import StudyReport, build_report, format_report, write_csv
+from opsearch.report import StudyReport, build_report, format_report
 from opsearch.store import constraint_values
 
 
@@ -111,67 +110,6 @@ def test_same_graph_groups_list_the_differing_params(report: StudyReport) -> Non
     assert groups == expected
     assert groups == {(0, 10): ["per_channel"], (1, 5): ["per_channel"], (2, 7): ["reduce_range", "weights_dtype"]}
     assert [g.trials[0] for g in report.same_graph] == sorted(g.trials[0] for g in report.same_graph)
-
-
-def _table_trials(text: str) -> list[int]:
-    """The trial column of the front table in format_report's output, in order."""
-    lines = text.splitlines()
-    header = next(i for i, line in enumerate(lines) if line.split()[:1] == ["trial"])
-    out = []
-    for line in lines[header + 1 :]:
-        first = line.split()[0] if line.split() else ""
-        if not first.isdigit():
-            break
-        out.append(int(first))
-    return out
-
-
-def test_text_report_shows_the_front_and_the_baseline(report: StudyReport) -> None:
-    text = format_report(report)
-    assert STUDY_NAME in text
-    assert "fp32 baseline" in text and "0.9123" in text and "98.7" in text
-    assert f"({len(LISTED_FRONT)} of {len(COMPLETE)} completed trials)" in text
-    assert _table_trials(text) == [r.trial for r in report.front]
-    for i in LISTED_FRONT:
-        assert f"{SPECS[i].throughput:.1f}" in text
-    for i in set(COMPLETE) - EXPECTED_FRONT:
-        assert f"{SPECS[i].throughput:.1f}" not in text
-    assert "dynamic: MatMul only" in text
-    assert "trials 1, 5: differ in per_channel" in text
-    assert "trials 2, 7: differ in reduce_range, weights_dtype" in text
-    assert "NOISY" in text
-
-
-def test_text_report_of_an_empty_study(tmp_path: Path) -> None:
-    text = format_report(build_report(make_study(tmp_path / "empty.db", [], baseline=None)))
-    assert "no completed trial yet" in text
-    assert "fp32 baseline" not in text
-
-
-def test_text_report_without_noisy_trials_has_no_noise_note(tmp_path: Path) -> None:
-    specs = [SPECS[0], SPECS[1]]
-    text = format_report(build_report(make_study(tmp_path / "quiet.db", specs)))
-    assert "NOISY" not in text
-    assert _table_trials(text) == [1, 0]
-
-
-@pytest.mark.parametrize("front_only", [False, True])
-def test_csv_has_one_row_per_trial(report: StudyReport, tmp_path: Path, front_only: bool) -> None:
-    out = write_csv(report, tmp_path / "nested" / "trials.csv", front_only=front_only)
-    frame = pd.read_csv(out)
-    expected = LISTED_FRONT if front_only else set(COMPLETE)
-    assert len(frame) == len(expected)
-    assert set(frame["trial"]) == expected
-    assert {int(t) for t in frame.loc[frame["pareto"], "trial"]} == EXPECTED_FRONT & expected
-    by_trial = frame.set_index("trial")
-    for i in expected:
-        assert by_trial.loc[i, "samples_per_s"] == pytest.approx(SPECS[i].throughput)
-        assert by_trial.loc[i, "accuracy_loss_pt"] == pytest.approx(100 * SPECS[i].loss)
-
-
-def test_csv_by_default_holds_every_completed_trial(report: StudyReport, tmp_path: Path) -> None:
-    frame = pd.read_csv(write_csv(report, tmp_path / "all.csv"))
-    assert sorted(frame["trial"]) == COMPLETE
 
 
 # Feasibility: an accuracy limit from the caller, or a constraint stored with the trial ------------------------
@@ -269,16 +207,6 @@ def test_the_report_carries_the_machine_versions_and_settings(tmp_path: Path) ->
     assert report.machine == {"cpu": "Test CPU 9000", "physical_cores": 2}
     assert report.versions == {"onnxruntime": "1.99.0"}
     assert report.settings == {"opsearch_config": {"model": "tiny", "trials": 3}, "threads": {"intra_op": 2}}
-
-
-@pytest.mark.parametrize(("stored", "says"), [({"speedup_estimator": "floor"}, "summed fastest time per text"),
-                                              ({"speedup_estimator": "median"}, "median of per-round ratios"),
-                                              ({}, "median of per-round ratios")])  # a study from before the setting
-def test_the_report_says_how_speedups_were_estimated(tmp_path: Path, stored: dict, says: str) -> None:
-    study = make_study(tmp_path / "s.db", [SPECS[0]])
-    study.set_user_attr("opsearch_config", {"model": "tiny", **stored})
-    footer = [line for line in format_report(build_report(study)).splitlines() if "paired speedup (" in line]
-    assert len(footer) == 1 and says in footer[0]
 
 
 def test_the_cost_estimate_adds_what_each_stopped_trial_left_out():

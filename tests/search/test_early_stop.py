@@ -57,14 +57,14 @@ def test_a_trial_stopped_for_accuracy_is_complete_untimed_and_off_the_front(tmp_
     lines: list[str] = []
     runner = create_runner(_config(tmp_path, tiny_checkpoint, tiny_csv, fit_size=40, max_accuracy_loss=0.01),
                            progress=lines.append)
-    assert runner.bench().screen is not None and runner.bench().screen.limit == 0.01
+    assert runner.trial_setup().screen is not None and runner.trial_setup().screen.limit == 0.01
     runner.executor = StopsForAccuracy(runner)
     runner.optimize(1)
     trial = runner.study.get_trials(states=(COMPLETE,))[0]
     record = TrialRecord.of(trial)
     assert record.stopped_early.startswith("over the limit after 100 of") and not record.timing
     assert record.evaluated_rows == 100 and record.speedup is None
-    fp32_right = runner._fp32_correct()[:100]
+    fp32_right = runner.fp32.correct[:100]
     assert trial.values[1] == record.accuracy_loss == float(np.mean(fp32_right.astype(float)))  # all 100 wrong
     assert record.accuracy == 0.0 and record.accuracy_loss_ci[0] > 0.01
     assert record.constraints[0] > 0  # the sampler steers away from it as from any trial over the limit
@@ -96,7 +96,7 @@ def test_a_trial_stopped_at_chance_fails_and_its_cost_is_kept(tmp_path, tiny_che
 def test_no_early_stop_sends_no_screen_and_no_rivals(tmp_path, tiny_checkpoint, tiny_csv):
     runner = create_runner(_config(tmp_path, tiny_checkpoint, tiny_csv, early_stop=False, max_accuracy_loss=0.01),
                            progress=lambda line: None)
-    assert runner.bench().screen is None
+    assert runner.trial_setup().screen is None
     runner.optimize(2)
     jobs = StopsForAccuracy(runner)
     runner.executor = jobs

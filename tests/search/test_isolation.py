@@ -20,7 +20,7 @@ def _job(number: int = 0) -> TrialJob:
 
 
 def _then_a_fresh_child_works(executor: ChildProcess, crashed_pid: int | None) -> None:
-    executor.worker_factory = faults.Works
+    executor.measurer_factory = faults.Works
     outcome = executor.run(_job(1))
     assert outcome.node_counts["pid"] != crashed_pid
 
@@ -32,7 +32,7 @@ def _then_a_fresh_child_works(executor: ChildProcess, crashed_pid: int | None) -
                                                            r"over the limit of 1500 MB"),
 ])
 def test_a_failing_child_fails_the_trial_with_its_reason(worker, limits: Limits, reason: str) -> None:
-    executor = ChildProcess(object(), limits=limits, worker_factory=worker)
+    executor = ChildProcess(object(), limits=limits, measurer_factory=worker)
     try:
         started = time.monotonic()
         with pytest.raises(TrialFailed, match=reason):
@@ -47,7 +47,7 @@ def test_a_failing_child_fails_the_trial_with_its_reason(worker, limits: Limits,
 def test_the_child_is_reused_between_trials_and_is_not_this_process() -> None:
     import os
 
-    executor = ChildProcess(object(), limits=Limits(seconds=60), worker_factory=faults.Works)
+    executor = ChildProcess(object(), limits=Limits(seconds=60), measurer_factory=faults.Works)
     try:
         first, second = executor.run(_job(0)), executor.run(_job(1))
         assert first.node_counts["pid"] == second.node_counts["pid"] != os.getpid()
@@ -57,7 +57,7 @@ def test_the_child_is_reused_between_trials_and_is_not_this_process() -> None:
 
 def test_waiting_for_the_timing_lock_is_not_a_hang() -> None:
     phases: list[str] = []
-    executor = ChildProcess(object(), limits=Limits(seconds=1.0), worker_factory=faults.WaitsForLock,
+    executor = ChildProcess(object(), limits=Limits(seconds=1.0), measurer_factory=faults.WaitsForLock,
                             on_phase=phases.append)
     try:
         assert executor.run(_job()).graph_hash == "graph-0"  # slept 1.5 s, over the limit, while waiting
@@ -69,7 +69,7 @@ def test_waiting_for_the_timing_lock_is_not_a_hang() -> None:
 def test_in_process_runs_here() -> None:
     import os
 
-    assert InProcess(object(), worker_factory=faults.Works).run(_job()).node_counts["pid"] == os.getpid()
+    assert InProcess(object(), measurer_factory=faults.Works).run(_job()).node_counts["pid"] == os.getpid()
 
 
 @pytest.mark.parametrize("limits", [{"seconds": 0}, {"seconds": 10, "memory_mb": -1}])
@@ -92,8 +92,8 @@ def test_a_trial_that_crashes_fails_alone_and_the_study_goes_on(tmp_path, tiny_c
                          **fast_settings(isolation="process"))
     lines: list[str] = []
     runner = create_runner(config, progress=lines.append)
-    runner.executor = ChildProcess(runner.bench(), limits=Limits(seconds=600),
-                                   worker_factory=faults.CrashesOnMarkedTrials)
+    runner.executor = ChildProcess(runner.trial_setup(), limits=Limits(seconds=600),
+                                   measurer_factory=faults.CrashesOnMarkedTrials)
     try:
         runner.optimize(3)
     finally:

@@ -75,6 +75,27 @@ def test_a_static_choice_for_a_fused_attention_falls_back_to_dynamic(space) -> N
     assert dict(recipe.precisions)["qkv"] == "dynamic"
 
 
+def test_the_mixed_mode_sets_attention_matmuls_by_role_not_by_matmul_weights_only(space) -> None:
+    # the exported graph has both kinds of MatMul: dynamic and static ask the flag there, mixed never does (its
+    # mixed_scores and mixed_context choose those MatMuls' precision already: one recipe, one set of parameters)
+    assert space.matmul_weights_only == ("none",)
+    assert {"mixed_scores", "mixed_context"} <= set(space.complete({"fusion": "none", "mode": "mixed"}))
+    rng = np.random.default_rng(1)
+    modes = set()
+    for _ in range(300):
+        params = space.random_params(rng)
+        if params is None:
+            continue
+        recipe = space.suggest(optuna.trial.FixedTrial(params))
+        asked = "matmul_weights_only" in params
+        assert asked == (recipe.fusion == "none" and recipe.mode in ("dynamic", "static")
+                         and "MatMul" in recipe.operators_to_quantize)
+        if recipe.mode == "mixed":
+            assert not recipe.matmul_weights_only
+        modes.add((recipe.mode, asked))
+    assert {("mixed", False), ("dynamic", True), ("static", True)} <= modes
+
+
 def test_the_ranges_pass_warm_starts_mixed_presets(space) -> None:
     mixed = [p for p in presets(space) if p.recipe.mode == "mixed"]
     names = [p.name for p in mixed]
@@ -124,7 +145,7 @@ def test_a_mixed_study_records_each_groups_precision_and_reports_the_grid(tmp_pa
                          storage=f"sqlite:///{tmp_path / 'study.db'}",
                          **fast_settings(modes=["dynamic", "static", "mixed"], enumerate="off"))
     lines: list[str] = []
-    study = run_study(config, n_trials=8, progress=lines.append)
+    study = run_study(config, n_trials=10, progress=lines.append)  # 7 dynamic presets, then mixed warm starts
     assert any(line.startswith("ranges: ") and "groups in" in line for line in lines)
     assert (cache_dir_for(config.resolved_storage(), "mixed") / "ranges.json").is_file()
     space = SearchSpace.from_dict(study.user_attrs["search_space"])

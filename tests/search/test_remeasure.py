@@ -3,12 +3,17 @@ members within it are all uncertain; and what the report then says."""
 
 from __future__ import annotations
 
+import dataclasses
+from contextlib import contextmanager
 from pathlib import Path
+from types import SimpleNamespace
 
+import pytest
 from report_study import BASELINE, Spec, _params, make_study
 
-from opsearch.report import build_report
-from opsearch.report._report import limit_line
+from opsearch.config import StudyConfig
+from opsearch.report import build_report, limit_line
+from opsearch.search import StudyContext, _remeasure
 from opsearch.search._remeasure import front_trials, session_trials
 from opsearch.store import set_study_attrs
 
@@ -63,3 +68,32 @@ def test_a_session_without_a_trial_surely_within_says_which_might_qualify(tmp_pa
     line = limit_line(build_report(study, max_accuracy_loss=LIMIT))
     assert line.startswith("no trial is surely within 1.00 pt accuracy loss; faster but uncertain")
     assert "trial 0 1.58x, loss -1.26 to +1.03 pt" in line and "more rows" in line
+
+
+@pytest.mark.parametrize("candidates", [1, 3])
+def test_the_front_session_times_by_the_studys_protocol_with_a_budget_per_candidate(tmp_path: Path, monkeypatch,
+                                                                                     candidates: int) -> None:
+    """Each round of the session times every candidate: its time budget grows with them, and nothing else changes."""
+    config = StudyConfig(model="some-org/some-model", dataset="data.csv", storage=f"sqlite:///{tmp_path / 's.db'}",
+                         rounds=7, max_rounds=41, warmup_rounds=3, ci_target=0.037, max_seconds=50.0, seed=13,
+                         sessions_per_model=2, speedup_estimator="median")
+    study = StudyContext(config, progress=lambda line: None).protocol
+    given = []
+    monkeypatch.setattr(_remeasure, "measure_interleaved",
+                        lambda baseline, sides, *, protocol, **rest: given.append((len(sides), protocol)))
+
+    @contextmanager
+    def fp32_sessions():
+        yield ["fp32"]
+
+    context = SimpleNamespace(protocol=study, workload=SimpleNamespace(runner=lambda sessions: sessions, samples=10),
+                              fp32_timing_sessions=fp32_sessions, lock_path=None, study_name="s",
+                              progress=lambda line: None)
+    _remeasure._time_session(context, [["q"]] * candidates)
+    [(sides, session)] = given
+    assert sides == candidates
+    assert session.max_seconds == pytest.approx(50.0 * candidates)
+    assert dataclasses.replace(session, max_seconds=study.max_seconds) == study
+    # What a study's time budget has left caps the session's timed rounds; nothing else changes.
+    _remeasure._time_session(context, [["q"]] * candidates, max_seconds=7.0)
+    assert given[-1][1] == dataclasses.replace(study, max_seconds=7.0)

@@ -1,4 +1,4 @@
-"""opsearch.sampling: samplers chosen and seeded from the config, and the accuracy constraint."""
+"""opsearch.search._sampling: samplers chosen and seeded from the config, and the accuracy constraint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""opsearch.sensitivity: a node made fragile on purpose is ranked first, and the curve buys its error back."""
+"""opsearch.search._sensitivity: a node made fragile on purpose is ranked first, and the curve buys its error back."""
 
 from __future__ import annotations
 

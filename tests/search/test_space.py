@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import numpy as np
 import optuna
 import pytest
 
@@ -166,3 +167,110 @@ def test_weight_only_asks_its_own_flags_and_counts_its_recipes() -> None:
                          weights_symmetric=False)
     assert space.suggest(optuna.trial.FixedTrial(space.params_for(recipe))) == recipe
     assert recipe.label() == "weight_only[Gather+MatMul] int8 block32 acc4 asym_w"
+
+
+# matmul_weights_only: asked where it changes the graph -------------------------------------------------------------
+
+
+def _split(weight: int, activation: int, *, attention: int = 0) -> GraphInfo:
+    """A graph whose MatMuls have a constant weight (``weight``) or two activations (``activation``)."""
+    def op(name: str, count: int, dynamic: bool, static: bool) -> OperatorInfo:
+        return OperatorInfo(name, count, {"dynamic": dynamic, "static_qoperator": static, "static_qdq": static,
+                                          "weight_only": name in ("MatMul", "Gather")})
+
+    ops = [op("MatMul", weight + activation, True, True), op("Gather", 3, True, True), op("Add", 8, False, True)]
+    if attention:
+        ops.append(op("Attention", attention, True, False))
+    return GraphInfo("x.onnx", ops, weight_matmuls=weight, activation_matmuls=activation)
+
+
+def _minilm_like(**kwargs) -> SearchSpace:
+    """MiniLM's shape: 36 weight and 12 attention MatMuls exported; fused at O2, attention inside 6 Attention nodes,
+    and at O1 (no attention fusion) both kinds still standing."""
+    return SearchSpace.from_graph(_split(36, 12), modes=["dynamic", "static", "weight_only"],
+                                  fusions=["none", "O1", "O2"],
+                                  fused={"O1": _split(36, 12), "O2": _split(12, 0, attention=6)}, **kwargs)
+
+
+def test_weights_only_is_asked_where_it_changes_the_graph() -> None:
+    space = _minilm_like()
+    assert space.matmul_weights_only == ("none", "O1")  # O2's MatMuls all have a weight
+    asked = {(f, m): space.asks_weights_only(f, m, ("MatMul",)) for f in space.fusions
+             for m in ("dynamic", "static", "weight_only")}
+    # a fused dynamic recipe leaves activation MatMuls fp32 anyway; weight-only takes weights only
+    assert [k for k, v in asked.items() if v] == [("none", "dynamic"), ("none", "static"), ("O1", "static")]
+    assert not space.asks_weights_only("none", "dynamic", ("Gather",))  # only with MatMul chosen
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(300):
+        params = space.random_params(rng)
+        if params is None:
+            continue
+        recipe = space.suggest(optuna.trial.FixedTrial(params))
+        offered = space.asks_weights_only(recipe.fusion, recipe.mode, recipe.operators_to_quantize)
+        assert ("matmul_weights_only" in params) == offered, (params, recipe.label())
+        if offered:
+            assert recipe.matmul_weights_only is params["matmul_weights_only"]
+            seen.add(params["matmul_weights_only"])
+    assert seen == {False, True}
+    # a graph whose MatMuls all have a weight (or all lack one) never asks: the choice would change nothing
+    for graph in (_split(12, 0), _split(0, 4), _graph()):
+        plain = SearchSpace.from_graph(graph, modes=["dynamic", "static"])
+        assert plain.matmul_weights_only == ()
+        assert all("matmul_weights_only" not in p for p in plain.enumerate_params())
+
+
+def test_weights_only_keeps_size_enumeration_and_params_for_consistent() -> None:
+    space = SearchSpace.from_graph(_split(36, 12), modes=["dynamic"])
+    # 3 operator sets (Gather, MatMul, both), the 2 with MatMul twice; per_channel, reduce_range, symmetric, 2 types
+    assert space.size() == (3 + 2) * 2 * 2 * 2 * 2
+    without = SearchSpace.from_graph(_split(36, 12), modes=["dynamic"], matmul_weights_only=False)
+    assert without.matmul_weights_only == () and without.size() == 3 * 2 * 2 * 2 * 2
+    for candidate in (space, SearchSpace.from_graph(_split(36, 12), modes=["dynamic", "static"],
+                                                    formats=["QOperator", "QDQ"]), _minilm_like()):
+        params = list(candidate.enumerate_params())
+        recipes = [candidate.suggest(optuna.trial.FixedTrial(p)) for p in params]
+        assert len(params) == candidate.size() == len(set(recipes))
+        for p, recipe in zip(params, recipes, strict=True):
+            assert candidate.params_for(recipe) == p
+            assert candidate.complete(p) == p
+    recipe = QuantRecipe("static", ("Add", "MatMul"), matmul_weights_only=True, fusion="O1")
+    params = _minilm_like().params_for(recipe)
+    assert params is not None and params["matmul_weights_only"] is True
+    # where it is not asked, a recipe that sets it is not a point of the space
+    assert SearchSpace.from_graph(_split(12, 0), modes=["dynamic"]).params_for(
+        QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True)) is None
+
+
+@pytest.mark.parametrize("sampler", [optuna.samplers.RandomSampler(seed=3), optuna.samplers.TPESampler(seed=3),
+                                     optuna.samplers.NSGAIISampler(seed=3, population_size=6)],
+                         ids=["random", "tpe", "nsga2"])
+def test_every_sampler_copes_with_weights_only(sampler) -> None:
+    space = _minilm_like()
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    recipes: list[QuantRecipe] = []
+    study.optimize(lambda t: (recipes.append(space.suggest(t)) or float(len(recipes)), 0.0), n_trials=40)
+    assert any(r.matmul_weights_only for r in recipes)
+
+
+def test_a_space_stored_before_weights_only_never_asks_it_and_replays_its_trials() -> None:
+    space = _minilm_like()
+    stored = space.to_dict()
+    assert stored["matmul_weights_only"] == ["none", "O1"]
+    assert SearchSpace.from_dict(stored) == space
+    older = {k: v for k, v in stored.items() if k != "matmul_weights_only"}  # as a study stored before it
+    restored = SearchSpace.from_dict(older)
+    assert restored.matmul_weights_only == ()
+    assert restored == SearchSpace.from_graph(_split(36, 12), modes=["dynamic", "static", "weight_only"],
+                                              fusions=["none", "O1", "O2"],
+                                              fused={"O1": _split(36, 12), "O2": _split(12, 0, attention=6)},
+                                              matmul_weights_only=False)
+    # An older trial's parameters (no matmul_weights_only) replay to the recipe they made: every MatMul quantized.
+    old_trial = {"fusion": "none", "mode": "dynamic", "op_Gather": False, "op_MatMul": True, "per_channel": True,
+                 "reduce_range": False, "weights_symmetric": True, "weights_dtype": "QInt8"}
+    recipe = restored.suggest(optuna.trial.FixedTrial(old_trial))
+    assert recipe == QuantRecipe("dynamic", ("MatMul",), per_channel=True)
+    assert restored.params_for(recipe) == old_trial
+    assert all("matmul_weights_only" not in p for p in restored.enumerate_params())
+    with pytest.raises(ValueError):  # the space of today asks it: the old parameters alone do not name a recipe
+        space.suggest(optuna.trial.FixedTrial(old_trial))

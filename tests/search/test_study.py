@@ -43,8 +43,8 @@ def test_study_runs_trials_and_records_everything(tmp_path, tiny_checkpoint, tin
 
     trials = study.get_trials(states=(COMPLETE,))
     assert trials, [t.user_attrs.get("fail_reason") for t in study.trials]
-    # The first trials are the presets, labelled.
-    assert study.trials[0].user_attrs["preset"] == "dynamic: MatMul only"
+    # The first trials are the starting points, labelled: INC's default first, the MatMuls with a constant weight.
+    assert study.trials[0].user_attrs["preset"] == "dynamic: weight MatMuls only"
     assert study.trials[0].user_attrs["quantized_nodes"]["MatMul"] > 0
     for t in trials:
         attrs = t.user_attrs
@@ -176,7 +176,7 @@ def test_two_processes_sweeping_one_orphan_at_once_fail_it_and_queue_it_once(tmp
                                                                              storage: str) -> None:
     # Two workers start together after a crash: both read the dead worker's trial as RUNNING before either
     # marks it failed. The second must step aside, neither crash on a finished trial nor queue it twice.
-    from opsearch.search._study import _sweep_interrupted
+    from opsearch.search._open import sweep_interrupted
     from opsearch.store import open_storage
 
     study = optuna.create_study(storage=open_storage(storage.format(tmp_path)), study_name="s")
@@ -185,9 +185,9 @@ def test_two_processes_sweeping_one_orphan_at_once_fail_it_and_queue_it_once(tmp
     orphan.set_user_attr("worker", {"host": socket.gethostname(), "pid": _dead_pid()})
     seen_by_second = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     lines: list[str] = []
-    _sweep_interrupted(study, lines.append, tmp_path)
+    sweep_interrupted(study, lines.append, tmp_path)
     monkeypatch.setattr(study, "get_trials", lambda *args, **kwargs: seen_by_second)
-    _sweep_interrupted(study, lines.append, tmp_path)  # acts on what it read before the first one wrote
+    sweep_interrupted(study, lines.append, tmp_path)  # acts on what it read before the first one wrote
     monkeypatch.undo()
     assert study.trials[orphan.number].state == optuna.trial.TrialState.FAIL
     retries = [t for t in study.trials if t.user_attrs.get("retry_of") == orphan.number]
@@ -288,13 +288,13 @@ def test_front_is_remeasured_side_by_side_and_the_report_uses_it(tmp_path, tiny_
 
 def test_resuming_on_another_machine_warns_and_times_fp32_first(tmp_path, tiny_checkpoint, tiny_csv,
                                                                 monkeypatch) -> None:
-    import opsearch.search._study as study_module
+    import opsearch.search._runner as runner_module
 
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], remeasure_front=False)
     study = run_study(config, n_trials=1, progress=lambda line: None)
     first_machine = study.trials[0].user_attrs["machine_id"]
-    real = study_module.fingerprint
-    monkeypatch.setattr(study_module, "fingerprint", lambda threads=None: {**real(threads), "cpu": "Other CPU"})
+    real = runner_module.fingerprint
+    monkeypatch.setattr(runner_module, "fingerprint", lambda threads=None: {**real(threads), "cpu": "Other CPU"})
     lines: list[str] = []
     resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1, progress=lines.append)
     warning = next(line for line in lines if line.startswith("WARNING: this study was measured on another machine"))

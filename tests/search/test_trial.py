@@ -12,12 +12,13 @@ from opsearch.measure import (
     AccuracyScreen,
     ClassificationTask,
     ThreadSettings,
+    TimingProtocol,
     Workload,
     encode,
     unpack_labels,
 )
 from opsearch.quantize import QuantRecipe
-from opsearch.search import Rival, TimingSettings, TrialBench, TrialJob, TrialWorker
+from opsearch.search import Rival, TrialJob, TrialMeasurer, TrialSetup
 
 ROWS = sentiment_rows(320, seed=7)
 
@@ -29,26 +30,26 @@ def tokenizer(tiny_onnx):
     return AutoTokenizer.from_pretrained(tiny_onnx.folder)
 
 
-def bench_for(tiny_onnx, tokenizer, *, labels: np.ndarray, screen: AccuracyScreen | None) -> TrialBench:
+def setup_for(tiny_onnx, tokenizer, *, labels: np.ndarray, screen: AccuracyScreen | None) -> TrialSetup:
     texts = [r["sentence"] for r in ROWS]
     task = ClassificationTask(encode(tokenizer, texts, max_length=32), labels)
-    timing = TimingSettings(rounds=8, max_rounds=12, warmup_rounds=0, ci_target=1e-9, max_seconds=60, seed=0,
-                            sessions_per_model=1, estimator="floor")
-    return TrialBench(tiny_onnx.onnx_path, ThreadSettings(1), task, Workload(texts[:8], tokenizer, max_length=32),
-                      None, timing, screen=screen)
+    protocol = TimingProtocol(rounds=8, max_rounds=12, warmup_rounds=0, ci_target=1e-9, max_seconds=60, seed=0,
+                              sessions_per_model=1, estimator="floor")
+    return TrialSetup(tiny_onnx.onnx_path, ThreadSettings(1), task, Workload(texts[:8], tokenizer, max_length=32),
+                      None, protocol, screen=screen)
 
 
-def run(bench: TrialBench, tmp_path, rivals=()) -> tuple:
+def run(setup: TrialSetup, tmp_path, rivals=()) -> tuple:
     phases: list[str] = []
     job = TrialJob(0, QuantRecipe(mode="dynamic", operators_to_quantize=("MatMul",)), tmp_path / "out",
                    rivals=tuple(rivals))
-    return TrialWorker(bench).run(job, phases.append), phases
+    return TrialMeasurer(setup).run(job, phases.append), phases
 
 
 def test_a_trial_surely_over_the_limit_stops_evaluating_and_is_never_timed(tiny_onnx, tokenizer, tmp_path):
     labels = 1 - np.array([r["label"] for r in ROWS])  # every answer now wrong, while fp32 was right on each row
     screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=0.01, chance=None)
-    outcome, phases = run(bench_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path)
+    outcome, phases = run(setup_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path)
     assert outcome.timing is None and outcome.timed_window is None
     assert "timing" not in phases
     assert outcome.stopped_early == f"over the limit after {outcome.evaluated_rows} of {len(ROWS)} rows"
@@ -58,7 +59,7 @@ def test_a_trial_surely_over_the_limit_stops_evaluating_and_is_never_timed(tiny_
 
 def test_without_early_stopping_the_same_trial_is_evaluated_whole_and_timed(tiny_onnx, tokenizer, tmp_path):
     labels = 1 - np.array([r["label"] for r in ROWS])
-    outcome, phases = run(bench_for(tiny_onnx, tokenizer, labels=labels, screen=None), tmp_path,
+    outcome, phases = run(setup_for(tiny_onnx, tokenizer, labels=labels, screen=None), tmp_path,
                           rivals=[Rival(5, 1000.0, -1.0)])
     assert outcome.evaluated_rows == len(ROWS) and not outcome.stopped_early
     assert outcome.timing["rounds"] >= 8 and outcome.dominated_by is None
@@ -72,7 +73,7 @@ def test_without_early_stopping_the_same_trial_is_evaluated_whole_and_timed(tiny
 def test_racing_stops_only_a_trial_surely_dominated(tiny_onnx, tokenizer, tmp_path, rival, dominated):
     labels = np.array([r["label"] for r in ROWS])
     screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=None, chance=None)
-    outcome, _ = run(bench_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path, rivals=[rival])
+    outcome, _ = run(setup_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path, rivals=[rival])
     assert outcome.evaluated_rows == len(ROWS)
     if dominated:
         assert outcome.dominated_by == 3 and outcome.timing["rounds"] == RACE_FROM
@@ -95,8 +96,8 @@ def test_racing_only_against_rivals_at_least_as_good_on_every_objective(tiny_onn
 
     labels = np.array([r["label"] for r in ROWS])
     screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=None, chance=None)
-    bench = replace(bench_for(tiny_onnx, tokenizer, labels=labels, screen=screen), objectives=objectives)
-    outcome, _ = run(bench, tmp_path, rivals=[Rival(3, 1000.0, -1.0, rival_mb)])
+    setup = replace(setup_for(tiny_onnx, tokenizer, labels=labels, screen=screen), objectives=objectives)
+    outcome, _ = run(setup, tmp_path, rivals=[Rival(3, 1000.0, -1.0, rival_mb)])
     assert (outcome.dominated_by == 3) is dominated
     assert outcome.size_mb > 0 and outcome.timing["latency_ms"]["p99"] >= outcome.timing["latency_ms"]["p50"] > 0
 
@@ -104,6 +105,6 @@ def test_racing_only_against_rivals_at_least_as_good_on_every_objective(tiny_onn
 def test_a_broken_trial_stops_at_chance_untimed_and_says_so(tiny_onnx, tokenizer, tmp_path):
     labels = 1 - np.array([r["label"] for r in ROWS])  # the model now answers every row wrongly: below chance
     screen = AccuracyScreen(np.ones(len(ROWS), dtype=bool), limit=None, chance=0.5)
-    outcome, phases = run(bench_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path)
+    outcome, phases = run(setup_for(tiny_onnx, tokenizer, labels=labels, screen=screen), tmp_path)
     assert outcome.broken and outcome.timing is None and "timing" not in phases
     assert outcome.stopped_early.startswith(f"at chance level after {outcome.evaluated_rows} of {len(ROWS)} rows")

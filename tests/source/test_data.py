@@ -1,4 +1,4 @@
-"""opsearch.data.load_study_data on small local CSV, TSV and JSON files."""
+"""opsearch.source.load_study_data on small local CSV, TSV and JSON files."""
 
 from __future__ import annotations
 

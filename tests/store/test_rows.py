@@ -9,8 +9,7 @@ import optuna
 from report_study import BASELINE, Spec, _params, make_study
 
 from opsearch.config import StudyConfig
-from opsearch.report import build_report, choose_trial
-from opsearch.report._report import limit_line
+from opsearch.report import build_report, choose_trial, limit_line
 from opsearch.search import Runner, StudyContext
 from opsearch.search._progress import Lines
 from opsearch.store import StudyRecord, best_within, set_study_attrs, trial_rows

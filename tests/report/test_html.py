@@ -1,5 +1,6 @@
-"""opsearch.html_report: one self-contained page, checked for its content, then opened in headless Chromium to
-check that its scripts run without errors and both plotly plots render."""
+"""opsearch.report's HTML renderer: one self-contained page, checked for its content (from a study, and from a
+report made by hand), then opened in headless Chromium to check that its scripts run without errors and both plotly
+plots render."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 from factorial_study import make_factorial_study
+from hand_report import BEST, CPU, EFFECTS, FRONT, KNEE, STUDY, hand_report
 
 from opsearch.report import (
     EFFECTS_DIV,
@@ -105,6 +107,31 @@ def test_a_page_without_enough_trials_for_effects_says_so(tmp_path: Path) -> Non
     assert f'id="{PARETO_DIV}"' in text and f'id="{EFFECTS_DIV}"' not in text
     assert "Too few trials on both sides" in text
     assert "Machine</h2>\n<p class=\"note\">not recorded" in text
+
+
+# On a report made by hand -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def hand_page() -> str:
+    return render_html(hand_report(), EFFECTS)
+
+
+def test_the_page_of_a_report_made_by_hand(hand_page: str) -> None:
+    assert f"<title>opsearch report: {html.escape(STUDY)}</title>" in hand_page and STUDY not in hand_page
+    assert [int(r[0]) for r in _cells(hand_page, 0)] == FRONT
+    assert f'<tr class="knee"><td>{KNEE}</td>' in hand_page and f'<tr class="best"><td>{BEST}</td>' in hand_page
+    assert f"<p>best within 1.00 pt: trial {BEST}, 1.90x fp32" in hand_page
+    assert f"CPU: {CPU} (avx512_vnni)" in hand_page and f"<td>cpu</td><td>{CPU}</td>" in hand_page
+    assert "<li>trials 2, 6: differ in reduce_range</li>" in hand_page
+    assert "<h3>trial 1 (dynamic s8)</h3>" in hand_page and "<p>Outside the layers: embeddings S</p>" in hand_page
+    assert "<td>op_MatMul</td><td>4</td><td>3</td><td>+0.512</td>" in hand_page
+    assert "Left out (fewer than two trials on a side): weights_dtype=QUInt8." in hand_page
+    assert "<li>op_Gather with op_MatMul: faster together than apart</li>" in hand_page
+    assert '<span class="note">not available (fANOVA needs two distinct values)</span>' in hand_page
+    assert "trial 3: dominated by trial 2 after 5 rounds" in hand_page
+    for div in PLOTS:
+        assert f'id="{div}"' in hand_page
 
 
 # In a browser ----------------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import pytest
 
 from opsearch.quantize import GraphInfo, OperatorInfo, QuantRecipe
 from opsearch.search import SearchSpace
+from opsearch.store import StudyRecord
 
 
 def _graph() -> GraphInfo:
@@ -258,8 +259,9 @@ def test_a_space_stored_before_weights_only_never_asks_it_and_replays_its_trials
     stored = space.to_dict()
     assert stored["matmul_weights_only"] == ["none", "O1"]
     assert SearchSpace.from_dict(stored) == space
-    older = {k: v for k, v in stored.items() if k != "matmul_weights_only"}  # as a study stored before it
-    restored = SearchSpace.from_dict(older)
+    older = optuna.create_study()  # a study that stored its space before the choice, read through its record
+    older.set_user_attr("search_space", {k: v for k, v in stored.items() if k != "matmul_weights_only"})
+    restored = SearchSpace.from_dict(StudyRecord.of(older).search_space)
     assert restored.matmul_weights_only == ()
     assert restored == SearchSpace.from_graph(_split(36, 12), modes=["dynamic", "static", "weight_only"],
                                               fusions=["none", "O1", "O2"],

@@ -1,6 +1,6 @@
 """A setting, defined once: its default, help, choices, check, command-line flag and role, as dataclass field
 metadata. The config's validation, the CLI's flags and their help text, which settings define a study's
-identity, and how a study stored before a setting existed is read are all derived from it."""
+identity, and the value a study made before a setting existed takes for it are all derived from it."""
 
 from __future__ import annotations
 
@@ -68,7 +68,8 @@ def flag_of(name: str, info: Setting) -> str:
 
 
 def legacy_values(cls) -> dict[str, Any]:
-    """Settings added after studies were first stored, with the value that reproduces what those searched."""
+    """Settings added after studies were first stored, with the value that reproduces what those searched (read by
+    opsearch.store's migration only: everything else sees a stored config with every setting in it)."""
     return {name: info.legacy for name, (_, info) in settings_of(cls).items() if info.legacy is not _NONE}
 
 

@@ -1,8 +1,8 @@
 """The study configuration: one validated dataclass that a study file and command-line flags compile into.
 
 Each field is declared once with :func:`setting`: its default, help, choices and check. The CLI's flags and
-help text, the identity of a stored study, and the reading of studies stored before a setting existed are
-derived from those declarations.
+help text, the identity of a stored study, and the value a study made before a setting existed takes for it (filled
+in by opsearch.store when it reads such a study) are derived from those declarations.
 """
 
 from __future__ import annotations
@@ -44,7 +44,6 @@ from opsearch.config._setting import (
     TIMING,
     check_value,
     fraction,
-    legacy_values,
     names_with_role,
     positive,
     refuse,
@@ -269,9 +268,9 @@ class StudyConfig:
     max_seconds: float = setting(120.0, "stop adding rounds to one trial after this many seconds", group=TIMING,
                                  check=positive("seconds"))
     batch_size: int = setting(1, "1: unpadded texts one by one; N: padded batches", group=TIMING, role=IDENTITY,
-                              check=whole(1))
+                              check=whole(1), legacy=1)
     end_to_end: bool = setting(False, "time tokenization too, as a pipeline user sees it", group=TIMING,
-                               role=IDENTITY)
+                               role=IDENTITY, legacy=False)
     remeasure_front: bool = setting(True, "time the front again side by side at the end", group=TIMING,
                                     flag="--no-remeasure", negate=True)
     intra_op_threads: int | None = setting(None, "ONNX Runtime intra-op threads", group=TIMING, flag="--threads",
@@ -364,11 +363,6 @@ class StudyConfig:
         except TypeError as exc:  # a value of a type no check expects (a table where a number belongs)
             raise ConfigError(f"{source}: {exc}") from None
 
-    @classmethod
-    def from_stored(cls, stored: dict[str, Any], *, source: str) -> StudyConfig:
-        """The config a study stored; settings it predates take the values that reproduce what it searched."""
-        return cls.from_dict({**legacy_values(cls), **stored}, source=source)
-
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
@@ -376,11 +370,11 @@ class StudyConfig:
         return dataclasses.replace(self, **changes)
 
     def identity_changes(self, stored: dict[str, Any]) -> list[str]:
-        """The settings that define what a study measures and that differ from a stored study's, as
-        'name: old -> new'."""
-        old, new = {**legacy_values(type(self)), **stored}, self.to_dict()
-        return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in names_with_role(type(self), IDENTITY)
-                if old.get(k) != new.get(k)]
+        """The settings that define what a study measures and that differ from a stored study's (``stored``, as
+        ``StudyRecord.opsearch_config`` reads it: every setting there), as 'name: old -> new'."""
+        new = self.to_dict()
+        return [f"{k}: {stored.get(k)!r} -> {new.get(k)!r}" for k in names_with_role(type(self), IDENTITY)
+                if stored.get(k) != new.get(k)]
 
     # Derived values ---------------------------------------------------------------------------------------
 

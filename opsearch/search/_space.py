@@ -72,8 +72,7 @@ class SearchSpace:
     groups: dict[str, GraphGroups] = field(default_factory=dict)
     sensitivity: dict[str, dict[str, float]] = field(default_factory=dict)
     # The fusion levels whose graph holds MatMuls with a constant weight and MatMuls of two activations: there a
-    # dynamic (exported graph) or static recipe that quantizes MatMul chooses ``matmul_weights_only``. () : nowhere,
-    # as in spaces stored before the choice existed.
+    # dynamic (exported graph) or static recipe that quantizes MatMul chooses ``matmul_weights_only``. () : nowhere.
     matmul_weights_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
@@ -396,13 +395,13 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, data: dict) -> SearchSpace:
-        """A stored space (``to_dict``), including ones stored before fusion and static flags were searched."""
+        """A stored space (``to_dict``; a study's record reads an older one in this shape: ``opsearch.store``)."""
         return cls({k: tuple(v) for k, v in data["operators"].items()},
                    **{k: _tuple(data[k]) for k in ("calibration_method", "calibration_samples", "formats",
                                                    "activation_types", "exclude_fragile", "fusions",
-                                                   "matmul_weights_only") if k in data},
-                   groups={level: GraphGroups.from_dict(g) for level, g in data.get("groups", {}).items()},
-                   sensitivity=data.get("sensitivity", {}))
+                                                   "matmul_weights_only")},
+                   groups={level: GraphGroups.from_dict(g) for level, g in data["groups"].items()},
+                   sensitivity=data["sensitivity"])
 
 
 class _Replay:

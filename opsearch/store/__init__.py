@@ -3,11 +3,12 @@ its completed trials read back as rows, with the Pareto front and the best trial
 
 from __future__ import annotations
 
+from opsearch.store._migrate import SCHEMA_VERSION
 from opsearch.store._objectives import (
     BY_NAME as OBJECTIVES,
 )
 from opsearch.store._objectives import (
-    LEGACY_OBJECTIVES,
+    DEFAULT_OBJECTIVES,
     Objective,
     objectives_of,
     study_objectives,
@@ -41,8 +42,9 @@ from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_
 
 __all__ = [
     "CONSTRAINT_STATES",
-    "LEGACY_OBJECTIVES",
+    "DEFAULT_OBJECTIVES",
     "OBJECTIVES",
+    "SCHEMA_VERSION",
     "Objective",
     "SameGraphGroup",
     "StudyRecord",

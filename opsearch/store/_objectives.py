@@ -1,8 +1,8 @@
 """What a study optimizes: each objective's direction, unit and where its value lives in a trial's row.
 
-A study stores the names it optimizes (``objectives`` in its settings; ``throughput`` and ``accuracy_loss`` for a
-study made before the choice existed) and Optuna stores one value per name, in that order. Every reader asks for
-an objective by name, here, never by position: the front, the plot's axes and the importances all do.
+A study stores the names it optimizes (``objectives`` in its settings) and Optuna stores one value per name, in that
+order. Every reader asks for an objective by name, here, never by position: the front, the plot's axes and the
+importances all do.
 """
 
 from __future__ import annotations
@@ -13,9 +13,11 @@ from dataclasses import dataclass
 
 import optuna
 
-from opsearch.config import OBJECTIVES, StudyConfig, legacy_values
+from opsearch.config import OBJECTIVES, StudyConfig, default_of, settings_of
 
-LEGACY_OBJECTIVES: tuple[str, ...] = tuple(legacy_values(StudyConfig)["objectives"])
+# What a study that stores no settings of opsearch's (one opsearch did not make) is read as optimizing: the
+# setting's default.
+DEFAULT_OBJECTIVES: tuple[str, ...] = tuple(default_of(settings_of(StudyConfig)["objectives"][0]))
 
 
 @dataclass(frozen=True)

@@ -3,8 +3,9 @@
 Optuna keeps them as user attributes (JSON values), where optuna-dashboard and people reading a study look.
 Every writer goes through :func:`set_trial_attrs`, :func:`trial_attrs` or :func:`set_study_attrs`, which
 refuse a key the records do not name; every reader goes through :meth:`TrialRecord.of` or
-:meth:`StudyRecord.of`. A study written by an older opsearch lacks some keys: they read as the field's
-default, and its settings read with the values that reproduce what it searched (``StudyConfig.from_stored``).
+:meth:`StudyRecord.of`, which read what an older opsearch stored in today's shape (``store._migrate``). A key
+not written yet (a trial that has not reached that phase, a study without its baseline) reads as the field's
+default.
 """
 
 from __future__ import annotations
@@ -15,14 +16,17 @@ from typing import Any
 
 import optuna
 
-from opsearch.config import StudyConfig, legacy_values
+from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
+from opsearch.store._migrate import SCHEMA_VERSION, upgrade_study, upgrade_trial
+from opsearch.store._objectives import DEFAULT_OBJECTIVES
 
 
 @dataclass(frozen=True)
 class TrialRecord:
     """One trial's stored fields (its parameters and objective values are Optuna's own)."""
 
+    schema: int = SCHEMA_VERSION  # the shape it was written in: stamped first, when a worker takes the trial
     worker: dict | None = None  # {"host", "pid"} of the process running it: a dead one's trial is swept at once
     recipe: dict | None = None  # the QuantRecipe measured, as a dict
     label: str = ""  # the recipe in short words
@@ -64,14 +68,17 @@ class TrialRecord:
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialRecord:
-        return _read(cls, trial.user_attrs)
+        """Its stored fields in today's shape, whichever opsearch wrote them."""
+        return _read(cls, upgrade_trial(trial.user_attrs, getattr(trial, "values", None),
+                                        what=f"trial {trial.number}"))
 
 
 @dataclass(frozen=True)
 class StudyRecord:
     """The study's stored fields: everything ``resume``, ``report`` and ``plot`` need besides the trials."""
 
-    opsearch_config: dict | None = None  # StudyConfig.to_dict(); stored last, once the baseline is complete
+    schema: int = SCHEMA_VERSION  # the shape its fields were written in, stored with its config when it is made
+    opsearch_config: dict | None = None  # StudyConfig.to_dict(): every setting; stored first, the baseline last
     search_space: dict = field(default_factory=dict)
     graph: dict = field(default_factory=dict)  # the exported graph's operator inventory
     machine: dict = field(default_factory=dict)  # fingerprint of the machine that timed the baseline
@@ -80,15 +87,18 @@ class StudyRecord:
     workload: dict = field(default_factory=dict)
     task: str = ""
     data: dict = field(default_factory=dict)  # description, row counts, labels, majority-class accuracy
-    baseline: dict = field(default_factory=dict)  # of the fp32 model: {"metrics", "timing", "predictions", "labels",
-    # "accuracy_batch_size"} (the last three since accuracy intervals; packed class ids), "size_mb"
+    # Of the fp32 model: {"metrics", "timing", "predictions" and "labels" (packed class ids; None: not kept, so no
+    # loss intervals nor early stopping), "accuracy_batch_size", "size_mb" (None: not measured)}.
+    baseline: dict = field(default_factory=dict)
     baselines: list = field(default_factory=list)  # fp32 timed again on other machines: {"machine_id", ...}
     probe: dict | None = None  # the frozen linear probe of an embedding study
-    front_remeasured: dict = field(default_factory=dict)  # the front session: {"at", "trials", "considered", ...}
+    # The front session: {"at", "trials", "ties", "considered" (None: not listed, every trial counts as seen), ...}.
+    front_remeasured: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:
-        return _read(cls, study.user_attrs)
+        """Its stored fields in today's shape, whichever opsearch wrote them."""
+        return _read(cls, upgrade_study(study.user_attrs, what=f"study {study.study_name!r}"))
 
     @property
     def made_by_opsearch(self) -> bool:
@@ -101,17 +111,17 @@ class StudyRecord:
         return self.made_by_opsearch and bool(self.baseline)
 
     def config(self, study_name: str) -> StudyConfig:
-        """The settings the study was made with; settings it predates take the values that reproduce its search."""
+        """The settings the study was made with."""
         if self.opsearch_config is None:
             raise StudyError(f"study {study_name!r} was not made by opsearch: it stores no opsearch settings.")
-        return StudyConfig.from_stored(self.opsearch_config, source=f"study {study_name!r}")
+        return StudyConfig.from_dict(self.opsearch_config, source=f"study {study_name!r}")
 
     @property
     def objectives(self) -> tuple[str, ...]:
-        """What the study optimizes, in its values' order (throughput and accuracy loss for a study made before the
-        choice existed)."""
-        stored = (self.opsearch_config or {}).get("objectives")
-        return tuple(stored or legacy_values(StudyConfig)["objectives"])
+        """What the study optimizes, in its values' order (DEFAULT_OBJECTIVES for a study opsearch did not make)."""
+        if self.opsearch_config is None:
+            return DEFAULT_OBJECTIVES
+        return tuple(self.opsearch_config["objectives"])
 
     @property
     def baseline_accuracy(self) -> float:
@@ -119,8 +129,8 @@ class StudyRecord:
 
     @property
     def accuracy_batch_size(self) -> int:
-        """The batch accuracy is evaluated in: the timed workload's; 1 for a study made before that was so."""
-        return int(self.baseline.get("accuracy_batch_size", 1)) if self.baseline else 1
+        """The batch its baseline's accuracy was evaluated in, as every trial's is (1 without a baseline)."""
+        return int(self.baseline["accuracy_batch_size"]) if self.baseline else 1
 
     @property
     def reference_throughput(self) -> float:

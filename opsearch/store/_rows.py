@@ -8,8 +8,8 @@ Against a limit ``max_accuracy_loss`` a trial is decided on the evidence, its lo
 the limit: more evaluation rows would decide it). A trial is *feasible* unless it is over, or breaks the
 constraint the study stored with it (Optuna's ``Trial.set_constraint``: a value above 0 is a violation); as in
 Optuna, the Pareto front is taken over feasible trials only. The best-within answer is the fastest trial *within*;
-an uncertain trial that is faster is named beside it, never silently taken. A study made before loss intervals
-has only points: its intervals are the points themselves.
+an uncertain trial that is faster is named beside it, never silently taken. A trial without a loss interval (its
+study's baseline kept no fp32 answers to pair with) has only its point: the interval is the point itself.
 
 After a front session, trials whose speeds it could not tell apart form a *tie group*; the best-within answer
 is then the group's member with the lowest accuracy loss (then the fewest quantized nodes, then the lowest
@@ -69,11 +69,11 @@ class TrialRow:
     group_precisions: dict = field(default_factory=dict)  # group key -> precision in the quantized graph
     accuracy_batch_size: int = 1  # the batch its accuracy was evaluated in
     stopped_early: str = ""  # why early stopping cut its evaluation (then untimed) or its timing short
-    evaluated_rows: int | None = None  # the evaluation rows it answered (None: a study made before this was kept)
+    evaluated_rows: int | None = None  # the evaluation rows it answered (None: not recorded)
     evaluate_seconds: float = math.nan
     timing_seconds: float = math.nan
-    size_mb: float = math.nan  # the model file on disk (NaN: a study made before sizes were kept)
-    latency_p50_ms: float = math.nan  # per-call latency percentiles from its timing (NaN: never timed, or older)
+    size_mb: float = math.nan  # the model file on disk (NaN: not measured)
+    latency_p50_ms: float = math.nan  # per-call latency percentiles from its timing (NaN: not timed or not measured)
     latency_p95_ms: float = math.nan
     latency_p99_ms: float = math.nan
 
@@ -116,8 +116,8 @@ def trial_rows(study: optuna.Study, *, max_accuracy_loss: float | None = None) -
     record = StudyRecord.of(study)
     session = record.front_remeasured
     remeasured = session.get("trials", {})
-    # Sessions stored before "considered" saw every trial that was complete.
-    considered = set(session["considered"]) if "considered" in session else None
+    # The trials the session saw (None: it did not list them, so every one counts as seen).
+    considered = None if not session or session["considered"] is None else set(session["considered"])
     reference = record.baseline.get("timing", {}).get("throughput")
     # Tie groups of one member say nothing: only real ties are marked.
     groups = {number: i for i, group in enumerate(session.get("ties", [])) if len(group) > 1 for number in group}
@@ -194,10 +194,8 @@ def loss_interval_pt(trial: optuna.trial.FrozenTrial) -> tuple[float, float]:
 
 
 def trial_loss(trial: optuna.trial.FrozenTrial) -> float:
-    """Its accuracy loss (a fraction), from its record; from its second value in a study made before records kept it
-    (those optimized throughput and accuracy loss, in that order)."""
-    loss = TrialRecord.of(trial).accuracy_loss
-    return float(trial.values[1] if loss is None else loss)
+    """Its accuracy loss (a fraction), from its record."""
+    return float(TrialRecord.of(trial).accuracy_loss)
 
 
 def _infeasible_reason(trial: optuna.trial.FrozenTrial, max_accuracy_loss: float | None) -> str:
@@ -254,23 +252,16 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         constraint=constraint_state(low, high, None if max_accuracy_loss is None else 100 * max_accuracy_loss),
         quantized_nodes=sum(record.quantized_nodes.values()),
         group_precisions=dict(record.group_precisions),
-        accuracy_batch_size=record.accuracy_batch_size or 1,
+        accuracy_batch_size=record.accuracy_batch_size,
         stopped_early=record.stopped_early,
         evaluated_rows=record.evaluated_rows,
         evaluate_seconds=math.nan if record.evaluate_seconds is None else float(record.evaluate_seconds),
-        timing_seconds=_timing_seconds(record),
+        timing_seconds=math.nan if record.timing_seconds is None else float(record.timing_seconds),
         size_mb=math.nan if record.size_mb is None else float(record.size_mb),
         latency_p50_ms=float(latency.get("p50", math.nan)),
         latency_p95_ms=float(latency.get("p95", math.nan)),
         latency_p99_ms=float(latency.get("p99", math.nan)),
     )
-
-
-def _timing_seconds(record: TrialRecord) -> float:
-    if record.timing_seconds is not None:
-        return float(record.timing_seconds)
-    window = record.timed_window  # studies made before timing_seconds was kept
-    return float(window[1] - window[0]) if window else math.nan
 
 
 def same_graph_groups(study: optuna.Study) -> list[SameGraphGroup]:

@@ -23,7 +23,9 @@ DISTRIBUTIONS = {
     "activations_symmetric": Distribution([False, True]),
     "weights_dtype": Distribution(["QInt8", "QUInt8"]),
 }
-BASELINE = {"metrics": {"accuracy": 0.9123}, "timing": {"throughput": 98.7}}
+# The fields every baseline has (predictions and labels None: fp32's per-row answers not kept).
+BASELINE = {"metrics": {"accuracy": 0.9123}, "timing": {"throughput": 98.7, "latency_ms": None}, "predictions": None,
+            "labels": None, "accuracy_batch_size": 1, "size_mb": None}
 STUDY_NAME = "tiny-report"
 
 

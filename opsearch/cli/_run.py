@@ -59,9 +59,11 @@ def finish(study, storage: str, args: argparse.Namespace | None = None) -> int:
     """Print the study's report and draw its Pareto plot beside it (with ``--json-log``: one ``finished`` event
     holding the front instead)."""
     from opsearch.report import (
+        ANSWER_PNG,
         PARETO_PNG,
         build_report,
         default_output,
+        draw_answer,
         draw_pareto,
         format_report,
         front_records,
@@ -77,5 +79,8 @@ def finish(study, storage: str, args: argparse.Namespace | None = None) -> int:
     if report.rows:
         out = default_output(storage, study.study_name, PARETO_PNG)
         print(f"Pareto plot: {draw_pareto(pareto_plot_info(report), out)}")
+    if report.answer:
+        out = default_output(storage, study.study_name, ANSWER_PNG)
+        print(f"how the answer improved: {draw_answer(report.answer, out, until=report.minutes)}")
     print(f"study: --storage {storage} --study-name {study.study_name}")
     return 0

@@ -55,7 +55,7 @@ class Fp32Answers:
     def of_baseline(cls, baseline: dict, *, majority: float | None) -> Fp32Answers:
         """From a study's stored baseline (``StudyRecord.baseline``) and its majority-class accuracy."""
         accuracy = float(baseline["metrics"]["accuracy"])
-        if not baseline.get("predictions") or not baseline.get("labels"):
+        if baseline["predictions"] is None:  # not kept
             return cls(accuracy, majority=majority)
         labels = unpack_labels(baseline["labels"])
         return cls(accuracy, labels, unpack_labels(baseline["predictions"]) == labels, majority)

@@ -38,14 +38,12 @@ from typing import Any
 
 import numpy as np
 
-from opsearch.config import StudyConfig, legacy_values
 from opsearch.measure._protocol import TimingProtocol
 from opsearch.measure._statistics import across_sessions_ci, bootstrap_ci, floor_ci, floor_seconds
 
 Clock = Callable[[], float]
 # Racing (``measure_paired(race=...)``) may stop a candidate from this many rounds on.
 RACE_FROM = 5
-LEGACY_ESTIMATOR = legacy_values(StudyConfig)["speedup_estimator"]
 # One side of a round: runs the workload once; returns each call's seconds, or None (then the whole pass
 # counts as one call).
 Side = Callable[[], "Sequence[float] | np.ndarray | None"]
@@ -72,17 +70,17 @@ class PairedTiming:
     ci_target: float  # wanted relative half-width of the speedup's confidence interval
     speedup_ci: tuple[float, float]  # of the chosen estimator's speedup, across sessions (see the module)
     ci_level: float = 0.95
-    estimator: str = LEGACY_ESTIMATOR  # records written before the setting hold the median of per-round ratios
+    estimator: str = "median"  # "floor" or "median" (see the module's docstring); measuring passes the study's
     # Each side's sum over calls of the call's fastest time across rounds (for the floor estimator).
     candidate_floor_s: float | None = None
     baseline_floor_s: float | None = None
     # What else the CPUs did meanwhile, in cores busy on average (None: not watched).
     other_cores: float | None = None
     steal_cores: float | None = None
-    rounds_ci: tuple[float, float] | None = None  # the bootstrap over rounds alone (None: records before blocks)
+    rounds_ci: tuple[float, float] | None = None  # the bootstrap over rounds alone (None: speedup_ci is it)
     blocks: int = 1  # the pairs of sessions the rounds rotated over (1: the interval is the rounds' alone)
     raced: str = ""  # why rounds stopped before the interval met its target (racing: surely dominated)
-    latency_ms: dict | None = None  # the candidate's per-call percentiles {"p50", "p95", "p99"} (None: older records)
+    latency_ms: dict | None = None  # the candidate's per-call percentiles {"p50", "p95", "p99"} (None: not measured)
     baseline_latency_ms: dict | None = None  # fp32's, from the same rounds
 
     @property
@@ -173,12 +171,12 @@ class PairedTiming:
     def from_dict(cls, data: dict) -> PairedTiming:
         return cls(tuple(data["candidate_s"]), tuple(data["baseline_s"]), data["samples_per_round"],
                    data["warmup_rounds"], data["ci_target"], tuple(data["speedup_ci"]),
-                   estimator=data.get("estimator", LEGACY_ESTIMATOR), candidate_floor_s=data.get("candidate_floor_s"),
-                   baseline_floor_s=data.get("baseline_floor_s"), other_cores=data.get("other_cores"),
-                   steal_cores=data.get("steal_cores"),
-                   rounds_ci=tuple(data["rounds_ci"]) if data.get("rounds_ci") else None,
-                   blocks=data.get("blocks", 1), raced=data.get("raced", ""), latency_ms=data.get("latency_ms"),
-                   baseline_latency_ms=data.get("baseline_latency_ms"))
+                   estimator=data["estimator"], candidate_floor_s=data["candidate_floor_s"],
+                   baseline_floor_s=data["baseline_floor_s"], other_cores=data["other_cores"],
+                   steal_cores=data["steal_cores"],
+                   rounds_ci=None if data["rounds_ci"] is None else tuple(data["rounds_ci"]),
+                   blocks=data["blocks"], raced=data["raced"], latency_ms=data["latency_ms"],
+                   baseline_latency_ms=data["baseline_latency_ms"])
 
 
 # pyperf's thresholds: a spread over 10% of the mean, or a value 50% away from the median, is suspect;

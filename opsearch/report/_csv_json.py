@@ -76,6 +76,8 @@ def report_dict(report: StudyReport, effects: StudyEffects) -> dict:
         "cost": None if report.cost is None else {**asdict(report.cost), "evaluate_s": report.cost.evaluate_s,
                                                   "timing_s": report.cost.timing_s, "saved_s": report.cost.saved_s},
         "remeasured_at": report.remeasured_at,
+        "answer": [s._asdict() for s in report.answer],
+        "minutes": report.minutes,
         "machine": report.machine,
         "versions": report.versions,
         "settings": report.settings,

@@ -21,7 +21,7 @@ import optuna
 
 from opsearch.measure import mean_difference_ci
 from opsearch.report._report import StudyReport, build_report
-from opsearch.store import LEGACY_OBJECTIVES, OBJECTIVES, TrialRecord, trial_loss
+from opsearch.store import OBJECTIVES, StudyRecord, TrialRecord, trial_loss
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 MIN_PER_SIDE = 2  # a side with fewer trials gives no spread to bootstrap
@@ -125,7 +125,7 @@ def _difference(on: list[float], off: list[float], rng: np.random.Generator,
 def importances(study: optuna.Study, *, seed: int = 0) -> list[Importances]:
     """Optuna's parameter importances (fANOVA, seeded) for each objective; on failure, empty with the reason."""
     done = study.get_trials(deepcopy=False, states=(COMPLETE,))
-    names = study.metric_names or list(LEGACY_OBJECTIVES)
+    names = StudyRecord.of(study).objectives
     out = []
     for i, objective in enumerate(names):
         study_i, trials = study, done

@@ -70,7 +70,7 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
             "quantized_nodes": measured.quantized_nodes, "metrics": measured.metrics,
             "accuracy_loss": measured.accuracy_loss, "accuracy_loss_ci": measured.accuracy_loss_ci,
             # The batch its accuracy was evaluated in, as the workload was timed (dynamic int8 answers per batch).
-            "accuracy_batch_size": measured.accuracy_batch_size or stored.accuracy_batch_size,
+            "accuracy_batch_size": measured.accuracy_batch_size,
             "timing": measured.timing,
             "timing_front_session": stored.front_remeasured.get("trials", {}).get(str(number)),
             **{k: v for k, v in dataclasses.asdict(stored).items()

@@ -48,7 +48,7 @@ def baseline_line(report: StudyReport) -> str:
     if not base:
         return "fp32 baseline: not measured"
     latency = base["timing"].get("latency_ms") or {}
-    extra = ([f"{base['size_mb']:.1f} MB"] if "size_mb" in base else []) + (
+    extra = ([f"{base['size_mb']:.1f} MB"] if base["size_mb"] is not None else []) + (
         [f"latency p50/p95/p99 {latency_cell(latency['p50'], latency['p95'], latency['p99'])} ms"] if latency else [])
     return (f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f} (batch {report.accuracy_batch_size}), "
             f"{base['timing']['throughput']:.1f} samples/s (timed at batch "

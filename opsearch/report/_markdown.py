@@ -3,6 +3,7 @@ parameter importances and the front's operator matrix."""
 
 from __future__ import annotations
 
+from opsearch.report._anytime import answer_lines
 from opsearch.report._effects import StudyEffects
 from opsearch.report._lines import (
     baseline_line,
@@ -42,6 +43,10 @@ def format_markdown(report: StudyReport, effects: StudyEffects) -> str:
         parts += [limit_line(report), ""]
     parts += [*(f"- {line}" for line in best_by_lines(report)), ""] if best_by_lines(report) else []
     parts += _front(report) + _grids(report)
+    answer = answer_lines(report.answer, None if report.max_accuracy_loss is None else 100 * report.max_accuracy_loss)
+    if answer:
+        parts += ["## How the answer improved", "", answer[0][0].upper() + answer[0][1:], "",
+                  *[f"- {line.strip()}" for line in answer[1:]], ""]
     if cost_lines(report):
         parts += ["## Cost", "", *[f"- {line.strip()}" for line in cost_lines(report)], ""]
     parts += _effects(effects)

@@ -10,6 +10,7 @@ from opsearch.store import cache_dir_for
 REPORT_PAGE = "report.html"  # opsearch report --format html
 PARETO_PNG = "pareto.png"  # opsearch plot; run, resume, worker and remeasure when they finish
 PARETO_HTML = "pareto.html"  # opsearch plot --html
+ANSWER_PNG = "answer.png"  # how the answer improved: run, resume, worker and remeasure when they finish
 
 
 def default_output(storage: str, study_name: str, name: str) -> Path:

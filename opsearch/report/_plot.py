@@ -91,7 +91,8 @@ def _baseline_on(axis: str, report: StudyReport) -> float:
     if axis == "throughput":
         return float(base.get("timing", {}).get("throughput", math.nan))
     if axis == "size":
-        return float(base.get("size_mb", math.nan))
+        size = base.get("size_mb")  # None: not measured ({} without a baseline)
+        return math.nan if size is None else float(size)
     return float((base.get("timing", {}).get("latency_ms") or {}).get(axis, math.nan))
 
 

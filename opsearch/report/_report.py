@@ -11,9 +11,9 @@ from dataclasses import asdict, dataclass, field
 import optuna
 import pandas as pd
 
-from opsearch.config import StudyConfig, legacy_values
+from opsearch.report._anytime import AnswerStep, answer_over_time, study_minutes
 from opsearch.store import (
-    LEGACY_OBJECTIVES,
+    DEFAULT_OBJECTIVES,
     SameGraphGroup,
     StudyRecord,
     TrialRecord,
@@ -119,7 +119,9 @@ class StudyReport:
     versions: dict = field(default_factory=dict)  # library versions it ran with
     settings: dict = field(default_factory=dict)  # config, threads, workload, data and task, as stored
     cost: StudyCost | None = None  # what the trials cost, and what early stopping saved
-    objectives: tuple[str, ...] = LEGACY_OBJECTIVES  # what the study optimizes, its values' order
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # what the study optimizes, its values' order
+    answer: list[AnswerStep] = field(default_factory=list)  # how the answer within the limit improved
+    minutes: float = 0.0  # the study's busy minutes of trials
 
     @property
     def front(self) -> list[TrialRow]:
@@ -163,10 +165,9 @@ class StudyReport:
 
     @property
     def estimator(self) -> str:
-        """How the study's speedups were estimated (see :mod:`opsearch.timing`); studies before the setting
-        used the median of per-round ratios."""
-        stored = self.settings.get("opsearch_config") or {}
-        return stored.get("speedup_estimator", legacy_values(StudyConfig)["speedup_estimator"])
+        """How the study's speedups were estimated (see :mod:`opsearch.timing`): as its settings say; a study
+        opsearch did not make stores none, and is read with the setting's default."""
+        return (self.settings.get("opsearch_config") or {}).get("speedup_estimator", "floor")
 
     def to_frame(self, *, front_only: bool = True) -> pd.DataFrame:
         rows = self.front if front_only else self.rows
@@ -190,7 +191,8 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        record.front_remeasured.get("at", ""), max_accuracy_loss=max_accuracy_loss,
                        machine=dict(record.machine), versions=dict(record.versions),
                        settings={k: v for k, v in settings.items() if v}, cost=study_cost(study),
-                       objectives=record.objectives)
+                       objectives=record.objectives, answer=answer_over_time(study, rows),
+                       minutes=study_minutes(study))
 
 
 def tie_label(group: int | None) -> str:

@@ -85,7 +85,7 @@ def _cell_of(precision: str) -> str:
 
 def precision_grid(groups: dict[str, str]) -> tuple[list[str], list[list[str]], list[str]]:
     """A trial's group precisions as a layer x role grid: (header, one row per layer, the groups outside the
-    layers as "role cell" words). Empty for a trial stored before groups were recorded."""
+    layers as "role cell" words). Empty for a trial that recorded no groups."""
     from opsearch.quantize import LAYER_ROLES
 
     layers: dict[int, dict[str, str]] = {}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from opsearch.report._anytime import answer_lines
 from opsearch.report._lines import (
     baseline_line,
     best_by_lines,
@@ -36,6 +37,7 @@ def format_report(report: StudyReport) -> str:
     if report.max_accuracy_loss is not None:
         lines.append(limit_line(report))
     lines.extend(best_by_lines(report))
+    lines.extend(answer_lines(report.answer, _limit_pt(report)))
     lines.extend(grid_lines(report))
     lines.extend(_notes(report))
     lines.extend(footnotes(report))
@@ -91,3 +93,7 @@ def _notes(report: StudyReport) -> list[str]:
     if session:
         lines.append(f"'front session': re-timed side by side with fp32 in one interleaved session ({session}).")
     return lines
+
+
+def _limit_pt(report: StudyReport) -> float | None:
+    return None if report.max_accuracy_loss is None else 100 * report.max_accuracy_loss

@@ -150,7 +150,7 @@ class StudyContext:
 
     def accuracy_batch_size(self, study: optuna.Study) -> int:
         """Accuracy is evaluated in the timed workload's batches (dynamic quantization computes its activation
-        scales per batch, so batching changes the answers); a study measured before this was so keeps batch 1."""
+        scales per batch, so batching changes the answers); a measured study keeps its baseline's batch."""
         record = StudyRecord.of(study)
         return record.accuracy_batch_size if record.complete else self.config.batch_size
 

@@ -92,6 +92,6 @@ def objective_values(record: TrialRecord, reference_throughput: float, size_mb: 
             values[objective.name] = objective.untimed_value
         elif objective.name == "throughput":
             values[objective.name] = reference_throughput * float(record.speedup)
-        else:  # a timing recorded before latencies were kept (a repeated graph's twin): the worst, as untimed
+        else:  # a timing without latencies (latency_ms None: not measured): the worst, as untimed
             values[objective.name] = float(latency.get(objective.name, objective.untimed_value))
     return values

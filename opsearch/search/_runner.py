@@ -28,6 +28,7 @@ from opsearch.search._sampling import already_tried, record_constraint, untried_
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
 from opsearch.search._trial import Rival, TrialJob, TrialSetup
 from opsearch.store import (
+    SCHEMA_VERSION,
     StudyRecord,
     TrialRecord,
     objectives_of,
@@ -189,7 +190,7 @@ class Runner:
 
     def _measure(self, trial: optuna.Trial) -> dict[str, float]:
         """Every objective's value, by name (``store.objectives``); the study returns those it optimizes."""
-        set_trial_attrs(trial, worker=process_identity())  # first: a sweep after a crash reads it
+        set_trial_attrs(trial, schema=SCHEMA_VERSION, worker=process_identity())  # first: a sweep reads it
         recipe = self._recipe(trial)
         self.progress.trial_started(trial.number, recipe.label())
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"

@@ -27,7 +27,7 @@ from opsearch.search._open import open_study, queue_first_trials
 from opsearch.search._progress import as_progress
 from opsearch.search._runner import Runner
 from opsearch.search._stops import stop_on_signals
-from opsearch.store import StudyRecord, file_of, set_study_attrs
+from opsearch.store import SCHEMA_VERSION, StudyRecord, file_of, set_study_attrs
 
 Progress = Callable[[str], None]
 COMPLETE = optuna.trial.TrialState.COMPLETE
@@ -53,7 +53,7 @@ def _prepare(context: StudyContext, study: optuna.Study) -> Runner:
     config, progress = context.config, context.progress
     if not StudyRecord.of(study).complete:
         # First: a study stopped before its baseline is complete can be resumed with these settings.
-        set_study_attrs(study, opsearch_config=config.to_dict())
+        set_study_attrs(study, schema=SCHEMA_VERSION, opsearch_config=config.to_dict())
     space = context.space  # the model, the data and the fusions are made here, before anything is timed
     task = context.task(study, fit_probe=True)
     runner = Runner(context, study, task)
@@ -154,4 +154,5 @@ def _front_session_stale(study: optuna.Study) -> bool:
     """Trials completed since the last front session (or there was none): the front has numbers to re-time."""
     session = StudyRecord.of(study).front_remeasured
     done = {t.number for t in _complete(study)}
-    return bool(done) and (not session or not done <= set(session.get("considered", done)))
+    considered = session["considered"] if session else None  # None: every trial counts as seen
+    return bool(done) and (not session or considered is not None and not done <= set(considered))

@@ -59,7 +59,8 @@ def hand_report(**changes) -> StudyReport:
     """The hand-made report (``changes``: fields to replace, e.g. ``rows=[]``)."""
     report = StudyReport(
         study_name=STUDY,
-        baseline={"metrics": {"accuracy": 0.9}, "size_mb": 90.4,
+        baseline={"metrics": {"accuracy": 0.9}, "size_mb": 90.4, "accuracy_batch_size": 1, "predictions": None,
+                  "labels": None,
                   "timing": {"throughput": REFERENCE, "latency_ms": {"p50": 8.0, "p95": 12.0, "p99": 15.0}}},
         rows=ROWS, same_graph=[SameGraphGroup([2, 6], ["reduce_range"])], counts={"complete": 7, "fail": 1},
         remeasured_at=SESSION, max_accuracy_loss=LIMIT,

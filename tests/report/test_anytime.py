@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import optuna
 import pytest
 
-from opsearch.report._anytime import AnswerStep, answer_lines, answer_over_time, draw_answer
+from opsearch.report import AnswerStep, answer_lines, answer_over_time, draw_answer
 from opsearch.store import trial_rows
 
 T0 = datetime(2026, 12, 1, 12, 0, 0)
@@ -70,3 +70,16 @@ def test_the_study_minutes_count_every_finished_trial() -> None:
 
     study = _study([(0, 2, 1.9, 0.05, [0.04, 0.06]), (1, 4, 1.2, 0.0, [0.0, 0.0]), (10, 11, 1.1, 0.0, [0.0, 0.0])])
     assert study_minutes(study) == pytest.approx(5.0)
+
+
+def test_the_report_and_its_renderings_carry_the_answer() -> None:
+    from opsearch.report import build_report, format_markdown, format_report, report_dict
+    from opsearch.report._effects import study_effects
+
+    study = _study([(0, 1, 1.40, 0.000, [-0.002, 0.002]), (1, 3, 1.60, 0.004, [0.000, 0.008])])
+    report = build_report(study, max_accuracy_loss=0.01)
+    assert [s.trial for s in report.answer] == [0, 1] and report.minutes == pytest.approx(3.0)
+    text = format_report(report)
+    assert "how the answer improved (the fastest surely within 1.00 pt" in text and "trial 1: 1.60x" in text
+    assert "## How the answer improved" in format_markdown(report, study_effects(study))
+    assert [s["trial"] for s in report_dict(report, study_effects(study))["answer"]] == [0, 1]

@@ -14,6 +14,7 @@ import pytest
 from hand_report import BEST, CPU, EFFECTS, FRONT, KNEE, ROWS, SESSION, STUDY, hand_report
 from report_study import BASELINE, COMPLETE, EXPECTED_FRONT, LISTED_FRONT, SPECS, STUDY_NAME, make_study
 
+from opsearch.config import StudyConfig
 from opsearch.report import (
     StudyEffects,
     StudyReport,
@@ -28,7 +29,7 @@ from opsearch.report import (
 
 MACHINE = {"cpu": "Test CPU 9000", "int8_flags": ["avx2"], "physical_cores": 2}
 VERSIONS = {"onnxruntime": "1.99.0", "optuna": "9.9"}
-CONFIG = {"model": "tiny-bert", "dataset": "tiny.csv", "trials": 11}
+CONFIG = StudyConfig(model="tiny-bert", dataset="tiny.csv", trials=11).to_dict()
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from factorial_study import make_factorial_study
 from hand_report import BEST, CPU, EFFECTS, FRONT, KNEE, STUDY, hand_report
 
+from opsearch.config import StudyConfig
 from opsearch.report import (
     EFFECTS_DIV,
     PARETO_DIV,
@@ -29,7 +30,7 @@ from opsearch.report import (
 
 MACHINE = {"cpu": "Test CPU <9000>", "int8_flags": ["avx2", "avx512_vnni"], "physical_cores": 2}
 VERSIONS = {"onnxruntime": "1.99.0", "optuna": "9.9.9", "python": "3.11.0"}
-CONFIG = {"model": "tiny-bert", "dataset": "tiny.csv", "trials": 36, "ci_target": 0.02}
+CONFIG = StudyConfig(model="tiny-bert", dataset="tiny.csv", trials=36, ci_target=0.02).to_dict()
 PLOTS = (PARETO_DIV, EFFECTS_DIV)
 
 

@@ -20,6 +20,7 @@ from report_study import (
     make_study,
 )
 
+from opsearch.config import StudyConfig
 from opsearch.report import StudyReport, build_report, format_report
 from opsearch.store import constraint_values
 
@@ -201,12 +202,13 @@ def test_the_report_carries_the_machine_versions_and_settings(tmp_path: Path) ->
     study = make_study(tmp_path / "s.db", [SPECS[0]])
     study.set_user_attr("machine", {"cpu": "Test CPU 9000", "physical_cores": 2})
     study.set_user_attr("versions", {"onnxruntime": "1.99.0"})
-    study.set_user_attr("opsearch_config", {"model": "tiny", "trials": 3})
+    config = StudyConfig(model="tiny", dataset="d.csv", trials=3).to_dict()
+    study.set_user_attr("opsearch_config", config)
     study.set_user_attr("threads", {"intra_op": 2})
     report = build_report(study)
     assert report.machine == {"cpu": "Test CPU 9000", "physical_cores": 2}
     assert report.versions == {"onnxruntime": "1.99.0"}
-    assert report.settings == {"opsearch_config": {"model": "tiny", "trials": 3}, "threads": {"intra_op": 2}}
+    assert report.settings == {"opsearch_config": config, "threads": {"intra_op": 2}}
 
 
 def test_the_cost_estimate_adds_what_each_stopped_trial_left_out():

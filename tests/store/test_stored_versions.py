@@ -33,13 +33,7 @@ PATH_SETTINGS = ("model", "dataset", "fit_dataset", "storage")
 MODEL, DATA = "tiny-model", "tiny.csv"
 
 # (fixture, case) -> why today's code fails it: a real finding, kept visible until a migration handles it.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("2026-11-30-4a195ad", "resume"): (
-        "a study stored before batch_size and end_to_end existed (585c646) is refused: 'already exists with other "
-        "settings (batch_size: None -> 1, end_to_end: None -> False)'; both are identity settings without a "
-        "legacy value, and that version timed unpadded texts one by one, tokenized beforehand (batch_size=1, "
-        "end_to_end=False)"),
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 def _cases(case: str) -> list:

@@ -7,7 +7,6 @@ in by opsearch.store when it reads such a study) are derived from those declarat
 
 from __future__ import annotations
 
-import codecs
 import dataclasses
 import difflib
 import functools
@@ -46,15 +45,25 @@ from opsearch.config._setting import (
     fraction,
     names_with_role,
     positive,
-    refuse,
     setting,
     settings_of,
     value_types,
     whole,
 )
+from opsearch.config._values import (
+    accuracy_limit,
+    check_duration,
+    check_encoding,
+    check_label_map,
+    check_limit,
+    check_study_name,
+    duration_seconds,
+    parse_label_map,
+    parse_number,
+    required_value,
+)
 from opsearch.errors import ConfigError
 
-_RELATIVE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*%\s*rel\s*$")
 DEFAULT_RUN_DIR = Path("opsearch-runs")
 # The study `opsearch run` runs with no arguments, shipped inside the package.
 DEFAULT_STUDY = "default.toml"
@@ -62,90 +71,6 @@ DEFAULT_STUDY = "default.toml"
 # Values that name a local path rather than a hub id. Hub ids never start with "." or "/".
 _PATH_PREFIXES = ("./", "../", "/", "~")
 _PACKAGE_PREFIX = "package:"
-
-
-def _parse_label_map(text: str) -> dict[str, int]:
-    mapping = {}
-    for part in text.split(","):
-        name, sep, value = part.partition("=")
-        if not sep or not value.strip().lstrip("-").isdigit():
-            raise ConfigError(f"--label-map {text!r}: write NAME=ID pairs, e.g. negative=0,positive=1.")
-        mapping[name.strip()] = int(value)
-    return mapping
-
-
-def _parse_limit(text: str) -> float | str:
-    """``0.01`` is a fraction of accuracy; anything else (``1%rel``) is checked by the config."""
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
-
-
-def duration_seconds(value: float | str | None) -> float | None:
-    """A checked ``timeout`` (seconds, or text such as 10m, 90s, 1h30m) in seconds."""
-    if value is None or isinstance(value, int | float):
-        return value
-    hours, minutes, seconds = (float(part or 0) for part in _DURATION.match(value.strip()).groups())
-    return 3600 * hours + 60 * minutes + seconds
-
-
-def _check_duration(name: str, value: Any) -> None:
-    if value is None:
-        return
-    text = value.strip() if isinstance(value, str) else ""
-    ok = (isinstance(value, int | float) and not isinstance(value, bool) and value > 0) or (
-        bool(text) and _DURATION.match(text) is not None and duration_seconds(text) > 0)
-    if not ok:
-        refuse(name, value, "must be a positive duration: seconds (600), or 10m, 90s, 1h30m.")
-
-
-def accuracy_limit(value: float | str | None, baseline_accuracy: float) -> float | None:
-    """A checked ``max_accuracy_loss`` (0.01, or "1%rel" of ``baseline_accuracy``) as a fraction of accuracy."""
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return float(_RELATIVE.match(value)[1]) / 100 * baseline_accuracy
-    return float(value)
-
-
-def _check_label_map(name: str, value: Any) -> None:
-    if not isinstance(value, dict) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value.values()):
-        refuse(name, value, "must map label names to class ids, e.g. {negative = 0, positive = 1}.")
-
-
-def _check_study_name(name: str, value: Any) -> None:
-    if not isinstance(value, str) or not re.fullmatch(r"[\w.\-]+", value):
-        refuse(name, value, "may hold only letters, digits, '.', '-' and '_'.")
-
-
-def _check_limit(name: str, value: Any) -> None:
-    if isinstance(value, str):
-        if _RELATIVE.match(value) is None:
-            refuse(name, value, "is not a limit: write a fraction (0.01 for 1 point) or a share of the fp32 accuracy "
-                   "such as \"1%rel\".")
-    elif isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < 1:
-        refuse(name, value, "must be a fraction between 0 and 1 (0.01 for 1 point) or a share of the fp32 "
-               "accuracy such as \"1%rel\".")
-
-
-def _check_encoding(name: str, value: Any) -> None:
-    try:
-        known = isinstance(value, str) and getattr(codecs.lookup(value), "_is_text_encoding", True)
-    except LookupError:
-        known = False
-    if not known:
-        refuse(name, value, "is not a text encoding Python knows: give one such as utf-8, latin-1, cp1252 or "
-               "mac_roman.")
-
-
-def _required(name: str, value: Any) -> None:
-    if not value:
-        refuse(name, value, "is empty: give a checkpoint folder, an ONNX model or a hub id." if name == "model"
-               else "is empty: give a CSV/TSV/JSON/Parquet file or a hub dataset id.")
 
 
 @dataclass
@@ -157,9 +82,9 @@ class StudyConfig:
     """
 
     model: str = setting(REQUIRED, "checkpoint folder, .onnx file or folder, package:DIST/path, or hub id",
-                         group=DATA, role=IDENTITY, check=_required, default_help="the default study's")
+                         group=DATA, role=IDENTITY, check=required_value, default_help="the default study's")
     dataset: str = setting(REQUIRED, "CSV/TSV/JSON/Parquet file, package:DIST/path, or hub id (glue/sst2)", group=DATA,
-                           role=IDENTITY, check=_required, default_help="the default study's")
+                           role=IDENTITY, check=required_value, default_help="the default study's")
     task: str = setting("auto", "classification: the model's own head; embedding: pooled encoder output scored by "
                         "a linear probe fitted once on fp32 embeddings; auto: read the model's config", group=DATA,
                         role=IDENTITY, choices=TASKS)
@@ -170,8 +95,8 @@ class StudyConfig:
     label_column: str | None = setting(None, "the label column", group=DATA, role=IDENTITY,
                                        default_help="label, else labels")
     label_map: dict[str, int] | None = setting(None, "map dataset labels to class ids", group=DATA, role=IDENTITY,
-                                               parse=_parse_label_map, metavar="NAME=ID,...",
-                                               check=_check_label_map,
+                                               parse=parse_label_map, metavar="NAME=ID,...",
+                                               check=check_label_map,
                                                default_help="names matched to the model's id2label")
     exclude_labels: list[str] = setting([], "labels whose rows are left out (e.g. neutral)", group=DATA,
                                         role=IDENTITY, many=True, may_be_empty=True)
@@ -191,7 +116,7 @@ class StudyConfig:
     # Bytes not valid in it are refused, naming the line: never replaced. Studies stored before this setting
     # read their files as UTF-8 (with invalid bytes replaced, a file that had any is refused now).
     encoding: str = setting("utf-8", "the encoding of local CSV, TSV and JSON files (the fit file's too), e.g. "
-                            "latin-1, cp1252, mac_roman", group=DATA, role=IDENTITY, check=_check_encoding,
+                            "latin-1, cp1252, mac_roman", group=DATA, role=IDENTITY, check=check_encoding,
                             legacy="utf-8")
     probe_samples: int = setting(4000, "fit rows the embedding probe is fitted on", group=DATA, role=IDENTITY,
                                  check=whole(1))
@@ -200,7 +125,7 @@ class StudyConfig:
     timeout: float | str | None = setting(
         None, "a time budget for this run, the front session included: 10m, 90s, 1h30m or seconds; trials stop "
         "starting once another and the front session would not fit", group=SEARCH, role=RUNTIME,
-        check=_check_duration, parse=_parse_limit, metavar="DURATION", default_help="none")
+        check=check_duration, parse=parse_number, metavar="DURATION", default_help="none")
     modes: list[str] = setting(["dynamic", "static", "weight_only"], "quantization modes searched (mixed: a "
                                "precision per layer and role, opt-in)", group=SEARCH, role=IDENTITY,
                                choices=MODES, many=True)
@@ -228,7 +153,7 @@ class StudyConfig:
                                           parse=lambda text: {"on": True, "off": False}.get(text, text))
     max_accuracy_loss: float | str | None = setting(
         None, "a constraint for the sampler: 0.01 (1 point of accuracy) or 1%rel (of fp32 accuracy)",
-        group=SEARCH, check=_check_limit, parse=_parse_limit, metavar="LIMIT", legacy=None, default_help="none")
+        group=SEARCH, check=check_limit, parse=parse_number, metavar="LIMIT", legacy=None, default_help="none")
     objectives: list[str] = setting(["throughput", "accuracy_loss"], "what the study optimizes, two or more: "
                                     "throughput, accuracy_loss, size (the model file, MB), p50/p95/p99 (latency of "
                                     "single calls, ms); the front is taken over all of them", group=SEARCH,
@@ -249,7 +174,7 @@ class StudyConfig:
     storage: str | None = setting(None, "Optuna storage URL", group=SEARCH,
                                   default_help="sqlite:///opsearch-runs/STUDY_NAME.db")
     study_name: str | None = setting(None, "the study's name in its storage", group=SEARCH,
-                                     check=_check_study_name, default_help="MODEL-DATASET")
+                                     check=check_study_name, default_help="MODEL-DATASET")
 
     # Timing: each round runs the candidate and the fp32 model once over the same workload, in shuffled order.
     rounds: int = setting(10, "paired timing rounds measured per trial (fewer for one early stopping finds surely "

@@ -342,47 +342,9 @@ class SearchSpace:
 
     def size(self) -> int:
         """How many distinct recipes the space holds (what ``enumerate_params`` yields, counted without it)."""
-        total = 0
-        for fusion in self.fusions:
-            if fusion != "none":
-                total += 1  # the fused graph alone
-            for mode in self.modes:
-                if mode == "mixed":
-                    total += self._mixed_size(fusion)
-                    continue
-                for fmt in self._formats_of(fusion, mode):
-                    n = len(self.operators_for(fusion, mode, fmt))
-                    if mode == "weight_only":  # block size and symmetry; MatMul adds bits and accuracy level
-                        with_matmul = 2 ** (n - 1) if "MatMul" in self.operators_for(fusion, mode, fmt) else 0
-                        total += 2 * len(BLOCK_SIZES) * ((2 ** n - 1 - with_matmul)
-                                                          + with_matmul * len(WEIGHT_BITS) * len(ACCURACY_LEVELS))
-                        continue
-                    sets = 2 ** n - 1
-                    if self.asks_weights_only(fusion, mode, self.operators_for(fusion, mode, fmt)):
-                        sets += 2 ** (n - 1)  # the sets with MatMul, once more with matmul_weights_only
-                    flags = 2 * 2 * 2  # per_channel, reduce_range, weights_symmetric
-                    if mode == "static":
-                        flags *= 2 * (len(self.activation_types) + 1)  # activations_symmetric; s8 (x acts) or u8
-                        flags *= len(self.calibration_method) * len(self.calibration_samples)
-                        flags *= len(self.exclude_fragile)
-                    else:
-                        flags *= len(WEIGHT_TYPES)
-                    total += sets * flags
-        return total
+        from opsearch.search._space_size import space_size
 
-    def _mixed_size(self, fusion: str) -> int:
-        """Mixed mode's parameter combinations on ``fusion``'s graph (an upper bound on its distinct recipes: two
-        combinations that leave the same groups fp32 give one recipe)."""
-        roles = self.roles(fusion)
-        every = len(self.precisions()) ** len(roles)
-        no_static = len([p for p in self.precisions() if p != "static"]) ** len(roles)
-        graph = self.groups[fusion]
-        ends = len([n for n in FP32_ENDS if 2 * n < graph.layers]) or 1
-        tops = len(FP32_TOP) if self.sensitivity else 1
-        flags = 2 * 2 * len(WEIGHT_TYPES)
-        static_flags = 2 * 2 * 2 * len(self.calibration_method) * len(self.calibration_samples) * (
-            len(self.activation_types) + 1) // 2
-        return ((no_static - 1) * flags + (every - no_static) * static_flags) * ends * ends * tops
+        return space_size(self)
 
     def to_dict(self) -> dict:
         return {"operators": {k: list(o) for k, o in self.operators.items()}, "fusions": list(self.fusions),

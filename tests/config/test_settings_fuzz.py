@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from opsearch.cli._main import _parser, config_from_args
-from opsearch.config import StudyConfig, _study_config, default_of, flag_of, settings_of
+from opsearch.config import StudyConfig, _values, default_of, flag_of, settings_of
 from opsearch.config._setting import check_value, value_types
 from opsearch.errors import ConfigError
 
@@ -109,23 +109,23 @@ TEXT = st.text(max_size=8).filter(lambda s: not s.startswith((".", "sqlite:"))) 
 # The checks a setting may name: factories (a new whole(3) is covered) and the study config's own functions.
 FACTORY_RULES = {"whole": _whole, "positive": _positive, "fraction": _fraction}
 CHECK_RULES = {
-    _study_config._required: Rule(lambda v: v != "", TEXT.filter(bool), st.just("")),
-    _study_config._check_study_name: Rule(
+    _values.required_value: Rule(lambda v: v != "", TEXT.filter(bool), st.just("")),
+    _values.check_study_name: Rule(
         lambda v: re.fullmatch(r"[\w.\-]+", v) is not None, st.from_regex(r"[\w.\-]{1,8}", fullmatch=True),
         st.sampled_from(["", "my study", "a/b", "x!", "ok\n"])),
-    _study_config._check_label_map: Rule(
+    _values.check_label_map: Rule(
         lambda v: all(number(i) and isinstance(i, int) for i in v.values()),
         st.dictionaries(st.text(max_size=5), st.integers(*INT64), max_size=3),
         st.dictionaries(st.text(max_size=3), st.sampled_from(["zero", 1.5, True, [1]]), min_size=1, max_size=2)),
-    _study_config._check_encoding: Rule(
+    _values.check_encoding: Rule(
         lambda v: isinstance(v, str) and _known_encoding(v),
         st.sampled_from(["utf-8", "latin-1", "cp1252", "mac_roman"]),
         st.sampled_from(["utf-9", "", "base64", "rot13", "no-such"])),
-    _study_config._check_limit: Rule(
+    _values.check_limit: Rule(
         lambda v: re.fullmatch(RELATIVE, v) is not None if isinstance(v, str) else 0 <= v < 1,
         st.floats(0, 1, exclude_max=True) | st.just(0) | st.from_regex(RELATIVE, fullmatch=True),
         st.sampled_from([1, 2, -0.01, 1.0, math.nan, math.inf, "1%", "rel", "1 % re", "0.01", "%rel"])),
-    _study_config._check_duration: Rule(
+    _values.check_duration: Rule(
         lambda v: (number(v) and v > 0) if not isinstance(v, str) else (
             re.fullmatch(DURATION, v.strip()) is not None and any(c in "123456789" for c in v)),
         st.floats(0, exclude_min=True, allow_nan=False) | st.integers(1, INT64[1])

@@ -93,7 +93,7 @@ def test_ctrl_c_while_a_trial_times_puts_it_back_first_and_resume_finishes_it(tm
     study = load_existing(f"sqlite:///{tmp_path / 's.db'}", "sig")
     first = study.trials[0]
     assert first.state == WAITING and TrialRecord.of(first).interrupted == [f"{name} while timing"]
-    assert TrialRecord.of(first).preset == "dynamic: MatMul only"  # the preset is not lost
+    assert TrialRecord.of(first).preset == "dynamic: weight MatMuls only"  # the preset is not lost
     assert not study.get_trials(states=(RUNNING,))
     assert not list((tmp_path / "sig.cache" / "trials").glob("trial-*"))
 

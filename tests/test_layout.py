@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -120,3 +122,37 @@ def test_report_loads_no_model_library(tmp_path: Path) -> None:
     assert "optuna" in loaded  # it does read the study
     assert loaded.isdisjoint({"onnxruntime", "torch", "transformers", "datasets", "evaluate", "sklearn", "optimum",
                               "matplotlib"})
+
+
+_DOTTED = re.compile(r"\bopsearch(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+# Names a test asks for on purpose because they do not exist, or builds from parts.
+_NOT_REFERENCES = {"opsearch.nothing_here", "opsearch.cli._", "opsearch.x.y"}
+
+
+def _resolves(reference: str) -> bool:
+    parts = reference.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            found = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        try:
+            for part in parts[i:]:
+                found = getattr(found, part)
+        except AttributeError:
+            return False
+        return True
+    return False
+
+
+def test_every_dotted_name_in_code_docs_and_tests_exists() -> None:
+    """A docstring, comment or page that names ``opsearch.x.y`` names a module or object that exists: a module moved
+    or renamed leaves no stale pointer behind."""
+    root = Path(__file__).resolve().parents[1]
+    files = [*root.glob("opsearch/**/*.py"), *root.glob("tests/**/*.py"), *root.glob("benchmarks/*.py"),
+             *root.glob("docs/*.md"), root / "README.md"]
+    stale = [f"{path.relative_to(root)}:{n}: {ref}" for path in files
+             for n, line in enumerate(path.read_text().splitlines(), 1)
+             for ref in (m.group(0).rstrip(".") for m in _DOTTED.finditer(line))
+             if ref not in _NOT_REFERENCES and not _resolves(ref)]
+    assert not stale, "\n".join(stale)

@@ -19,7 +19,7 @@ MIXED_PRECISIONS = ("fp32", "dynamic", "static")
 FP32_ENDS = (0, 1, 2)
 FP32_TOP = (0, 1, 2, 4)
 # What a study can optimize: throughput (maximized), accuracy loss, the model file's size and the 50th/95th/99th
-# percentile latency of single calls (minimized). Any two or more, in any order (opsearch.store.objectives).
+# percentile latency of single calls (minimized). Any two or more, in any order (opsearch.store.OBJECTIVES).
 OBJECTIVES = ("throughput", "accuracy_loss", "size", "p50", "p95", "p99")
 # "none" is the exported graph. O1: basic general optimizations; O2: plus the transformer-specific fusions
 # (Attention, SkipLayerNormalization, BiasGelu); O3: plus the GELU approximation. O4 (fp16) is for GPUs.

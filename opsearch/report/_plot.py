@@ -59,7 +59,7 @@ class ParetoPlotInfo(NamedTuple):
     y_axis: str = "speedup"
     y_label: str = _LABELS["speedup"]
     baseline_y: float = 1.0  # the fp32 baseline's spot on the y axis (at zero loss)
-    knee: ParetoPoint | None = None  # see opsearch.pareto.knee
+    knee: ParetoPoint | None = None  # see opsearch.store.knee
     best_feasible: ParetoPoint | None = None  # fastest within max_accuracy_loss, when one was given
     max_accuracy_loss_pt: float | None = None  # the limit, drawn as a vertical line
     presets: list[tuple[str, ParetoPoint]] = []  # every preset trial with its name, by trial number
@@ -290,7 +290,8 @@ class EffectsPlotInfo(NamedTuple):
 
 
 def effects_plot_info(effects: StudyEffects, *, title: str = "operator and flag effects") -> EffectsPlotInfo:
-    """Bars for every setting with enough trials on both sides, in the order :mod:`opsearch.effects` lists them."""
+    """Bars for every setting with enough trials on both sides, in the order :mod:`opsearch.report._effects`
+    lists them."""
     shown = [e for e in effects.effects if not e.too_few]
     return EffectsPlotInfo(
         [EffectBar(e.label, e.speedup_diff, *e.speedup_ci, e.n_with, e.n_without) for e in shown],

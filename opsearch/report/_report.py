@@ -130,7 +130,7 @@ class StudyReport:
 
     @property
     def knee(self) -> TrialRow | None:
-        """The front's knee (see :func:`opsearch.pareto.knee`), or None when the front has none."""
+        """The front's knee (see :func:`opsearch.store.knee`), or None when the front has none."""
         front = self.front
         i = knee([(r.samples_per_s, r.accuracy_loss_pt) for r in front])
         return None if i is None else front[i]
@@ -165,7 +165,7 @@ class StudyReport:
 
     @property
     def estimator(self) -> str:
-        """How the study's speedups were estimated (see :mod:`opsearch.timing`): as its settings say; a study
+        """How the study's speedups were estimated (see :mod:`opsearch.measure._timing`): as its settings say; a study
         opsearch did not make stores none, and is read with the setting's default."""
         return (self.settings.get("opsearch_config") or {}).get("speedup_estimator", "floor")
 

@@ -29,6 +29,7 @@ from opsearch.config import (
     WEIGHT_TYPES,
 )
 from opsearch.quantize import GraphGroups, GraphInfo, QuantRecipe, plan, precisions_for
+from opsearch.search._space_size import space_size
 
 # The registry whose operators each (mode, format) offers.
 _REGISTRY = {("dynamic", "QOperator"): "dynamic", ("static", "QOperator"): "static_qoperator",
@@ -342,8 +343,6 @@ class SearchSpace:
 
     def size(self) -> int:
         """How many distinct recipes the space holds (what ``enumerate_params`` yields, counted without it)."""
-        from opsearch.search._space_size import space_size
-
         return space_size(self)
 
     def to_dict(self) -> dict:

@@ -3,16 +3,12 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from opsearch.config import ACCURACY_LEVELS, BLOCK_SIZES, FP32_ENDS, FP32_TOP, WEIGHT_BITS, WEIGHT_TYPES
 
-if TYPE_CHECKING:
-    from opsearch.search._space import SearchSpace
 
-
-def space_size(space: SearchSpace) -> int:
-    """How many distinct recipes ``space`` holds (what ``enumerate_params`` yields, counted without it)."""
+def space_size(space) -> int:
+    """How many distinct recipes ``space`` (a ``SearchSpace``; this module is its helper and does not import it)
+    holds (what ``enumerate_params`` yields, counted without it)."""
     total = 0
     for fusion in space.fusions:
         if fusion != "none":
@@ -41,7 +37,7 @@ def space_size(space: SearchSpace) -> int:
                 total += sets * flags
     return total
 
-def _mixed_size(space: SearchSpace, fusion: str) -> int:
+def _mixed_size(space, fusion: str) -> int:
     """Mixed mode's parameter combinations on ``fusion``'s graph (an upper bound on its distinct recipes: two
     combinations that leave the same groups fp32 give one recipe)."""
     roles = space.roles(fusion)

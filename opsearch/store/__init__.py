@@ -8,13 +8,13 @@ from opsearch.store._objectives import (
     BY_NAME as OBJECTIVES,
 )
 from opsearch.store._objectives import (
-    DEFAULT_OBJECTIVES,
     Objective,
     objectives_of,
     study_objectives,
 )
 from opsearch.store._pareto import knee, non_dominated
 from opsearch.store._records import (
+    DEFAULT_OBJECTIVES,
     StudyRecord,
     TrialRecord,
     set_study_attrs,

@@ -13,11 +13,8 @@ from dataclasses import dataclass
 
 import optuna
 
-from opsearch.config import OBJECTIVES, StudyConfig, default_of, settings_of
-
-# What a study that stores no settings of opsearch's (one opsearch did not make) is read as optimizing: the
-# setting's default.
-DEFAULT_OBJECTIVES: tuple[str, ...] = tuple(default_of(settings_of(StudyConfig)["objectives"][0]))
+from opsearch.config import OBJECTIVES
+from opsearch.store._records import StudyRecord
 
 
 @dataclass(frozen=True)
@@ -53,6 +50,4 @@ def objectives_of(names: Sequence[str]) -> tuple[Objective, ...]:
 
 def study_objectives(study: optuna.Study) -> tuple[Objective, ...]:
     """The objectives a stored study optimizes, in its values' order."""
-    from opsearch.store._records import StudyRecord
-
     return objectives_of(StudyRecord.of(study).objectives)

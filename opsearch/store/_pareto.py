@@ -2,7 +2,7 @@
 (throughput, accuracy loss) front.
 
 By default a point is (throughput: maximized, accuracy loss: minimized), as in a two-objective study; ``directions``
-names each coordinate's direction for any other objectives (``opsearch.store.objectives``).
+names each coordinate's direction for any other objectives (``opsearch.store.OBJECTIVES``).
 """
 
 from __future__ import annotations

@@ -16,10 +16,13 @@ from typing import Any
 
 import optuna
 
-from opsearch.config import StudyConfig
+from opsearch.config import StudyConfig, default_of, settings_of
 from opsearch.errors import StudyError
 from opsearch.store._migrate import SCHEMA_VERSION, upgrade_study, upgrade_trial
-from opsearch.store._objectives import DEFAULT_OBJECTIVES
+
+# What a study that stores no settings of opsearch's (one opsearch did not make) is read as optimizing: the
+# setting's default.
+DEFAULT_OBJECTIVES: tuple[str, ...] = tuple(default_of(settings_of(StudyConfig)["objectives"][0]))
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""opsearch.effects on a designed study: a full factorial over the operator and flag parameters whose speedups
+"""opsearch.report._effects on a designed study: a full factorial over the operator and flag parameters whose speedups
 and losses follow known rules, so every effect can be checked against the table it came from."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""opsearch.plot: the data behind the Pareto and operator-effects plots, and the PNG and HTML drawn from it."""
+"""opsearch.report._plot: the data behind the Pareto and operator-effects plots, and the PNG and HTML drawn from it."""
 
 from __future__ import annotations
 

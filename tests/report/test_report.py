@@ -1,5 +1,5 @@
 """opsearch.report's model (StudyReport, build_report) on a real multi-objective Optuna study stored in SQLite,
-filled with trials that carry the attributes opsearch.study stores."""
+filled with trials that carry the attributes opsearch.search stores."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""opsearch.pareto: the non-dominated points and the knee of a (throughput up, loss down) front."""
+"""opsearch.store._pareto: the non-dominated points and the knee of a (throughput up, loss down) front."""
 
 from __future__ import annotations
 

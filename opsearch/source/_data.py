@@ -11,26 +11,22 @@ and the description says which rows were dropped and why, and how many texts are
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
 import math
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
 from opsearch.config import StudyConfig
 from opsearch.errors import DatasetError
-from opsearch.source._hub import ensure_hub_reachable
-from opsearch.source._model import is_local_spec, resolve_local
+from opsearch.source._model import is_local_spec
+from opsearch.source._reading import read_dataset
 
 logger = logging.getLogger(__name__)
 
 TEXT_COLUMNS = ("sentence", "text", "sentence1", "content", "review")
 LABEL_COLUMNS = ("label", "labels")
-_BUILDERS = {".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "json", ".parquet": "parquet"}
 
 # Why a row is dropped, in the order the description lists them. A row is counted under the first that applies.
 EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN = (
@@ -66,7 +62,7 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
 
     With a ``tokenizer``, the description also counts the evaluation texts longer than ``config.max_length``
     tokens (they are truncated)."""
-    eval_source, eval_split = _load(config.dataset, config.split, role="evaluation", encoding=config.encoding)
+    eval_source, eval_split = read_dataset(config.dataset, config.split, role="evaluation", encoding=config.encoding)
     text_col, label_col = _columns(eval_source, config)
     rng = np.random.default_rng(config.seed)
 
@@ -111,7 +107,7 @@ def _fit_source_rows(config: StudyConfig, rng: np.random.Generator) -> _FitRows:
         raise DatasetError(f"fit_split={config.fit_split!r} names a split of a hub dataset, but {config.dataset!r} is "
                            "a local file with no splits: give the fit rows' file as fit_dataset, or drop fit_split "
                            "to hold out fit_size rows of the file.")
-    fit_source, fit_split = _load(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
+    fit_source, fit_split = read_dataset(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
                                   encoding=config.encoding)
     texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
     return _FitRows(texts, raw, rng.permutation(len(texts)), dropped,
@@ -215,114 +211,13 @@ def _fit_size(config: StudyConfig, task: str, rows: int) -> tuple[int, str]:
 def load_texts(spec: str, *, split: str | None = None, text_column: str | None = None,
                encoding: str = "utf-8") -> list[str]:
     """The text column of a dataset, in order (for timing workloads that need no labels)."""
-    dataset, _ = _load(spec, split, role="timing", encoding=encoding)
+    dataset, _ = read_dataset(spec, split, role="timing", encoding=encoding)
     columns = list(dataset.column_names)
     column = text_column or next((c for c in TEXT_COLUMNS if c in columns), None)
     if column not in columns:
         raise DatasetError(f"no text column {text_column or list(TEXT_COLUMNS)} in {spec!r}; its columns are "
                            f"{columns}. Pass --text-column with one of them.")
     return [t for t in dataset[column] if isinstance(t, str) and t.strip()]
-
-
-def _load(spec: str, split: str | None, *, role: str, encoding: str = "utf-8"):
-    import datasets
-
-    datasets.disable_progress_bars()
-    path = resolve_local(spec, kind="dataset", error=DatasetError)
-    if path is not None:
-        builder = _BUILDERS.get(path.suffix.lower())
-        if builder is None or not path.is_file():
-            raise DatasetError(f"dataset {spec!r} is not a CSV, TSV, JSON(L) or Parquet file.")
-        if path.stat().st_size == 0:
-            raise DatasetError(f"dataset file {spec!r} is empty.")
-        kwargs: dict = {}
-        if builder in ("csv", "json"):
-            text = _decoded(path, spec, encoding)
-            kwargs = {"encoding": encoding}
-        if builder == "csv" and _count_lines(path, 2) < 2:
-            raise DatasetError(f"dataset file {spec!r} has a header but no rows.")
-        if builder == "csv":
-            # GLUE's TSV files are not quoted.
-            tsv = path.suffix.lower() == ".tsv"
-            dialect = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {}
-            _check_fields(text, spec, tsv=tsv, **dialect)
-            kwargs.update(dialect)
-        try:
-            loaded = datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
-        except Exception as exc:  # datasets wraps parser errors in several types
-            raise DatasetError(f"dataset file {spec!r} could not be read as {builder}: {exc}") from exc
-        if len(loaded) == 0:
-            raise DatasetError(f"dataset file {spec!r} has a header but no rows.")
-        return loaded, path.name
-
-    ensure_hub_reachable(what=spec, kind="dataset")
-    name, config_name = _hub_name(spec)
-    try:
-        splits = datasets.get_dataset_split_names(name, config_name)
-    except Exception:
-        name, config_name = spec, None
-        splits = datasets.get_dataset_split_names(name)
-    chosen = split or next((s for s in ("validation", "test", "train") if s in splits), splits[0])
-    if chosen not in splits:
-        raise DatasetError(f"dataset {spec!r} has no split {chosen!r} for {role}; its splits are {splits}.")
-    return datasets.load_dataset(name, config_name, split=chosen), chosen
-
-
-def _decoded(path: Path, spec: str, encoding: str) -> str:
-    """The file's text; bytes not valid in ``encoding`` are refused, naming the line and the byte offset (never
-    replaced: a text with replacement characters is not the text the file holds)."""
-    data = path.read_bytes()
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        line_start = data.rfind(b"\n", 0, exc.start) + 1
-        before = data[max(line_start, exc.start - 40):exc.start].decode(encoding, errors="replace").lstrip()
-        after = f" (after {before!r})" if before else ""
-        raise DatasetError(
-            f"dataset file {spec!r} is not valid {encoding}: line {line}, byte offset {exc.start}{after}, holds "
-            f"byte 0x{data[exc.start]:02x}. Give the file's encoding (--encoding latin-1, or encoding = \"latin-1\" "
-            "in a study file; cp1252 and mac_roman are other common ones), or re-save the file as UTF-8.") from None
-
-
-def _check_fields(text: str, spec: str, *, tsv: bool, **dialect) -> None:
-    """Every row has as many fields as the header, as the csv module reads the file with the dialect ``datasets``
-    is given (a TSV: tabs, no quoting). Blank lines are skipped, as pandas skips them."""
-    reader = csv.reader(io.StringIO(text, newline=""), **dialect)
-    header = next(reader, [])
-    first: tuple[int, int, int] | None = None  # (line, last line, fields) of the first ragged row
-    ragged, line = 0, reader.line_num
-    for row in reader:
-        start, line = line + 1, reader.line_num
-        if len(row) == len(header) or (len(row) <= 1 and not "".join(row).strip()):
-            continue
-        ragged += 1
-        first = first or (start, line, len(row))
-    if first is None:
-        return
-    start, end, fields = first
-    spans = f" (the row runs on to line {end}: is a quote left open?)" if end > start else ""
-    more = f" ({ragged} rows in all do not match)" if ragged > 1 else ""
-    fix = ("a TSV is read unquoted: a text may not hold a tab" if tsv
-           else "a text holding a comma, a quote or a line break goes in double quotes, its own quotes doubled")
-    raise DatasetError(
-        f"dataset file {spec!r}: line {start} has {fields} field{'s' if fields != 1 else ''}, the header has "
-        f"{len(header)}{spans}{more}. Fix the row so it has one value per column ({fix}).")
-
-
-def _count_lines(path: Path, at_most: int) -> int:
-    with path.open("rb") as f:
-        return sum(1 for _, line in zip(range(at_most), f, strict=False) if line.strip())
-
-
-def _hub_name(spec: str) -> tuple[str, str | None]:
-    if ":" in spec:
-        name, config_name = spec.split(":", 1)
-        return name, config_name
-    parts = spec.split("/")
-    if len(parts) == 2:
-        return parts[0], parts[1]
-    return spec, None
 
 
 def _columns(dataset, config: StudyConfig) -> tuple[str, str]:

@@ -45,8 +45,11 @@ COST_VERSION = 1  # the stored format's version (CostModel.to_dict)
 # multi-threaded kernels), and the probes were profiled on a shared machine. Calibration replaces this prior with
 # residuals: the probes' own timings beside fp32 first, then the study's timed trials.
 PRIOR_ERROR = 0.25
-# From this many checks on, the residuals alone set the bias and the band (before, the band is at least the prior).
+# From this many checks on, their median sets a bias (and timed trials alone check the model, without the probes).
 MIN_PAIRS = 5
+# From this many checks on, the band may narrow below the prior: the largest of five residuals is often passed by
+# the sixth (a leave-one-out check on MiniLM missed one trial of twelve that way), the largest of ten rarely.
+BAND_PAIRS = 10
 # Added to the largest residual seen: the next trial may land a little outside the largest seen so far, and a
 # wrong prune loses a front point for good, where a missed one costs a timing.
 ERROR_MARGIN = 0.03
@@ -496,15 +499,19 @@ class CostModel:
         return out
 
     def calibrate(self, pairs: Iterable[tuple[Prediction | float, float]] = (), *,
-                  with_probes: bool = True) -> CostModel:
+                  with_probes: bool | None = None) -> CostModel:
         """The model checked against every timed trial: ``pairs`` of (its prediction, or the raw predicted speedup;
-        the measured speedup), pooled with the probes' own checks (``probe_checks``) unless ``with_probes`` is
-        False. Give all the pairs each time: they replace those seen before.
+        the measured speedup). Give all the pairs each time: they replace those seen before. The probes' own checks
+        (``probe_checks``) are pooled with them while there are fewer than ``MIN_PAIRS`` (``with_probes`` None),
+        always (True) or never (False): a trial's paired rounds measure better than a probe's few passes.
 
         The residuals r = log(measured / raw) set a bias (their median, once there are ``MIN_PAIRS``: a systematic
         offset such as the profiler's own cost) and the band: the largest |r - bias| plus ``ERROR_MARGIN``, and at
-        least ``PRIOR_ERROR`` while there are fewer than ``MIN_PAIRS``. The largest rather than a quantile, because
+        least ``PRIOR_ERROR`` while there are fewer than ``BAND_PAIRS``. The largest rather than a quantile, because
         the band decides what is pruned and never timed."""
+        pairs = list(pairs)
+        if with_probes is None:
+            with_probes = len(pairs) < MIN_PAIRS
         residuals = []
         for predicted, measured in [*(self.probe_checks() if with_probes else []), *pairs]:
             raw = predicted.raw if isinstance(predicted, Prediction) else float(predicted)
@@ -515,7 +522,7 @@ class CostModel:
         r = np.asarray(residuals)
         bias = float(np.median(r)) if len(r) >= MIN_PAIRS else 0.0
         error = float(np.max(np.abs(r - bias))) + ERROR_MARGIN
-        if len(r) < MIN_PAIRS:
+        if len(r) < BAND_PAIRS:
             error = max(error, PRIOR_ERROR)
         return dataclasses.replace(self, error=error, bias=bias, residuals=tuple(residuals))
 
@@ -573,8 +580,10 @@ def probe_recipes(classes: dict[str, dict[str, str]], *, modes: Sequence[str] = 
                 out.append((f"dynamic MatMul weights u8{tag}", dataclasses.replace(weights, weights_dtype="QUInt8")))
                 if activations:
                     out.append((f"dynamic MatMul all s8{tag}", QuantRecipe("dynamic", ("MatMul",), fusion=fusion)))
-        if dynamic and ATTENTION in present:
-            out.append((f"dynamic Attention s8{tag}", QuantRecipe("dynamic", ("Attention",), fusion=fusion)))
+        if dynamic and ATTENTION in present:  # QAttention holds a layer's attention: too large to borrow a factor
+            attention = QuantRecipe("dynamic", ("Attention",), fusion=fusion)
+            out.append((f"dynamic Attention s8{tag}", attention))
+            out.append((f"dynamic Attention u8{tag}", dataclasses.replace(attention, weights_dtype="QUInt8")))
         if dynamic and GATHER in present and fusion == "none":
             out.append((f"dynamic Gather{tag}", QuantRecipe("dynamic", ("Gather",), fusion=fusion)))
         if "weight_only" in modes and fusion == "none":
@@ -600,8 +609,9 @@ def build_cost_model(fp32_path: str | Path, feeds: Sequence[Feed], threads: Thre
 
     ``feeds`` are the timed workload's calls (a few dozen suffice: the shapes matter, not the texts). ``probes``
     defaults to ``probe_recipes`` for ``modes`` (static probes only when ``calibration`` is given). The probes'
-    quantized models go to ``work_dir`` and are removed after their profile; ``cache_dir`` is the study's cache of
-    fused graphs. ``on_probe(name)`` hears each probe start (a progress line)."""
+    quantized models go to ``work_dir`` and are removed at the end; ``cache_dir`` is the study's cache of fused
+    graphs. ``on_probe(name)`` hears each probe start (a progress line). The model comes back calibrated on the
+    probes' own timings beside fp32 (``CostModel.probe_checks``). It profiles and times: hold the timing lock."""
     import onnx
 
     from opsearch.measure._machine import fingerprint

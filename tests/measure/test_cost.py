@@ -16,7 +16,10 @@ from conftest import sentiment_rows
 
 from opsearch.measure import ThreadSettings, encode, encode_padded
 from opsearch.measure._cost import (
+    ATTENTION,
+    BAND_PAIRS,
     BORROW_ERROR,
+    ERROR_MARGIN,
     GATHER,
     GEMM,
     MATMUL_A,
@@ -217,6 +220,14 @@ def test_each_default_probe_adds_one_kind_and_together_they_cover_the_modes_kind
         assert not any(k.startswith(("weight_only", "static")) for k in known)
 
 
+def test_a_fused_graph_gets_its_own_weight_and_attention_probes() -> None:
+    fused = {"Attention_0": ATTENTION, "/ffn/MatMul": MATMUL_W, "/classifier/Gemm": GEMM}
+    probes = probe_recipes({"none": {"/q/MatMul": MATMUL_W}, "O2": fused}, modes=("dynamic",))
+    on_o2 = [(name, r) for name, r in probes if r.fusion == "O2"]
+    kinds = [set(replaced_nodes(r, fused).values()) for _, r in on_o2]
+    assert kinds == [{W8}, {"dynamic/attention/s8"}, {"dynamic/attention/u8"}], [n for n, _ in on_o2]
+
+
 def test_calibrate_widens_the_interval_over_the_measured_speedups(graph, classes) -> None:
     model = _injected(graph, classes, {W8: 0.4, "dynamic/matmul_a": 0.8, "dynamic/gather": 0.9})
     recipes = [Flagged("dynamic", ("MatMul",), matmul_weights_only=True, nodes_to_exclude=tuple(_names(
@@ -230,12 +241,15 @@ def test_calibrate_widens_the_interval_over_the_measured_speedups(graph, classes
     for recipe, m in zip(recipes, measured, strict=True):
         p = calibrated.predict(recipe)
         assert p.low <= m <= p.high
-    # a few pairs that agree never narrow the band below the prior; enough of them set it
+    # a few pairs that agree never narrow the band below the prior, nor shift the predictions
     few = model.calibrate([(p, p.raw * 1.01) for p in predictions[:MIN_PAIRS - 1]])
     assert few.error == pytest.approx(PRIOR_ERROR) and few.bias == 0.0
-    many = model.calibrate([(p.raw, p.raw * 1.2) for p in predictions])
-    assert many.bias == pytest.approx(math.log(1.2)) and many.error < PRIOR_ERROR
-    assert many.predict(recipes[0]).speedup == pytest.approx(predictions[0].raw * 1.2)
+    # enough of them set a bias, and more still the band
+    biased = model.calibrate([(p.raw, p.raw * 1.2) for p in predictions[:MIN_PAIRS]])
+    assert biased.bias == pytest.approx(math.log(1.2)) and biased.error == pytest.approx(PRIOR_ERROR)
+    assert biased.predict(recipes[0]).speedup == pytest.approx(predictions[0].raw * 1.2)
+    many = model.calibrate([(p.raw, p.raw * 1.2) for p in predictions] * 2)
+    assert len(many.residuals) >= BAND_PAIRS and many.error == pytest.approx(ERROR_MARGIN)
     assert model.calibrate([]).error == PRIOR_ERROR
 
 
@@ -268,6 +282,10 @@ def test_a_built_model_measures_its_probes_and_round_trips_through_its_dict(tiny
     assert model.error >= PRIOR_ERROR  # two checks are fewer than MIN_PAIRS: the prior still holds
     calibrated = model.calibrate([(model.predict(QuantRecipe("dynamic", ("MatMul",))), 1.3)])
     assert len(calibrated.residuals) == 3
+    # once enough trials are timed, their paired rounds alone check the model
+    trials = [(model.predict(QuantRecipe("dynamic", ("MatMul",))), 1.3)] * MIN_PAIRS
+    assert len(model.calibrate(trials).residuals) == MIN_PAIRS
+    assert len(model.calibrate(trials, with_probes=True).residuals) == MIN_PAIRS + 2
     stored = json.loads(json.dumps(calibrated.to_dict()))
     assert CostModel.from_dict(stored) == calibrated
     with pytest.raises(ValueError, match="version"):

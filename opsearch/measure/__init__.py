@@ -13,6 +13,15 @@ from opsearch.measure._accuracy import (
     unpack_labels,
 )
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
+from opsearch.measure._cost import (
+    CostModel,
+    NodeProfile,
+    Prediction,
+    build_cost_model,
+    probe_recipes,
+    profile_nodes,
+    profile_together,
+)
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
 from opsearch.measure._fp32 import (
     BASELINE_MARGIN,
@@ -88,13 +97,16 @@ __all__ = [
     "surely_at_most",
     "BenchResult",
     "ClassificationTask",
+    "CostModel",
     "EmbeddingTask",
     "Evaluation",
     "Feed",
     "LinearProbe",
     "Load",
     "LoadMeter",
+    "NodeProfile",
     "PairedTiming",
+    "Prediction",
     "SingleTiming",
     "ThreadSettings",
     "TimingProtocol",
@@ -103,6 +115,7 @@ __all__ = [
     "across_sessions_ci",
     "bench",
     "bootstrap_ci",
+    "build_cost_model",
     "classification_metrics",
     "default_lock_path",
     "embed",
@@ -128,6 +141,9 @@ __all__ = [
     "call_percentiles_ms",
     "physical_cores",
     "pool",
+    "probe_recipes",
+    "profile_nodes",
+    "profile_together",
     "protocol_settings",
     "run_all",
     "stability_warnings",

@@ -13,15 +13,7 @@ from opsearch.measure._accuracy import (
     unpack_labels,
 )
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
-from opsearch.measure._cost import (
-    CostModel,
-    NodeProfile,
-    Prediction,
-    build_cost_model,
-    probe_recipes,
-    profile_nodes,
-    profile_together,
-)
+from opsearch.measure._cost import CostModel, Prediction
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
 from opsearch.measure._fp32 import (
     BASELINE_MARGIN,
@@ -42,6 +34,8 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
+from opsearch.measure._probes import build_cost_model, probe_recipes
+from opsearch.measure._profile import NodeProfile, profile_nodes, profile_together
 from opsearch.measure._protocol import TimingProtocol, protocol_settings
 from opsearch.measure._screen import ALPHA, LOOKS, AccuracyScreen, Screening, evaluate_screened, feed_order
 from opsearch.measure._sessions import (

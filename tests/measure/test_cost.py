@@ -16,25 +16,18 @@ from conftest import sentiment_rows
 
 from opsearch.measure import ThreadSettings, encode, encode_padded
 from opsearch.measure._cost import (
-    ATTENTION,
     BAND_PAIRS,
     BORROW_ERROR,
     ERROR_MARGIN,
-    GATHER,
-    GEMM,
-    MATMUL_A,
-    MATMUL_W,
     MIN_PAIRS,
     PRIOR_ERROR,
     CostModel,
     GraphCost,
     Prediction,
-    build_cost_model,
-    node_classes,
-    probe_recipes,
-    profile_nodes,
-    replaced_nodes,
 )
+from opsearch.measure._kernels import ATTENTION, GATHER, GEMM, MATMUL_A, MATMUL_W, node_classes, replaced_nodes
+from opsearch.measure._probes import build_cost_model, probe_recipes
+from opsearch.measure._profile import profile_nodes
 from opsearch.quantize import QuantRecipe, find_groups
 
 W8 = "dynamic/matmul_w/s8"

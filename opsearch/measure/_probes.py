@@ -1,0 +1,189 @@
+"""Building the cost model: the probe graphs that cover a study's modes and fusion levels, each quantized with the
+study's own quantizer and profiled beside the graph it extends, once per study and machine."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from opsearch.errors import TrialFailed
+from opsearch.measure._cost import MIN_FACTOR, CostModel, GraphCost, Probe
+from opsearch.measure._kernels import (
+    ATTENTION,
+    CLASS_OF_TYPE,
+    GATHER,
+    GEMM,
+    MATMUL_A,
+    MATMUL_W,
+    node_classes,
+    replaced_nodes,
+)
+from opsearch.measure._profile import NodeProfile, outside_time, profile_together
+from opsearch.measure._sessions import Feed, ThreadSettings
+from opsearch.quantize import GraphGroups, QuantRecipe, find_groups
+
+if TYPE_CHECKING:
+    pass
+
+
+# Building it ----------------------------------------------------------------------------------------------------
+
+def probe_recipes(classes: dict[str, dict[str, str]], *, modes: Sequence[str] = ("dynamic",),
+                  static_probes: bool = False) -> list[tuple[str, QuantRecipe]]:
+    """The probes that cover what a study of ``modes`` can produce on graphs with these ``classes`` (fusion level ->
+    ``node_classes``), each adding one kind to those before it. ``static_probes`` (calibration rows at hand) adds the
+    mixed mode's static groups (QDQ, float output)."""
+    out: list[tuple[str, QuantRecipe]] = []
+    dynamic = any(m in modes for m in ("dynamic", "mixed"))
+    for fusion, cls in classes.items():
+        present = set(cls.values())
+        activations = tuple(sorted(n for n, c in cls.items() if c == MATMUL_A))
+        tag = "" if fusion == "none" else f"@{fusion}"
+        if dynamic and present & {MATMUL_W, GEMM}:
+            # The weighted MatMuls alone first: the activation MatMuls' factor is what quantizing them adds.
+            weights = QuantRecipe("dynamic", ("MatMul",), fusion=fusion, nodes_to_exclude=activations)
+            out.append((f"dynamic MatMul weights s8{tag}", weights))
+            if fusion == "none":
+                out.append((f"dynamic MatMul weights s8 per-channel{tag}",
+                            dataclasses.replace(weights, per_channel=True)))
+                out.append((f"dynamic MatMul weights u8{tag}", dataclasses.replace(weights, weights_dtype="QUInt8")))
+                if activations:
+                    out.append((f"dynamic MatMul all s8{tag}", QuantRecipe("dynamic", ("MatMul",), fusion=fusion)))
+        if dynamic and ATTENTION in present:  # QAttention holds a layer's attention: too large to borrow a factor
+            attention = QuantRecipe("dynamic", ("Attention",), fusion=fusion)
+            out.append((f"dynamic Attention s8{tag}", attention))
+            out.append((f"dynamic Attention u8{tag}", dataclasses.replace(attention, weights_dtype="QUInt8")))
+        if dynamic and GATHER in present and fusion == "none":
+            out.append((f"dynamic Gather{tag}", QuantRecipe("dynamic", ("Gather",), fusion=fusion)))
+        if "weight_only" in modes and fusion == "none":
+            if MATMUL_W in present:
+                for bits, level in ((4, 0), (4, 4), (8, 0), (8, 4)):
+                    out.append((f"weight-only MatMul {bits}-bit acc{level}",
+                                QuantRecipe("weight_only", ("MatMul",), weight_bits=bits, accuracy_level=level)))
+            if GATHER in present:
+                out.append(("weight-only Gather 4-bit", QuantRecipe("weight_only", ("Gather",))))
+        if "mixed" in modes and static_probes and fusion == "none" and MATMUL_W in present:
+            roles = tuple((r, "static") for r in ("qkv", "attn_out", "ffn_in", "ffn_out", "pooler", "head"))
+            out.append(("static QDQ weights s8 float output", QuantRecipe(
+                "mixed", ("MatMul",), precisions=roles, float_output=True)))
+    return out
+
+
+def build_cost_model(fp32_path: str | Path, feeds: Sequence[Feed], threads: ThreadSettings, *, work_dir: Path,
+                     fusions: Sequence[str] = ("none",), modes: Sequence[str] = ("dynamic",),
+                     probes: Sequence[tuple[str, QuantRecipe]] | None = None,
+                     calibration: dict[str, np.ndarray] | None = None, cache_dir: Path | None = None,
+                     passes: int = 5, on_probe=None) -> CostModel:
+    """Profile the fp32 graph at each fusion level and every probe, and derive the kinds' factors.
+
+    ``feeds`` are the timed workload's calls (a few dozen suffice: the shapes matter, not the texts). ``probes``
+    defaults to ``probe_recipes`` for ``modes`` (static probes only when ``calibration`` is given). The probes'
+    quantized models go to ``work_dir`` and are removed at the end; ``cache_dir`` is the study's cache of fused
+    graphs. ``on_probe(name)`` hears each probe start (a progress line). The model comes back calibrated on the
+    probes' own timings beside fp32 (``CostModel.probe_checks``). It profiles and times: hold the timing lock."""
+    import onnx
+
+    from opsearch.measure._machine import fingerprint
+    from opsearch.quantize import fused_model, quantize
+
+    fp32_path = Path(fp32_path)
+    work_dir = Path(work_dir)
+    cache = Path(cache_dir) if cache_dir is not None else work_dir / "cache"
+    levels = list(dict.fromkeys(["none", *fusions]))
+    paths = {level: fused_model(fp32_path, level, cache_dir=cache) for level in levels}
+    graphs: dict[str, GraphCost] = {}
+    for level, profile in zip(levels, profile_together(list(paths.values()), feeds, threads, passes=passes),
+                              strict=True):
+        model = onnx.load(str(paths[level]), load_external_data=False)
+        classes = node_classes(model)
+        graphs[level] = GraphCost(level, {n: profile.seconds.get(n, 0.0) for n in classes}, classes,
+                                  profile.kernel_s, profile.wall_s, find_groups(model).to_dict(),
+                                  outside_time(profile))
+    if probes is None:
+        probes = probe_recipes({k: g.classes for k, g in graphs.items()}, modes=modes,
+                               static_probes=calibration is not None)
+    model = CostModel(graphs, {}, machine=fingerprint(), threads=dataclasses.asdict(threads),
+                      workload={"calls": len(feeds), "passes": passes})
+    records: list[Probe] = []
+    # Each probe is profiled beside the nearest graph whose replaced nodes it all replaces alike (fp32's, or an
+    # earlier probe's, kept until the end for that): the kernels both share drop out, and with them their noise.
+    done: list[tuple[str, str, dict[str, str], Path]] = [("fp32", level, {}, paths[level]) for level in levels]
+    try:
+        for i, (name, recipe) in enumerate(probes):
+            if on_probe is not None:
+                on_probe(name)
+            graph = model.graphs[recipe.fusion]
+            nodes = replaced_nodes(recipe, graph.classes, GraphGroups.from_dict(graph.groups) if graph.groups
+                                   else None)
+            parent, _, parent_nodes, parent_path = max(
+                (d for d in done if d[1] == recipe.fusion and d[2].items() <= nodes.items()), key=lambda d: len(d[2]))
+            try:
+                quantized = quantize(recipe, fp32_path=fp32_path, out_dir=work_dir / f"probe-{i}",
+                                     calibration=calibration, cache_dir=cache)
+            except TrialFailed as exc:  # the kind stays unmeasured; the other probes go on
+                records.append(Probe(name, json.loads(json.dumps(recipe.to_dict())), parent, "", None, 0.0, 0.0,
+                                     {}, {}, note=f"quantization failed: {exc}"))
+                continue
+            base, profile = profile_together([parent_path, quantized.path], feeds, threads, passes=passes)
+            record = _probe_factor(name, recipe, model, nodes, (parent, parent_nodes, base), profile,
+                                   quantized.node_counts)
+            records.append(record)
+            done.append((name, recipe.fusion, nodes, quantized.path))
+            if record.factor is not None:
+                model = dataclasses.replace(model, factors={**model.factors, f"{recipe.fusion}|{record.kind}":
+                                                            record.factor})
+    finally:
+        for i in range(len(probes)):
+            shutil.rmtree(work_dir / f"probe-{i}", ignore_errors=True)
+    # The probes' own timings against fp32 give the model its first bias and band (``CostModel.calibrate``).
+    return dataclasses.replace(model, probes=tuple(records)).calibrate()
+
+
+def _probe_factor(name: str, recipe: QuantRecipe, model: CostModel, nodes: dict[str, str],
+                  compared: tuple[str, dict[str, str], NodeProfile], profile: NodeProfile,
+                  counts: dict[str, int]) -> Probe:
+    """The one kind ``recipe`` adds to ``model``'s, and its factor: ``nodes`` are the probe's replaced nodes, and
+    ``compared`` the graph profiled beside it (its name, its replaced nodes, its profile)."""
+    graph = model.graphs[recipe.fusion]
+    parent, parent_nodes, base = compared
+    types = _fp32_types(graph.classes)
+    expected: dict[str, int] = {}
+    for n in nodes:
+        expected[types[n]] = expected.get(types[n], 0) + 1
+    expected = dict(sorted(expected.items()))
+    added = {n: k for n, k in nodes.items() if n not in parent_nodes}
+    new = sorted({k for k in added.values() if f"{recipe.fusion}|{k}" not in model.factors})
+    before = {(n, base.op_types.get(n)) for n in base.seconds}
+    after = {(n, profile.op_types.get(n)) for n in profile.seconds}
+    delta = (sum(t for n, t in profile.seconds.items() if (n, profile.op_types.get(n)) not in before)
+             - sum(t for n, t in base.seconds.items() if (n, base.op_types.get(n)) not in after))
+    note = "" if expected == dict(sorted(counts.items())) else "the quantizer's node counts differ from the model's"
+
+    def record(kind: str, factor: float | None, replaced: float, why: str = "") -> Probe:
+        stored = json.loads(json.dumps(recipe.to_dict()))  # as it reads back from a study (lists, not tuples)
+        return Probe(name, stored, parent, kind, factor, replaced, delta, expected, dict(counts),
+                     profile.wall_s, base.wall_s, "; ".join(x for x in (note, why) if x))
+
+    if len(new) != 1:
+        return record("", None, 0.0, f"adds {len(new)} kinds ({', '.join(new) or 'none'}), not one: no factor")
+    kind = new[0]
+    # The replaced nodes' times from the profile taken beside the probe: a factor is a ratio of one moment's times.
+    replaced = sum(base.seconds.get(n, 0.0) for n, k in added.items() if k == kind)
+    known = sum((model.factors[f"{recipe.fusion}|{k}"] - 1.0) * base.seconds.get(n, 0.0)
+                for n, k in added.items() if k != kind)
+    if replaced <= 0:
+        return record(kind, None, 0.0, "its nodes took no measurable time")
+    return record(kind, max(MIN_FACTOR, 1.0 + (delta - known) / replaced), replaced)
+
+
+def _fp32_types(classes: dict[str, str]) -> dict[str, str]:
+    """Node -> its fp32 operator type, as the quantizer's node counts name it."""
+    by_class = {v: k for k, v in CLASS_OF_TYPE.items()}
+    return {n: "MatMul" if c in (MATMUL_W, MATMUL_A) else "Gather" if c == GATHER else by_class.get(c, c)
+            for n, c in classes.items()}

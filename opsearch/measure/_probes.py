@@ -87,54 +87,32 @@ def build_cost_model(fp32_path: str | Path, feeds: Sequence[Feed], threads: Thre
     quantized models go to ``work_dir`` and are removed at the end; ``cache_dir`` is the study's cache of fused
     graphs. ``on_probe(name)`` hears each probe start (a progress line). The model comes back calibrated on the
     probes' own timings beside fp32 (``CostModel.probe_checks``). It profiles and times: hold the timing lock."""
-    import onnx
-
     from opsearch.measure._machine import fingerprint
-    from opsearch.quantize import fused_model, quantize
+    from opsearch.quantize import fused_model
 
-    fp32_path = Path(fp32_path)
     work_dir = Path(work_dir)
     cache = Path(cache_dir) if cache_dir is not None else work_dir / "cache"
     levels = list(dict.fromkeys(["none", *fusions]))
-    paths = {level: fused_model(fp32_path, level, cache_dir=cache) for level in levels}
-    graphs: dict[str, GraphCost] = {}
-    for level, profile in zip(levels, profile_together(list(paths.values()), feeds, threads, passes=passes),
-                              strict=True):
-        model = onnx.load(str(paths[level]), load_external_data=False)
-        classes = node_classes(model)
-        graphs[level] = GraphCost(level, {n: profile.seconds.get(n, 0.0) for n in classes}, classes,
-                                  profile.kernel_s, profile.wall_s, find_groups(model).to_dict(),
-                                  outside_time(profile))
+    paths = {level: fused_model(Path(fp32_path), level, cache_dir=cache) for level in levels}
+    graphs = _graph_costs(paths, feeds, threads, passes)
     if probes is None:
         probes = probe_recipes({k: g.classes for k, g in graphs.items()}, modes=modes,
                                static_probes=calibration is not None)
     model = CostModel(graphs, {}, machine=fingerprint(), threads=dataclasses.asdict(threads),
                       workload={"calls": len(feeds), "passes": passes})
-    records: list[Probe] = []
     # Each probe is profiled beside the nearest graph whose replaced nodes it all replaces alike (fp32's, or an
     # earlier probe's, kept until the end for that): the kernels both share drop out, and with them their noise.
     done: list[tuple[str, str, dict[str, str], Path]] = [("fp32", level, {}, paths[level]) for level in levels]
+    records: list[Probe] = []
     try:
         for i, (name, recipe) in enumerate(probes):
             if on_probe is not None:
                 on_probe(name)
-            graph = model.graphs[recipe.fusion]
-            nodes = replaced_nodes(recipe, graph.classes, GraphGroups.from_dict(graph.groups) if graph.groups
-                                   else None)
-            parent, _, parent_nodes, parent_path = max(
-                (d for d in done if d[1] == recipe.fusion and d[2].items() <= nodes.items()), key=lambda d: len(d[2]))
-            try:
-                quantized = quantize(recipe, fp32_path=fp32_path, out_dir=work_dir / f"probe-{i}",
-                                     calibration=calibration, cache_dir=cache)
-            except TrialFailed as exc:  # the kind stays unmeasured; the other probes go on
-                records.append(Probe(name, json.loads(json.dumps(recipe.to_dict())), parent, "", None, 0.0, 0.0,
-                                     {}, {}, note=f"quantization failed: {exc}"))
-                continue
-            base, profile = profile_together([parent_path, quantized.path], feeds, threads, passes=passes)
-            record = _probe_factor(name, recipe, model, nodes, (parent, parent_nodes, base), profile,
-                                   quantized.node_counts)
+            record, path = _run_probe(i, name, recipe, model, done, Path(fp32_path), work_dir, cache, feeds,
+                                      threads, calibration, passes)
             records.append(record)
-            done.append((name, recipe.fusion, nodes, quantized.path))
+            if path is not None:
+                done.append((name, recipe.fusion, record_nodes(recipe, model), path))
             if record.factor is not None:
                 model = dataclasses.replace(model, factors={**model.factors, f"{recipe.fusion}|{record.kind}":
                                                             record.factor})
@@ -143,6 +121,49 @@ def build_cost_model(fp32_path: str | Path, feeds: Sequence[Feed], threads: Thre
             shutil.rmtree(work_dir / f"probe-{i}", ignore_errors=True)
     # The probes' own timings against fp32 give the model its first bias and band (``CostModel.calibrate``).
     return dataclasses.replace(model, probes=tuple(records)).calibrate()
+
+
+def _graph_costs(paths: dict[str, Path], feeds: Sequence[Feed], threads: ThreadSettings,
+                 passes: int) -> dict[str, GraphCost]:
+    """Each fusion level's fp32 graph profiled (all in alternating passes): its nodes' times and classes."""
+    import onnx
+
+    graphs: dict[str, GraphCost] = {}
+    for level, profile in zip(paths, profile_together(list(paths.values()), feeds, threads, passes=passes),
+                              strict=True):
+        model = onnx.load(str(paths[level]), load_external_data=False)
+        classes = node_classes(model)
+        graphs[level] = GraphCost(level, {n: profile.seconds.get(n, 0.0) for n in classes}, classes,
+                                  profile.kernel_s, profile.wall_s, find_groups(model).to_dict(),
+                                  outside_time(profile))
+    return graphs
+
+
+def record_nodes(recipe: QuantRecipe, model: CostModel) -> dict[str, str]:
+    """The fp32 nodes ``recipe`` replaces on its graph, and their kinds."""
+    graph = model.graphs[recipe.fusion]
+    return replaced_nodes(recipe, graph.classes, GraphGroups.from_dict(graph.groups) if graph.groups else None)
+
+
+def _run_probe(i: int, name: str, recipe: QuantRecipe, model: CostModel, done: list, fp32_path: Path,
+               work_dir: Path, cache: Path, feeds: Sequence[Feed], threads: ThreadSettings,
+               calibration: dict[str, np.ndarray] | None, passes: int) -> tuple[Probe, Path | None]:
+    """One probe quantized and profiled beside its parent (the nearest graph it extends); its record, and its
+    model's path (None when it failed to quantize: the kind stays unmeasured, the other probes go on)."""
+    from opsearch.quantize import quantize
+
+    nodes = record_nodes(recipe, model)
+    parent, _, parent_nodes, parent_path = max(
+        (d for d in done if d[1] == recipe.fusion and d[2].items() <= nodes.items()), key=lambda d: len(d[2]))
+    try:
+        quantized = quantize(recipe, fp32_path=fp32_path, out_dir=work_dir / f"probe-{i}",
+                             calibration=calibration, cache_dir=cache)
+    except TrialFailed as exc:
+        return Probe(name, json.loads(json.dumps(recipe.to_dict())), parent, "", None, 0.0, 0.0, {}, {},
+                     note=f"quantization failed: {exc}"), None
+    base, profile = profile_together([parent_path, quantized.path], feeds, threads, passes=passes)
+    record = _probe_factor(name, recipe, model, nodes, (parent, parent_nodes, base), profile, quantized.node_counts)
+    return record, quantized.path
 
 
 def _probe_factor(name: str, recipe: QuantRecipe, model: CostModel, nodes: dict[str, str],

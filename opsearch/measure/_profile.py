@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from opsearch.measure._sessions import Feed, ThreadSettings, input_names, make_session
+from opsearch.measure._sessions import Feed, ThreadSettings, input_names, make_session, session_options
 
 if TYPE_CHECKING:
     pass
@@ -119,14 +119,7 @@ def _profiling_session(path: str | Path, threads: ThreadSettings, prefix: Path):
     """``make_session``'s options with the profiler on (it must be set before the session exists)."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads.intra_op_threads
-    options.inter_op_num_threads = threads.inter_op_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    spin = "1" if threads.allow_spinning else "0"
-    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
-    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
-    options.log_severity_level = 3
+    options = session_options(threads)
     options.enable_profiling = True
     options.profile_file_prefix = str(prefix)
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])

@@ -32,6 +32,13 @@ def physical_cores() -> int:
 def make_session(path: str | Path, threads: ThreadSettings):
     import onnxruntime as ort
 
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def session_options(threads: ThreadSettings):
+    """ONNX Runtime's options for a study's sessions: its threads, sequential execution, spinning as set."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads.intra_op_threads
     options.inter_op_num_threads = threads.inter_op_threads
@@ -41,7 +48,7 @@ def make_session(path: str | Path, threads: ThreadSettings):
     options.add_session_config_entry("session.intra_op.allow_spinning", spin)
     options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     options.log_severity_level = 3
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    return options
 
 
 Feed = dict[str, np.ndarray]

@@ -76,7 +76,7 @@ def answer_lines(steps: list[AnswerStep], limit_pt: float | None) -> list[str]:
     """The report's "how the answer improved" section (nothing when no trial was ever within the limit)."""
     if not steps:
         return []
-    within = "at any loss" if limit_pt is None else f"surely within {limit_pt:.2f} pt"
+    within = "at any loss" if limit_pt is None else f"surely within {limit_pt:.2f} pt"  # a caller's choice
     lines = [f"how the answer improved (the fastest {within}, by the trials' own timings; minutes of trials):"]
     lines += [f"  {s.minutes:6.1f} min  trial {s.trial}: {s.speedup:.2f}x at {s.accuracy_loss_pt:+.2f} pt"
               for s in steps]

@@ -120,7 +120,7 @@ class StudyReport:
     settings: dict = field(default_factory=dict)  # config, threads, workload, data and task, as stored
     cost: StudyCost | None = None  # what the trials cost, and what early stopping saved
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # what the study optimizes, its values' order
-    answer: list[AnswerStep] = field(default_factory=list)  # how the answer within the limit improved
+    answer: list[AnswerStep] = field(default_factory=list)  # how the answer within the limit improved (no limit: [])
     minutes: float = 0.0  # the study's busy minutes of trials
 
     @property
@@ -191,7 +191,9 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        record.front_remeasured.get("at", ""), max_accuracy_loss=max_accuracy_loss,
                        machine=dict(record.machine), versions=dict(record.versions),
                        settings={k: v for k, v in settings.items() if v}, cost=study_cost(study),
-                       objectives=record.objectives, answer=answer_over_time(study, rows),
+                       objectives=record.objectives,
+                       # Without a limit there is no one answer to follow, only the front.
+                       answer=answer_over_time(study, rows) if max_accuracy_loss is not None else [],
                        minutes=study_minutes(study))
 
 

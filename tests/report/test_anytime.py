@@ -83,3 +83,6 @@ def test_the_report_and_its_renderings_carry_the_answer() -> None:
     assert "how the answer improved (the fastest surely within 1.00 pt" in text and "trial 1: 1.60x" in text
     assert "## How the answer improved" in format_markdown(report, study_effects(study))
     assert [s["trial"] for s in report_dict(report, study_effects(study))["answer"]] == [0, 1]
+    # Without a limit there is no one answer, only the front: no section.
+    unlimited = build_report(study)
+    assert unlimited.answer == [] and "how the answer improved" not in format_report(unlimited)

@@ -69,19 +69,21 @@ def test_a_spent_budget_ends_the_study_between_trials_with_its_front_session_and
     from opsearch.search import _remeasure
 
     lines: list[str] = []
-    protocols = []
+    sessions = []  # (its protocol, when it began)
     timed = _remeasure.measure_interleaved
     monkeypatch.setattr(_remeasure, "measure_interleaved",
-                        lambda *args, protocol, **kwargs: protocols.append(protocol) or timed(*args, protocol=protocol,
-                                                                                               **kwargs))
-    # One second: spent by the baseline already. The first trial still runs; none after it.
+                        lambda *args, protocol, **kwargs: sessions.append((protocol, time.monotonic()))
+                        or timed(*args, protocol=protocol, **kwargs))
+    # One second: spent by the baseline and the first trial. The first trial still runs; none after it.
+    started = time.monotonic()
     study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, timeout=1), n_trials=5, progress=lines.append)
     assert len(study.get_trials(states=(COMPLETE,))) == 1
     assert any("the time budget (1 s)" in line and "stopping between trials" in line for line in lines)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     session = study.user_attrs["front_remeasured"]  # the front session ran, on what was left: nothing more than
     assert session["considered"] == [t.number for t in study.get_trials(states=(COMPLETE,))]  # its minimum rounds
-    assert [p.max_seconds for p in protocols] == [0.0]
+    [(protocol, began)] = sessions  # its time cap is what the budget had left when it began (nothing, or a little)
+    assert protocol.max_seconds <= max(0.0, 1.0 - (began - started)) + 0.05
     resumed = resume_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="budget", n_trials=1,
                            progress=lines.append, timeout=3600)
     assert len(resumed.get_trials(states=(COMPLETE,))) == 2

@@ -113,7 +113,7 @@ def fast_settings(**extra) -> dict:
     return {"isolation": "none", "fit_size": 60, "calibration_samples": 8, "calibration_max_length": 16,
             "probe_samples": 60,
             "timing_samples": 10, "rounds": 3, "max_rounds": 4, "warmup_rounds": 1, "max_length": 32,
-            "intra_op_threads": 1, "fusions": ["none"], **extra}
+            "intra_op_threads": 1, "fusions": ["none"], "predict": False, **extra}
 
 
 def needs_shared(path: Path):

@@ -167,6 +167,12 @@ class StudyConfig:
     early_stop: bool = setting(True, "stop evaluating a trial surely over the limit or broken, and timing one surely "
                                "dominated", group=SEARCH, role=RUNTIME, flag="--no-early-stop", negate=True,
                                legacy=False)
+    # Predictions (docs/search.md, "Predicted speed"): a cost model of this machine, measured once after the
+    # starting points, prunes untimed a sampled configuration whose predicted speedup cannot reach a trial measured
+    # with no accuracy loss, and ends the study when the sampler keeps drawing only such.
+    predict: bool = setting(True, "prune sampled configurations a measured cost model says cannot reach the front, "
+                            "and stop when none left can", group=SEARCH, role=RUNTIME, flag="--no-predict",
+                            negate=True, legacy=False)
     sweep_operators: bool = setting(False, "also queue each dynamic operator type alone, first", group=SEARCH,
                                     legacy=False)
     seed: int = setting(0, "seeds the sampler and the data split: the same seed suggests the same configurations",

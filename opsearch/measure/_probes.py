@@ -55,6 +55,11 @@ def probe_recipes(classes: dict[str, dict[str, str]], *, modes: Sequence[str] = 
                 out.append((f"dynamic MatMul weights u8{tag}", dataclasses.replace(weights, weights_dtype="QUInt8")))
                 if activations:
                     out.append((f"dynamic MatMul all s8{tag}", QuantRecipe("dynamic", ("MatMul",), fusion=fusion)))
+        if dynamic and CLASS_OF_TYPE["Transpose"] in present and present & {MATMUL_W, GEMM}:
+            # ONNX Runtime moves a Transpose to int8 only behind a quantized MatMul: measured on top of the MatMuls.
+            out.append((f"dynamic MatMul + Transpose s8{tag}", QuantRecipe(
+                "dynamic", ("MatMul", "Transpose"), fusion=fusion, nodes_to_exclude=() if fusion == "none" else
+                activations)))
         if dynamic and ATTENTION in present:  # QAttention holds a layer's attention: too large to borrow a factor
             attention = QuantRecipe("dynamic", ("Attention",), fusion=fusion)
             out.append((f"dynamic Attention s8{tag}", attention))

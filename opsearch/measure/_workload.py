@@ -39,6 +39,10 @@ class Workload:
     def _encode(self, batch: list[str]) -> Feed:
         return encode(self.tokenizer, batch, max_length=self.max_length, batch_size=len(batch))[0]
 
+    def feeds(self) -> list[Feed]:
+        """The timed calls' inputs, tokenized (each batch one feed)."""
+        return list(self._feeds)
+
     def runner(self, sessions) -> Callable[[], np.ndarray]:
         """One pass over the workload, returning each call's seconds: what a timing round runs.
 

@@ -75,6 +75,10 @@ def report_dict(report: StudyReport, effects: StudyEffects) -> dict:
         "same_graph": [asdict(g) for g in report.same_graph],
         "cost": None if report.cost is None else {**asdict(report.cost), "evaluate_s": report.cost.evaluate_s,
                                                   "timing_s": report.cost.timing_s, "saved_s": report.cost.saved_s},
+        "predictions": None if report.predictions is None else {
+            **asdict(report.predictions), **({"median_ratio": report.predictions.median_ratio,
+                                              "worst_trial": report.predictions.worst.trial}
+                                             if report.predictions.checked else {})},
         "remeasured_at": report.remeasured_at,
         "answer": [s._asdict() for s in report.answer],
         "minutes": report.minutes,

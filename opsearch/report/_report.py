@@ -12,6 +12,7 @@ import optuna
 import pandas as pd
 
 from opsearch.report._anytime import AnswerStep, answer_over_time, study_minutes
+from opsearch.report._predicted import PredictionCheck, prediction_check
 from opsearch.store import (
     DEFAULT_OBJECTIVES,
     SameGraphGroup,
@@ -122,6 +123,7 @@ class StudyReport:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES  # what the study optimizes, its values' order
     answer: list[AnswerStep] = field(default_factory=list)  # how the answer within the limit improved (no limit: [])
     minutes: float = 0.0  # the study's busy minutes of trials
+    predictions: PredictionCheck | None = None  # the cost model's predictions against the timed trials
 
     @property
     def front(self) -> list[TrialRow]:
@@ -194,7 +196,7 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        objectives=record.objectives,
                        # Without a limit there is no one answer to follow, only the front.
                        answer=answer_over_time(study, rows) if max_accuracy_loss is not None else [],
-                       minutes=study_minutes(study))
+                       minutes=study_minutes(study), predictions=prediction_check(study))
 
 
 def tie_label(group: int | None) -> str:

@@ -23,6 +23,7 @@ from opsearch.search._context import StudyContext, Task
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._open import process_identity
 from opsearch.search._outcome import OutcomeRecorder
+from opsearch.search._predict import Predictor, prediction_attrs
 from opsearch.search._progress import Lines, trial_event
 from opsearch.search._sampling import already_tried, record_constraint, untried_configuration
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
@@ -50,6 +51,7 @@ class Runner:
     task: Task
     machine: dict = field(default_factory=dict)  # fingerprint of the machine timing this process's trials
     machine_id: str = ""
+    predictor: Predictor | None = None  # the cost model's use in the search (None: ``predict`` is off)
     _executor: Executor | None = None
     _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
     _phase: str = "preparing the trial"
@@ -57,6 +59,8 @@ class Runner:
     def __post_init__(self) -> None:
         self.machine = fingerprint(self.context.threads.__dict__)
         self.machine_id = machine_id(self.machine)
+        if self.context.config.predict:
+            self.predictor = Predictor(self.context, self.study, self.machine_id)
 
     @property
     def config(self) -> StudyConfig:
@@ -128,17 +132,22 @@ class Runner:
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             deliver_stops()  # Optuna has stored the trial: a stop asked for meanwhile happens now
             durations.extend(trial_seconds([trial]))
-            if TrialRecord.of(trial).repeat_of is not None:
-                return  # a repeated draw: nothing measured, not counted
+            record = TrialRecord.of(trial)
+            if self.predictor is not None:
+                self.predictor.counted(record)
+            if record.repeat_of is not None or record.predicted_below is not None:
+                self._stop_if_settled(study)  # a repeated draw, or one pruned by prediction: not counted
+                return
             finished[0] += 1
             self._report_trial(trial, finished[0], n_trials, started)
             if finished[0] >= n_trials:
                 study.stop()
-            elif budget is not None and budget.seconds is not None:
-                front = self.front_session_seconds()
-                if not budget.room_for_trial(durations, front):
-                    self.progress(budget.why_stopped(durations, front))
-                    study.stop()
+            elif budget is not None and budget.seconds is not None and not budget.room_for_trial(
+                    durations, front := self.front_session_seconds()):
+                self.progress(budget.why_stopped(durations, front))
+                study.stop()
+            else:
+                self._stop_if_settled(study)
 
         callbacks = [report]
         if until_complete is not None:
@@ -157,6 +166,16 @@ class Runner:
             release_stops()  # never left held once optimize ends
             self.progress.close()
         return self.study
+
+    def _stop_if_settled(self, study: optuna.Study) -> None:
+        """Stop when the cost model, checked on every trial timed so far, says nothing untried can move the front."""
+        if self.predictor is None:
+            return
+        self.predictor.recalibrate()
+        why = self.predictor.why_stop()
+        if why:
+            self.progress(why)
+            study.stop()
 
     def front_session_seconds(self) -> float:
         """What the front session would cost now, at least (0 when the study does not re-time its front)."""
@@ -192,6 +211,7 @@ class Runner:
         """Every objective's value, by name (``store.objectives``); the study returns those it optimizes."""
         set_trial_attrs(trial, schema=SCHEMA_VERSION, worker=process_identity())  # first: a sweep reads it
         recipe = self._recipe(trial)
+        self._predict(trial, recipe)
         self.progress.trial_started(trial.number, recipe.label())
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
         completed = self._completed()
@@ -226,6 +246,21 @@ class Runner:
             self._queue_instead(trial, earlier.number)
             raise optuna.TrialPruned(f"same configuration as trial {earlier.number}")
         return recipe
+
+    def _predict(self, trial: optuna.Trial, recipe: QuantRecipe) -> None:
+        """Store the trial's predicted speedup; prune it untimed when it cannot reach the front (search._predict).
+        The starting points (presets) run before the cost model is built, and are never pruned by it."""
+        preset = bool(TrialRecord.of(trial).preset)
+        if self.predictor is None or (preset and self.predictor.model is None):
+            return
+        prediction = self.predictor.predict(recipe)
+        set_trial_attrs(trial, **prediction_attrs(prediction))
+        bar = None if preset else self.predictor.below(prediction)
+        if bar is not None:
+            reason = f"{prediction.describe()}: cannot reach {bar.describe()}"
+            set_trial_attrs(trial, predicted_below=bar.trial, fail_reason=reason)
+            self.progress(f"trial {trial.number}: {recipe.label()}: {reason}; pruned, not timed")
+            raise optuna.TrialPruned(reason)
 
     def _recorder(self) -> OutcomeRecorder:
         record = self.record

@@ -61,13 +61,18 @@ def untried_configuration(study: optuna.Study, space, params: dict, *, seed: int
     away from ``params`` (the sampler's repeated draw, where it believes the best lies), then anywhere. None when
     ``attempts`` draws found none (the space is, or nearly is, measured whole). The study queues it in place of a
     repeat, so that no finished configuration is measured, or drawn for nothing, twice."""
-    tried = {_key(p) for p in _all_params(study)}
+    tried = tried_keys(study)
     rng = np.random.default_rng(seed)
     for attempt in range(attempts):
         candidate = space.neighbour(params, rng) if attempt < attempts // 2 else space.random_params(rng)
         if candidate is not None and _key(candidate) not in tried:
             return candidate
     return None
+
+
+def tried_keys(study: optuna.Study) -> set[tuple]:
+    """Every configuration the study has run, is running or waits to run, as sorted (name, value) pairs."""
+    return {_key(p) for p in _all_params(study)}
 
 
 def _all_params(study: optuna.Study):

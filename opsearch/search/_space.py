@@ -256,6 +256,10 @@ class SearchSpace:
                            fp32_first=first, fp32_last=last, fp32_groups=kept, per_channel=per_channel,
                            reduce_range=reduce_range, weights_dtype=weights_dtype, **flags)
 
+    def recipe_for(self, params: dict) -> QuantRecipe:
+        """The recipe these (complete) parameters make, as ``suggest`` would build it."""
+        return self._build(lambda name, choices: params[name])
+
     def complete(self, params: dict) -> dict:
         """``params`` with every other parameter the walk asks set to its first choice (False before True)."""
         out: dict = {}

@@ -65,6 +65,11 @@ class TrialRecord:
     fallback_of: int | None = None  # the trial a sensitivity fallback derives from
     repeat_of: int | None = None  # the sampler drew this finished trial's configuration again: pruned, not counted
     instead_of: int | None = None  # queued in place of that repeat: an untried configuration near it
+    # The cost model's prediction of its speedup over fp32, {"speedup", "low", "high", "raw"}, made before it ran
+    # (search._predict); a sampled trial whose "high" could not reach a trial measured with no accuracy loss was
+    # pruned untimed, and names that trial here.
+    predicted: dict | None = None
+    predicted_below: int | None = None
     constraints: list | None = None  # [loss minus limit]: > 0 is infeasible (Optuna keeps its own copy)
     interrupted: list = field(default_factory=list)  # why and in which phase each stop (a signal, a full disk) cut
     # it off; it then went back to the head of the queue, its number kept
@@ -97,6 +102,7 @@ class StudyRecord:
     probe: dict | None = None  # the frozen linear probe of an embedding study
     # The front session: {"at", "trials", "ties", "considered" (None: not listed, every trial counts as seen), ...}.
     front_remeasured: dict = field(default_factory=dict)
+    cost_models: dict = field(default_factory=dict)  # machine id -> measure.CostModel.to_dict(), built there once
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:

@@ -1,0 +1,169 @@
+"""Predicted speed in the search: the cost model (``measure._cost``) built once per study and machine, when the
+starting points are done; every later trial's speedup predicted before it runs and stored; the model checked and
+recalibrated on every timed trial; a configuration that cannot reach the front pruned untimed; and the study's stop
+when nothing untried can.
+
+A configuration cannot reach the front, whatever its accuracy turns out to be, when even the top of its predicted
+interval lies below the speedup (the interval's low end) of a trial measured here with no accuracy loss: that trial
+is at least as accurate and surely faster. (A loss below zero is the evaluation rows' noise around fp32, not a gain
+worth keeping a slower model for.) Accuracy is never predicted. Only speed and accuracy loss decide this: a study
+that also optimizes size or a latency percentile stores predictions and prunes nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import optuna
+
+from opsearch.measure import CostModel, Prediction, build_cost_model, timing_lock
+from opsearch.quantize import QuantRecipe
+from opsearch.search._context import StudyContext
+from opsearch.search._sampling import tried_keys
+from opsearch.store import StudyRecord, TrialRecord, set_study_attrs, trial_rows
+
+COMPLETE = optuna.trial.TrialState.COMPLETE
+# The fp32 calls and passes the profiles take: the shapes matter, not how many texts (a few dozen calls suffice).
+PROFILE_CALLS = 16
+PROFILE_PASSES = 3
+# A space this small is checked whole after each timed trial: the study stops as soon as no untried recipe's
+# predicted top reaches the bar. A larger one stops after this many draws in a row came out pruned or repeated.
+CHECK_WHOLE = 2000
+PATIENCE = 25
+# The objectives predictions may prune for: speed and accuracy loss (see the module's docstring).
+PRUNING_OBJECTIVES = frozenset({"throughput", "accuracy_loss"})
+
+
+@dataclass(frozen=True)
+class Bar:
+    """The trial a configuration must be able to beat: measured here with no accuracy loss, the fastest such."""
+
+    trial: int
+    speedup: float  # its speedup interval's low end
+
+    def describe(self) -> str:
+        return f"trial {self.trial}'s {self.speedup:.2f}x (measured with no accuracy loss)"
+
+
+class Predictor:
+    """The study's cost model on this machine, and what the search does with it (see the module's docstring)."""
+
+    def __init__(self, context: StudyContext, study: optuna.Study, machine_id: str) -> None:
+        self.context, self.study, self.machine_id = context, study, machine_id
+        self.model: CostModel | None = None
+        self.misses = 0  # sampled draws in a row pruned by prediction or repeated
+        self.prunes = set(context.config.objectives) <= PRUNING_OBJECTIVES
+
+    # The model --------------------------------------------------------------------------------------------
+
+    def ready(self) -> CostModel:
+        """The model, built here once per study and machine (under the timing lock) or read from the study, and
+        calibrated on every trial this machine timed."""
+        if self.model is None:
+            stored = StudyRecord.of(self.study).cost_models.get(self.machine_id)
+            model = CostModel.from_dict(stored) if stored else self._build()
+            self.model = model
+            self.recalibrate()
+        return self.model
+
+    def _build(self) -> CostModel:
+        ctx, space = self.context, self.context.space
+        progress = ctx.progress
+        progress("cost model: profiling fp32 and quantized probes on this machine (once per study and machine) ...")
+        started = time.perf_counter()
+        feeds = ctx.workload.feeds()[:PROFILE_CALLS]
+        modes = space.modes
+        calibration = ctx.calibration if "mixed" in modes else None
+        with timing_lock(ctx.lock_path, holder=ctx.study_name, on_wait=progress):
+            model = build_cost_model(ctx.model.onnx_path, feeds, ctx.threads, work_dir=Path(ctx.cache_dir) / "cost",
+                                     fusions=space.fusions, modes=modes, calibration=calibration,
+                                     cache_dir=ctx.cache_dir, passes=PROFILE_PASSES)
+        set_study_attrs(self.study, cost_models={**StudyRecord.of(self.study).cost_models,
+                                                 self.machine_id: model.to_dict()})
+        progress(f"cost model: {len(model.factors)} kernel kinds from {len(model.probes)} probes in "
+                 f"{time.perf_counter() - started:.0f} s; predictions within x/÷{math.exp(model.error):.2f} "
+                 "until timed trials check them")
+        return model
+
+    def recalibrate(self) -> None:
+        """The model's bias and band from every trial this machine timed: its prediction against its speedup."""
+        if self.model is not None:
+            self.model = self.model.calibrate(self.checks())
+
+    def checks(self) -> list[tuple[float, float]]:
+        """(raw predicted speedup, measured speedup) for every trial timed on this machine the model covers."""
+        out = []
+        for trial in self.study.get_trials(deepcopy=False, states=(COMPLETE,)):
+            record = TrialRecord.of(trial)
+            if record.machine_id != self.machine_id or not record.speedup or not record.recipe or not record.timing:
+                continue
+            prediction = self.model.predict(QuantRecipe.from_dict(record.recipe)) if self.model else None
+            if prediction is not None:
+                out.append((prediction.raw, record.speedup))
+        return out
+
+    def predict(self, recipe: QuantRecipe) -> Prediction | None:
+        return self.ready().predict(recipe)
+
+    # What the search does with it -------------------------------------------------------------------------
+
+    def bar(self) -> Bar | None:
+        """The fastest trial timed here that lost no accuracy (None: none yet, or a study that prunes nothing)."""
+        if not self.prunes:
+            return None
+        best = None
+        completed = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(COMPLETE,))}
+        for row in trial_rows(self.study):
+            trial = completed.get(row.trial)
+            if (trial is None or not row.timed or not math.isfinite(row.speedup_ci_low) or row.accuracy_loss_pt > 0
+                    or TrialRecord.of(trial).machine_id != self.machine_id):
+                continue
+            if best is None or row.speedup_ci_low > best.speedup:
+                best = Bar(row.trial, row.speedup_ci_low)
+        return best
+
+    def below(self, prediction: Prediction | None) -> Bar | None:
+        """The bar this prediction surely cannot reach, if any: the configuration is then pruned untimed."""
+        bar = self.bar()
+        if prediction is None or bar is None or not prediction.surely_below(bar.speedup):
+            return None
+        return bar
+
+    def counted(self, record: TrialRecord) -> None:
+        """A trial ended: count the draws in a row that came out pruned by prediction or repeated."""
+        self.misses = self.misses + 1 if (record.predicted_below is not None or record.repeat_of is not None) else 0
+
+    def why_stop(self) -> str:
+        """Why the study should stop now ("" when it should go on): nothing untried can reach the bar."""
+        if self.model is None or not self.prunes:
+            return ""
+        bar = self.bar()
+        if bar is None:
+            return ""
+        space = self.context.space
+        if space.size() <= CHECK_WHOLE:
+            tried, best = tried_keys(self.study), 0.0
+            for params in space.enumerate_params():
+                if tuple(sorted(params.items())) in tried:
+                    continue
+                prediction = self.model.predict(space.recipe_for(params))
+                if prediction is None or not prediction.surely_below(bar.speedup):
+                    return ""
+                best = max(best, prediction.high)
+            return (f"no untried configuration of the space can reach {bar.describe()}: the highest predicted is "
+                    f"{best:.2f}x at most. The front cannot move: stopping (--no-predict runs every trial)")
+        if self.misses >= PATIENCE:
+            return (f"the sampler's last {self.misses} draws were all predicted below {bar.describe()} or measured "
+                    "already. The front is unlikely to move: stopping (--no-predict runs every trial)")
+        return ""
+
+
+def prediction_attrs(prediction: Prediction | None) -> dict:
+    """A trial's ``predicted`` record (None when the model does not cover its recipe)."""
+    if prediction is None:
+        return {"predicted": None}
+    return {"predicted": {"speedup": prediction.speedup, "low": prediction.low, "high": prediction.high,
+                          "raw": prediction.raw}}

@@ -73,5 +73,6 @@ def prediction_lines(check: PredictionCheck | None) -> list[str]:
                  "predicted interval")
     else:
         line += "no trial timed after it was built"
-    line += f"; {len(check.pruned)} configurations pruned untimed, predicted unable to reach the front"
+    n = len(check.pruned)
+    line += f"; {n} configuration{'' if n == 1 else 's'} pruned untimed, predicted unable to reach the front"
     return [line]

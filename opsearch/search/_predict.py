@@ -33,6 +33,9 @@ PROFILE_PASSES = 3
 # predicted top reaches the bar. A larger one stops after this many draws in a row came out pruned or repeated.
 CHECK_WHOLE = 2000
 PATIENCE = 25
+# Building the model costs about as much as a few trials (MiniLM, 2 cores: a minute, 14 probes): a run with fewer
+# trials left than this when its starting points are done goes without (a stored model is used whatever is left).
+MIN_TRIALS_LEFT = 5
 # The objectives predictions may prune for: speed and accuracy loss (see the module's docstring).
 PRUNING_OBJECTIVES = frozenset({"throughput", "accuracy_loss"})
 
@@ -55,9 +58,26 @@ class Predictor:
         self.context, self.study, self.machine_id = context, study, machine_id
         self.model: CostModel | None = None
         self.misses = 0  # sampled draws in a row pruned by prediction or repeated
+        self.skipped = False  # said once that this run goes without a model
         self.prunes = set(context.config.objectives) <= PRUNING_OBJECTIVES
 
     # The model --------------------------------------------------------------------------------------------
+
+    def available(self, *, preset: bool, trials_left: int) -> bool:
+        """Whether to predict a trial: once the model exists, every trial; before, only a sampled one (the
+        starting points run first, unpredicted), and only when it is stored or enough trials are left to pay for
+        building it (``MIN_TRIALS_LEFT``)."""
+        if self.model is not None:
+            return True
+        if preset:
+            return False
+        if self.machine_id in StudyRecord.of(self.study).cost_models or trials_left >= MIN_TRIALS_LEFT:
+            return True
+        if not self.skipped:
+            self.skipped = True
+            self.context.progress(f"cost model: not built for this run's last {trials_left} trial(s) (it costs about "
+                                  f"as much as a few trials; built when {MIN_TRIALS_LEFT} or more are left)")
+        return False
 
     def ready(self) -> CostModel:
         """The model, built here once per study and machine (under the timing lock) or read from the study, and

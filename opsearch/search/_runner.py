@@ -54,6 +54,7 @@ class Runner:
     predictor: Predictor | None = None  # the cost model's use in the search (None: ``predict`` is off)
     _executor: Executor | None = None
     _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
+    _trials_left: int = 0  # of this run's n_trials, not yet counted
     _phase: str = "preparing the trial"
 
     def __post_init__(self) -> None:
@@ -126,6 +127,7 @@ class Runner:
         trials (other processes' included); with ``budget``, once another trial and the front session would not fit
         in what is left of it."""
         started, finished, durations = time.perf_counter(), [0], []
+        self._trials_left = n_trials
         if n_trials <= 0:
             return self.study
 
@@ -139,6 +141,7 @@ class Runner:
                 self._stop_if_settled(study)  # a repeated draw, or one pruned by prediction: not counted
                 return
             finished[0] += 1
+            self._trials_left = n_trials - finished[0]
             self._report_trial(trial, finished[0], n_trials, started)
             if finished[0] >= n_trials:
                 study.stop()
@@ -251,7 +254,7 @@ class Runner:
         """Store the trial's predicted speedup; prune it untimed when it cannot reach the front (search._predict).
         The starting points (presets) run before the cost model is built, and are never pruned by it."""
         preset = bool(TrialRecord.of(trial).preset)
-        if self.predictor is None or (preset and self.predictor.model is None):
+        if self.predictor is None or not self.predictor.available(preset=preset, trials_left=self._trials_left):
             return
         prediction = self.predictor.predict(recipe)
         set_trial_attrs(trial, **prediction_attrs(prediction))

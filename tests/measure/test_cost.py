@@ -218,7 +218,8 @@ def test_a_fused_graph_gets_its_own_weight_and_attention_probes() -> None:
     probes = probe_recipes({"none": {"/q/MatMul": MATMUL_W}, "O2": fused}, modes=("dynamic",))
     on_o2 = [(name, r) for name, r in probes if r.fusion == "O2"]
     kinds = [set(replaced_nodes(r, fused).values()) for _, r in on_o2]
-    assert kinds == [{W8}, {"dynamic/attention/s8"}, {"dynamic/attention/u8"}], [n for n, _ in on_o2]
+    assert kinds == [{W8}, {"dynamic/attention/s8"}, {"dynamic/attention/u8"}, {"dynamic/attention/s8/pc"}], [
+        n for n, _ in on_o2]
 
 
 def test_calibrate_widens_the_interval_over_the_measured_speedups(graph, classes) -> None:

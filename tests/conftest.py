@@ -116,5 +116,21 @@ def fast_settings(**extra) -> dict:
             "intra_op_threads": 1, "fusions": ["none"], "predict": False, **extra}
 
 
+def settings_argv(settings: dict) -> list[str]:
+    """Study settings as `opsearch run` flags, each the flag its declaration makes (a true-by-default switch such
+    as ``predict`` as --no-predict when off)."""
+    from opsearch.config import StudyConfig, flag_of, settings_of
+
+    declared = settings_of(StudyConfig)
+    argv: list[str] = []
+    for name, value in settings.items():
+        flag = flag_of(name, declared[name][1])
+        if isinstance(value, bool):
+            argv += [flag] if value != declared[name][1].negate else []
+        else:
+            argv += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+    return argv
+
+
 def needs_shared(path: Path):
     return pytest.mark.skipif(not path.exists(), reason=f"{path} is absent (the project's shared assets)")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from conftest import fast_settings
+from conftest import fast_settings, settings_argv
 
 from opsearch.errors import DiskFull
 from opsearch.quantize import QuantRecipe, quantize
@@ -65,10 +65,7 @@ def test_a_disk_that_fills_during_the_export_stops_the_study_and_resume_goes_on(
     cache = small_disk / "full.cache"
     settings = {**fast_settings(isolation="none", modes=["dynamic"]), "trials": 1}
     argv = [sys.executable, "-m", "opsearch.cli", "run", "--model", str(tiny_checkpoint), "--dataset", str(tiny_csv),
-            "--storage", storage, "--study-name", "full", "--no-remeasure", "--quiet"]
-    for name, value in settings.items():
-        flag = "--threads" if name == "intra_op_threads" else "--" + name.replace("_", "-")
-        argv += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
+            "--storage", storage, "--study-name", "full", "--no-remeasure", "--quiet", *settings_argv(settings)]
     env = {**os.environ, "OPSEARCH_LOCK_DIR": str(small_disk.parent)}
     run = subprocess.Popen(argv, stderr=subprocess.PIPE, text=True, env=env)
 

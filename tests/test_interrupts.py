@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import optuna
-from conftest import fast_settings, sentiment_rows, write_table
+from conftest import fast_settings, sentiment_rows, settings_argv, write_table
 
 from opsearch.store import StudyRecord, TrialRecord, load_existing
 
@@ -28,10 +28,7 @@ def _flags(tmp_path: Path, model: Path, data: Path, **extra) -> list[str]:
     settings = {**fast_settings(isolation="process", modes=["dynamic"]), "trials": 2, **extra}
     argv = ["--model", str(model), "--dataset", str(data), "--storage", f"sqlite:///{tmp_path / 's.db'}",
             "--study-name", "sig"]
-    for name, value in settings.items():
-        flag = "--threads" if name == "intra_op_threads" else "--" + name.replace("_", "-")
-        argv += [flag, ",".join(map(str, value)) if isinstance(value, list) else str(value)]
-    return argv
+    return argv + settings_argv(settings)
 
 
 def _start(args: list[str], log: Path) -> subprocess.Popen:

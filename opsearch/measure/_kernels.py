@@ -80,13 +80,13 @@ def replaced_nodes(recipe: QuantRecipe, classes: dict[str, str], groups: GraphGr
 
     ``classes`` is ``node_classes`` of the graph the recipe quantizes (its fusion level's), ``groups`` that graph's
     ``find_groups`` (mixed recipes only). Raises ValueError for what the model does not cover: static mode (which
-    nodes gain Q/DQ pairs depends on which neighbours are quantized too). A recipe's
-    ``matmul_weights_only`` (when it has one) keeps every MatMul of two activations fp32.
+    nodes gain Q/DQ pairs depends on which neighbours are quantized too). A recipe's ``matmul_weights_only`` keeps
+    every MatMul of two activations fp32.
     """
     if not recipe.operators_to_quantize:
         return {}
     excluded = set(recipe.nodes_to_exclude)
-    weights_only = bool(getattr(recipe, "matmul_weights_only", False))
+    weights_only = recipe.matmul_weights_only
     ops = set(recipe.operators_to_quantize)
     out: dict[str, str] = {}
     if recipe.mode == "dynamic":

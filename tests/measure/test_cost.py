@@ -8,7 +8,6 @@ import dataclasses
 import json
 import math
 import random
-from dataclasses import dataclass
 
 import onnx
 import pytest
@@ -31,13 +30,6 @@ from opsearch.measure._profile import profile_nodes
 from opsearch.quantize import QuantRecipe, find_groups
 
 W8 = "dynamic/matmul_w/s8"
-
-
-@dataclass(frozen=True)
-class Flagged(QuantRecipe):
-    """A recipe with the flag another branch adds: the MatMuls of two activations stay fp32."""
-
-    matmul_weights_only: bool = False
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +88,7 @@ def test_what_each_recipe_replaces_is_read_from_the_graph(classes) -> None:
     every = replaced_nodes(QuantRecipe("dynamic", ("MatMul",)), classes)
     assert sorted(every) == sorted(weights + activations)
     assert {every[n] for n in activations} == {"dynamic/matmul_a"} and {every[n] for n in weights} == {W8}
-    assert sorted(replaced_nodes(Flagged("dynamic", ("MatMul",), matmul_weights_only=True), classes)) == weights
+    assert sorted(replaced_nodes(QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True), classes)) == weights
     # a fused graph goes through ONNX Runtime's quantizer, which leaves the activations' MatMuls fp32
     assert sorted(replaced_nodes(QuantRecipe("dynamic", ("MatMul",), fusion="O2"), classes)) == weights
     excluded = replaced_nodes(QuantRecipe("dynamic", ("MatMul",), nodes_to_exclude=tuple(weights[:3])), classes)
@@ -132,7 +124,7 @@ def test_quantizing_a_superset_of_nodes_whose_factors_are_below_one_predicts_at_
     weights = _names(classes, MATMUL_W, GEMM)
     rng.shuffle(weights)
     # fewer and fewer weighted MatMuls excluded, then the activations' MatMuls, then the tables
-    chain = [Flagged("dynamic", ("MatMul",), nodes_to_exclude=tuple(weights[:k]), matmul_weights_only=True)
+    chain = [QuantRecipe("dynamic", ("MatMul",), nodes_to_exclude=tuple(weights[:k]), matmul_weights_only=True)
              for k in range(len(weights), -1, -1)]
     chain += [QuantRecipe("dynamic", ("MatMul",)), QuantRecipe("dynamic", ("Gather", "MatMul"))]
     speedups = [model.predict(r).speedup for r in chain]
@@ -143,7 +135,7 @@ def test_quantizing_a_superset_of_nodes_whose_factors_are_below_one_predicts_at_
 @pytest.mark.parametrize(("kind", "recipe", "without"), [
     ("dynamic/gather", QuantRecipe("dynamic", ("Gather", "MatMul")), QuantRecipe("dynamic", ("MatMul",))),
     ("dynamic/matmul_a", QuantRecipe("dynamic", ("MatMul",)),
-     Flagged("dynamic", ("MatMul",), matmul_weights_only=True)),
+     QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True)),
 ])
 def test_adding_a_kind_whose_factor_is_above_one_predicts_slower(graph, classes, kind, recipe, without) -> None:
     model = _injected(graph, classes, {W8: 0.4, "dynamic/matmul_a": 0.5, "dynamic/gather": 0.5} | {kind: 3.0})
@@ -152,10 +144,10 @@ def test_adding_a_kind_whose_factor_is_above_one_predicts_slower(graph, classes,
 
 def test_a_faster_kernel_predicts_a_faster_recipe(graph, classes) -> None:
     model = _injected(graph, classes, {W8: 0.4, "dynamic/matmul_w/u8": 0.6, "dynamic/matmul_w/s8/pc": 0.4})
-    s8 = model.predict(Flagged("dynamic", ("MatMul",), matmul_weights_only=True))
-    u8 = model.predict(Flagged("dynamic", ("MatMul",), weights_dtype="QUInt8", matmul_weights_only=True))
+    s8 = model.predict(QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True))
+    u8 = model.predict(QuantRecipe("dynamic", ("MatMul",), weights_dtype="QUInt8", matmul_weights_only=True))
     assert s8.speedup > u8.speedup > 1.0
-    pc = model.predict(Flagged("dynamic", ("MatMul",), per_channel=True, matmul_weights_only=True))
+    pc = model.predict(QuantRecipe("dynamic", ("MatMul",), per_channel=True, matmul_weights_only=True))
     assert pc.speedup == pytest.approx(s8.speedup)
 
 
@@ -164,7 +156,7 @@ def test_the_prediction_is_fp32s_time_over_the_replaced_nodes_times_their_factor
     weights = _names(classes, MATMUL_W, GEMM)
     fp32 = 1e-3 * len(classes) + 3e-3 + 1e-3
     expected = fp32 / (fp32 - 0.75 * 1e-3 * len(weights))
-    p = model.predict(Flagged("dynamic", ("MatMul",), matmul_weights_only=True))
+    p = model.predict(QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True))
     assert p.speedup == pytest.approx(expected) and p.raw == pytest.approx(expected)
     assert p.low == pytest.approx(expected * math.exp(-PRIOR_ERROR))
     assert p.high == pytest.approx(expected * math.exp(PRIOR_ERROR))
@@ -175,15 +167,15 @@ def test_borrowed_and_unmeasured_kinds_widen_the_interval_and_a_large_unknown_is
     tables = _names(classes, GATHER)
     small = {n: 1e-6 for n in tables}  # the tables' lookups: a sliver of the time
     model = _injected(graph, classes, {W8: 0.4}, seconds=small)
-    pc = model.predict(Flagged("dynamic", ("MatMul",), per_channel=True, matmul_weights_only=True))
+    pc = model.predict(QuantRecipe("dynamic", ("MatMul",), per_channel=True, matmul_weights_only=True))
     assert pc.borrowed == ("dynamic/matmul_w/s8/pc",)
     assert math.log(pc.high / pc.speedup) == pytest.approx(PRIOR_ERROR + BORROW_ERROR)
-    plain = model.predict(Flagged("dynamic", ("MatMul",), matmul_weights_only=True))
-    with_tables = model.predict(Flagged("dynamic", ("Gather", "MatMul"), matmul_weights_only=True))
+    plain = model.predict(QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True))
+    with_tables = model.predict(QuantRecipe("dynamic", ("Gather", "MatMul"), matmul_weights_only=True))
     assert with_tables.unmeasured == ("dynamic/gather",)
     assert with_tables.low < plain.low and with_tables.high > plain.high
     large = _injected(graph, classes, {W8: 0.4}, seconds={n: 5e-3 for n in tables})
-    recipe = Flagged("dynamic", ("Gather", "MatMul"), matmul_weights_only=True)
+    recipe = QuantRecipe("dynamic", ("Gather", "MatMul"), matmul_weights_only=True)
     assert large.predict(recipe) is None and "dynamic/gather" in large.unpredictable(recipe)
 
 
@@ -193,7 +185,7 @@ def test_what_the_model_does_not_cover_gets_no_prediction_and_a_reason(graph, cl
     assert model.predict(static) is None and "static mode is not predicted" in model.unpredictable(static)
     fused = QuantRecipe("dynamic", ("MatMul",), fusion="O2")
     assert model.predict(fused) is None and "'O2' was not profiled" in model.unpredictable(fused)
-    assert model.unpredictable(Flagged("dynamic", ("MatMul",), matmul_weights_only=True)) == ""
+    assert model.unpredictable(QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True)) == ""
 
 
 @pytest.mark.parametrize("modes", [("dynamic",), ("dynamic", "weight_only", "mixed")])
@@ -224,7 +216,7 @@ def test_a_fused_graph_gets_its_own_weight_and_attention_probes() -> None:
 
 def test_calibrate_widens_the_interval_over_the_measured_speedups(graph, classes) -> None:
     model = _injected(graph, classes, {W8: 0.4, "dynamic/matmul_a": 0.8, "dynamic/gather": 0.9})
-    recipes = [Flagged("dynamic", ("MatMul",), matmul_weights_only=True, nodes_to_exclude=tuple(_names(
+    recipes = [QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True, nodes_to_exclude=tuple(_names(
         classes, MATMUL_W)[:k])) for k in range(6)] + [QuantRecipe("dynamic", ("Gather", "MatMul"))]
     off = [0.6, 1.5, 1.1, 0.95, 1.3, 0.7, 1.05]  # measured over predicted: some well outside the prior
     predictions = [model.predict(r) for r in recipes]

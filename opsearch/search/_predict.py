@@ -1,6 +1,7 @@
 """Predicted speed in the search: the cost model (``measure._cost``) built once per study and machine, when the
 starting points are done; every later trial's speedup predicted before it runs and stored; the model checked and
-recalibrated on every timed trial; a configuration that cannot reach the front pruned untimed; and the study's stop
+recalibrated on every timed trial; a configuration that cannot reach the front pruned untimed; the sampler's draws
+alternating with the untried neighbour of the answer so far that the model predicts fastest; and the study's stop
 when nothing untried can.
 
 A configuration cannot reach the front, whatever its accuracy turns out to be, when even the top of its predicted
@@ -23,7 +24,7 @@ from opsearch.measure import CostModel, Prediction, build_cost_model, timing_loc
 from opsearch.quantize import QuantRecipe
 from opsearch.search._context import StudyContext
 from opsearch.search._sampling import tried_keys
-from opsearch.store import StudyRecord, TrialRecord, set_study_attrs, trial_rows
+from opsearch.store import StudyRecord, TrialRecord, best_within, set_study_attrs, trial_rows
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 # The fp32 calls and passes the profiles take: the shapes matter, not how many texts (a few dozen calls suffice).
@@ -49,6 +50,20 @@ class Bar:
 
     def describe(self) -> str:
         return f"trial {self.trial}'s {self.speedup:.2f}x (measured with no accuracy loss)"
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    """An untried neighbour of the answer so far, predicted faster than it: the study runs it next."""
+
+    params: dict
+    prediction: Prediction
+    near: int  # the answer's trial
+    near_speedup: float
+
+    def describe(self) -> str:
+        return (f"{self.prediction.describe()}, the fastest predicted of trial {self.near}'s untried neighbours "
+                f"(it measured {self.near_speedup:.2f}x)")
 
 
 class Predictor:
@@ -151,6 +166,30 @@ class Predictor:
         if prediction is None or bar is None or not prediction.surely_below(bar.speedup):
             return None
         return bar
+
+    def suggestion(self) -> Suggestion | None:
+        """The untried configuration one parameter away from the answer so far that the model predicts fastest,
+        when that prediction beats the answer's measured speedup (None otherwise, or before the model exists). The
+        answer is the fastest trial timed here surely within the limit (any loss without one)."""
+        if self.model is None:
+            return None
+        record = StudyRecord.of(self.study)
+        limit = self.context.config.accuracy_limit(record.baseline_accuracy)
+        completed = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(COMPLETE,))}
+        rows = [r for r in trial_rows(self.study, max_accuracy_loss=limit) if r.trial in completed and r.timed
+                and TrialRecord.of(completed[r.trial]).machine_id == self.machine_id]
+        answer = best_within(rows, limit)
+        if answer is None or not completed[answer.trial].params:
+            return None
+        space, tried = self.context.space, tried_keys(self.study)
+        best: Suggestion | None = None
+        for params in space.neighbours(completed[answer.trial].params):
+            if tuple(sorted(params.items())) in tried:
+                continue
+            prediction = self.model.predict(space.recipe_for(params))
+            if prediction is not None and (best is None or prediction.speedup > best.prediction.speedup):
+                best = Suggestion(params, prediction, answer.trial, answer.speedup)
+        return best if best is not None and best.prediction.speedup > answer.speedup else None
 
     def counted(self, record: TrialRecord) -> None:
         """A trial ended: count the draws in a row that came out pruned by prediction or repeated."""

@@ -149,8 +149,8 @@ class Runner:
                     durations, front := self.front_session_seconds()):
                 self.progress(budget.why_stopped(durations, front))
                 study.stop()
-            else:
-                self._stop_if_settled(study)
+            elif not self._stop_if_settled(study) and record.suggested_near is None:
+                self._queue_suggestion(study)
 
         callbacks = [report]
         if until_complete is not None:
@@ -170,15 +170,26 @@ class Runner:
             self.progress.close()
         return self.study
 
-    def _stop_if_settled(self, study: optuna.Study) -> None:
-        """Stop when the cost model, checked on every trial timed so far, says nothing untried can move the front."""
+    def _stop_if_settled(self, study: optuna.Study) -> bool:
+        """Stop (and say True) when the cost model, checked on every trial timed so far, says nothing untried can
+        move the front."""
         if self.predictor is None:
-            return
+            return False
         self.predictor.recalibrate()
         why = self.predictor.why_stop()
         if why:
             self.progress(why)
             study.stop()
+        return bool(why)
+
+    def _queue_suggestion(self, study: optuna.Study) -> None:
+        """After a trial the sampler chose, the untried neighbour of the answer so far that the cost model predicts
+        fastest runs next, if it is predicted faster than that answer: draws and predictions take turns."""
+        suggestion = None if self.predictor is None else self.predictor.suggestion()
+        if suggestion is None:
+            return
+        study.enqueue_trial(suggestion.params, user_attrs=trial_attrs(suggested_near=suggestion.near))
+        self.progress(f"next: {self.context.space.recipe_for(suggestion.params).label()}: {suggestion.describe()}")
 
     def front_session_seconds(self) -> float:
         """What the front session would cost now, at least (0 when the study does not re-time its front)."""

@@ -304,6 +304,24 @@ class SearchSpace:
             _other(choices, params.get(name), rng) if name == change else
             params[name] if name in params and params[name] in choices else choices[rng.integers(len(choices))]))
 
+    def neighbours(self, params: dict) -> Iterator[dict]:
+        """Every configuration one parameter away from ``params``, each once: one parameter takes each of its other
+        choices, and parameters the change brings in take their first (the fp32 model left out)."""
+        def keep(name: str, options: list):
+            return params[name] if name in params and params[name] in options else options[0]
+
+        choices: dict[str, list] = {}  # each question the walk of ``params`` itself asks, with its choices
+        self._walk(lambda name, options: choices.setdefault(name, options) and keep(name, options))
+        seen = {tuple(sorted(params.items()))}
+        for changed, options in choices.items():
+            for value in options:
+                candidate = self._walk(lambda name, o, changed=changed, value=value:
+                                       value if name == changed else keep(name, o))
+                key = None if candidate is None else tuple(sorted(candidate.items()))
+                if key is not None and key not in seen:
+                    seen.add(key)
+                    yield candidate
+
     def random_params(self, rng: np.random.Generator) -> dict | None:
         """A configuration drawn uniformly at each step of the walk; None when it is the fp32 model."""
         return self._walk(lambda name, choices: choices[rng.integers(len(choices))])

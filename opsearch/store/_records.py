@@ -70,6 +70,8 @@ class TrialRecord:
     # pruned untimed, and names that trial here.
     predicted: dict | None = None
     predicted_below: int | None = None
+    suggested_near: int | None = None  # queued by the cost model: the untried neighbour of this trial (the answer
+    # so far) it predicted fastest
     constraints: list | None = None  # [loss minus limit]: > 0 is infeasible (Optuna keeps its own copy)
     interrupted: list = field(default_factory=list)  # why and in which phase each stop (a signal, a full disk) cut
     # it off; it then went back to the head of the queue, its number kept

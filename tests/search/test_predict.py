@@ -48,9 +48,9 @@ def test_the_bar_is_the_fastest_trial_timed_here_that_lost_no_accuracy(tmp_path:
     assert Predictor(StudyContext(sized, progress=lambda line: None), study, "here").bar() is None
 
 
-def _model(path: Path, factor: float) -> CostModel:
+def _model(path: Path, factor: float, per_channel: float | None = None) -> CostModel:
     """A cost model of the tiny graph with made-up times: 1 ms per quantizable node, 2 ms for the rest; every kind
-    of quantized kernel ``factor`` times its fp32 node."""
+    of quantized kernel ``factor`` times its fp32 node (``per_channel`` for the per-channel kinds, if given)."""
     graph = onnx.load(str(path))
     classes = node_classes(graph)
     node_s = dict.fromkeys(classes, 1e-3)
@@ -58,7 +58,8 @@ def _model(path: Path, factor: float) -> CostModel:
     kinds = [f"dynamic/{MATMUL_W}/{flavor}" for flavor in ("s8", "s8/pc", "u8", "u8/pc")]
     kinds += [f"dynamic/{cls}" for cls in set(classes.values()) - {MATMUL_W, GEMM}]
     g = GraphCost("none", node_s, classes, kernel, kernel, find_groups(graph).to_dict(), 0.0)
-    return CostModel({"none": g}, {f"none|{k}": factor for k in kinds})
+    return CostModel({"none": g}, {f"none|{k}": per_channel if per_channel and "/pc" in k else factor
+                                   for k in kinds})
 
 
 def _tiny(tmp_path: Path, model: Path, data: Path, **extra) -> StudyConfig:
@@ -178,3 +179,28 @@ def test_a_study_builds_its_cost_model_once_and_predicts_every_trial_after_its_s
         assert 0 < p["low"] <= p["speedup"] <= p["high"] and math.isfinite(p["high"])
     text = render(build_report(study), None, "text")
     assert "predicted speed" in text and "pruned untimed" in text
+
+
+def test_after_each_sampled_trial_the_fastest_predicted_neighbour_of_the_answer_runs_next(
+        tmp_path, tiny_checkpoint, tiny_csv, monkeypatch) -> None:
+    def build(self):  # per-channel kernels predicted ten times faster than fp32's, the others barely faster
+        model = _model(self.context.model.onnx_path, factor=0.9, per_channel=0.1)
+        set_study_attrs(self.study, cost_models={self.machine_id: model.to_dict()})
+        return model
+
+    monkeypatch.setattr(Predictor, "_build", build)
+    monkeypatch.setattr(Predictor, "checks", lambda self: [])  # the made-up times stay as they are
+    lines: list[str] = []
+    config = _tiny(tmp_path, tiny_checkpoint, tiny_csv, predict=True, remeasure_front=False)
+    study = run_study(config, n_trials=14, progress=lines.append)
+    trials = study.trials
+    suggested = [t for t in trials if TrialRecord.of(t).suggested_near is not None]
+    assert suggested, [line for line in lines if "cost model" in line]
+    space = StudyContext(config, progress=lambda line: None).space
+    for t in suggested:
+        near = trials[TrialRecord.of(t).suggested_near]
+        assert t.params in list(space.neighbours(near.params))  # one parameter away from the answer then
+        assert TrialRecord.of(t).predicted["speedup"] > TrialRecord.of(near).speedup  # predicted to beat it
+        assert trials[t.number - 1].state == COMPLETE and TrialRecord.of(trials[t.number - 1]).suggested_near is None
+    assert all(space.recipe_for(t.params).per_channel for t in suggested)  # the fastest predicted kernels
+    assert any(line.startswith("next: ") and "untried neighbours" in line for line in lines)

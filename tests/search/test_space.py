@@ -276,3 +276,20 @@ def test_a_space_stored_before_weights_only_never_asks_it_and_replays_its_trials
     assert all("matmul_weights_only" not in p for p in restored.enumerate_params())
     with pytest.raises(ValueError):  # the space of today asks it: the old parameters alone do not name a recipe
         space.suggest(optuna.trial.FixedTrial(old_trial))
+
+
+def test_neighbours_change_one_parameter_each_and_cover_every_other_choice() -> None:
+    space = _rich()
+    # two operators: turning either off leaves a recipe (turning the only one off would give the fp32 model)
+    anchor = next(p for p in space.enumerate_params() if p.get("fusion") == "none" and p.get("mode") == "dynamic"
+                  and p.get("op_MatMul") and p.get("op_Gather"))
+    neighbours = list(space.neighbours(anchor))
+    keys = [tuple(sorted(n.items())) for n in neighbours]
+    assert tuple(sorted(anchor.items())) not in keys and len(set(keys)) == len(keys)
+    assert all(space.recipe_for(n) == space.suggest(optuna.trial.FixedTrial(n)) for n in neighbours)
+    assert not any(space.recipe_for(n).is_fp32 for n in neighbours)
+    for n in neighbours:  # within the anchor's own variant, exactly one of its answers changed
+        if n.get("fusion") == anchor.get("fusion") and n.get("mode") == anchor.get("mode"):
+            assert sum(n[k] != anchor[k] for k in anchor.keys() & n.keys()) == 1, n
+    for name in anchor:  # every other choice of every parameter is some neighbour's
+        assert any(n.get(name) not in (None, anchor[name]) for n in neighbours), name

@@ -68,9 +68,10 @@ def prediction_lines(check: PredictionCheck | None) -> list[str]:
     if check.checked:
         worst = check.worst
         inside = sum(c.inside for c in check.checked)
-        line += (f"{len(check.checked)} trials timed, measured/predicted median {check.median_ratio:.2f}, furthest "
-                 f"off {worst.ratio:.2f} (trial {worst.trial}), {inside} of {len(check.checked)} inside their "
-                 "predicted interval")
+        n = len(check.checked)
+        line += (f"{n} trial{'' if n == 1 else 's'} timed, measured/predicted median {check.median_ratio:.2f}, "
+                 f"furthest off {worst.ratio:.2f} (trial {worst.trial}), {inside} of {n} inside their predicted "
+                 "interval")
     else:
         line += "no trial timed after it was built"
     n = len(check.pruned)

@@ -117,20 +117,25 @@ def footnotes(report: StudyReport) -> list[str]:
 
 
 def cost_lines(report: StudyReport) -> list[str]:
-    """The study's cost and what early stopping cut short, for the report; empty for a study without costs kept."""
+    """The study's cost, what early stopping cut short and what the cost model pruned, for the report; empty for a
+    study that kept none of them."""
+    return _spent_lines(report) + prediction_lines(report.predictions)
+
+
+def _spent_lines(report: StudyReport) -> list[str]:
     cost = report.cost
     if cost is None or not cost.trials:
-        return prediction_lines(report.predictions)
+        return []
     lines = [f"cost: {len(cost.trials)} trials measured, {cost.evaluate_s:.0f} s evaluating, {cost.timing_s:.0f} s "
              "timing"]
     stopped = cost.stopped_evaluations + cost.raced
     if not stopped:
         lines[0] += "; early stopping " + ("stopped none" if cost.early_stop else "off (--no-early-stop)")
-        return lines + prediction_lines(report.predictions)
+        return lines
     saved = cost.saved_s
     lines[0] += (f"; early stopping cut {len(cost.stopped_evaluations)} evaluations and {len(cost.raced)} timings "
                  "short" + ("" if math.isnan(saved) else f", saving about {saved:.0f} s (estimated from the trials "
                                                              "that ran whole)"))
     lines += [f"  trial {t.trial}: {t.stopped_early} ({t.evaluate_s:.1f} s evaluating"
               + (f", {t.timing_s:.1f} s timing)" if t.timing_s else ")") for t in stopped]
-    return lines + prediction_lines(report.predictions)
+    return lines

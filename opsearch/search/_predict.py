@@ -24,7 +24,8 @@ from opsearch.measure import CostModel, Prediction, build_cost_model, timing_loc
 from opsearch.quantize import QuantRecipe
 from opsearch.search._context import StudyContext
 from opsearch.search._sampling import tried_keys
-from opsearch.store import StudyRecord, TrialRecord, best_within, set_study_attrs, trial_rows
+from opsearch.search._space import params_key
+from opsearch.store import StudyRecord, TrialRecord, best_within, rows_timed_on, set_study_attrs
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 # The fp32 calls and passes the profiles take: the shapes matter, not how many texts (a few dozen calls suffice).
@@ -149,16 +150,9 @@ class Predictor:
         """The fastest trial timed here that lost no accuracy (None: none yet, or a study that prunes nothing)."""
         if not self.prunes:
             return None
-        best = None
-        completed = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(COMPLETE,))}
-        for row in trial_rows(self.study):
-            trial = completed.get(row.trial)
-            if (trial is None or not row.timed or not math.isfinite(row.speedup_ci_low) or row.accuracy_loss_pt > 0
-                    or TrialRecord.of(trial).machine_id != self.machine_id):
-                continue
-            if best is None or row.speedup_ci_low > best.speedup:
-                best = Bar(row.trial, row.speedup_ci_low)
-        return best
+        lossless = [r for r in rows_timed_on(self.study, self.machine_id) if r.accuracy_loss_pt <= 0]
+        best = max(lossless, key=lambda r: r.speedup_ci_low, default=None)
+        return None if best is None else Bar(best.trial, best.speedup_ci_low)
 
     def below(self, prediction: Prediction | None) -> Bar | None:
         """The bar this prediction surely cannot reach, if any: the configuration is then pruned untimed."""
@@ -173,18 +167,15 @@ class Predictor:
         answer is the fastest trial timed here surely within the limit (any loss without one)."""
         if self.model is None:
             return None
-        record = StudyRecord.of(self.study)
-        limit = self.context.config.accuracy_limit(record.baseline_accuracy)
-        completed = {t.number: t for t in self.study.get_trials(deepcopy=False, states=(COMPLETE,))}
-        rows = [r for r in trial_rows(self.study, max_accuracy_loss=limit) if r.trial in completed and r.timed
-                and TrialRecord.of(completed[r.trial]).machine_id == self.machine_id]
-        answer = best_within(rows, limit)
-        if answer is None or not completed[answer.trial].params:
+        limit = self.context.config.accuracy_limit(StudyRecord.of(self.study).baseline_accuracy)
+        answer = best_within(rows_timed_on(self.study, self.machine_id, max_accuracy_loss=limit), limit)
+        near = None if answer is None else self.study.get_trials(deepcopy=False)[answer.trial].params
+        if not near:
             return None
         space, tried = self.context.space, tried_keys(self.study)
         best: Suggestion | None = None
-        for params in space.neighbours(completed[answer.trial].params):
-            if tuple(sorted(params.items())) in tried:
+        for params in space.neighbours(near):
+            if params_key(params) in tried:
                 continue
             prediction = self.model.predict(space.recipe_for(params))
             if prediction is not None and (best is None or prediction.speedup > best.prediction.speedup):
@@ -206,7 +197,7 @@ class Predictor:
         if space.size() <= CHECK_WHOLE:
             tried, best = tried_keys(self.study), 0.0
             for params in space.enumerate_params():
-                if tuple(sorted(params.items())) in tried:
+                if params_key(params) in tried:
                     continue
                 prediction = self.model.predict(space.recipe_for(params))
                 if prediction is None or not prediction.surely_below(bar.speedup):

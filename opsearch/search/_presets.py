@@ -14,10 +14,8 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import optuna
-
 from opsearch.quantize import QuantRecipe, quantizable_registry
-from opsearch.search._space import SearchSpace
+from opsearch.search._space import SearchSpace, params_key
 
 # The instruction sets optimum has a preset for on x86-64 and ARM CPUs.
 CPU_PRESETS = ("arm64", "avx2", "avx512", "avx512_vnni")
@@ -118,11 +116,11 @@ def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset
         params = space.params_for(recipe)
         if params is None:
             continue
-        key = tuple(sorted(params.items()))
+        key = params_key(params)
         if key in merged:
             merged[key] = Preset((*merged[key].names, name), params, merged[key].recipe)
         else:
-            merged[key] = Preset((name,), params, space.suggest(optuna.trial.FixedTrial(params)))
+            merged[key] = Preset((name,), params, space.recipe_for(params))
     return list(merged.values())
 
 
@@ -166,7 +164,7 @@ def _mixed_presets(space: SearchSpace, fusion: str) -> list[tuple[str, QuantReci
     out = []
     for name, partial in wanted:
         params = space.complete({"fusion": fusion, "mode": "mixed", **partial})
-        recipe = space.suggest(optuna.trial.FixedTrial(params))
+        recipe = space.recipe_for(params)
         if recipe.operators_to_quantize:
             out.append((name, recipe))
     return out

@@ -5,7 +5,6 @@ back at the head of the queue, its number kept."""
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from opsearch.store import (
     TrialRecord,
     objectives_of,
     queue_again,
+    rows_timed_on,
     set_trial_attrs,
     trial_attrs,
     trial_rows,
@@ -230,7 +230,7 @@ class Runner:
         out_dir = self.cache_dir / "trials" / f"trial-{trial.number}"
         completed = self._completed()
         known = frozenset(TrialRecord.of(t).graph_hash for t in completed) - {""}
-        rivals = self._rivals(completed) if self.config.early_stop else ()
+        rivals = self._rivals() if self.config.early_stop else ()
         try:
             outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known, rivals))
         except TrialFailed as exc:
@@ -294,17 +294,11 @@ class Runner:
         self.progress(f"trial {trial.number}: the sampler drew trial {earlier}'s configuration again: not measured "
                       "nor counted; an untried configuration near it runs next")
 
-    def _rivals(self, completed: list[optuna.trial.FrozenTrial] | None = None) -> tuple[Rival, ...]:
+    def _rivals(self) -> tuple[Rival, ...]:
         """Trials timed on this machine that stand against the limit (not over it): what racing compares with."""
-        completed = self._completed() if completed is None else completed
-        rows = {r.trial: r for r in trial_rows(self.study, max_accuracy_loss=self.accuracy_limit)}
-        rivals = []
-        for trial in completed:
-            row, record = rows.get(trial.number), TrialRecord.of(trial)
-            if (row is not None and row.feasible and record.timing and record.machine_id == self.machine_id
-                    and math.isfinite(row.speedup_ci_low)):
-                rivals.append(Rival(row.trial, row.speedup_ci_low, row.accuracy_loss_pt / 100, row.size_mb))
-        return tuple(rivals)
+        return tuple(Rival(r.trial, r.speedup_ci_low, r.accuracy_loss_pt / 100, r.size_mb)
+                     for r in rows_timed_on(self.study, self.machine_id, max_accuracy_loss=self.accuracy_limit)
+                     if r.feasible)
 
     def _completed(self) -> list[optuna.trial.FrozenTrial]:
         return self.study.get_trials(deepcopy=False, states=(COMPLETE,))

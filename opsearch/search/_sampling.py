@@ -6,6 +6,7 @@ import numpy as np
 import optuna
 
 from opsearch.config import StudyConfig
+from opsearch.search._space import params_key
 from opsearch.store import TrialRecord, set_trial_attrs
 
 # The accuracy constraint's name: Optuna stores it as the system attr "constraints:accuracy_loss", and opsearch
@@ -65,14 +66,14 @@ def untried_configuration(study: optuna.Study, space, params: dict, *, seed: int
     rng = np.random.default_rng(seed)
     for attempt in range(attempts):
         candidate = space.neighbour(params, rng) if attempt < attempts // 2 else space.random_params(rng)
-        if candidate is not None and _key(candidate) not in tried:
+        if candidate is not None and params_key(candidate) not in tried:
             return candidate
     return None
 
 
 def tried_keys(study: optuna.Study) -> set[tuple]:
     """Every configuration the study has run, is running or waits to run, as sorted (name, value) pairs."""
-    return {_key(p) for p in _all_params(study)}
+    return {params_key(p) for p in _all_params(study)}
 
 
 def _all_params(study: optuna.Study):
@@ -80,5 +81,3 @@ def _all_params(study: optuna.Study):
         yield trial.params if trial.params else trial.system_attrs.get("fixed_params", {})
 
 
-def _key(params: dict) -> tuple:
-    return tuple(sorted(params.items()))

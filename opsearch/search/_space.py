@@ -312,12 +312,12 @@ class SearchSpace:
 
         choices: dict[str, list] = {}  # each question the walk of ``params`` itself asks, with its choices
         self._walk(lambda name, options: choices.setdefault(name, options) and keep(name, options))
-        seen = {tuple(sorted(params.items()))}
+        seen = {params_key(params)}
         for changed, options in choices.items():
             for value in options:
                 candidate = self._walk(lambda name, o, changed=changed, value=value:
                                        value if name == changed else keep(name, o))
-                key = None if candidate is None else tuple(sorted(candidate.items()))
+                key = None if candidate is None else params_key(candidate)
                 if key is not None and key not in seen:
                     seen.add(key)
                     yield candidate
@@ -385,6 +385,11 @@ class SearchSpace:
                                                    "matmul_weights_only")},
                    groups={level: GraphGroups.from_dict(g) for level, g in data["groups"].items()},
                    sensitivity=data["sensitivity"])
+
+
+def params_key(params: dict) -> tuple:
+    """A configuration's parameters as a hashable key: two draws of one configuration give the same key."""
+    return tuple(sorted(params.items()))
 
 
 class _Replay:

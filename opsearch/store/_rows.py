@@ -136,6 +136,17 @@ def trial_rows(study: optuna.Study, *, max_accuracy_loss: float | None = None) -
     return [replace(r, pareto=i in front) for i, r in enumerate(rows)]
 
 
+def rows_timed_on(study: optuna.Study, machine_id: str, *,
+                  max_accuracy_loss: float | None = None) -> list[TrialRow]:
+    """``trial_rows`` of the trials timed on this machine (by its ``measure.machine_id``) with a finite interval: what
+    racing, the cost model's bar and its suggestions compare with (a speedup from another machine is paired with
+    another fp32)."""
+    records = {t.number: TrialRecord.of(t) for t in study.get_trials(deepcopy=False, states=(COMPLETE,))}
+    here = {n for n, r in records.items() if r.machine_id == machine_id and r.timing}
+    return [r for r in trial_rows(study, max_accuracy_loss=max_accuracy_loss)
+            if r.trial in here and r.timed and math.isfinite(r.speedup_ci_low)]
+
+
 def front_rows(rows: Sequence[TrialRow]) -> list[TrialRow]:
     """Pareto rows, fastest first; a trial that repeats an earlier one's graph is listed once."""
     return sorted((r for r in rows if r.pareto and r.same_graph_as is None), key=lambda r: -r.samples_per_s)

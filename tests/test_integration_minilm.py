@@ -19,7 +19,7 @@ STUDY_FILE = "studies/minilm-sst2.toml"
 def test_minilm_sst2_study_runs_resumes_and_keeps_its_trials(tmp_path) -> None:
     # No front session: what this test checks is the trials; the tiny studies test the front session.
     config = StudyConfig.from_toml(STUDY_FILE, storage=f"sqlite:///{tmp_path / 'minilm.db'}", modes=["dynamic"],
-                                   rounds=6, max_rounds=10, timing_samples=100, remeasure_front=False)
+                                   fusions=["none"], rounds=6, max_rounds=10, timing_samples=100, remeasure_front=False)
     study = run_study(config, n_trials=1, progress=lambda line: None)  # one trial, then one more on resume
 
     # The fp32 ONNX export scores what PyTorch scored when the model was trained (TRAINING.md).

@@ -112,7 +112,8 @@ def queue_first_trials(study: optuna.Study, config: StudyConfig, space: SearchSp
     """A new study's first trials: the presets, then every recipe once when the space is small enough to try whole
     (``enumerate``)."""
     for preset in presets(space, sweep_operators=config.sweep_operators):
-        study.enqueue_trial(preset.params, user_attrs=trial_attrs(preset=preset.name), skip_if_exists=True)
+        study.enqueue_trial(preset.params, user_attrs=trial_attrs(preset=preset.name, starting=preset.starting),
+                            skip_if_exists=True)
     size = space.size()
     if config.enumerate == "off" or (config.enumerate == "auto" and size > config.trials):
         return

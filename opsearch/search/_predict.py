@@ -79,13 +79,13 @@ class Predictor:
 
     # The model --------------------------------------------------------------------------------------------
 
-    def available(self, *, preset: bool, trials_left: int) -> bool:
-        """Whether to predict a trial: once the model exists, every trial; before, only a sampled one (the
-        starting points run first, unpredicted), and only when it is stored or enough trials are left to pay for
-        building it (``MIN_TRIALS_LEFT``)."""
+    def available(self, *, starting: bool, trials_left: int) -> bool:
+        """Whether to predict a trial: once the model exists, every trial; before, any but a starting point (they
+        run first, unpredicted), and only when the model is stored or enough trials are left to pay for building
+        it (``MIN_TRIALS_LEFT``)."""
         if self.model is not None:
             return True
-        if preset:
+        if starting:
             return False
         if self.machine_id in StudyRecord.of(self.study).cost_models or trials_left >= MIN_TRIALS_LEFT:
             return True

@@ -1,12 +1,13 @@
 """Known configurations a study tries first, as points of its search space, each with its name.
 
-First the starting points read from the graph, the likeliest to lead: dynamic int8 of the MatMuls with a constant
-weight only (what Intel Neural Compressor does by default: attention's MatMuls of two activations stay fp32), and
-where a fusion level made Attention nodes the dynamic quantizer takes, that fusion with dynamic Attention and
-MatMul; each per-tensor, then per-channel. Then optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512,
-avx512_vnni; dynamic, with and without per-channel), read from optimum itself and translated into the space's
-parameters. Presets that land on the same parameters are enqueued once under all their names ("avx512 /
-avx512_vnni").
+First the starting points read from the graph, the likeliest to lead: where a fusion level made Attention nodes the
+dynamic quantizer takes, that fusion with dynamic Attention and MatMul, and dynamic int8 of the MatMuls with a
+constant weight only (what Intel Neural Compressor does by default: attention's MatMuls of two activations stay
+fp32); each per-tensor, then per-channel. They run before the cost model is built and are never pruned by it. Then
+optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512, avx512_vnni; dynamic, with and without
+per-channel), read from optimum itself and translated into the space's parameters: predicted once the model exists,
+and one it says cannot reach the front is pruned untimed. Presets that land on the same parameters are enqueued once
+under all their names ("avx512 / avx512_vnni").
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class Preset:
     names: tuple[str, ...]
     params: dict
     recipe: QuantRecipe
+    starting: bool = False  # one of ``starting_points`` (under any of its names): never pruned by prediction
 
     @property
     def name(self) -> str:
@@ -77,12 +79,14 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
 def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
     """The recipes the graph says are likeliest to lead, per-tensor first, then per-channel, each pair in order:
 
+    - "dynamic: <level> fused attention": per fusion level whose graph has Attention nodes the dynamic quantizer
+      takes (QAttention), that fusion with Attention and MatMul dynamic (a fused dynamic recipe leaves any MatMul of
+      two activations still standing fp32). Not offered where the level made no Attention node. First: one
+      QAttention kernel per layer does what a dozen nodes did, and on MiniLM SST-2 it led on both an AVX2-only
+      and an AVX-512 VNNI CPU.
     - "dynamic: weight MatMuls only": the MatMuls with a constant weight, dynamic int8; the MatMuls of two
       activations (attention's scores and context) stay fp32, where the graph has any. Intel Neural Compressor's
       default: each of those costs a DynamicQuantizeLinear per input for an int8 GEMM on tiny tiles.
-    - "dynamic: <level> fused attention": per fusion level whose graph has Attention nodes the dynamic quantizer
-      takes (QAttention), that fusion with Attention and MatMul dynamic (a fused dynamic recipe leaves any MatMul of
-      two activations still standing fp32). Not offered where the level made no Attention node.
 
     Empty without dynamic mode. The weights-only recipe quantizes the exported graph when the space holds it.
     """
@@ -92,16 +96,16 @@ def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
     registry = quantizable_registry()["dynamic"]
     base = {"mode": "dynamic", "weights_symmetric": True}
     kinds: list[tuple[str, QuantRecipe]] = []
-    if "MatMul" in space.operators_for(fusion, "dynamic"):
-        weights_only = space.asks_weights_only(fusion, "dynamic", ("MatMul",))  # False: no activation MatMul
-        kinds.append(("dynamic: weight MatMuls only", QuantRecipe(
-            operators_to_quantize=("MatMul",), fusion=fusion, matmul_weights_only=weights_only, **base)))
     for level in space.fusions:
         ops = [op for op in space.operators_for(level, "dynamic") if op in registry]
         if level != "none" and "Attention" in ops:
             kinds.append((f"dynamic: {level} fused attention", QuantRecipe(
                 operators_to_quantize=tuple(op for op in ("Attention", "MatMul") if op in ops), fusion=level,
                 **base)))
+    if "MatMul" in space.operators_for(fusion, "dynamic"):
+        weights_only = space.asks_weights_only(fusion, "dynamic", ("MatMul",))  # False: no activation MatMul
+        kinds.append(("dynamic: weight MatMuls only", QuantRecipe(
+            operators_to_quantize=("MatMul",), fusion=fusion, matmul_weights_only=weights_only, **base)))
     return kinds + [(f"{name}, per-channel", dataclasses.replace(recipe, per_channel=True))
                     for name, recipe in kinds]
 
@@ -112,15 +116,17 @@ def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset
     A preset the space cannot express (an operator it does not offer) is left out.
     """
     merged: dict[tuple, Preset] = {}
+    starting = {name for name, _ in starting_points(space)}
     for name, recipe in preset_recipes(space, sweep_operators=sweep_operators):
         params = space.params_for(recipe)
         if params is None:
             continue
         key = params_key(params)
         if key in merged:
-            merged[key] = Preset((*merged[key].names, name), params, merged[key].recipe)
+            merged[key] = Preset((*merged[key].names, name), params, merged[key].recipe,
+                                 merged[key].starting or name in starting)
         else:
-            merged[key] = Preset((name,), params, space.recipe_for(params))
+            merged[key] = Preset((name,), params, space.recipe_for(params), name in starting)
     return list(merged.values())
 
 

@@ -185,7 +185,10 @@ class Runner:
     def _queue_suggestion(self, study: optuna.Study) -> None:
         """After a trial the sampler chose, the untried neighbour of the answer so far that the cost model predicts
         fastest runs next, if it is predicted faster than that answer: draws and predictions take turns."""
-        suggestion = None if self.predictor is None else self.predictor.suggestion()
+        if self.predictor is None or any(TrialRecord.of(t).suggested_near is not None for t in study.get_trials(
+                deepcopy=False, states=(optuna.trial.TrialState.WAITING,))):
+            return  # one waits already (behind the presets): they take turns
+        suggestion = self.predictor.suggestion()
         if suggestion is None:
             return
         study.enqueue_trial(suggestion.params, user_attrs=trial_attrs(suggested_near=suggestion.near))
@@ -263,13 +266,15 @@ class Runner:
 
     def _predict(self, trial: optuna.Trial, recipe: QuantRecipe) -> None:
         """Store the trial's predicted speedup; prune it untimed when it cannot reach the front (search._predict).
-        The starting points (presets) run before the cost model is built, and are never pruned by it."""
-        preset = bool(TrialRecord.of(trial).preset)
-        if self.predictor is None or not self.predictor.available(preset=preset, trials_left=self._trials_left):
+        The starting points run before the cost model is built, and are never pruned by it; the other presets are
+        predicted like a draw."""
+        record = TrialRecord.of(trial)
+        starting = bool(record.preset) and record.starting is not False  # None: a study from before the difference
+        if self.predictor is None or not self.predictor.available(starting=starting, trials_left=self._trials_left):
             return
         prediction = self.predictor.predict(recipe)
         set_trial_attrs(trial, **prediction_attrs(prediction))
-        bar = None if preset else self.predictor.below(prediction)
+        bar = None if starting else self.predictor.below(prediction)
         if bar is not None:
             reason = f"{prediction.describe()}: cannot reach {bar.describe()}"
             set_trial_attrs(trial, predicted_below=bar.trial, fail_reason=reason)

@@ -34,6 +34,10 @@ class TrialRecord:
     recipe: dict | None = None  # the QuantRecipe measured, as a dict
     label: str = ""  # the recipe in short words
     preset: str = ""  # the preset's name(s), for trials queued as presets
+    # A preset read from the graph as likeliest to lead: it runs before the cost model is built and is never pruned
+    # by it. False: another preset, predicted and pruned like a draw. None: a study from before the difference
+    # (every preset a starting point).
+    starting: bool | None = None
     fail_reason: str = ""  # why it failed or was pruned
     graph_hash: str = ""
     quantized_nodes: dict = field(default_factory=dict)  # fp32 operator type -> nodes computed in int8

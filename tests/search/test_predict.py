@@ -135,10 +135,14 @@ def test_a_sampled_configuration_that_cannot_reach_the_bar_is_pruned_untimed_and
     lines: list[str] = []
     study = run_study(_tiny(tmp_path, tiny_checkpoint, tiny_csv, predict=True, remeasure_front=False), n_trials=20,
                       progress=lines.append)
-    presets = [t for t in study.trials if TrialRecord.of(t).preset]
-    assert presets and all(t.state == COMPLETE and TrialRecord.of(t).predicted is None for t in presets)
-    pruned = [t for t in study.trials if TrialRecord.of(t).predicted_below is not None]
-    assert len(pruned) == 1 and len(study.trials) == len(presets) + 1  # one draw pruned, then the stop
+    ran = [t for t in study.trials if t.state != optuna.trial.TrialState.WAITING]
+    starting = [t for t in ran if TrialRecord.of(t).starting]
+    assert starting and all(t.state == COMPLETE and TrialRecord.of(t).predicted is None for t in starting)
+    pruned = [t for t in ran if TrialRecord.of(t).predicted_below is not None]
+    assert len(pruned) == 1 and len(ran) == len(starting) + 1  # one configuration pruned, then the stop
+    # The first preset after the starting points is predicted like a draw: a dominated preset does not run.
+    assert TrialRecord.of(pruned[0]).preset and TrialRecord.of(pruned[0]).starting is False
+    assert any(TrialRecord.of(t).preset for t in study.trials if t.state == optuna.trial.TrialState.WAITING)
     record = TrialRecord.of(pruned[0])
     assert pruned[0].state == PRUNED and not record.timing and record.quantize_seconds is None  # never quantized
     assert record.predicted["high"] < 1.0 and record.fail_reason.startswith("predicted ")
@@ -158,11 +162,14 @@ def test_a_study_builds_its_cost_model_once_and_predicts_every_trial_after_its_s
     from opsearch.report import build_report, render
 
     lines: list[str] = []
-    n_presets = len(run_study(_tiny(tmp_path, tiny_checkpoint, tiny_csv, predict=True, remeasure_front=False),
-                              n_trials=0, progress=lines.append).get_trials(states=(optuna.trial.TrialState.WAITING,)))
+    queued = run_study(_tiny(tmp_path, tiny_checkpoint, tiny_csv, predict=True, remeasure_front=False),
+                       n_trials=0, progress=lines.append).get_trials(states=(optuna.trial.TrialState.WAITING,))
+    n_starting = sum(bool(TrialRecord.of(t).starting) for t in queued)
+    assert 0 < n_starting < len(queued)  # optimum's presets follow the starting points
     # A run with too few trials left after its starting points goes without: building costs a few trials' time.
+    first_run = n_starting + _predict.MIN_TRIALS_LEFT - 1
     study = resume_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="predict",
-                         n_trials=n_presets + 1, progress=lines.append)
+                         n_trials=first_run, progress=lines.append)
     assert "cost_models" not in study.user_attrs and any("cost model: not built" in line for line in lines)
     assert all(TrialRecord.of(t).predicted is None for t in study.trials)
     study = resume_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="predict",
@@ -171,7 +178,7 @@ def test_a_study_builds_its_cost_model_once_and_predicts_every_trial_after_its_s
     assert len(stored) == 1 and sum("cost model: " in line and "probes in" in line for line in lines) == 1
     model = CostModel.from_dict(next(iter(stored.values())))
     assert model.factors and all(f > 0 for f in model.factors.values())
-    after = [t for t in study.trials[n_presets + 1:] if t.state == COMPLETE
+    after = [t for t in study.trials[first_run:] if t.state == COMPLETE
              or TrialRecord.of(t).predicted_below is not None]  # not a repeat nor the fp32 model
     assert after and all(TrialRecord.of(t).predicted is not None for t in after)
     for t in after:
@@ -206,5 +213,5 @@ def test_after_each_sampled_trial_the_fastest_predicted_neighbour_of_the_answer_
         tried = [u.params for u in trials[:t.number]]
         untried = [model.predict(space.recipe_for(n)).speedup for n in neighbours if n not in tried]
         assert TrialRecord.of(t).predicted["speedup"] == pytest.approx(max(untried))  # the fastest predicted of them
-        assert trials[t.number - 1].state == COMPLETE and TrialRecord.of(trials[t.number - 1]).suggested_near is None
+        assert TrialRecord.of(trials[t.number - 1]).suggested_near is None  # draws and suggestions take turns
     assert any(line.startswith("next: ") and "untried neighbours" in line for line in lines)

@@ -34,6 +34,9 @@ def test_duplicates_merge_and_keep_every_name() -> None:
     # a graph without MatMuls of two activations: quantizing the weight MatMuls is quantizing them all
     assert list(found)[:2] == ["dynamic: weight MatMuls only / dynamic: MatMul only",
                                "dynamic: weight MatMuls only, per-channel"]
+    # a starting point under any of its names
+    assert found["dynamic: weight MatMuls only / dynamic: MatMul only"].starting
+    assert not found["avx2"].starting
     assert "dynamic: every quantizable operator / arm64 / avx512 / avx512_vnni" in found
     assert "arm64 per_channel / avx512 per_channel / avx512_vnni per_channel" in found
     assert {"avx2", "avx2 per_channel"} <= set(found)
@@ -93,11 +96,13 @@ def _minilm_like(fusions=("none", "O2")) -> SearchSpace:
 def test_the_starting_points_read_from_the_graph_come_first_then_optimums_presets() -> None:
     found = presets(_minilm_like())
     names = [p.name for p in found]
-    assert names[:4] == ["dynamic: weight MatMuls only", "dynamic: O2 fused attention",
-                         "dynamic: weight MatMuls only, per-channel", "dynamic: O2 fused attention, per-channel"]
+    assert names[:4] == ["dynamic: O2 fused attention", "dynamic: weight MatMuls only",
+                         "dynamic: O2 fused attention, per-channel", "dynamic: weight MatMuls only, per-channel"]
     assert names[4:9] == ["dynamic: MatMul only", "dynamic: every quantizable operator / arm64 / avx512 / avx512_vnni",
                           "arm64 per_channel / avx512 per_channel / avx512_vnni per_channel", "avx2",
                           "avx2 per_channel"]  # optimum's, reachable and labelled as before
+    # the starting points run unpredicted and are never pruned; optimum's presets are predicted like a draw
+    assert [p.starting for p in found][:6] == [True, True, True, True, False, False]
     recipes = {p.name: p.recipe for p in found}
     assert recipes["dynamic: weight MatMuls only"] == QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True)
     assert recipes["dynamic: weight MatMuls only, per-channel"] == QuantRecipe("dynamic", ("MatMul",),
@@ -117,8 +122,8 @@ def test_the_fused_starting_point_needs_a_fusion_that_made_attention() -> None:
         assert not any("fused attention" in name for name, _ in preset_recipes(space))
     only_fused = [name for name, _ in preset_recipes(_minilm_like(fusions=("O2",)))]
     # the space holds no exported graph: the weight MatMuls of the fused graph are its weights-only recipe
-    assert only_fused[:4] == ["dynamic: weight MatMuls only", "dynamic: O2 fused attention",
-                              "dynamic: weight MatMuls only, per-channel", "dynamic: O2 fused attention, per-channel"]
+    assert only_fused[:4] == ["dynamic: O2 fused attention", "dynamic: weight MatMuls only",
+                              "dynamic: O2 fused attention, per-channel", "dynamic: weight MatMuls only, per-channel"]
     static_only = SearchSpace.from_graph(_split(36, 12), modes=["static"], fusions=["none", "O2"],
                                          fused={"O2": _split(12, 0, attention=6)})
     assert [name for name, _ in preset_recipes(static_only)] == ["fusion only O2"]  # the starting points are dynamic
@@ -132,7 +137,7 @@ def test_the_starting_points_of_a_real_graph(tiny_onnx, tmp_path) -> None:
     space = SearchSpace.from_graph(inspect_model(tiny_onnx.onnx_path), modes=["dynamic"],
                                    fusions=["none", "O1", "O2"], fused=fused)
     names = [p.name for p in presets(space)]
-    assert names[:4] == ["dynamic: weight MatMuls only", "dynamic: O2 fused attention",
-                         "dynamic: weight MatMuls only, per-channel", "dynamic: O2 fused attention, per-channel"]
+    assert names[:4] == ["dynamic: O2 fused attention", "dynamic: weight MatMuls only",
+                         "dynamic: O2 fused attention, per-channel", "dynamic: weight MatMuls only, per-channel"]
     assert not any("O1 fused" in name for name in names)  # O1 fuses no attention
     assert "dynamic: MatMul only" in names

@@ -15,6 +15,11 @@ A prediction is fp32's time per call (an unprofiled session's) over the recipe's
 node's profiled time times its kind's factor minus one. The kernels a recipe leaves alone and the session's own work
 between kernels are unchanged. The interval is a relative error in log space: a stated prior until the study's
 timed trials say otherwise (``CostModel.calibrate``). Accuracy is never predicted.
+
+A static recipe gets an upper bound only (``CostModel.static_bound``): which nodes gain quantize/dequantize pairs
+depends on which neighbours are quantized too, so one probe per fusion level and format quantizes every operator
+type, and each type's saving there bounds what quantizing it can save in any recipe. A bound can prune (its top
+below the bar) and stop a study; it is never checked as a prediction nor suggested.
 """
 
 from __future__ import annotations
@@ -115,13 +120,19 @@ class Prediction:
     raw: float  # before calibration's bias: what ``CostModel.calibrate`` is given back with the measured speedup
     borrowed: tuple[str, ...] = ()  # kinds whose factor came from a neighbouring kind
     unmeasured: tuple[str, ...] = ()  # kinds no probe measured, bounded in the interval (a small share of time)
+    # A static recipe's: only an upper bound (``speedup`` is its top before the band, ``low`` 0), see
+    # ``CostModel.static_bound``. Never checked against a timed trial as a prediction, never suggested.
+    bound_only: bool = False
 
     def surely_below(self, speedup: float) -> bool:
         """True when even the interval's top lies below ``speedup``."""
         return self.high < speedup
 
     def describe(self) -> str:
-        """"predicted 1.45x (1.21-1.74)", for a pruned trial's reason and the report."""
+        """"predicted 1.45x (1.21-1.74)", or "predicted at most 1.90x" (a bound), for a pruned trial's reason and
+        the report."""
+        if self.bound_only:
+            return f"predicted at most {self.high:.2f}x"
         return f"predicted {self.speedup:.2f}x ({self.low:.2f}-{self.high:.2f})"
 
 
@@ -143,6 +154,9 @@ class CostModel:
     error: float = PRIOR_ERROR
     bias: float = 0.0
     residuals: tuple[float, ...] = ()
+    # "<fusion>|static/<format>" -> operator type -> the most a static recipe saves per call by quantizing that
+    # type, measured by one probe that quantizes every type (``measure._probes.static_savings``)
+    savings: dict[str, dict[str, float]] = field(default_factory=dict)
 
     # Predicting -------------------------------------------------------------------------------------------------
 
@@ -167,6 +181,8 @@ class CostModel:
         graph = self.graphs.get(recipe.fusion)
         if base is None or graph is None:
             raise NotPredicted(f"fusion {recipe.fusion!r} was not profiled")
+        if recipe.mode == "static":
+            return self.static_bound(recipe)
         groups = GraphGroups.from_dict(graph.groups) if graph.groups else None
         nodes = replaced_nodes(recipe, graph.classes, groups)
         total = graph.total_s  # the kernels a recipe leaves alone, and the time outside kernels, unchanged
@@ -193,6 +209,28 @@ class CostModel:
                           fastest * math.exp(self.bias + error), raw, tuple(sorted(borrowed)),
                           tuple(sorted(unmeasured)))
 
+    def static_bound(self, recipe: QuantRecipe) -> Prediction:
+        """The most a static recipe can speed the model up: each operator type it quantizes saves at most what its
+        type saved in the probe that quantized every type (its integer kernels against the fp32 kernels they
+        replaced), with no quantize/dequantize pair at the borders. Which nodes gain those pairs depends on which
+        neighbours are quantized too, so there is no point estimate: a bound, widened by the band (and for a
+        per-channel, u8-weight or s8-activation recipe, by ``BORROW_ERROR``: the probe ran the default kernels)."""
+        saved = self.savings.get(f"{recipe.fusion}|static/{recipe.format}")
+        if saved is None:
+            raise NotPredicted(f"static mode in the {recipe.format} format was not probed on the {recipe.fusion} "
+                               "graph")
+        missing = [op for op in recipe.operators_to_quantize if op not in saved]
+        if missing:
+            raise NotPredicted(f"the static probe did not quantize {', '.join(missing)}")
+        base, graph = self.graphs["none"], self.graphs[recipe.fusion]
+        saving = sum(max(0.0, saved[op]) for op in recipe.operators_to_quantize)
+        top = base.total_s / max(graph.total_s - saving, 1e-12)
+        borrowed = (recipe.per_channel or recipe.weights_dtype != "QInt8" or recipe.activations_dtype != "QUInt8"
+                    or recipe.float_output)
+        error = self.error + (BORROW_ERROR if borrowed else 0.0)
+        return Prediction(top * math.exp(self.bias), 0.0, top * math.exp(self.bias + error), top,
+                          (f"static/{recipe.format}",) if borrowed else (), bound_only=True)
+
     def _factor(self, fusion: str, kind: str) -> tuple[float | None, str]:
         """The kind's factor on ``fusion``'s graph, and where it was borrowed from ("" when measured there)."""
         for i, (f, k) in enumerate(borrowed_kinds(fusion, kind)):
@@ -213,7 +251,7 @@ class CostModel:
                 continue
             recipe = QuantRecipe.from_dict(probe.recipe)
             prediction = self.predict(recipe)
-            if prediction is None:
+            if prediction is None or prediction.bound_only:
                 continue
             # against the probe's own fp32 graph (a fused one for a fused probe), as its walls were timed
             scale = self.graphs[recipe.fusion].total_s / self.graphs["none"].total_s
@@ -254,7 +292,7 @@ class CostModel:
         return {"version": COST_VERSION, "graphs": {k: g.to_dict() for k, g in self.graphs.items()},
                 "factors": dict(self.factors), "probes": [p.to_dict() for p in self.probes],
                 "machine": self.machine, "threads": self.threads, "workload": self.workload, "error": self.error,
-                "bias": self.bias, "residuals": list(self.residuals)}
+                "bias": self.bias, "residuals": list(self.residuals), "savings": self.savings}
 
     @classmethod
     def from_dict(cls, data: dict) -> CostModel:
@@ -266,7 +304,8 @@ class CostModel:
                    {k: float(v) for k, v in data["factors"].items()},
                    tuple(Probe(**p) for p in data.get("probes", ())), dict(data.get("machine", {})),
                    dict(data.get("threads", {})), dict(data.get("workload", {})), float(data["error"]),
-                   float(data.get("bias", 0.0)), tuple(data.get("residuals", ())))
+                   float(data.get("bias", 0.0)), tuple(data.get("residuals", ())),
+                   {k: {op: float(t) for op, t in v.items()} for k, v in data.get("savings", {}).items()})
 
     def describe(self) -> list[str]:
         """One line per measured factor, then the base graphs: what a report shows of the model."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -87,11 +87,14 @@ def build_cost_model(fp32_path: str | Path, feeds: Sequence[Feed], threads: Thre
                      fusions: Sequence[str] = ("none",), modes: Sequence[str] = ("dynamic",),
                      probes: Sequence[tuple[str, QuantRecipe]] | None = None,
                      calibration: dict[str, np.ndarray] | None = None, cache_dir: Path | None = None,
-                     passes: int = 5, on_probe=None) -> CostModel:
+                     passes: int = 5, on_probe=None,
+                     static_ops: Mapping[str, Sequence[str]] | None = None) -> CostModel:
     """Profile the fp32 graph at each fusion level and every probe, and derive the kinds' factors.
 
     ``feeds`` are the timed workload's calls (a few dozen suffice: the shapes matter, not the texts). ``probes``
-    defaults to ``probe_recipes`` for ``modes`` (static probes only when ``calibration`` is given). The probes'
+    defaults to ``probe_recipes`` for ``modes`` (static probes only when ``calibration`` is given). ``static_ops``
+    ("<fusion>|<format>" -> the operator types a static recipe may quantize there; needs ``calibration``) adds one
+    static probe per key, every type quantized, for the static mode's bounds (``static_savings``). The probes'
     quantized models go to ``work_dir`` and are removed at the end; ``cache_dir`` is the study's cache of fused
     graphs. ``on_probe(name)`` hears each probe start (a progress line). The model comes back calibrated on the
     probes' own timings beside fp32 (``CostModel.probe_checks``). It profiles and times: hold the timing lock."""
@@ -124,11 +127,96 @@ def build_cost_model(fp32_path: str | Path, feeds: Sequence[Feed], threads: Thre
             if record.factor is not None:
                 model = dataclasses.replace(model, factors={**model.factors, f"{recipe.fusion}|{record.kind}":
                                                             record.factor})
+        savings = {}
+        if static_ops and calibration is not None:
+            rows = {k: v[:STATIC_CALIBRATION_ROWS] for k, v in calibration.items()}  # the ranges do not matter
+            for j, (key, ops) in enumerate(static_ops.items()):
+                fusion, fmt = key.split("|")
+                recipe = QuantRecipe("static", tuple(ops), format=fmt, fusion=fusion,
+                                     calibration_samples=STATIC_CALIBRATION_ROWS)
+                name = f"static {fmt} every type{'' if fusion == 'none' else '@' + fusion}"
+                if on_probe is not None:
+                    on_probe(name)
+                record, saved = _static_probe(name, recipe, paths[fusion], Path(fp32_path),
+                                              work_dir / f"probe-{len(probes) + j}", cache, feeds, threads, rows,
+                                              passes)
+                records.append(record)
+                if saved is not None:
+                    savings[f"{fusion}|static/{fmt}"] = saved
+        model = dataclasses.replace(model, savings=savings)
     finally:
-        for i in range(len(probes)):
+        for i in range(len(probes) + len(static_ops or {})):
             shutil.rmtree(work_dir / f"probe-{i}", ignore_errors=True)
     # The probes' own timings against fp32 give the model its first bias and band (``CostModel.calibrate``).
     return dataclasses.replace(model, probes=tuple(records)).calibrate()
+
+
+# The static probes ------------------------------------------------------------------------------------------------
+
+# Calibration rows a static probe quantizes with: its ranges do not change its kernels' speed.
+STATIC_CALIBRATION_ROWS = 8
+# Kernels that move values between float and int8 at the borders of what a recipe quantizes: a bound leaves them out.
+BORDER_KERNELS = frozenset({"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear"})
+# The integer kernels whose name does not say which operator type they compute, and what it is.
+INTEGER_KERNELS = {"MatMulInteger": "MatMul", "DynamicQuantizeMatMul": "MatMul", "MatMulIntegerToFloat": "MatMul",
+                   "QGemm": "Gemm", "QAttention": "Attention", "QEmbedLayerNormalization": "EmbedLayerNormalization"}
+# ONNX Runtime's fused fp32 kernels and the operator types of the nodes each fuses: quantizing any of them breaks
+# the fusion, and the kernel's whole time counts for each (a bound may count a saving twice, never miss one).
+FUSED_KERNELS = {"FusedMatMul": ("MatMul", "Mul", "Transpose"), "FusedGemm": ("Gemm",),
+                 "BiasGelu": ("Add", "Mul", "Div"), "Gelu": ("Mul", "Add", "Div"), "FastGelu": ("Mul", "Add"),
+                 "SkipLayerNormalization": ("Add", "LayerNormalization"),
+                 "SkipSimplifiedLayerNormalization": ("Add",), "BiasSoftmax": ("Add", "Softmax"),
+                 "BiasAdd": ("Add",), "MatMulAdd": ("MatMul", "Add")}
+
+
+def static_savings(ops: Sequence[str], base: NodeProfile, probe: NodeProfile) -> dict[str, float]:
+    """Per operator type of ``ops``, the most quantizing it saves per call: the fp32 kernels the all-types probe
+    removed that compute it (a fused kernel counts for each type it fuses; one of no known type, for every type),
+    less the integer kernels of that type it added. The border kernels, and the fp32 pieces of a broken fusion the
+    probe added (Erf, Div, ...), are left out: the bound is on what quantizing can save, not what it costs."""
+    ops = set(ops)
+    before = {(n, base.op_types.get(n)) for n in base.seconds}
+    after = {(n, probe.op_types.get(n)) for n in probe.seconds}
+    saved = dict.fromkeys(sorted(ops), 0.0)
+    for name, seconds in base.seconds.items():
+        kind = base.op_types.get(name, "")
+        if (name, kind) in after:
+            continue
+        if kind in ops:
+            covers = {kind}
+        elif kind in FUSED_KERNELS:
+            covers = set(FUSED_KERNELS[kind]) & ops
+        else:  # a kernel of no known type (a Shape the quantizer renamed): it may be any type's
+            covers = ops
+        for op in covers:
+            saved[op] += seconds
+    for name, seconds in probe.seconds.items():
+        kind = probe.op_types.get(name, "")
+        if (name, kind) in before or kind in BORDER_KERNELS:
+            continue
+        op = INTEGER_KERNELS.get(kind) or (kind[len("QLinear"):] if kind.startswith("QLinear") else kind)
+        if op in saved:
+            saved[op] -= seconds
+    return saved
+
+
+def _static_probe(name: str, recipe: QuantRecipe, fp32_graph: Path, fp32_path: Path, out_dir: Path, cache: Path,
+                  feeds: Sequence[Feed], threads: ThreadSettings, calibration: dict[str, np.ndarray],
+                  passes: int) -> tuple[Probe, dict[str, float] | None]:
+    """The static probe of one (fusion level, format): every type quantized, profiled beside that level's fp32
+    graph; its record and the savings it measured (None when it failed to quantize: static stays unpredicted)."""
+    from opsearch.quantize import quantize
+
+    stored = json.loads(json.dumps(recipe.to_dict()))
+    try:
+        quantized = quantize(recipe, fp32_path=fp32_path, out_dir=out_dir, calibration=calibration, cache_dir=cache)
+    except TrialFailed as exc:
+        return Probe(name, stored, "fp32", "", None, 0.0, 0.0, {}, {}, note=f"quantization failed: {exc}"), None
+    base, profile = profile_together([fp32_graph, quantized.path], feeds, threads, passes=passes)
+    saved = static_savings(recipe.operators_to_quantize, base, profile)
+    note = "static bound; saved per call: " + ", ".join(f"{op} {t * 1e3:.3f} ms" for op, t in saved.items())
+    return Probe(name, stored, "fp32", f"static/{recipe.format}", None, 0.0, profile.kernel_s - base.kernel_s, {},
+                 dict(quantized.node_counts), profile.wall_s, base.wall_s, note), saved
 
 
 def _graph_costs(paths: dict[str, Path], feeds: Sequence[Feed], threads: ThreadSettings,

@@ -5,7 +5,7 @@ point) has no prediction of its own and is left out: the check is of predictions
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import optuna
 
@@ -36,6 +36,7 @@ class Checked:
 class PredictionCheck:
     checked: list[Checked]
     pruned: list[int]  # trials pruned untimed by prediction
+    bounded: list[Checked] = field(default_factory=list)  # static trials, predicted an upper bound only (``low`` 0)
 
     @property
     def median_ratio(self) -> float:
@@ -49,15 +50,16 @@ class PredictionCheck:
 
 def prediction_check(study: optuna.Study) -> PredictionCheck | None:
     """None for a study that never predicted (``predict`` off, or a study made before it)."""
-    checked, pruned = [], []
+    checked, pruned, bounded = [], [], []
     for trial in study.get_trials(deepcopy=False, states=(COMPLETE, PRUNED)):
         record = TrialRecord.of(trial)
         if record.predicted_below is not None:
             pruned.append(trial.number)
         elif trial.state == COMPLETE and record.predicted and record.speedup and record.timing:
             p = record.predicted
-            checked.append(Checked(trial.number, p["speedup"], p["low"], p["high"], record.speedup))
-    return PredictionCheck(checked, pruned) if checked or pruned else None
+            check = Checked(trial.number, p["speedup"], p["low"], p["high"], record.speedup)
+            (bounded if p.get("bound_only") else checked).append(check)
+    return PredictionCheck(checked, pruned, bounded) if checked or pruned or bounded else None
 
 
 def prediction_lines(check: PredictionCheck | None) -> list[str]:
@@ -74,6 +76,10 @@ def prediction_lines(check: PredictionCheck | None) -> list[str]:
                  "interval")
     else:
         line += "no trial timed after it was built"
+    if check.bounded:
+        n, under = len(check.bounded), sum(c.measured <= c.high for c in check.bounded)
+        line += (f"; {n} static trial{'' if n == 1 else 's'} (predicted an upper bound only): {under} of {n} "
+                 "under it")
     n = len(check.pruned)
     line += f"; {n} configuration{'' if n == 1 else 's'} pruned untimed, predicted unable to reach the front"
     return [line]

@@ -24,16 +24,18 @@ from opsearch.measure import CostModel, Prediction, build_cost_model, timing_loc
 from opsearch.quantize import QuantRecipe
 from opsearch.search._context import StudyContext
 from opsearch.search._sampling import tried_keys
-from opsearch.search._space import params_key
+from opsearch.search._space import params_key, speed_key
 from opsearch.store import StudyRecord, TrialRecord, best_within, rows_timed_on, set_study_attrs
 
 COMPLETE = optuna.trial.TrialState.COMPLETE
 # The fp32 calls and passes the profiles take: the shapes matter, not how many texts (a few dozen calls suffice).
 PROFILE_CALLS = 16
 PROFILE_PASSES = 3
-# A space this small is checked whole after each timed trial: the study stops as soon as no untried recipe's
-# predicted top reaches the bar. A larger one stops after this many draws in a row came out pruned or repeated.
-CHECK_WHOLE = 2000
+# A space of at most this many speed classes (``SearchSpace.speed_classes``: configurations apart from the flags that
+# change numbers, not kernels) is checked whole after each trial: the study stops as soon as no untried
+# configuration's predicted top reaches the bar. MiniLM's 377,833 configurations make 47,293 classes, predicted in
+# about 4 s once per run. A larger space stops after this many draws in a row came out pruned or repeated.
+SPEED_INDEX_MAX = 200_000
 PATIENCE = 25
 # Building the model costs about as much as a few trials (MiniLM, 2 cores: a minute, 14 probes): a run with fewer
 # trials left than this when its starting points are done goes without (a stored model is used whatever is left).
@@ -76,6 +78,7 @@ class Predictor:
         self.misses = 0  # sampled draws in a row pruned by prediction or repeated
         self.skipped = False  # said once that this run goes without a model
         self.prunes = set(context.config.objectives) <= PRUNING_OBJECTIVES
+        self._index: _SpeedIndex | None | bool = False  # False: not made yet; None: the space is too large
 
     # The model --------------------------------------------------------------------------------------------
 
@@ -112,11 +115,12 @@ class Predictor:
         started = time.perf_counter()
         feeds = ctx.workload.feeds()[:PROFILE_CALLS]
         modes = space.modes
-        calibration = ctx.calibration if "mixed" in modes else None
+        calibration = ctx.calibration if {"mixed", "static"} & set(modes) else None
         with timing_lock(ctx.lock_path, holder=ctx.study_name, on_wait=progress):
             model = build_cost_model(ctx.model.onnx_path, feeds, ctx.threads, work_dir=Path(ctx.cache_dir) / "cost",
                                      fusions=space.fusions, modes=modes, calibration=calibration,
-                                     cache_dir=ctx.cache_dir, passes=PROFILE_PASSES)
+                                     cache_dir=ctx.cache_dir, passes=PROFILE_PASSES,
+                                     static_ops=space.static_variants() if "static" in modes else None)
         set_study_attrs(self.study, cost_models={**StudyRecord.of(self.study).cost_models,
                                                  self.machine_id: model.to_dict()})
         progress(f"cost model: {len(model.factors)} kernel kinds from {len(model.probes)} probes in "
@@ -137,7 +141,7 @@ class Predictor:
             if record.machine_id != self.machine_id or not record.speedup or not record.recipe or not record.timing:
                 continue
             prediction = self.model.predict(QuantRecipe.from_dict(record.recipe)) if self.model else None
-            if prediction is not None:
+            if prediction is not None and not prediction.bound_only:
                 out.append((prediction.raw, record.speedup))
         return out
 
@@ -178,7 +182,9 @@ class Predictor:
             if params_key(params) in tried:
                 continue
             prediction = self.model.predict(space.recipe_for(params))
-            if prediction is not None and (best is None or prediction.speedup > best.prediction.speedup):
+            if prediction is None or prediction.bound_only:  # a bound says what cannot lead, not what will
+                continue
+            if best is None or prediction.speedup > best.prediction.speedup:
                 best = Suggestion(params, prediction, answer.trial, answer.speedup)
         return best if best is not None and best.prediction.speedup > answer.speedup else None
 
@@ -193,16 +199,12 @@ class Predictor:
         bar = self.bar()
         if bar is None:
             return ""
-        space = self.context.space
-        if space.size() <= CHECK_WHOLE:
-            tried, best = tried_keys(self.study), 0.0
-            for params in space.enumerate_params():
-                if params_key(params) in tried:
-                    continue
-                prediction = self.model.predict(space.recipe_for(params))
-                if prediction is None or not prediction.surely_below(bar.speedup):
-                    return ""
-                best = max(best, prediction.high)
+        if self._index is False:
+            self._index = _SpeedIndex.of(self.context.space, self.model)
+        if self._index is not None:
+            best = self._index.highest_untried(self.model, self.context.space, tried_keys(self.study), bar.speedup)
+            if best is None:
+                return ""
             return (f"no untried configuration of the space can reach {bar.describe()}: the highest predicted is "
                     f"{best:.2f}x at most. The front cannot move: stopping (--no-predict runs every trial)")
         if self.misses >= PATIENCE:
@@ -211,9 +213,58 @@ class Predictor:
         return ""
 
 
+@dataclass(frozen=True)
+class _SpeedIndex:
+    """Every speed class of the space (``SearchSpace.speed_classes``) with its prediction's top, made once per run:
+    calibration moves only the band and the bias, the same for every prediction, so the tops are scaled, not
+    predicted again."""
+
+    entries: list[tuple[tuple, int, float | None]]  # (speed key, configurations it stands for, predicted top)
+    log_band: float  # the model's bias + error when the tops were predicted
+
+    @classmethod
+    def of(cls, space, model: CostModel) -> _SpeedIndex | None:
+        """None when the space holds more than ``SPEED_INDEX_MAX`` speed classes."""
+        entries = []
+        for params, recipe, members in space.speed_classes():
+            if len(entries) >= SPEED_INDEX_MAX:
+                return None
+            prediction = model.predict(recipe)
+            entries.append((_class_key(params, recipe), members, None if prediction is None else prediction.high))
+        return cls(entries, model.bias + model.error)
+
+    def highest_untried(self, model: CostModel, space, tried: set[tuple], bar: float) -> float | None:
+        """The highest predicted top of the untried configurations when it lies below ``bar`` (0 when every
+        configuration was tried); None when one may reach it (or is not predicted). ``tried``: ``tried_keys``."""
+        counts: dict[tuple, int] = {}
+        for key in tried:
+            params = dict(key)
+            try:
+                ck = _class_key(params, space.recipe_for(params))
+            except KeyError:  # a trial of parameters this space does not ask (an older space's): not one of its own
+                continue
+            counts[ck] = counts.get(ck, 0) + 1
+        scale = math.exp(model.bias + model.error - self.log_band)
+        best = 0.0
+        for key, members, top in self.entries:
+            if counts.get(key, 0) >= members:
+                continue
+            if top is None or top * scale >= bar:
+                return None
+            best = max(best, top * scale)
+        return best
+
+
+def _class_key(params: dict, recipe: QuantRecipe) -> tuple:
+    """The speed class of these parameters; every configuration that quantizes nothing on a fusion level is one."""
+    return ("fusion only", recipe.fusion) if not recipe.operators_to_quantize else speed_key(params)
+
+
 def prediction_attrs(prediction: Prediction | None) -> dict:
     """A trial's ``predicted`` record (None when the model does not cover its recipe)."""
     if prediction is None:
         return {"predicted": None}
-    return {"predicted": {"speedup": prediction.speedup, "low": prediction.low, "high": prediction.high,
-                          "raw": prediction.raw}}
+    out = {"speedup": prediction.speedup, "low": prediction.low, "high": prediction.high, "raw": prediction.raw}
+    if prediction.bound_only:
+        out["bound_only"] = True
+    return {"predicted": out}

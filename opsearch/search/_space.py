@@ -148,6 +148,11 @@ class SearchSpace:
         return [fmt for fmt in dict.fromkeys(_split_key(k)[2] for k in self.operators)
                 if (mode == "static" or fmt == "QOperator") and variant_key(fusion, mode, fmt) in self.operators]
 
+    def static_variants(self) -> dict[str, tuple[str, ...]]:
+        """"<fusion>|<format>" -> the operator types a static recipe may quantize there (every static variant)."""
+        return {f"{fusion}|{fmt}": self.operators_for(fusion, "static", fmt) for fusion in self.fusions
+                for fmt in self._formats_of(fusion, "static") if self.operators_for(fusion, "static", fmt)}
+
     def operators_for(self, fusion: str, mode: str, fmt: str = "QOperator") -> tuple[str, ...]:
         return self.operators.get(variant_key(fusion, mode, fmt), ())
 
@@ -294,6 +299,28 @@ class SearchSpace:
             path[j] += 1
             del path[j + 1:]
 
+    def speed_classes(self) -> Iterator[tuple[dict, QuantRecipe, int]]:
+        """The space with the parameters that change a recipe's numbers but not its kernels (``NUMBERS_ONLY``) set
+        to their first choice: each configuration left once, its recipe, and how many configurations of the space
+        it stands for (they share its speed). Replays the walk as ``enumerate_params`` does."""
+        path: list[int] = []
+        seen: set = set()
+        while True:
+            walk = _Replay(path, fixed=NUMBERS_ONLY)
+            recipe = self._build(walk.ask)
+            del path[len(walk.sizes):]
+            key = _fusion_only(recipe) if not recipe.operators_to_quantize else recipe
+            if not recipe.is_fp32 and key not in seen:
+                seen.add(key)
+                yield walk.params, recipe, walk.members if recipe.operators_to_quantize else 1
+            j = len(path) - 1
+            while j >= 0 and path[j] + 1 >= walk.sizes[j]:
+                j -= 1
+            if j < 0:
+                return
+            path[j] += 1
+            del path[j + 1:]
+
     def neighbour(self, params: dict, rng: np.random.Generator) -> dict | None:
         """A configuration one parameter away from ``params`` (Optuna parameters of this space): one parameter it
         sets takes another of its choices; parameters the change brings in are drawn at random. None when the
@@ -387,18 +414,35 @@ class SearchSpace:
                    sensitivity=data["sensitivity"])
 
 
+# The parameters that change a recipe's numbers (its scales and zero points) but not which kernels run: as the cost
+# model's kinds see it (``measure._kernels``), configurations that differ only in these run at one speed.
+NUMBERS_ONLY = frozenset({"reduce_range", "weights_symmetric", "activations_symmetric", "calibration_method",
+                          "calibration_samples"})
+
+
 def params_key(params: dict) -> tuple:
     """A configuration's parameters as a hashable key: two draws of one configuration give the same key."""
     return tuple(sorted(params.items()))
 
 
-class _Replay:
-    """Answers each question with the choice ``path`` names (the first one past its end), and records them."""
+def speed_key(params: dict) -> tuple:
+    """The key of the configurations that run at the speed of these parameters (``NUMBERS_ONLY`` left out)."""
+    return tuple(sorted((k, v) for k, v in params.items() if k not in NUMBERS_ONLY))
 
-    def __init__(self, path: list[int]) -> None:
-        self.path, self.sizes, self.params = path, [], {}
+
+class _Replay:
+    """Answers each question with the choice ``path`` names (the first one past its end), and records them. A
+    question in ``fixed`` takes its first choice, off the path: ``members`` counts the configurations that stand
+    behind each answer so."""
+
+    def __init__(self, path: list[int], fixed: frozenset[str] = frozenset()) -> None:
+        self.path, self.sizes, self.params, self.fixed, self.members = path, [], {}, fixed, 1
 
     def ask(self, name: str, choices: Sequence):
+        if name in self.fixed:
+            self.members *= len(choices)
+            self.params[name] = choices[0]
+            return choices[0]
         i = len(self.sizes)
         if i == len(self.path):
             self.path.append(0)

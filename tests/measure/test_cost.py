@@ -182,7 +182,8 @@ def test_borrowed_and_unmeasured_kinds_widen_the_interval_and_a_large_unknown_is
 def test_what_the_model_does_not_cover_gets_no_prediction_and_a_reason(graph, classes) -> None:
     model = _injected(graph, classes, {W8: 0.4})
     static = QuantRecipe("static", ("MatMul",))
-    assert model.predict(static) is None and "static mode is not predicted" in model.unpredictable(static)
+    assert model.predict(static) is None and "static mode in the QOperator format was not probed" in \
+        model.unpredictable(static)
     fused = QuantRecipe("dynamic", ("MatMul",), fusion="O2")
     assert model.predict(fused) is None and "'O2' was not profiled" in model.unpredictable(fused)
     assert model.unpredictable(QuantRecipe("dynamic", ("MatMul",), matmul_weights_only=True)) == ""
@@ -277,3 +278,57 @@ def test_a_built_model_measures_its_probes_and_round_trips_through_its_dict(tiny
     with pytest.raises(ValueError, match="version"):
         CostModel.from_dict({**stored, "version": 0})
     assert dataclasses.replace(calibrated, residuals=()) != calibrated
+
+
+# The static mode's bound ---------------------------------------------------------------------------------------------
+
+
+def _profile(kernels: dict[str, tuple[str, float]]):
+    from opsearch.measure._profile import NodeProfile
+
+    return NodeProfile({n: t for n, (_, t) in kernels.items()}, {n: k for n, (k, _) in kernels.items()},
+                       sum(t for _, t in kernels.values()), 1, 1)
+
+
+def test_static_savings_count_what_each_type_replaced_and_leave_the_borders_out() -> None:
+    from opsearch.measure._probes import static_savings
+
+    base = _profile({"mm": ("MatMul", 4.0), "gelu": ("BiasGelu", 1.0), "sm": ("Softmax", 0.5),
+                     "ln": ("LayerNormalization", 0.7), "shape": ("Shape", 0.1)})
+    probe = _profile({"mm_quant": ("QLinearMatMul", 1.5), "add_quant": ("QLinearAdd", 0.3), "erf": ("Erf", 0.4),
+                      "sm_quant": ("QLinearSoftmax", 0.9), "q": ("QuantizeLinear", 0.2),
+                      "dq": ("DequantizeLinear", 0.2), "ln": ("LayerNormalization", 0.7), "s": ("Shape", 0.1)})
+    saved = static_savings(("Add", "MatMul", "Mul", "Softmax", "Unsqueeze"), base, probe)
+    assert saved["MatMul"] == pytest.approx(4.0 - 1.5 + 0.1)  # the renamed Shape may be any type's
+    assert saved["Add"] == pytest.approx(1.0 - 0.3 + 0.1)  # the fused Add+Gelu counts for Add and for Mul
+    assert saved["Mul"] == pytest.approx(1.0 + 0.1)  # the broken fusion's Erf and the borders are left out
+    assert saved["Softmax"] == pytest.approx(0.5 - 0.9 + 0.1)  # an integer kernel slower than fp32's: negative
+    assert saved["Unsqueeze"] == pytest.approx(0.1)
+    assert "LayerNormalization" not in saved  # unchanged kernels and types the probe did not quantize
+
+
+def test_a_static_recipe_gets_an_upper_bound_that_holds_and_grows_with_its_operator_types(
+        tiny_onnx, feeds, tmp_path) -> None:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_onnx.folder)
+    calibration = encode_padded(tokenizer, [r["sentence"] for r in sentiment_rows(8)], length=16)
+    ops = ("Add", "Gather", "MatMul", "Mul", "Softmax")
+    model = build_cost_model(tiny_onnx.onnx_path, feeds, ThreadSettings(1), work_dir=tmp_path / "work",
+                             probes=[], passes=2, calibration=calibration, static_ops={"none|QOperator": ops})
+    probe = model.probes[-1]
+    assert probe.kind == "static/QOperator" and probe.quantized_counts.get("MatMul", 0) > 0
+    assert set(model.savings["none|static/QOperator"]) == set(ops)
+    every = model.predict(QuantRecipe("static", ops))
+    assert every.bound_only and every.low == 0 and every.describe().startswith("predicted at most ")
+    # it bounds what the probe itself ran at, unprofiled, beside fp32 (the borders' cost is real, so below)
+    assert probe.compared_wall_s / probe.wall_s <= every.high
+    matmul = model.predict(QuantRecipe("static", ("MatMul",)))
+    assert matmul.high <= every.high or model.savings["none|static/QOperator"]["MatMul"] <= 0
+    per_channel = model.predict(QuantRecipe("static", ("MatMul",), per_channel=True))
+    assert per_channel.high == pytest.approx(matmul.high * math.exp(BORROW_ERROR))  # the probe ran per-tensor
+    assert model.predict(QuantRecipe("static", ("MatMul",), format="QDQ")) is None  # not probed
+    assert "QDQ" in model.unpredictable(QuantRecipe("static", ("MatMul",), format="QDQ"))
+    # a bound is no point estimate: the probes' checks and the trials' calibration leave it out
+    assert all(p.kind != "static/QOperator" for p in model.probes if p.factor is not None)
+    assert CostModel.from_dict(json.loads(json.dumps(model.to_dict()))) == model

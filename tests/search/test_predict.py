@@ -80,6 +80,15 @@ def test_the_study_stops_when_no_untried_configuration_can_reach_the_bar_and_not
     assert "no untried configuration of the space can reach trial 0's" in predictor.why_stop()
     monkeypatch.setattr(predictor, "bar", lambda: Bar(0, top * 0.99))  # the fastest could still reach it
     assert predictor.why_stop() == ""
+    # Once every configuration predicted that fast is tried (here: queued), the next fastest decides.
+    tops = sorted({p.high for p in speeds})
+    assert len(tops) >= 2
+    monkeypatch.setattr(predictor, "bar", lambda: Bar(0, (tops[-2] + tops[-1]) / 2))
+    assert predictor.why_stop() == ""
+    for params, prediction in zip(context.space.enumerate_params(), speeds, strict=True):
+        if prediction.high == tops[-1]:
+            study.enqueue_trial(params)
+    assert f"the highest predicted is {tops[-2]:.2f}x at most" in predictor.why_stop()
 
 
 def test_the_model_is_recalibrated_on_the_trials_timed_on_this_machine(tmp_path, tiny_onnx) -> None:
@@ -107,7 +116,7 @@ def test_a_larger_space_stops_after_a_run_of_draws_that_could_not_reach_the_bar(
     predictor = Predictor(context, optuna.create_study(directions=["maximize", "minimize"]), "here")
     predictor.model = _model(context.model.onnx_path, factor=0.5)
     monkeypatch.setattr(predictor, "bar", lambda: Bar(3, 1.5))
-    monkeypatch.setattr(_predict, "CHECK_WHOLE", 0)  # too large to check whole
+    monkeypatch.setattr(_predict, "SPEED_INDEX_MAX", 0)  # too large to check whole
     for i in range(_predict.PATIENCE):
         assert predictor.why_stop() == ""
         predictor.counted(TrialRecord(predicted_below=3) if i % 2 else TrialRecord(repeat_of=1))

@@ -129,6 +129,29 @@ def test_enumeration_yields_every_recipe_once_and_size_counts_them() -> None:
     assert [r.fusion for r in fusion_only] == ["O2"]
 
 
+def test_speed_classes_partition_the_space_by_what_changes_its_kernels() -> None:
+    from opsearch.search._space import NUMBERS_ONLY, speed_key
+
+    for space in (SearchSpace.from_graph(_graph(), modes=["dynamic", "static"]), _rich()):
+        classes = list(space.speed_classes())
+        assert sum(members for _, _, members in classes) == space.size()
+        keys = {speed_key(p): members for p, r, members in classes if r.operators_to_quantize}
+        assert len(keys) == len([r for _, r, _ in classes if r.operators_to_quantize])  # each class once
+        counts: dict[tuple, int] = {}
+        for params in space.enumerate_params():
+            if space.recipe_for(params).operators_to_quantize:
+                counts[speed_key(params)] = counts.get(speed_key(params), 0) + 1
+        assert counts == keys  # every configuration in one class, as many as it says
+        for params, _, _ in classes:  # a class stands at the first choice of what changes only the numbers
+            assert all(params[name] is False for name in NUMBERS_ONLY & {"reduce_range", "weights_symmetric"}
+                       if name in params)
+    rich = _rich()
+    static = next(p for p, r, _ in rich.speed_classes() if r.mode == "static")
+    other = {**static, "reduce_range": True, "weights_symmetric": not static["weights_symmetric"]}
+    assert speed_key(other) == speed_key(static)
+    assert speed_key({**static, "per_channel": not static["per_channel"]}) != speed_key(static)
+
+
 def test_params_for_round_trips_and_rejects_what_the_space_lacks() -> None:
     space = _rich()
     recipe = QuantRecipe("static", ("MatMul",), fusion="O2", format="QDQ", activations_dtype="QInt8",

@@ -3,11 +3,11 @@
 First the starting points read from the graph, the likeliest to lead: where a fusion level made Attention nodes the
 dynamic quantizer takes, that fusion with dynamic Attention and MatMul, and dynamic int8 of the MatMuls with a
 constant weight only (what Intel Neural Compressor does by default: attention's MatMuls of two activations stay
-fp32); each per-tensor, then per-channel. They run before the cost model is built and are never pruned by it. Then
-optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512, avx512_vnni; dynamic, with and without
-per-channel), read from optimum itself and translated into the space's parameters: predicted once the model exists,
-and one it says cannot reach the front is pruned untimed. Presets that land on the same parameters are enqueued once
-under all their names ("avx512 / avx512_vnni").
+fp32), each per-tensor. They run before the cost model is built and are never pruned by it. Then each of them
+per-channel, and optimum's ``AutoQuantizationConfig`` presets (arm64, avx2, avx512, avx512_vnni; dynamic, with and
+without per-channel), read from optimum itself and translated into the space's parameters: predicted once the model
+exists, and one it says cannot reach the front is pruned untimed. Presets that land on the same parameters are
+enqueued once under all their names ("avx512 / avx512_vnni").
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
     Presets quantize the exported graph ("none") when the space holds it, else its first fusion level.
     """
     fusion = "none" if "none" in space.fusions else space.fusions[0]
-    out: list[tuple[str, QuantRecipe]] = starting_points(space)
+    starts = starting_points(space)
+    # each starting point per-channel, right after them: predicted like the presets below
+    out: list[tuple[str, QuantRecipe]] = [*starts, *((f"{name}, per-channel", dataclasses.replace(r, per_channel=True))
+                                                     for name, r in starts)]
     if "dynamic" in space.modes:
         registry = quantizable_registry()["dynamic"]
         ops = tuple(op for op in space.operators_for(fusion, "dynamic") if op in registry)
@@ -77,7 +80,8 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
 
 
 def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
-    """The recipes the graph says are likeliest to lead, per-tensor first, then per-channel, each pair in order:
+    """The recipes the graph says are likeliest to lead, per-tensor (per-channel weights are slower on the CPUs
+    measured, and can saturate without VNNI: each runs next as a preset, predicted), in order:
 
     - "dynamic: <level> fused attention": per fusion level whose graph has Attention nodes the dynamic quantizer
       takes (QAttention), that fusion with Attention and MatMul dynamic (a fused dynamic recipe leaves any MatMul of
@@ -106,8 +110,7 @@ def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
         weights_only = space.asks_weights_only(fusion, "dynamic", ("MatMul",))  # False: no activation MatMul
         kinds.append(("dynamic: weight MatMuls only", QuantRecipe(
             operators_to_quantize=("MatMul",), fusion=fusion, matmul_weights_only=weights_only, **base)))
-    return kinds + [(f"{name}, per-channel", dataclasses.replace(recipe, per_channel=True))
-                    for name, recipe in kinds]
+    return kinds
 
 
 def presets(space: SearchSpace, *, sweep_operators: bool = False) -> list[Preset]:

@@ -77,6 +77,7 @@ class Predictor:
         self.model: CostModel | None = None
         self.misses = 0  # sampled draws in a row pruned by prediction or repeated
         self.skipped = False  # said once that this run goes without a model
+        self.waiting = False  # said once that the model waits for a bar
         self.prunes = set(context.config.objectives) <= PRUNING_OBJECTIVES
         self._index: _SpeedIndex | None | bool = False  # False: not made yet; None: the space is too large
 
@@ -84,13 +85,22 @@ class Predictor:
 
     def available(self, *, starting: bool, trials_left: int) -> bool:
         """Whether to predict a trial: once the model exists, every trial; before, any but a starting point (they
-        run first, unpredicted), and only when the model is stored or enough trials are left to pay for building
-        it (``MIN_TRIALS_LEFT``)."""
+        run first, unpredicted), and only when the model is stored, or when enough trials are left to pay for
+        building it (``MIN_TRIALS_LEFT``) and a trial timed here lost no accuracy (before that bar exists the
+        model could prune nothing nor stop the study: the presets run as they are meanwhile)."""
         if self.model is not None:
             return True
         if starting:
             return False
-        if self.machine_id in StudyRecord.of(self.study).cost_models or trials_left >= MIN_TRIALS_LEFT:
+        if self.machine_id in StudyRecord.of(self.study).cost_models:
+            return True
+        if self.prunes and self.bar() is None:
+            if not self.waiting:
+                self.waiting = True
+                self.context.progress("cost model: not built yet: no trial timed here has lost no accuracy, so "
+                                      "predictions could prune nothing; built once one has")
+            return False
+        if trials_left >= MIN_TRIALS_LEFT:
             return True
         if not self.skipped:
             self.skipped = True

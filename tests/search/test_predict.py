@@ -91,6 +91,20 @@ def test_the_study_stops_when_no_untried_configuration_can_reach_the_bar_and_not
     assert f"the highest predicted is {tops[-2]:.2f}x at most" in predictor.why_stop()
 
 
+def test_the_model_waits_for_a_bar_it_could_prune_below(tmp_path, tiny_checkpoint, tiny_csv, monkeypatch) -> None:
+    lines: list[str] = []
+    context = StudyContext(_tiny(tmp_path, tiny_checkpoint, tiny_csv), progress=lines.append)
+    predictor = Predictor(context, optuna.create_study(directions=["maximize", "minimize"]), "here")
+    monkeypatch.setattr(predictor, "bar", lambda: None)  # no trial timed here lost no accuracy yet
+    assert not predictor.available(starting=False, trials_left=50)
+    assert not predictor.available(starting=False, trials_left=50)
+    assert sum("cost model: not built yet" in line for line in lines) == 1  # said once
+    monkeypatch.setattr(predictor, "bar", lambda: Bar(0, 1.5))
+    assert predictor.available(starting=False, trials_left=50)
+    assert not predictor.available(starting=True, trials_left=50)  # the starting points run unpredicted
+    assert not predictor.available(starting=False, trials_left=_predict.MIN_TRIALS_LEFT - 1)
+
+
 def test_the_model_is_recalibrated_on_the_trials_timed_on_this_machine(tmp_path, tiny_onnx) -> None:
     recipe = {"mode": "dynamic", "operators_to_quantize": ["MatMul"]}
     model = _model(tiny_onnx.onnx_path, factor=0.5)

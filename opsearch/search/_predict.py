@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,9 +38,11 @@ PROFILE_PASSES = 3
 # about 4 s once per run. A larger space stops after this many draws in a row came out pruned or repeated.
 SPEED_INDEX_MAX = 200_000
 PATIENCE = 25
-# Building the model costs about as much as a few trials (MiniLM, 2 cores: a minute, 14 probes): a run with fewer
-# trials left than this when its starting points are done goes without (a stored model is used whatever is left).
+# Building the model costs about as much as a few trials (MiniLM, 2 cores: a minute and a half, 19 probes, about
+# BUILD_TRIALS trials' time): a run with fewer trials left than MIN_TRIALS_LEFT when its starting points are done,
+# or whose time budget fits fewer than both together, goes without (a stored model is used whatever is left).
 MIN_TRIALS_LEFT = 5
+BUILD_TRIALS = 5
 # The objectives predictions may prune for: speed and accuracy loss (see the module's docstring).
 PRUNING_OBJECTIVES = frozenset({"throughput", "accuracy_loss"})
 
@@ -83,11 +86,13 @@ class Predictor:
 
     # The model --------------------------------------------------------------------------------------------
 
-    def available(self, *, starting: bool, trials_left: int) -> bool:
+    def available(self, *, starting: bool, trials_left: int,
+                  seconds_left: Callable[[], tuple[float, float]] = lambda: (math.inf, 0.0)) -> bool:
         """Whether to predict a trial: once the model exists, every trial; before, any but a starting point (they
         run first, unpredicted), and only when the model is stored, or when enough trials are left to pay for
-        building it (``MIN_TRIALS_LEFT``) and a trial timed here lost no accuracy (before that bar exists the
-        model could prune nothing nor stop the study: the presets run as they are meanwhile)."""
+        building it (``MIN_TRIALS_LEFT``; ``seconds_left()``: the run's budget for trials and a typical trial's
+        seconds) and a trial timed here lost no accuracy (before that bar exists the model could prune nothing nor
+        stop the study: the presets run as they are meanwhile)."""
         if self.model is not None:
             return True
         if starting:
@@ -100,12 +105,14 @@ class Predictor:
                 self.context.progress("cost model: not built yet: no trial timed here has lost no accuracy, so "
                                       "predictions could prune nothing; built once one has")
             return False
-        if trials_left >= MIN_TRIALS_LEFT:
+        left_s, trial_s = seconds_left()
+        if trials_left >= MIN_TRIALS_LEFT and left_s >= (MIN_TRIALS_LEFT + BUILD_TRIALS) * trial_s:
             return True
         if not self.skipped:
             self.skipped = True
-            self.context.progress(f"cost model: not built for this run's last {trials_left} trial(s) (it costs about "
-                                  f"as much as a few trials; built when {MIN_TRIALS_LEFT} or more are left)")
+            self.context.progress(f"cost model: not built for this run's last {trials_left} trial(s) or its time "
+                                  f"budget (it costs about {BUILD_TRIALS} trials' time; built when "
+                                  f"{MIN_TRIALS_LEFT} or more trials and their time are left after it)")
         return False
 
     def ready(self) -> CostModel:

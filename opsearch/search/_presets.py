@@ -35,10 +35,10 @@ class Preset:
 
 
 def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list[tuple[str, QuantRecipe]]:
-    """The named recipes, before translation: the starting points read from the graph (``starting_points``), then
-    MatMul only, every quantizable operator, optimum's CPU presets, with ``sweep_operators`` each dynamic operator
-    alone, ONNX Runtime's weight-only defaults (MatMul, then the embeddings too), and the fused graph alone per
-    fusion level.
+    """The named recipes, before translation: the starting points read from the graph (``starting_points``), each
+    per-channel, the fused graph alone per fusion level, then MatMul only, every quantizable operator, optimum's CPU
+    presets, with ``sweep_operators`` each dynamic operator alone, and ONNX Runtime's weight-only defaults (MatMul,
+    then the embeddings too).
 
     Presets quantize the exported graph ("none") when the space holds it, else its first fusion level.
     """
@@ -47,6 +47,9 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
     # each starting point per-channel, right after them: predicted like the presets below
     out: list[tuple[str, QuantRecipe]] = [*starts, *((f"{name}, per-channel", dataclasses.replace(r, per_channel=True))
                                                      for name, r in starts)]
+    # each fusion level alone: loses no accuracy by construction, so it gives the cost model its first bar
+    out += [(f"fusion only {level}", QuantRecipe(mode=space.modes[0], operators_to_quantize=(), fusion=level))
+            for level in space.fusions if level != "none"]
     if "dynamic" in space.modes:
         registry = quantizable_registry()["dynamic"]
         ops = tuple(op for op in space.operators_for(fusion, "dynamic") if op in registry)
@@ -72,10 +75,6 @@ def preset_recipes(space: SearchSpace, *, sweep_operators: bool = False) -> list
                         QuantRecipe(operators_to_quantize=("Gather", "MatMul"), **base)))
     if "mixed" in space.modes:
         out += _mixed_presets(space, fusion)
-    for level in space.fusions:
-        if level != "none":
-            out.append((f"fusion only {level}", QuantRecipe(mode=space.modes[0], operators_to_quantize=(),
-                                                            fusion=level)))
     return out
 
 

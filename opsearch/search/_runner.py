@@ -5,7 +5,9 @@ back at the head of the queue, its number kept."""
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
+import statistics
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -55,6 +57,8 @@ class Runner:
     _executor: Executor | None = None
     _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
     _trials_left: int = 0  # of this run's n_trials, not yet counted
+    _budget: Budget | None = None  # this run's time budget, if any
+    _durations: list[float] = field(default_factory=list)  # this run's trials' durations so far
     _phase: str = "preparing the trial"
 
     def __post_init__(self) -> None:
@@ -127,7 +131,7 @@ class Runner:
         trials (other processes' included); with ``budget``, once another trial and the front session would not fit
         in what is left of it."""
         started, finished, durations = time.perf_counter(), [0], []
-        self._trials_left = n_trials
+        self._trials_left, self._budget, self._durations = n_trials, budget, durations
         if n_trials <= 0:
             return self.study
 
@@ -193,6 +197,13 @@ class Runner:
             return
         study.enqueue_trial(suggestion.params, user_attrs=trial_attrs(suggested_near=suggestion.near))
         self.progress(f"next: {self.context.space.recipe_for(suggestion.params).label()}: {suggestion.describe()}")
+
+    def _seconds_for_trials(self) -> tuple[float, float]:
+        """What this run's budget leaves for trials once the front session is set aside, and a typical trial's
+        seconds (inf, 0 without a budget or before any trial ran)."""
+        if self._budget is None or self._budget.seconds is None or not self._durations:
+            return math.inf, 0.0
+        return self._budget.left - self.front_session_seconds(), statistics.median(self._durations)
 
     def front_session_seconds(self) -> float:
         """What the front session would cost now, at least (0 when the study does not re-time its front)."""
@@ -270,7 +281,8 @@ class Runner:
         predicted like a draw."""
         record = TrialRecord.of(trial)
         starting = bool(record.preset) and record.starting is not False  # None: a study from before the difference
-        if self.predictor is None or not self.predictor.available(starting=starting, trials_left=self._trials_left):
+        if self.predictor is None or not self.predictor.available(starting=starting, trials_left=self._trials_left,
+                                                                  seconds_left=self._seconds_for_trials):
             return
         prediction = self.predictor.predict(recipe)
         set_trial_attrs(trial, **prediction_attrs(prediction))

@@ -103,6 +103,11 @@ def test_the_model_waits_for_a_bar_it_could_prune_below(tmp_path, tiny_checkpoin
     assert predictor.available(starting=False, trials_left=50)
     assert not predictor.available(starting=True, trials_left=50)  # the starting points run unpredicted
     assert not predictor.available(starting=False, trials_left=_predict.MIN_TRIALS_LEFT - 1)
+    # a time budget that fits the model's build and a few trials after it, or not
+    need = (_predict.MIN_TRIALS_LEFT + _predict.BUILD_TRIALS) * 20.0
+    assert predictor.available(starting=False, trials_left=50, seconds_left=lambda: (need + 1, 20.0))
+    assert not predictor.available(starting=False, trials_left=50, seconds_left=lambda: (need - 1, 20.0))
+    assert sum("cost model: not built for" in line for line in lines) == 1
 
 
 def test_the_model_is_recalibrated_on_the_trials_timed_on_this_machine(tmp_path, tiny_onnx) -> None:

@@ -74,16 +74,22 @@ def test_a_spent_budget_ends_the_study_between_trials_with_its_front_session_and
     monkeypatch.setattr(_remeasure, "measure_interleaved",
                         lambda *args, protocol, **kwargs: sessions.append((protocol, time.monotonic()))
                         or timed(*args, protocol=protocol, **kwargs))
+    from opsearch.search import _study
+
+    budgets: list[Budget] = []
+    monkeypatch.setattr(_study, "Budget", lambda seconds: budgets.append(Budget(seconds)) or budgets[-1])
     # One second: spent by the baseline and the first trial. The first trial still runs; none after it.
-    started = time.monotonic()
+    wall, mono = time.time(), time.monotonic()  # to read a trial's end (wall clock) on the budget's clock
     study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, timeout=1), n_trials=5, progress=lines.append)
     assert len(study.get_trials(states=(COMPLETE,))) == 1
     assert any("the time budget (1 s)" in line and "stopping between trials" in line for line in lines)
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     session = study.user_attrs["front_remeasured"]  # the front session ran, on what was left: nothing more than
     assert session["considered"] == [t.number for t in study.get_trials(states=(COMPLETE,))]  # its minimum rounds
-    [(protocol, began)] = sessions  # its time cap is what the budget had left when it began (nothing, or a little)
-    assert protocol.max_seconds <= max(0.0, 1.0 - (began - started)) + 0.05
+    # its time cap is what the budget had left when it was set, after the trial ended (nothing, or a little)
+    [(protocol, _)], [budget] = sessions, budgets
+    trial_end = study.get_trials(states=(COMPLETE,))[0].datetime_complete.timestamp() - wall + mono
+    assert protocol.max_seconds <= max(0.0, 1.0 - (trial_end - budget.started)) + 0.05
     resumed = resume_study(storage=f"sqlite:///{tmp_path / 'study.db'}", study_name="budget", n_trials=1,
                            progress=lines.append, timeout=3600)
     assert len(resumed.get_trials(states=(COMPLETE,))) == 2

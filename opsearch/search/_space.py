@@ -281,32 +281,22 @@ class SearchSpace:
 
         Replays the walk of ``suggest`` like an odometer over the choices each step offered.
         """
-        path: list[int] = []
-        seen: set = set()
-        while True:
-            walk = _Replay(path)
-            recipe = self._build(walk.ask)
-            del path[len(walk.sizes):]
-            key = _fusion_only(recipe) if not recipe.operators_to_quantize else recipe
-            if not recipe.is_fp32 and key not in seen:
-                seen.add(key)
-                yield walk.params
-            j = len(path) - 1
-            while j >= 0 and path[j] + 1 >= walk.sizes[j]:
-                j -= 1
-            if j < 0:
-                return
-            path[j] += 1
-            del path[j + 1:]
+        for params, _, _ in self._odometer(frozenset()):
+            yield params
 
     def speed_classes(self) -> Iterator[tuple[dict, QuantRecipe, int]]:
         """The space with the parameters that change a recipe's numbers but not its kernels (``NUMBERS_ONLY``) set
         to their first choice: each configuration left once, its recipe, and how many configurations of the space
-        it stands for (they share its speed). Replays the walk as ``enumerate_params`` does."""
+        it stands for (they share its speed)."""
+        return self._odometer(NUMBERS_ONLY)
+
+    def _odometer(self, fixed: frozenset[str]) -> Iterator[tuple[dict, QuantRecipe, int]]:
+        """Every walk of ``suggest``, each recipe once (the fp32 model left out), the questions in ``fixed`` at
+        their first choice: (parameters, recipe, configurations it stands for)."""
         path: list[int] = []
         seen: set = set()
         while True:
-            walk = _Replay(path, fixed=NUMBERS_ONLY)
+            walk = _Replay(path, fixed=fixed)
             recipe = self._build(walk.ask)
             del path[len(walk.sizes):]
             key = _fusion_only(recipe) if not recipe.operators_to_quantize else recipe

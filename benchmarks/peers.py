@@ -491,7 +491,7 @@ def time_and_evaluate(args, inputs: dict, runs: dict) -> dict:
             evaluation, timing = evaluations[peer], timings[peer]
             low, high = accuracy_loss_ci(fp32_correct, evaluation.predictions == inputs["labels"])
             row.update({
-                "accuracy": evaluation.accuracy, "loss_pt": 100 * (evaluations["fp32"].accuracy - evaluation.accuracy),
+                "accuracy": evaluation.score, "loss_pt": 100 * (evaluations["fp32"].score - evaluation.score),
                 "loss_ci_pt": [100 * low, 100 * high], "speedup": timing.speedup, "speedup_ci": timing.speedup_ci,
                 "tie": ties.get(peer, ""), "size_mb": model_file_mb(answers[peer]), "graph": describe(answers[peer]),
                 "timing": {k: v for k, v in timing.to_dict().items() if k not in ("candidate_s", "baseline_s")}})

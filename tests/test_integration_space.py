@@ -29,7 +29,7 @@ def minilm(tmp_path_factory):
     calibration = encode_padded(tokenizer, data.fit.texts[:64], length=config.calibration_max_length)
 
     def accuracy(path: Path) -> float:
-        return task.evaluate(make_session(path, ThreadSettings(2))).accuracy
+        return task.evaluate(make_session(path, ThreadSettings(2))).score
 
     return model, cache, calibration, accuracy, accuracy(model.onnx_path)
 

@@ -3,7 +3,13 @@ that act on a choice (the quantizer, the timer, the sampler) read them from here
 
 from __future__ import annotations
 
-TASKS = ("auto", "classification", "embedding")
+TASKS = ("auto", "classification", "regression", "embedding")
+# What a study judges a model by (opsearch.measure's metrics); auto: accuracy for classes, Spearman for a regressor.
+METRICS = ("auto", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "mcc", "spearman", "pearson")
+DEFAULT_METRICS = {"classification": "accuracy", "embedding": "accuracy", "regression": "spearman"}
+# How reports name each metric.
+METRIC_TITLES = {"accuracy": "accuracy", "f1_macro": "macro F1", "f1_micro": "micro F1", "f1_weighted": "weighted F1",
+                 "mcc": "MCC", "spearman": "Spearman", "pearson": "Pearson"}
 # weight_only: ONNX Runtime's MatMulNBits (4- or 8-bit weights in blocks, float activations) and 4-bit embeddings
 # (GatherBlockQuantized), through onnxruntime.quantization.matmul_nbits_quantizer.
 # mixed: a precision per group of layers and roles (opsearch.quantize's groups), static and dynamic in one model

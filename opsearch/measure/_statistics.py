@@ -143,6 +143,28 @@ def accuracy_loss_ci(reference_correct: np.ndarray, candidate_correct: np.ndarra
     return min(low, point), max(high, point)
 
 
+def metric_loss_ci(metric, reference: np.ndarray, candidate: np.ndarray, references: np.ndarray, *,
+                   level: float = 0.95, resamples: int = 2000, seed: int = 0) -> tuple[float, float]:
+    """Paired bootstrap interval of fp32's ``metric`` minus a candidate's, for a metric that is no mean of per-row
+    scores (F1, MCC, a correlation): ``reference`` and ``candidate`` are their predictions of the same rows, and each
+    resample takes the same rows of both, so only the rows where they differ move the loss. Widened if need be to
+    hold the point estimate. No prediction differs: exactly (0, 0)."""
+    reference, candidate, references = np.asarray(reference), np.asarray(candidate), np.asarray(references)
+    if np.array_equal(reference, candidate):
+        return 0.0, 0.0
+
+    def loss(rows: np.ndarray, axis: int = -1) -> np.ndarray:
+        picked = np.atleast_2d(rows.astype(int))
+        truth = references[picked]
+        return metric.batched(reference[picked], truth) - metric.batched(candidate[picked], truth)
+
+    batch = max(1, int(2e6 // len(references)))  # bounded memory on large evaluation sets
+    low, high = _percentile_bootstrap((np.arange(len(references)),), loss, level=level, resamples=resamples,
+                                      seed=seed, batch=batch)
+    point = metric.score(reference, references) - metric.score(candidate, references)
+    return min(low, point), max(high, point)
+
+
 def holm(p_values: list[float]) -> list[float]:
     """Holm's step-down adjustment of p-values for the number of comparisons: the chance of declaring any
     difference where there is none stays at alpha. (scipy has Benjamini-Hochberg only, which bounds the share of

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from opsearch.measure._sessions import Feed, encode, input_names
+from opsearch.measure._sessions import Feed, Text, encode, input_names
 
 
 @dataclass
@@ -17,7 +17,7 @@ class Workload:
     batch pads each batch to its longest text (throughput). With ``end_to_end`` the tokenizer runs inside the
     timed region, as a pipeline user would see it; otherwise inputs are tokenized once, beforehand."""
 
-    texts: list[str]
+    texts: list[Text]  # texts or pairs
     tokenizer: object
     batch_size: int = 1
     max_length: int = 256
@@ -33,10 +33,10 @@ class Workload:
     def samples(self) -> int:
         return len(self.texts)
 
-    def batches(self) -> list[list[str]]:
+    def batches(self) -> list[list[Text]]:
         return [self.texts[i:i + self.batch_size] for i in range(0, len(self.texts), self.batch_size)]
 
-    def _encode(self, batch: list[str]) -> Feed:
+    def _encode(self, batch: list[Text]) -> Feed:
         return encode(self.tokenizer, batch, max_length=self.max_length, batch_size=len(batch))[0]
 
     def feeds(self) -> list[Feed]:

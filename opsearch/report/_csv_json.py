@@ -60,6 +60,7 @@ def report_dict(report: StudyReport, effects: StudyEffects) -> dict:
         "study": report.study_name,
         "counts": report.counts,
         "baseline": report.baseline,
+        "metric": report.metric,  # rows' "accuracy" and "accuracy_loss_pt" are in it
         "max_accuracy_loss": report.max_accuracy_loss,
         "front": [asdict(r) for r in report.front],
         "rows": [asdict(r) for r in report.rows],

@@ -68,6 +68,8 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
             "study": study.study_name, "trial": number, "preset": measured.preset or None,
             "recipe": recipe.to_dict(), "graph_hash": quantized.graph_hash,
             "quantized_nodes": measured.quantized_nodes, "metrics": measured.metrics,
+            # The loss (a fraction, its paired 95% interval) in the study's metric, fp32's minus the trial's.
+            "metric": stored.metric, "metric_loss": measured.accuracy_loss,
             "accuracy_loss": measured.accuracy_loss, "accuracy_loss_ci": measured.accuracy_loss_ci,
             # The batch its accuracy was evaluated in, as the workload was timed (dynamic int8 answers per batch).
             "accuracy_batch_size": measured.accuracy_batch_size,

@@ -75,7 +75,7 @@ def render_html(report: StudyReport, effects: StudyEffects, *, y_axis: str = "sp
     interactions = "".join(f"<li>{esc(h)}</li>" for h in effects.interactions)
     settings = json.dumps(json_ready(report.settings), indent=2, sort_keys=True) if report.settings else "not recorded"
     return _PAGE.format(
-        title=esc(report.study_name), style=_STYLE,
+        title=esc(report.study_name), style=_STYLE, metric=esc(report.metric_title),
         summary="".join(f"<p>{esc(line)}</p>" for line in _summary(report) if line),
         pareto=pareto, listed=len(report.front), completed=len(report.rows), front=_front_html(report),
         groups=_same_graph_html(report), grids=_grids_html(report),
@@ -95,8 +95,8 @@ _PAGE = """<!DOCTYPE html>
 <body>
 <h1>opsearch report: {title}</h1>
 {summary}
-<h2>Pareto front: speedup against accuracy loss</h2>
-<p class="note">Error bars: the speedup's 95% interval across sessions (vertical) and the accuracy loss's paired
+<h2>Pareto front: speedup against {metric} loss</h2>
+<p class="note">Error bars: the speedup's 95% interval across sessions (vertical) and the {metric} loss's paired
 95% interval (horizontal). Faded: dominated trials (circles) and infeasible ones (crosses). Hover a point for its
 recipe, where it stands against the limit, and its tie group.</p>
 {pareto}

@@ -51,7 +51,8 @@ def baseline_line(report: StudyReport) -> str:
     latency = base["timing"].get("latency_ms") or {}
     extra = ([f"{base['size_mb']:.1f} MB"] if base["size_mb"] is not None else []) + (
         [f"latency p50/p95/p99 {latency_cell(latency['p50'], latency['p95'], latency['p99'])} ms"] if latency else [])
-    return (f"fp32 baseline: accuracy {base['metrics']['accuracy']:.4f} (batch {report.accuracy_batch_size}), "
+    return (f"fp32 baseline: {report.metric_title} {base['metrics'][report.metric]:.4f} (batch "
+            f"{report.accuracy_batch_size}), "
             f"{base['timing']['throughput']:.1f} samples/s (timed at batch "
             f"{report.settings.get('workload', {}).get('batch_size', 1)})" + "".join(f", {e}" for e in extra))
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 Y_AXES, X_AXES = PLOT_Y_AXES, PLOT_X_AXES
 _LABELS = {"speedup": "speedup over fp32 (x, batch {batch}, higher is better)",
            "throughput": "throughput (samples/s, batch {batch}, higher is better)",
-           "accuracy_loss": "accuracy loss vs fp32 (points, lower is better)",
+           "accuracy_loss": "{metric} loss vs fp32 (points, lower is better)",
            "size": "model file (MB, lower is better)",
            **{f"p{q}": f"p{q} latency of one call (ms, batch {{batch}}, lower is better)" for q in (50, 95, 99)}}
 _COLUMNS = {"size": "size_mb", "p50": "latency_p50_ms", "p95": "latency_p95_ms", "p99": "latency_p99_ms"}
@@ -64,7 +64,7 @@ class ParetoPlotInfo(NamedTuple):
     max_accuracy_loss_pt: float | None = None  # the limit, drawn as a vertical line
     presets: list[tuple[str, ParetoPoint]] = []  # every preset trial with its name, by trial number
     x_axis: str = "accuracy_loss"
-    x_label: str = _LABELS["accuracy_loss"]
+    x_label: str = _LABELS["accuracy_loss"].format(metric="accuracy")
     baseline_x: float = 0.0  # the fp32 baseline's spot on the x axis
     # True when the plot's axes are the study's two objectives: the front is then a staircase, drawn as one. Over
     # more objectives (or other axes) the front's points are drawn alone: a point behind another here may be
@@ -137,10 +137,12 @@ def pareto_plot_info(report: StudyReport, *, y_axis: str = "speedup", x_axis: st
     standard = x_axis == "accuracy_loss" and y_axis in ("speedup", "throughput")
     shown = {x_axis, "throughput" if y_axis == "speedup" else y_axis}
     return ParetoPlotInfo(front, dominated, baseline, f"opsearch: {report.study_name}", infeasible, y_axis,
-                          _LABELS[y_axis].format(batch=batch), _baseline_on(y_axis, report),
+                          _LABELS[y_axis].format(batch=batch, metric=report.metric_title),
+                          _baseline_on(y_axis, report),
                           points.get(knee.trial) if knee is not None and standard else None,
                           None if best is None else points.get(best.trial), limit, presets, x_axis,
-                          _LABELS[x_axis].format(batch=batch), _baseline_on(x_axis, report),
+                          _LABELS[x_axis].format(batch=batch, metric=report.metric_title),
+                          _baseline_on(x_axis, report),
                           front_is_line=set(report.objectives) <= shown and len(report.objectives) == 2)
 
 
@@ -192,7 +194,7 @@ def draw_pareto(info: ParetoPlotInfo, out: str | Path) -> Path:
                    color="tab:green", label=f"best within limit (#{info.best_feasible.trial})", zorder=6)
     if info.max_accuracy_loss_pt is not None:
         ax.axvline(info.max_accuracy_loss_pt, color="tab:gray", linestyle="--", alpha=0.6,
-                   label=f"accuracy limit ({info.max_accuracy_loss_pt:.2f} pt)")
+                   label=f"loss limit ({info.max_accuracy_loss_pt:.2f} pt)")
     ax.scatter([info.baseline_x], [info.baseline_y], marker="*", s=220, color="black", label="fp32 baseline",
                zorder=7)
     fig.canvas.draw()  # fixes the axes' limits, so data positions map to pixels
@@ -218,7 +220,7 @@ def _hover(p: ParetoPoint) -> str:
     extra += f"<br>{p.size_mb:.1f} MB" if math.isfinite(p.size_mb) else ""
     extra += f", p99 {p.latency_p99_ms:.1f} ms" if math.isfinite(p.latency_p99_ms) else ""
     return (f"{p.label}<br>speedup {p.speedup:.3f}x ({p.samples_per_s:.1f} samples/s)"
-            f"<br>accuracy loss {p.accuracy_loss_pt:+.2f} pt{extra}")
+            f"<br>loss {p.accuracy_loss_pt:+.2f} pt{extra}")
 
 
 def pareto_figure(info: ParetoPlotInfo) -> go.Figure:

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field
 import optuna
 import pandas as pd
 
+from opsearch.config import METRIC_TITLES
 from opsearch.report._anytime import AnswerStep, answer_over_time, study_minutes
 from opsearch.report._predicted import PredictionCheck, prediction_check
 from opsearch.store import (
@@ -124,6 +125,11 @@ class StudyReport:
     answer: list[AnswerStep] = field(default_factory=list)  # how the answer within the limit improved (no limit: [])
     minutes: float = 0.0  # the study's busy minutes of trials
     predictions: PredictionCheck | None = None  # the cost model's predictions against the timed trials
+    metric: str = "accuracy"  # what the study judges by: rows' accuracy and losses are in it
+
+    @property
+    def metric_title(self) -> str:
+        return METRIC_TITLES.get(self.metric, self.metric)
 
     @property
     def front(self) -> list[TrialRow]:
@@ -196,7 +202,7 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        objectives=record.objectives,
                        # Without a limit there is no one answer to follow, only the front.
                        answer=answer_over_time(study, rows) if max_accuracy_loss is not None else [],
-                       minutes=study_minutes(study), predictions=prediction_check(study))
+                       minutes=study_minutes(study), predictions=prediction_check(study), metric=record.metric)
 
 
 def tie_label(group: int | None) -> str:

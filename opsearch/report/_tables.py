@@ -9,9 +9,15 @@ from opsearch.report._effects import StudyEffects
 from opsearch.report._report import StudyReport, tie_label
 from opsearch.store import TrialRow
 
-# The cells every table of the front shows for a trial, from its preset to the speedup's interval.
+# The cells every table of the front shows for a trial, from its preset to the speedup's interval ("accuracy": the
+# study's metric, named by it).
 ROW_CELLS = ("preset", "mode", "quantized operators", "flags", "accuracy", "loss (pt)", "loss 95% CI", "vs limit",
              "samples/s", "speedup", "95% CI", "tie", "MB", "p50/p95/p99 ms")
+
+
+def row_cell_names(metric_title: str) -> list[str]:
+    """ROW_CELLS with the metric's column named by it."""
+    return [metric_title if c == "accuracy" else c for c in ROW_CELLS]
 
 
 def number_cell(value: float, fmt: str) -> str:
@@ -23,9 +29,9 @@ def latency_cell(p50: float, p95: float, p99: float) -> str:
     return "-" if not math.isfinite(p50) else f"{p50:.1f}/{p95:.1f}/{p99:.1f}"
 
 
-def row_cells(r: TrialRow) -> dict[str, str]:
-    """A trial's ROW_CELLS, formatted."""
-    return dict(zip(ROW_CELLS, (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
+def row_cells(r: TrialRow, metric_title: str = "accuracy") -> dict[str, str]:
+    """A trial's ROW_CELLS, formatted (the metric's column named by it)."""
+    return dict(zip(row_cell_names(metric_title), (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
                                 f"{r.accuracy_loss_pt:+.2f}", f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}",
                                 r.constraint or "-", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
                                 f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-",
@@ -42,7 +48,7 @@ def front_table_rows(report: StudyReport) -> tuple[list[str], list[list[object]]
         return " ".join(m for m, on in (("knee", knee is not None and knee.trial == r.trial),
                                         ("best within limit", best is not None and best.trial == r.trial)) if on)
 
-    header = ["trial", "", *ROW_CELLS, "noisy"]
+    header = ["trial", "", *row_cell_names(report.metric_title), "noisy"]
     rows: list[list[object]] = [[r.trial, mark(r), *row_cells(r).values(), "NOISY" if r.noisy else ""]
                                 for r in report.front]
     return header, rows

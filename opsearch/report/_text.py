@@ -49,7 +49,7 @@ def front_table(report: StudyReport) -> str:
     """The front, fastest first, as aligned text columns."""
     table = pd.DataFrame([{
         "trial": r.trial,
-        **row_cells(r),
+        **row_cells(r, report.metric_title),
         "+-": f"{r.ci_halfwidth:.1%}" + (" NOISY" if r.noisy else ""),
         "timed": "front session" if r.remeasured else "own trial",
         "same graph as": "" if r.same_graph_as is None else str(r.same_graph_as),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from opsearch.measure import (
     Evaluation,
-    check_fp32_accuracy,
+    check_fp32,
     fingerprint_changes,
     library_versions,
     machine_id,
@@ -20,9 +20,10 @@ def measure_baseline(context: StudyContext, study, task: Task, machine: dict) ->
     """Evaluate and time fp32, then store the baseline; refused (``StudyError``) when fp32 is no better than the
     majority class. The baseline is stored last: workers take a study with a baseline for a complete one."""
     data, progress = context.data, context.progress
-    progress("fp32 baseline: accuracy on the evaluation split ...")
+    metric = context.metric
+    progress(f"fp32 baseline: {metric.title} on the evaluation split ...")
     evaluation: Evaluation = task.evaluate(context.fp32_session)
-    majority = check_fp32_accuracy(evaluation.accuracy, data.eval.labels)
+    majority = check_fp32(evaluation, data.eval.labels, context.model.task)
     progress("fp32 baseline: timing ...")
     timing = context.time_fp32()
     set_study_attrs(study, search_space=context.space.to_dict(), graph=context.graph.to_dict(),
@@ -35,7 +36,8 @@ def measure_baseline(context: StudyContext, study, task: Task, machine: dict) ->
                                      "labels": pack_labels(data.eval.labels),
                                      "accuracy_batch_size": context.accuracy_batch_size(study),
                                      "size_mb": model_file_mb(context.model.onnx_path)})
-    progress(f"fp32 baseline: accuracy {evaluation.accuracy:.4f} (majority class {majority:.4f}), "
+    chance = "" if majority is None else f" (majority class {majority:.4f})"
+    progress(f"fp32 baseline: {metric.title} {evaluation.score:.4f}{chance}, "
              f"{timing.throughput:.1f} samples/s (cv {timing.cv:.1%} over {len(timing.seconds)} rounds)")
 
 

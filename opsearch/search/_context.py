@@ -24,6 +24,8 @@ from opsearch.measure import (
     ClassificationTask,
     EmbeddingTask,
     LinearProbe,
+    Metric,
+    RegressionTask,
     SingleTiming,
     ThreadSettings,
     TimingProtocol,
@@ -31,6 +33,7 @@ from opsearch.measure import (
     default_lock_path,
     embed,
     encode,
+    metric_for,
     encode_padded,
     make_session,
     measure_single,
@@ -53,7 +56,7 @@ from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_
 Progress = Callable[[str], None]
 # Calibration rows the ranges pass runs on: enough to see each layer's range, few enough to cost seconds.
 RANGE_ROWS = 32
-Task = ClassificationTask | EmbeddingTask
+Task = ClassificationTask | RegressionTask | EmbeddingTask
 
 
 class StudyContext:
@@ -84,6 +87,11 @@ class StudyContext:
                               notify=self.progress)
         self.progress(f"model: {model.onnx_path} ({model.task}), ready in {time.perf_counter() - started:.1f} s")
         return model
+
+    @cached_property
+    def metric(self) -> Metric:
+        """What the study judges by (``--metric``; auto: the task's usual one)."""
+        return metric_for(self.config.metric, self.model.task)
 
     @cached_property
     def data(self) -> StudyData:
@@ -162,10 +170,12 @@ class StudyContext:
         feeds = encode(self.tokenizer, rows.texts, max_length=self.config.max_length,
                        batch_size=self.accuracy_batch_size(study))
         if self.model.task == "classification":
-            return ClassificationTask(feeds, rows.labels)
+            return ClassificationTask(feeds, rows.labels, metric=self.metric)
+        if self.model.task == "regression":
+            return RegressionTask(feeds, rows.labels, metric=self.metric)
         probe = self._probe(study, fit=fit_probe)
         return EmbeddingTask(feeds, rows.labels, probe=probe, pooling=self.model.pooling,
-                             normalize=self.model.normalize)
+                             normalize=self.model.normalize, metric=self.metric)
 
     def _probe(self, study: optuna.Study, *, fit: bool) -> LinearProbe:
         stored = StudyRecord.of(study).probe

@@ -57,17 +57,17 @@ class OutcomeRecorder:
         """Surely over the limit, or broken: its partial accuracy, untimed."""
         self._evaluated(trial, outcome)
         accuracy, loss = self.fp32.partial(outcome.predictions)
-        set_trial_attrs(trial, metrics={"accuracy": accuracy}, accuracy=accuracy, accuracy_loss=loss,
+        set_trial_attrs(trial, metrics={self.fp32.metric.name: accuracy}, accuracy=accuracy, accuracy_loss=loss,
                         stopped_early=outcome.stopped_early)
         if outcome.broken:
             _fail(trial, f"stopped early: {outcome.stopped_early}: the quantized model is broken")
 
     def _measured(self, trial: optuna.Trial, outcome: TrialOutcome) -> None:
         self._evaluated(trial, outcome)
-        accuracy = float(outcome.metrics["accuracy"])
+        accuracy = float(outcome.metrics[self.fp32.metric.name])  # the study's metric
         set_trial_attrs(trial, metrics=outcome.metrics, accuracy=accuracy, accuracy_loss=self.fp32.loss(accuracy))
-        if self.fp32.at_chance(accuracy):
-            _fail(trial, self.fp32.at_chance_reason(accuracy))
+        if self.fp32.at_chance(outcome.metrics):
+            _fail(trial, self.fp32.at_chance_reason(outcome.metrics))
         window = outcome.timed_window
         set_trial_attrs(trial, timing=outcome.timing, timed_window=list(window),
                         timing_seconds=round(window[1] - window[0], 2), machine_id=self.machine_id,

@@ -46,16 +46,19 @@ class TrialEvent:
     # The fastest trial within the study's accuracy limit (any loss without one): {"trial", "speedup",
     # "accuracy_loss_pt", "limit_pt"}, from opsearch.store.best_within, as the report names it.
     best: dict | None = None
+    metric: str = "accuracy"  # how the study's metric is named: the loss is in points of it
 
 
-def trial_event(trial, rows: list, limit: float | None, *, done: int, total: int, elapsed: float) -> TrialEvent:
+def trial_event(trial, rows: list, limit: float | None, *, done: int, total: int, elapsed: float,
+                metric: str = "accuracy") -> TrialEvent:
     """The event of a finished trial (an Optuna ``FrozenTrial``), with the study's rows (``store.trial_rows``) to
     name the best trial within ``limit``."""
     from opsearch.store import TrialRecord, best_within
 
     record = TrialRecord.of(trial)
     common = {"trial": trial.number, "state": trial.state.name.lower(), "label": record.label, "done": done,
-              "total": total, "elapsed_s": round(elapsed, 1), "remaining_s": round(elapsed / done * (total - done), 1)}
+              "total": total, "elapsed_s": round(elapsed, 1), "remaining_s": round(elapsed / done * (total - done), 1),
+              "metric": metric}
     best = best_within(rows, limit)
     common["best"] = None if best is None else {"trial": best.trial, "speedup": best.speedup,
                                                 "accuracy_loss_pt": best.accuracy_loss_pt,
@@ -188,7 +191,7 @@ def describe(event: TrialEvent) -> list[str]:
         return [f"{head} {event.label}: {event.state}: {event.reason}"]
     note = f" (same graph as trial {event.same_graph_as}: measured once)" if event.same_graph_as is not None else ""
     noisy = "  NOISY" if event.noisy else ""
-    loss = f"accuracy loss {event.accuracy_loss_pt:+.2f} pt{_loss_interval(event)}"
+    loss = f"{event.metric} loss {event.accuracy_loss_pt:+.2f} pt{_loss_interval(event)}"
     if event.size_mb is not None:
         loss += f", {event.size_mb:.1f} MB"
     if event.latency_p99_ms is not None:

@@ -17,7 +17,7 @@ import optuna
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyStopped, TrialFailed
-from opsearch.measure import WAITING_FOR_LOCK, Fp32Answers, fingerprint, machine_id
+from opsearch.measure import METRICS, WAITING_FOR_LOCK, Fp32Answers, fingerprint, machine_id
 from opsearch.quantize import QuantRecipe
 from opsearch.search._budget import Budget, front_session_seconds, trial_seconds
 from opsearch.search._context import StudyContext, Task
@@ -91,7 +91,8 @@ class Runner:
     def fp32(self) -> Fp32Answers:
         """fp32's answers, read once the baseline is stored."""
         record = self.record
-        return Fp32Answers.of_baseline(record.baseline, majority=record.data.get("majority_accuracy"))
+        return Fp32Answers.of_baseline(record.baseline, majority=record.data.get("majority_accuracy"),
+                                       metric=METRICS[record.metric])
 
     @property
     def executor(self) -> Executor:
@@ -114,6 +115,9 @@ class Runner:
     def trial_setup(self) -> TrialSetup:
         cfg, ctx = self.config, self.context
         screen = self.fp32.screen(self.accuracy_limit, seed=cfg.seed) if cfg.early_stop else None
+        why = self.fp32.metric.why_no_early_stop()
+        if screen is not None and self.accuracy_limit is not None and why:
+            self.context.progress(f"early stopping for the limit: off: {why}")
         return TrialSetup(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, ctx.protocol,
                           ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=screen,
                           objectives=tuple(cfg.objectives))
@@ -344,7 +348,8 @@ class Runner:
     def _report_trial(self, trial: optuna.trial.FrozenTrial, done: int, n_trials: int, started: float) -> None:
         rows = trial_rows(self.study, max_accuracy_loss=self.accuracy_limit)
         self.progress.trial_finished(trial_event(trial, rows, self.accuracy_limit, done=done, total=n_trials,
-                                                 elapsed=time.perf_counter() - started))
+                                                 elapsed=time.perf_counter() - started,
+                                                 metric=self.fp32.metric.title))
 
 
 def _half_of_memory_mb() -> float:

@@ -185,7 +185,7 @@ def study_sensitivity(*, storage: str, study_name: str, trial: int | None = None
 
     def evaluate(path: Path) -> tuple[float, np.ndarray]:
         evaluation = task.evaluate(make_session(path, context.threads))
-        return evaluation.accuracy, evaluation.outputs
+        return evaluation.score, evaluation.outputs
 
     return measure_sensitivity(recipe, fp32_path=context.model.onnx_path, evaluate=evaluate, by=by,
                                calibration=context.calibration if recipe.calibrated else None,

@@ -17,7 +17,7 @@ from pathlib import Path
 import optuna
 
 from opsearch._files import disk_full_error
-from opsearch.config import StudyConfig
+from opsearch.config import METRIC_TITLES, StudyConfig
 from opsearch.errors import OpsearchError
 from opsearch.measure import EmbeddingTask
 from opsearch.search._baseline import measure_baseline, time_fp32_here
@@ -66,7 +66,7 @@ def _prepare(context: StudyContext, study: optuna.Study) -> Runner:
         task.evaluate(context.fp32_session)
     time_fp32_here(context, study, runner.machine)
     record = StudyRecord.of(study)
-    progress(f"resuming {context.study_name!r}: {len(study.trials)} trials stored; fp32 accuracy "
+    progress(f"resuming {context.study_name!r}: {len(study.trials)} trials stored; fp32 {METRIC_TITLES[record.metric]} "
              f"{record.baseline_accuracy:.4f}, {record.reference_throughput:.1f} samples/s")
     return runner
 

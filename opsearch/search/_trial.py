@@ -163,8 +163,7 @@ class TrialMeasurer:
         latency = any(o.timed and o.name != "throughput" for o in objectives_of(objectives))
         if "throughput" not in objectives or latency:
             return None
-        right = screening.predictions == self.setup.task.labels
-        loss = float(np.mean(self.setup.screen.reference_correct.astype(float) - right))
+        loss = self.setup.screen.loss(screening.predictions, np.asarray(self.setup.task.labels))
         return _Race(tuple(r for r in rivals if r.accuracy_loss <= loss
                            and ("size" not in objectives or r.size_mb <= size_mb)))
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from opsearch.source._data import LabelledTexts, StudyData, load_study_data, load_texts
+from opsearch.source._data import LabelledTexts, StudyData, Text, load_study_data, load_texts, tokenize
 from opsearch.source._model import PreparedModel, is_local_spec, prepare_model, resolve_local
 
 __all__ = [
     "LabelledTexts",
     "PreparedModel",
     "StudyData",
+    "Text",
     "is_local_spec",
     "load_study_data",
     "load_texts",
     "prepare_model",
     "resolve_local",
+    "tokenize",
 ]

@@ -34,10 +34,24 @@ EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN = (
 _REASONS = (EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN)
 
 
+Text = str | tuple[str, str]  # one text, or a pair (the second the tokenizer's text_pair)
+
+
+def tokenize(tokenizer, texts: list[Text] | Text, **options):
+    """``tokenizer`` on texts or pairs (``(text, text_pair)``: the pair's second text as the tokenizer's
+    ``text_pair``, as transformers' pipelines pass it), one or a list."""
+    if isinstance(texts, tuple):
+        return tokenizer(texts[0], text_pair=texts[1], **options)
+    if isinstance(texts, list) and texts and isinstance(texts[0], tuple):
+        return tokenizer([t[0] for t in texts], text_pair=[t[1] for t in texts], **options)
+    return tokenizer(texts, **options)
+
+
+
 @dataclass(frozen=True)
 class LabelledTexts:
-    texts: list[str]
-    labels: np.ndarray  # class ids, int64
+    texts: list[Text]  # a text, or a (text, text_pair) pair, per row
+    labels: np.ndarray  # class ids (int64), or a regressor's numbers (float64)
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -63,10 +77,10 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     With a ``tokenizer``, the description also counts the evaluation texts longer than ``config.max_length``
     tokens (they are truncated)."""
     eval_source, eval_split = read_dataset(config.dataset, config.split, role="evaluation", encoding=config.encoding)
-    text_col, label_col = _columns(eval_source, config)
+    text_col, pair_col, label_col = _columns(eval_source, config, task)
     rng = np.random.default_rng(config.seed)
 
-    eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, label_col, config.exclude_labels)
+    eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, pair_col, label_col, config.exclude_labels)
     if config.fit_dataset or config.fit_split:
         fit = _fit_source_rows(config, rng)
     else:
@@ -76,12 +90,18 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
         keep = np.sort(rng.permutation(len(eval_texts))[: config.max_samples])
         eval_texts, eval_raw = [eval_texts[i] for i in keep], [eval_raw[i] for i in keep]
 
-    mapping, label_names = _label_mapping(eval_raw, config, id2label=id2label, task=task, dataset=config.dataset)
-    eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.int64))
+    if task == "regression":
+        mapping, label_names = _numbers(eval_raw + fit.raw, config.dataset), []
+        eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.float64))
+    else:
+        mapping, label_names = _label_mapping(eval_raw, config, id2label=id2label, task=task,
+                                              dataset=config.dataset)
+        eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.int64))
+        _check_classes(eval_data, config.dataset)
     fit_data, unknown, fit_dropped = _mapped_fit_rows(fit, mapping)
-    _check_classes(eval_data, config.dataset)
-    parts = [f"{config.dataset} [{eval_split}]: {len(eval_data)} evaluation rows (columns {text_col!r}, "
-             f"{label_col!r})", _dropped_text(eval_dropped, "rows", unknown)]
+    columns = ", ".join(repr(c) for c in (text_col, pair_col, label_col) if c)
+    parts = [f"{config.dataset} [{eval_split}]: {len(eval_data)} evaluation rows (columns {columns})",
+             _dropped_text(eval_dropped, "rows", unknown)]
     if tokenizer is not None:
         parts.append(_truncated_text(tokenizer, eval_data.texts, config.max_length))
     parts += [fit.how, _dropped_text(fit_dropped, fit.noun, unknown)]
@@ -109,7 +129,7 @@ def _fit_source_rows(config: StudyConfig, rng: np.random.Generator) -> _FitRows:
                            "to hold out fit_size rows of the file.")
     fit_source, fit_split = read_dataset(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
                                   encoding=config.encoding)
-    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config), config.exclude_labels)
+    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config, "fit"), config.exclude_labels)
     return _FitRows(texts, raw, rng.permutation(len(texts)), dropped,
                     f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]", "fit rows")
 
@@ -135,9 +155,24 @@ def _mapped_fit_rows(fit: _FitRows, mapping: dict[str, int]) -> tuple[LabelledTe
     # The mapping is built from the evaluation rows' labels: a label only the fit rows hold has no class id.
     dropped = fit.dropped.copy()
     dropped[UNKNOWN] += len(fit.order) - len(known)
+    values = [mapping[str(fit.raw[i])] for i in known]
     data = LabelledTexts([fit.texts[i] for i in known],
-                         np.array([mapping[str(fit.raw[i])] for i in known], dtype=np.int64))
+                         np.array(values, dtype=np.float64 if any(isinstance(v, float) for v in values)
+                                  else np.int64))
     return data, unknown, dropped
+
+
+def _numbers(raw: list, dataset: str) -> dict[str, float]:
+    """A regressor's labels: each value (as a string) to its number; refused, naming a value, when one is none."""
+    mapping = {}
+    for value in raw:
+        try:
+            mapping[str(value)] = float(value)
+        except (TypeError, ValueError):
+            raise DatasetError(f"label {value!r} of {dataset!r} is not a number, and a regression study's labels are "
+                               "numbers: pick the number column with --label-column, or use --task classification "
+                               "for class labels.") from None
+    return mapping
 
 
 def _check_classes(data: LabelledTexts, dataset: str) -> None:
@@ -169,7 +204,7 @@ def _truncated_text(tokenizer, texts: list[str], max_length: int) -> str:
     (special tokens included), never past max_length + 1, so a long text costs no more than a short one."""
     if not texts:
         return ""
-    ids = tokenizer(texts, truncation=True, max_length=max_length + 1)["input_ids"]
+    ids = tokenize(tokenizer, texts, truncation=True, max_length=max_length + 1)["input_ids"]
     n = sum(1 for i in ids if len(i) > max_length)
     if not n:
         return ""
@@ -220,7 +255,12 @@ def load_texts(spec: str, *, split: str | None = None, text_column: str | None =
     return [t for t in dataset[column] if isinstance(t, str) and t.strip()]
 
 
-def _columns(dataset, config: StudyConfig) -> tuple[str, str]:
+# A pair's second column, read without --text-pair-column when the text column is the first of these (GLUE's).
+USUAL_PAIRS = {"sentence1": "sentence2", "premise": "hypothesis", "question1": "question2"}
+
+
+def _columns(dataset, config: StudyConfig, task: str) -> tuple[str, str | None, str]:
+    """The text, text-pair (None: single texts) and label columns."""
     columns = list(dataset.column_names)
 
     def pick(given: str | None, usual: tuple[str, ...], what: str, flag: str) -> str:
@@ -235,22 +275,29 @@ def _columns(dataset, config: StudyConfig) -> tuple[str, str]:
         raise DatasetError(f"no {what} column found (looked for {list(usual)}); the dataset's columns are "
                            f"{columns}. Pass {flag} with one of them.")
 
-    return (pick(config.text_column, TEXT_COLUMNS, "text", "--text-column"),
-            pick(config.label_column, LABEL_COLUMNS, "label", "--label-column"))
+    text = pick(config.text_column, TEXT_COLUMNS, "text", "--text-column")
+    if config.text_pair_column is not None:
+        pair = pick(config.text_pair_column, (), "text pair", "--text-pair-column")
+    else:
+        usual = USUAL_PAIRS.get(text)
+        pair = usual if usual in columns and task != "embedding" else None
+    return text, pair, pick(config.label_column, LABEL_COLUMNS, "label", "--label-column")
 
 
-def _rows(dataset, text_col: str, label_col: str, exclude: list[str]) -> tuple[list[str], list, Counter]:
-    """The rows with a text and a label, and how many were dropped for each reason."""
+def _rows(dataset, text_col: str, pair_col: str | None, label_col: str,
+          exclude: list[str]) -> tuple[list[str | tuple[str, str]], list, Counter]:
+    """The rows with a text (and its pair) and a label, and how many were dropped for each reason."""
     texts, labels = dataset[text_col], dataset[label_col]
+    pairs = dataset[pair_col] if pair_col else [None] * len(texts)
     names = getattr(dataset.features.get(label_col), "names", None)
     if names:  # ClassLabel: keep the ids, which follow the dataset's names
         labels = [names[v] if 0 <= v < len(names) else v for v in labels]
     excluded = set(exclude)
     kept_texts, kept_labels, dropped = [], [], Counter()
-    for t, y in zip(texts, labels, strict=True):
+    for t, pair, y in zip(texts, pairs, labels, strict=True):
         if isinstance(y, float) and y.is_integer():
             y = int(y)  # a numeric column with an empty cell is read as floats: 1.0 is class 1
-        if not isinstance(t, str) or not t.strip():
+        if not isinstance(t, str) or not t.strip() or (pair_col and (not isinstance(pair, str) or not pair.strip())):
             dropped[EMPTY_TEXT] += 1
         elif y is None or (isinstance(y, float) and math.isnan(y)) or (isinstance(y, str) and not y.strip()):
             dropped[MISSING_LABEL] += 1
@@ -259,7 +306,7 @@ def _rows(dataset, text_col: str, label_col: str, exclude: list[str]) -> tuple[l
         elif str(y) in excluded:
             dropped[EXCLUDED] += 1
         else:
-            kept_texts.append(t)
+            kept_texts.append((t, pair) if pair_col else t)
             kept_labels.append(y)
     if not kept_texts:
         raise DatasetError(f"no row has both a text in {text_col!r} and a label in {label_col!r} "
@@ -271,6 +318,11 @@ def _label_mapping(raw: list, config: StudyConfig, *, id2label: dict[int, str] |
                    dataset: str) -> tuple[dict[str, int], list[str]]:
     """Map each label value (as a string) to a class id, and name the classes."""
     values = sorted({str(v) for v in raw})
+    fractions = [v for v in values if _is_number(v) and not _is_int(v)]
+    if fractions and config.label_map is None:
+        raise DatasetError(f"labels of {dataset!r} include numbers with fractions ({', '.join(fractions[:3])}), which "
+                           "are no class ids: for a model that predicts a number, pass --task regression; else pick "
+                           "the class column with --label-column.")
     if config.label_map is not None:
         missing = [v for v in values if v not in config.label_map]
         if missing:
@@ -299,6 +351,14 @@ def _label_mapping(raw: list, config: StudyConfig, *, id2label: dict[int, str] |
         inverse = {i: v for v, i in mapping.items()}
         names = [inverse.get(i, str(i)) for i in range(n_classes)]
     return mapping, names
+
+
+def _is_number(value: str) -> bool:
+    try:
+        float(value)
+    except ValueError:
+        return False
+    return True
 
 
 def _is_int(value: str) -> bool:

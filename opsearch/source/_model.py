@@ -118,7 +118,7 @@ def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto", notify: Cal
         _check_tokenizer(onnx_path.parent, spec)
     config = _read_json(onnx_path.parent / "config.json")
     if task == "auto":
-        task = _task_from_outputs(onnx_path)
+        task = _task_from_outputs(onnx_path, config)
     id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
     pooling, normalize = _pooling_settings(path if path is not None and path.is_dir() else onnx_path.parent)
     return PreparedModel(onnx_path=onnx_path, task=task, id2label=id2label, pooling=pooling,
@@ -141,8 +141,7 @@ def _pick_onnx(folder: Path) -> Path:
 def _task_from_checkpoint(folder: Path, task: str) -> str:
     if task != "auto":
         return task
-    architectures = _read_json(folder / "config.json").get("architectures") or []
-    return "classification" if any(a.endswith("ForSequenceClassification") for a in architectures) else "embedding"
+    return task_of_config(_read_json(folder / "config.json"))
 
 
 def _task_from_hub(model_id: str, task: str) -> str:
@@ -150,16 +149,27 @@ def _task_from_hub(model_id: str, task: str) -> str:
         return task
     from transformers import AutoConfig
 
-    architectures = AutoConfig.from_pretrained(model_id).architectures or []
-    return "classification" if any(a.endswith("ForSequenceClassification") for a in architectures) else "embedding"
+    return task_of_config(AutoConfig.from_pretrained(model_id).to_dict())
 
 
-def _task_from_outputs(onnx_path: Path) -> str:
+def task_of_config(config: dict) -> str:
+    """The task a checkpoint's config says: a sequence classifier (a regressor when its ``problem_type`` says
+    regression, or it has one label and no problem type, as transformers reads it), else an encoder."""
+    architectures = config.get("architectures") or []
+    if not any(a.endswith("ForSequenceClassification") for a in architectures):
+        return "embedding"
+    problem = config.get("problem_type")
+    labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
+    return "regression" if problem == "regression" or (problem is None and labels == 1) else "classification"
+
+
+def _task_from_outputs(onnx_path: Path, config: dict) -> str:
+    """An exported model's task: its checkpoint config beside it where that says, else its output names."""
     import onnx
 
     outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
     if "logits" in outputs:
-        return "classification"
+        return task_of_config(config) if config.get("architectures") else "classification"
     if "last_hidden_state" in outputs:
         return "embedding"
     raise ModelError(f"ONNX model {str(onnx_path)!r} has outputs {outputs}; opsearch reads 'logits' "
@@ -194,7 +204,8 @@ def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], 
 
     logger.info("exporting %s to ONNX (once per study) ...", source)
     with atomic_folder(target, prefix=".export-", needs_bytes=_export_size(source)) as tmp:
-        model_cls = ORTModelForSequenceClassification if task == "classification" else ORTModelForFeatureExtraction
+        model_cls = (ORTModelForSequenceClassification if task in ("classification", "regression")
+                     else ORTModelForFeatureExtraction)
         try:
             model = model_cls.from_pretrained(source, export=True)
             tokenizer = AutoTokenizer.from_pretrained(source)

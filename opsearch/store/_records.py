@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from opsearch.config import StudyConfig, default_of, settings_of
+from opsearch.config import DEFAULT_METRICS, StudyConfig, default_of, settings_of
 from opsearch.errors import StudyError
 from opsearch.store._migrate import SCHEMA_VERSION, upgrade_study, upgrade_trial
 
@@ -139,8 +139,15 @@ class StudyRecord:
         return tuple(self.opsearch_config["objectives"])
 
     @property
+    def metric(self) -> str:
+        """The metric the study judges by (``accuracy`` and ``accuracy_loss`` in its records are in it)."""
+        name = (self.opsearch_config or {}).get("metric", "auto")
+        return DEFAULT_METRICS.get(self.task, "accuracy") if name == "auto" else name
+
+    @property
     def baseline_accuracy(self) -> float:
-        return float(self.baseline["metrics"]["accuracy"])
+        """fp32's score in the study's metric."""
+        return float(self.baseline["metrics"][self.metric])
 
     @property
     def accuracy_batch_size(self) -> int:

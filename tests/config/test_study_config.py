@@ -50,7 +50,7 @@ def test_a_valid_config_keeps_its_values() -> None:
     [
         ({"model": ""}, "model", None),
         ({"dataset": ""}, "dataset", None),
-        ({"task": "regression"}, "task", "regression"),
+        ({"task": "ranking"}, "task", "ranking"),
         ({"calibration_method": "mse"}, "calibration_method", "mse"),
         ({"modes": []}, "modes", None),
         ({"modes": ["dynamic", "int4"]}, "modes", "int4"),

@@ -31,7 +31,7 @@ def test_classification_uses_the_argmax_of_logits() -> None:
     task = ClassificationTask(_feeds(3), np.array([0, 1, 1]))
     evaluation = task.evaluate(FakeSession(logits))
     assert evaluation.predictions.tolist() == [0, 1, 0]
-    assert evaluation.accuracy == pytest.approx(2 / 3)
+    assert evaluation.score == evaluation.metrics["accuracy"] == pytest.approx(2 / 3)
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf])
@@ -47,7 +47,7 @@ def test_embedding_task_scores_through_the_probe_and_reports_cosine() -> None:
     hidden = [np.array([[[1.0, 0.0]] * 3]), np.array([[[0.0, 1.0]] * 3])]
     task = EmbeddingTask(_feeds(2), np.array([0, 1]), probe=probe, pooling="mean", normalize=False)
     fp32 = task.evaluate(FakeSession(hidden))
-    assert fp32.accuracy == 1.0 and fp32.metrics["cosine_to_fp32"] == pytest.approx(1.0)
+    assert fp32.score == 1.0 and fp32.metrics["cosine_to_fp32"] == pytest.approx(1.0)
     rotated = [np.array([[[1.0, 0.5]] * 3]), np.array([[[0.0, 1.0]] * 3])]
     q = task.evaluate(FakeSession(rotated))
     assert q.metrics["cosine_to_fp32"] == pytest.approx((1 / np.sqrt(1.25) + 1) / 2)

@@ -44,17 +44,17 @@ def task_for(labels: np.ndarray, batch: int = 1) -> ClassificationTask:
 
 
 def trial_at(loss: float, *, n: int, rng: np.random.Generator, discordant: float = 0.04):
-    """fp32 right/wrong, labels and a trial's predictions whose expected loss against fp32 is exactly ``loss``: each
+    """fp32's predictions, labels and a trial's predictions whose expected loss against fp32 is exactly ``loss``: each
     row is "only fp32 right" at rate p_b, "only the trial right" at p_c = p_b - loss, else both right or both wrong."""
     discordant = max(discordant, loss)
     p_b = (discordant + loss) / 2
     p_c = p_b - loss
     u = rng.random(n)
     both_right = (u >= p_b + p_c) & (rng.random(n) < 0.9)
-    fp32_right = (u < p_b) | both_right
+    fp32 = (u < p_b) | both_right
     trial_right = ((u >= p_b) & (u < p_b + p_c)) | both_right
     labels = rng.integers(0, 2, n)
-    return fp32_right, labels, np.where(trial_right, labels, 1 - labels)
+    return np.where(fp32, labels, 1 - labels), labels, np.where(trial_right, labels, 1 - labels)
 
 
 class Unscored(ClassificationTask):
@@ -69,7 +69,7 @@ def test_a_whole_evaluation_is_what_task_evaluate_gives():
     labels = rng.integers(0, 2, 300)
     predictions = np.where(rng.random(300) < 0.85, labels, 1 - labels)
     task = task_for(labels, batch=4)
-    screen = AccuracyScreen(np.ones(300, dtype=bool), limit=0.5, chance=0.1, seed=3)
+    screen = AccuracyScreen(labels, limit=0.5, chance=0.1, seed=3)
     screened = evaluate_screened(task, Injected(predictions), screen)
     whole = task.evaluate(Injected(predictions))
     assert not screened.stopped and screened.rows == 300
@@ -80,9 +80,9 @@ def test_a_whole_evaluation_is_what_task_evaluate_gives():
 
 def test_a_trial_far_over_the_limit_stops_after_the_first_look_and_records_what_it_saw():
     rng = np.random.default_rng(1)
-    fp32_right, labels, predictions = trial_at(0.15, n=872, rng=rng)
+    fp32, labels, predictions = trial_at(0.15, n=872, rng=rng)
     session = Injected(predictions)
-    screened = evaluate_screened(task_for(labels), session, AccuracyScreen(fp32_right, limit=0.01, chance=None))
+    screened = evaluate_screened(task_for(labels), session, AccuracyScreen(fp32, limit=0.01, chance=None))
     assert screened.stopped and not screened.broken
     assert screened.rows == session.runs < 872 / 2
     assert screened.reason == f"over the limit after {screened.rows} of 872 rows"
@@ -96,9 +96,9 @@ def test_a_trial_far_over_the_limit_stops_after_the_first_look_and_records_what_
 
 def test_no_limit_no_stop_however_much_is_lost():
     rng = np.random.default_rng(2)
-    fp32_right, labels, predictions = trial_at(0.2, n=600, rng=rng)
+    fp32, labels, predictions = trial_at(0.2, n=600, rng=rng)
     screened = evaluate_screened(task_for(labels), Injected(predictions),
-                                 AccuracyScreen(fp32_right, limit=None, chance=0.3))
+                                 AccuracyScreen(fp32, limit=None, chance=0.3))
     assert not screened.stopped
 
 
@@ -106,16 +106,16 @@ def test_a_broken_trial_stops_at_chance():
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 2, 800)
     screened = evaluate_screened(task_for(labels), Injected(np.zeros(800, dtype=int)),
-                                 AccuracyScreen(np.ones(800, dtype=bool), limit=None, chance=0.62))
+                                 AccuracyScreen(labels, limit=None, chance=0.62))
     assert screened.stopped and screened.broken
     assert screened.reason.startswith("at chance level after ")
 
 
 def test_too_few_rows_are_evaluated_whole():
     rng = np.random.default_rng(4)
-    fp32_right, labels, predictions = trial_at(0.5, n=90, rng=rng)
+    fp32, labels, predictions = trial_at(0.5, n=90, rng=rng)
     screened = evaluate_screened(task_for(labels), Injected(predictions),
-                                 AccuracyScreen(fp32_right, limit=0.0, chance=None))
+                                 AccuracyScreen(fp32, limit=0.0, chance=None))
     assert not screened.stopped and screened.rows == 90
 
 
@@ -129,10 +129,10 @@ def test_a_trial_exactly_at_the_limit_stops_early_at_most_at_the_stated_rate(dis
     def stop_rate(loss: float) -> float:
         stops = 0
         for _ in range(sims):
-            fp32_right, labels, predictions = trial_at(loss, n=n, rng=rng, discordant=discordant)
+            fp32, labels, predictions = trial_at(loss, n=n, rng=rng, discordant=discordant)
             task = Unscored(task_for(labels, batch=8).feeds, labels)
             stops += evaluate_screened(task, Injected(predictions),
-                                       AccuracyScreen(fp32_right, limit=limit, chance=None,
+                                       AccuracyScreen(fp32, limit=limit, chance=None,
                                                       seed=int(rng.integers(1 << 30)))).stopped
         return stops / sims
 

@@ -64,7 +64,7 @@ def test_a_trial_stopped_for_accuracy_is_complete_untimed_and_off_the_front(tmp_
     record = TrialRecord.of(trial)
     assert record.stopped_early.startswith("over the limit after 100 of") and not record.timing
     assert record.evaluated_rows == 100 and record.speedup is None
-    fp32_right = runner.fp32.correct[:100]
+    fp32_right = runner.fp32.scores[:100]
     assert trial.values[1] == record.accuracy_loss == float(np.mean(fp32_right.astype(float)))  # all 100 wrong
     assert record.accuracy == 0.0 and record.accuracy_loss_ci[0] > 0.01
     assert record.constraints[0] > 0  # the sampler steers away from it as from any trial over the limit

@@ -50,10 +50,29 @@ def make_tiny_bert(folder: Path, *, classifier: bool = True, seed: int = 0, trai
     return folder
 
 
+def make_tiny_head(folder: Path, rows: list[dict], *, num_labels: int, seed: int = 0, steps: int = 80,
+                   **config) -> Path:
+    """A 2-layer BERT with a head of ``num_labels`` outputs (``config``: e.g. problem_type), trained for seconds on
+    ``rows`` (their "sentence", optional "sentence2", and "label") and saved as a checkpoint."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(seed)
+    model = BertForSequenceClassification(BertConfig(
+        vocab_size=len(VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, num_labels=num_labels, **config)).eval()
+    tokenizer = make_tokenizer(folder)
+    _train(model, tokenizer, rows, steps=steps)
+    model.save_pretrained(folder)
+    return folder
+
+
 def _train(model, tokenizer, rows: list[dict], *, steps: int = 60) -> None:
     import torch
 
-    batch = tokenizer([r["sentence"] for r in rows], padding=True, return_tensors="pt")
+    pairs = [r["sentence2"] for r in rows] if "sentence2" in rows[0] else None  # given as text_pair
+    batch = tokenizer([r.get("sentence", r.get("sentence1")) for r in rows], pairs, padding=True,
+                      return_tensors="pt")
     labels = torch.tensor([r["label"] for r in rows])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
@@ -73,6 +92,25 @@ def sentiment_rows(n: int, *, seed: int = 0) -> list[dict]:
         words = rng.sample(FILLER, 4) + [rng.choice(POSITIVE if label else NEGATIVE)]
         rng.shuffle(words)
         rows.append({"sentence": " ".join(words), "label": label})
+    return rows
+
+
+def pair_rows(n: int, *, seed: int = 0) -> list[dict]:
+    """Sentence pairs whose label is the second text's sentiment: a model that never reads the pair is at chance."""
+    return [{"sentence1": a["sentence"], "sentence2": b["sentence"], "label": b["label"]}
+            for a, b in zip(sentiment_rows(n, seed=seed), sentiment_rows(n, seed=seed + 100)[::-1], strict=True)]
+
+
+def rating_rows(n: int, *, seed: int = 0) -> list[dict]:
+    """Texts rated by how many of their three sentiment words are positive (0 to 3, a little noise)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        positive = rng.randint(0, 3)
+        words = ([rng.choice(POSITIVE) for _ in range(positive)] + [rng.choice(NEGATIVE) for _ in range(3 - positive)]
+                 + rng.sample(FILLER, 2))
+        rng.shuffle(words)
+        rows.append({"sentence": " ".join(words), "label": round(positive + rng.uniform(-0.3, 0.3), 2)})
     return rows
 
 

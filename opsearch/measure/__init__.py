@@ -55,12 +55,12 @@ from opsearch.measure._sessions import (
 from opsearch.measure._statistics import (
     accuracy_loss_ci,
     across_sessions_ci,
-    metric_loss_ci,
     bootstrap_ci,
     floor_ci,
     floor_seconds,
     holm,
     mean_difference_ci,
+    metric_loss_ci,
     surely_above,
     surely_at_most,
     tie_groups,

@@ -31,13 +31,11 @@ def latency_cell(p50: float, p95: float, p99: float) -> str:
 
 def row_cells(r: TrialRow, metric_title: str = "accuracy") -> dict[str, str]:
     """A trial's ROW_CELLS, formatted (the metric's column named by it)."""
-    return dict(zip(row_cell_names(metric_title), (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}",
-                                f"{r.accuracy_loss_pt:+.2f}", f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}",
-                                r.constraint or "-", f"{r.samples_per_s:.1f}", f"{r.speedup:.2f}x",
-                                f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-",
-                                number_cell(r.size_mb, ".1f"),
-                                latency_cell(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms)),
-                    strict=True))
+    cells = (r.preset or "-", r.mode, r.operators, r.flags or "-", f"{r.accuracy:.4f}", f"{r.accuracy_loss_pt:+.2f}",
+             f"{r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f}", r.constraint or "-", f"{r.samples_per_s:.1f}",
+             f"{r.speedup:.2f}x", f"{r.speedup_ci_low:.2f}-{r.speedup_ci_high:.2f}", tie_label(r.tie_group) or "-",
+             number_cell(r.size_mb, ".1f"), latency_cell(r.latency_p50_ms, r.latency_p95_ms, r.latency_p99_ms))
+    return dict(zip(row_cell_names(metric_title), cells, strict=True))
 
 
 def front_table_rows(report: StudyReport) -> tuple[list[str], list[list[object]]]:

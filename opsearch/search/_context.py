@@ -33,10 +33,10 @@ from opsearch.measure import (
     default_lock_path,
     embed,
     encode,
-    metric_for,
     encode_padded,
     make_session,
     measure_single,
+    metric_for,
     timing_lock,
 )
 from opsearch.quantize import (

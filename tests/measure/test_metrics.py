@@ -1,12 +1,15 @@
-"""opsearch.measure.classification_metrics against scikit-learn."""
+"""The metrics: classification_metrics and each study metric against scikit-learn and scipy, the paired bootstrap
+of a whole metric's loss, and packed predictions."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score
+from scipy import stats
+from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef, precision_score, recall_score
 
-from opsearch.measure import classification_metrics
+from opsearch.errors import ConfigError
+from opsearch.measure import METRICS, classification_metrics, metric_for, metric_loss_ci, pack_labels, unpack_labels
 
 
 def _random_case(n_classes: int, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -61,3 +64,106 @@ def test_perfect_predictions_score_one() -> None:
     assert classification_metrics(labels, labels) == pytest.approx(
         {"accuracy": 1.0, "f1": 1.0, "precision": 1.0, "recall": 1.0}
     )
+
+
+# The study's metrics (opsearch.measure.METRICS) -----------------------------------------------------------------
+
+SKLEARN = {
+    "accuracy": lambda p, r: accuracy_score(r, p),
+    "f1_macro": lambda p, r: f1_score(r, p, average="macro", zero_division=0),
+    "f1_micro": lambda p, r: f1_score(r, p, average="micro", zero_division=0),
+    "f1_weighted": lambda p, r: f1_score(r, p, average="weighted", zero_division=0),
+    "mcc": lambda p, r: matthews_corrcoef(r, p),
+}
+SCIPY = {"spearman": lambda p, r: stats.spearmanr(p, r).statistic,
+         "pearson": lambda p, r: stats.pearsonr(p, r).statistic}
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_each_class_metric_and_its_batched_form_equal_sklearn(name: str, classes: int) -> None:
+    """The reported value is scikit-learn's, and the bootstrap's batched form gives the same on every resample,
+    classes missing from a resample included."""
+    metric = METRICS[name]
+    rng = np.random.default_rng(classes)
+    predictions, references = _random_case(classes, 60, seed=classes)
+    assert metric.score(predictions, references) == pytest.approx(SKLEARN[name](predictions, references))
+    rows = rng.integers(0, 60, size=(40, 12))  # small resamples: some lack a class on one side or both
+    expected = [SKLEARN[name](predictions[r], references[r]) for r in rows]
+    np.testing.assert_allclose(metric.batched(predictions[rows], references[rows]), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(SCIPY))
+def test_each_value_metric_and_its_batched_form_equal_scipy(name: str) -> None:
+    metric = METRICS[name]
+    rng = np.random.default_rng(7)
+    references = rng.integers(0, 6, 80).astype(float)  # a 0-5 rating: many ties, as STS-B's
+    predictions = references + rng.normal(0, 1.5, 80)
+    assert metric.score(predictions, references) == pytest.approx(SCIPY[name](predictions, references))
+    rows = rng.integers(0, 80, size=(30, 80))
+    expected = [SCIPY[name](predictions[r], references[r]) for r in rows]
+    np.testing.assert_allclose(metric.batched(predictions[rows], references[rows]), expected, atol=1e-12)
+
+
+def test_only_accuracy_decomposes_and_its_per_row_mean_is_the_metric() -> None:
+    predictions, references = _random_case(3, 200, seed=3)
+    assert [m.name for m in METRICS.values() if m.decomposes] == ["accuracy"]
+    accuracy = METRICS["accuracy"]
+    assert accuracy.per_row(predictions, references).mean() == accuracy.score(predictions, references)
+    assert accuracy.why_no_early_stop() == ""
+    assert "not a mean of per-row scores" in METRICS["f1_macro"].why_no_early_stop()
+    with pytest.raises(ValueError, match="not a mean of per-row scores"):
+        METRICS["mcc"].per_row(predictions, references)
+
+
+def test_a_metric_that_does_not_fit_the_task_is_refused_naming_the_setting() -> None:
+    assert metric_for("auto", "classification").name == "accuracy"
+    assert metric_for("auto", "regression").name == "spearman"
+    assert metric_for("f1_macro", "embedding").name == "f1_macro"
+    with pytest.raises(ConfigError) as info:
+        metric_for("spearman", "classification")
+    assert info.value.setting == "metric" and "accuracy" in str(info.value) and "f1_macro" in str(info.value)
+    with pytest.raises(ConfigError, match="spearman"):
+        metric_for("mcc", "regression")
+
+
+def _population_case(name: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """fp32's and a trial's predictions and the labels of ``n`` rows: an imbalanced 3-class problem (or a rating),
+    the trial changing a few percent of fp32's answers."""
+    if name in SCIPY:
+        labels = rng.normal(size=n)
+        fp32 = labels + rng.normal(0, 0.6, n)
+        return fp32, fp32 + rng.normal(0, 0.25, n) * (rng.random(n) < 0.3), labels
+    labels = rng.choice(3, size=n, p=[0.6, 0.3, 0.1])
+    fp32 = np.where(rng.random(n) < 0.8, labels, rng.integers(0, 3, n))
+    return fp32, np.where(rng.random(n) < 0.06, rng.integers(0, 3, n), fp32), labels
+
+
+@pytest.mark.parametrize("name", ["f1_macro", "mcc", "spearman"])
+def test_the_whole_metric_bootstrap_covers_the_true_loss_in_simulation(name: str) -> None:
+    """Samples of 400 rows from a population whose loss is known: the paired 95% interval holds it at least 90% of the
+    time (nominal 95%)."""
+    metric, rng = METRICS[name], np.random.default_rng(11)
+    fp32, trial, labels = _population_case(name, rng, 200_000)
+    truth = metric.score(fp32, labels) - metric.score(trial, labels)
+    assert abs(truth) > 0.002  # a real loss, not a trivial zero
+    sims, covered = 100, 0
+    for i in range(sims):
+        rows = rng.integers(0, len(labels), 400)
+        low, high = metric_loss_ci(metric, fp32[rows], trial[rows], labels[rows], resamples=500, seed=i)
+        covered += low <= truth <= high
+    assert covered / sims >= 0.90
+
+
+def test_a_whole_metric_loss_with_no_changed_prediction_is_exactly_zero() -> None:
+    predictions, references = _random_case(3, 100, seed=5)
+    assert metric_loss_ci(METRICS["f1_macro"], predictions, predictions.copy(), references) == (0.0, 0.0)
+
+
+def test_numbers_pack_as_float32_and_rows_never_evaluated_come_back_as_nan() -> None:
+    values = np.array([0.25, -1.5, np.nan, 3.0])
+    back = unpack_labels(pack_labels(values))
+    assert back.dtype == np.float64 and np.isnan(back[2])
+    np.testing.assert_array_equal(back[[0, 1, 3]], values[[0, 1, 3]])
+    ids = unpack_labels(pack_labels(np.array([0, 2, 1])))
+    assert ids.dtype == np.int64 and ids.tolist() == [0, 2, 1]

@@ -104,6 +104,33 @@ def test_explicit_columns_win_over_usual_names(tmp_path: Path) -> None:
     assert sorted(pairs(data)) == sorted(source_pairs(rows, "tweet", "sentiment"))
 
 
+def test_a_text_pair_column_gives_each_row_its_pair_and_an_empty_pair_drops_the_row(tmp_path: Path) -> None:
+    rows = unique_rows(30, text="query")
+    for i, row in enumerate(rows):
+        row["passage"] = f"passage {i}" if i != 4 else ""
+    data = load(write_rows(tmp_path / "d.csv", rows), text_column="query", text_pair_column="passage")
+    expected = [((r["query"], r["passage"]), r["label"]) for r in rows if r["passage"]]
+    assert sorted(pairs(data)) == sorted(expected)
+    assert "columns 'query', 'passage', 'label'" in data.description and "1 empty text" in data.description
+
+
+@pytest.mark.parametrize(("first", "second"), [("sentence1", "sentence2"), ("premise", "hypothesis")])
+def test_the_usual_pair_columns_are_read_as_pairs_unless_the_model_is_an_encoder(tmp_path: Path, first: str,
+                                                                                 second: str) -> None:
+    rows = [{first: r["sentence"], second: f"pair {i}", "label": r["label"]}
+            for i, r in enumerate(unique_rows(30))]
+    path = write_rows(tmp_path / "d.csv", rows)
+    assert all(isinstance(t, tuple) for t in load(path, text_column=first).eval.texts)
+    assert all(isinstance(t, str) for t in load(path, text_column=first, task="embedding").eval.texts)
+
+
+def test_number_labels_are_kept_as_numbers_for_a_regressor(tmp_path: Path) -> None:
+    rows = [{"sentence": f"text {i}", "label": i / 10} for i in range(40)]
+    data = load(write_rows(tmp_path / "d.csv", rows), task="regression", id2label=None)
+    assert data.eval.labels.dtype.kind == "f" and data.fit.labels.dtype.kind == "f"
+    assert sorted(pairs(data)) == sorted((r["sentence"], r["label"]) for r in rows)
+
+
 @pytest.mark.parametrize(("setting", "value"), [("text_column", "body"), ("label_column", "polarity")])
 def test_a_named_column_that_is_missing_lists_the_columns_found(tmp_path: Path, setting: str, value: str) -> None:
     path = write_rows(tmp_path / "d.csv", unique_rows(30, text="tweet", label="label"))

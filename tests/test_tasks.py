@@ -1,0 +1,115 @@
+"""One study per task beyond single-text classification, on a tiny model trained here: each runs, names its metric,
+exports, and its export loads in optimum's pipeline for that task with the score the study recorded."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from conftest import fast_settings, make_tiny_head, pair_rows, rating_rows, write_table
+from sklearn.metrics import matthews_corrcoef
+
+from opsearch.cli import main
+from opsearch.config import StudyConfig
+from opsearch.errors import DatasetError
+from opsearch.report import TRIAL_FILE, build_report, format_report
+from opsearch.search import run_study
+
+
+def _study(tmp_path, model, data, **settings):
+    config = StudyConfig(model=str(model), dataset=str(data), storage=f"sqlite:///{tmp_path / 's.db'}",
+                         study_name="task", modes=["dynamic"], **fast_settings(**settings))
+    lines: list[str] = []
+    return run_study(config, n_trials=2, progress=lines.append), config, lines
+
+
+def _export(config, tmp_path, capsys):
+    out = tmp_path / "model"
+    assert main(["export", "--storage", config.storage, "--study-name", "task", "--trial", "0", str(out)]) == 0
+    capsys.readouterr()
+    return out, json.loads((out / TRIAL_FILE).read_text())
+
+
+@pytest.fixture(scope="module")
+def pair_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-pairs")
+    return make_tiny_head(folder / "model", pair_rows(240, seed=1), num_labels=2), write_table(
+        folder / "pairs.csv", pair_rows(200, seed=2))
+
+
+@pytest.fixture(scope="module")
+def rating_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-ratings")
+    model = make_tiny_head(folder / "model", rating_rows(240, seed=1), num_labels=1, problem_type="regression",
+                           steps=120)
+    return model, write_table(folder / "ratings.csv", rating_rows(200, seed=2))
+
+
+def test_a_pair_classifier_reads_both_texts_and_its_export_scores_the_same_in_a_pipeline(pair_model, tmp_path,
+                                                                                          capsys):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from transformers import AutoTokenizer, pipeline
+
+    model, data = pair_model
+    study, config, lines = _study(tmp_path, model, data, metric="mcc")
+    assert any("columns 'sentence1', 'sentence2', 'label'" in line for line in lines)  # GLUE's pair, found
+    report = build_report(study)
+    assert report.metric == "mcc" and "fp32 baseline: MCC " in format_report(report)
+    baseline = report.baseline["metrics"]
+    assert baseline["accuracy"] > 0.9  # far above chance: the label lives in the second text only
+
+    out, record = _export(config, tmp_path, capsys)
+    assert record["metric"] == "mcc"
+    rows = _evaluation_rows(config, "classification")
+    assert all(isinstance(text, tuple) for text in rows.texts)
+    classify = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
+                        tokenizer=AutoTokenizer.from_pretrained(out))
+    predicted = [classify({"text": a, "text_pair": b})["label"] for a, b in rows.texts]
+    ids = np.array([int(p.split("_")[-1]) for p in predicted])
+    assert matthews_corrcoef(rows.labels, ids) == pytest.approx(record["metrics"]["mcc"])
+
+
+def test_a_regressor_is_read_from_its_config_judged_by_spearman_and_scores_the_same_in_a_pipeline(rating_model,
+                                                                                                   tmp_path, capsys):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from scipy import stats
+    from transformers import AutoTokenizer, pipeline
+
+    model, data = rating_model
+    study, config, lines = _study(tmp_path, model, data)
+    assert any("(regression)" in line for line in lines)  # problem_type read from the checkpoint
+    report = build_report(study)
+    assert report.metric == "spearman" and report.baseline["metrics"]["spearman"] > 0.8
+    assert "Spearman" in format_report(report)
+    trial = study.trials[0]
+    assert trial.user_attrs["accuracy"] == trial.user_attrs["metrics"]["spearman"]
+    low, high = trial.user_attrs["accuracy_loss_ci"]
+    assert low <= trial.user_attrs["accuracy_loss"] <= high and high - low < 0.2  # a paired bootstrap, not a guess
+
+    out, record = _export(config, tmp_path, capsys)
+    rows = _evaluation_rows(config, "regression")
+    rate = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
+                    tokenizer=AutoTokenizer.from_pretrained(out), function_to_apply="none")
+    predicted = [rate(text)[0]["score"] for text in rows.texts]
+    spearman = stats.spearmanr(predicted, rows.labels).statistic
+    assert spearman == pytest.approx(record["metrics"]["spearman"], abs=1e-6)
+
+
+def test_labels_that_do_not_fit_the_task_are_refused_naming_the_fix(rating_model, pair_model, tmp_path):
+    model, ratings = rating_model
+    with pytest.raises(DatasetError, match="--task regression"):
+        _study(tmp_path, model, ratings, task="classification")
+    pairs_model, pairs = pair_model
+    with pytest.raises(DatasetError, match="text pair column 'hypothesis'.*--text-pair-column"):
+        _study(tmp_path, pairs_model, pairs, text_pair_column="hypothesis")
+    words = write_table(tmp_path / "words.csv", [{"sentence": "good film", "label": "high"}] * 100)
+    with pytest.raises(DatasetError, match="'high'.*not a number.*--label-column"):
+        _study(tmp_path, model, words, task="regression")
+
+
+def _evaluation_rows(config: StudyConfig, task: str):
+    """The rows the study evaluated (its held-out fit rows left out)."""
+    from opsearch.source import load_study_data
+
+    return load_study_data(config, id2label=None, task=task).eval

@@ -18,6 +18,9 @@ __version__ = "0.1.0"
 # Public name -> the subpackage that defines it.
 _EXPORTS = {
     "StudyConfig": "opsearch.config",
+    "Candidate": "opsearch.measure",
+    "Predictions": "opsearch.measure",
+    "Scores": "opsearch.measure",
     "ConfigError": "opsearch.errors",
     "DatasetError": "opsearch.errors",
     "HubUnreachableError": "opsearch.errors",

@@ -55,6 +55,7 @@ from opsearch.config._values import (
     accuracy_limit,
     check_duration,
     check_encoding,
+    check_evaluator,
     check_label_map,
     check_limit,
     check_study_name,
@@ -98,6 +99,11 @@ class StudyConfig:
                                 default_help="validation, else test, else train")
     text_column: str | None = setting(None, "the text column", group=DATA, role=IDENTITY,
                                       default_help="the first of sentence, text, sentence1, content, review")
+    # Your own evaluation (opsearch.measure's evaluators): stored by name, so resume and workers load it again.
+    evaluator: str | None = setting(None, "your own evaluation, MODULE:FUNCTION or FILE.py:FUNCTION: called with the "
+                                    "candidate model, it returns per-row scores or opsearch.Predictions (see "
+                                    "docs/library.md)", group=DATA, role=IDENTITY, check=check_evaluator, legacy=None,
+                                    metavar="MODULE:FUNCTION", default_help="the task's metric")
     text_pair_column: str | None = setting(None, "the second text of a pair (an NLI premise's hypothesis, a "
                                            "reranker's passage), given to the tokenizer as text_pair", group=DATA,
                                            role=IDENTITY, legacy=None,

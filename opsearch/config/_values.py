@@ -83,6 +83,14 @@ def check_limit(name: str, value: Any) -> None:
                "accuracy such as \"1%rel\".")
 
 
+def check_evaluator(name: str, value: Any) -> None:
+    """``module:function`` or ``path/to/file.py:function``."""
+    module, _, function = str(value).rpartition(":")
+    if not isinstance(value, str) or not module or not function.isidentifier():
+        refuse(name, value, "is not MODULE:FUNCTION: name the module (or a .py file) and the function, e.g. "
+               "my_eval:evaluate.")
+
+
 def check_encoding(name: str, value: Any) -> None:
     try:
         known = isinstance(value, str) and getattr(codecs.lookup(value), "_is_text_encoding", True)

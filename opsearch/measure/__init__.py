@@ -17,6 +17,14 @@ from opsearch.measure._accuracy import (
 from opsearch.measure._bench import BenchResult, bench, synthetic_texts
 from opsearch.measure._cost import CostModel, Prediction
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine, pool
+from opsearch.measure._evaluator import (
+    Candidate,
+    EvaluatorTask,
+    Predictions,
+    Scores,
+    evaluator_name,
+    load_evaluator,
+)
 from opsearch.measure._fp32 import (
     BASELINE_MARGIN,
     CHANCE_MARGIN,
@@ -82,6 +90,12 @@ __all__ = [
     "BASELINE_MARGIN",
     "CHANCE_MARGIN",
     "Fp32Answers",
+    "Candidate",
+    "EvaluatorTask",
+    "Predictions",
+    "Scores",
+    "evaluator_name",
+    "load_evaluator",
     "check_fp32",
     "check_fp32_accuracy",
     "METRICS",

@@ -42,7 +42,7 @@ class Metric:
 
     @property
     def title(self) -> str:
-        return METRIC_TITLES[self.name]
+        return METRIC_TITLES.get(self.name, self.name)  # an evaluator's metric is named by it
 
     @property
     def decomposes(self) -> bool:

@@ -3,6 +3,7 @@ study ran on), and fp32 timed again first when a study is resumed on another mac
 
 from __future__ import annotations
 
+from opsearch.errors import StudyError, TrialFailed
 from opsearch.measure import (
     Evaluation,
     check_fp32,
@@ -20,10 +21,15 @@ def measure_baseline(context: StudyContext, study, task: Task, machine: dict) ->
     """Evaluate and time fp32, then store the baseline; refused (``StudyError``) when fp32 is no better than the
     majority class. The baseline is stored last: workers take a study with a baseline for a complete one."""
     data, progress = context.data, context.progress
-    metric = context.metric
-    progress(f"fp32 baseline: {metric.title} on the evaluation split ...")
-    evaluation: Evaluation = task.evaluate(context.fp32_session)
-    majority = check_fp32(evaluation, data.eval.labels, context.model.task)
+    evaluator = context.config.evaluator
+    progress(f"fp32 baseline: {'evaluator ' + evaluator if evaluator else context.metric.title} on the evaluation "
+             "split ...")
+    try:
+        evaluation: Evaluation = task.evaluate(context.fp32_session)
+    except TrialFailed as exc:  # the evaluator failed on fp32: nothing to measure losses against
+        raise StudyError(f"the fp32 model could not be evaluated: {exc}") from None
+    metric = task.metric
+    majority = None if evaluator else check_fp32(evaluation, data.eval.labels, context.model.task)
     progress("fp32 baseline: timing ...")
     timing = context.time_fp32()
     set_study_attrs(study, search_space=context.space.to_dict(), graph=context.graph.to_dict(),
@@ -31,9 +37,10 @@ def measure_baseline(context: StudyContext, study, task: Task, machine: dict) ->
                     workload=context.workload.describe(), task=context.model.task,
                     data={"description": data.description, "eval_rows": len(data.eval), "fit_rows": len(data.fit),
                           "labels": data.label_names, "majority_accuracy": majority})
-    set_study_attrs(study, baseline={"metrics": evaluation.metrics, "timing": timing.to_dict(),
+    set_study_attrs(study, baseline={"metrics": evaluation.metrics, "metric": metric.name,
+                                     "timing": timing.to_dict(),
                                      "predictions": pack_labels(evaluation.predictions),
-                                     "labels": pack_labels(data.eval.labels),
+                                     "labels": pack_labels(task.labels),
                                      "accuracy_batch_size": context.accuracy_batch_size(study),
                                      "size_mb": model_file_mb(context.model.onnx_path)})
     chance = "" if majority is None else f" (majority class {majority:.4f})"

@@ -23,6 +23,7 @@ from opsearch.errors import StudyError
 from opsearch.measure import (
     ClassificationTask,
     EmbeddingTask,
+    EvaluatorTask,
     LinearProbe,
     Metric,
     RegressionTask,
@@ -56,7 +57,7 @@ from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_
 Progress = Callable[[str], None]
 # Calibration rows the ranges pass runs on: enough to see each layer's range, few enough to cost seconds.
 RANGE_ROWS = 32
-Task = ClassificationTask | RegressionTask | EmbeddingTask
+Task = ClassificationTask | RegressionTask | EmbeddingTask | EvaluatorTask
 
 
 class StudyContext:
@@ -164,11 +165,14 @@ class StudyContext:
 
     def task(self, study: optuna.Study, *, rows: LabelledTexts | None = None, fit_probe: bool = False) -> Task:
         """The accuracy task on ``rows`` (None: the evaluation split), batched as the timed workload is (same order,
-        same padding). An embedding study scores through the probe stored with it; ``fit_probe`` fits and stores
-        one when the study has none yet (a new study)."""
+        same padding): the user's evaluator when the study names one, else the model's task. An embedding study
+        scores through the probe stored with it; ``fit_probe`` fits and stores one when the study has none yet (a
+        new study)."""
         rows = self.data.eval if rows is None else rows
         feeds = encode(self.tokenizer, rows.texts, max_length=self.config.max_length,
                        batch_size=self.accuracy_batch_size(study))
+        if self.config.evaluator is not None:
+            return EvaluatorTask(self.config.evaluator, texts=rows.texts, labels=rows.labels, feeds=feeds)
         if self.model.task == "classification":
             return ClassificationTask(feeds, rows.labels, metric=self.metric)
         if self.model.task == "regression":

@@ -17,7 +17,7 @@ import optuna
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyStopped, TrialFailed
-from opsearch.measure import METRICS, WAITING_FOR_LOCK, Fp32Answers, fingerprint, machine_id
+from opsearch.measure import METRICS, WAITING_FOR_LOCK, EvaluatorTask, Fp32Answers, fingerprint, machine_id
 from opsearch.quantize import QuantRecipe
 from opsearch.search._budget import Budget, front_session_seconds, trial_seconds
 from opsearch.search._context import StudyContext, Task
@@ -91,8 +91,8 @@ class Runner:
     def fp32(self) -> Fp32Answers:
         """fp32's answers, read once the baseline is stored."""
         record = self.record
-        return Fp32Answers.of_baseline(record.baseline, majority=record.data.get("majority_accuracy"),
-                                       metric=METRICS[record.metric])
+        metric = self.task.metric if isinstance(self.task, EvaluatorTask) else METRICS[record.metric]
+        return Fp32Answers.of_baseline(record.baseline, majority=record.data.get("majority_accuracy"), metric=metric)
 
     @property
     def executor(self) -> Executor:
@@ -114,7 +114,9 @@ class Runner:
 
     def trial_setup(self) -> TrialSetup:
         cfg, ctx = self.config, self.context
-        screen = self.fp32.screen(self.accuracy_limit, seed=cfg.seed) if cfg.early_stop else None
+        # An evaluator answers all its rows at once: nothing to stop early.
+        early = cfg.early_stop and not isinstance(self.task, EvaluatorTask)
+        screen = self.fp32.screen(self.accuracy_limit, seed=cfg.seed) if early else None
         why = self.fp32.metric.why_no_early_stop()
         if screen is not None and self.accuracy_limit is not None and why:
             self.context.progress(f"early stopping for the limit: off: {why}")

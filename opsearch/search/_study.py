@@ -18,8 +18,8 @@ import optuna
 
 from opsearch._files import disk_full_error
 from opsearch.config import METRIC_TITLES, StudyConfig
-from opsearch.errors import OpsearchError
-from opsearch.measure import EmbeddingTask
+from opsearch.errors import OpsearchError, StudyError, TrialFailed
+from opsearch.measure import EmbeddingTask, EvaluatorTask, evaluator_name, load_evaluator
 from opsearch.search._baseline import measure_baseline, time_fp32_here
 from opsearch.search._budget import Budget
 from opsearch.search._context import StudyContext, load_config
@@ -54,6 +54,8 @@ def _prepare(context: StudyContext, study: optuna.Study) -> Runner:
     if not StudyRecord.of(study).complete:
         # First: a study stopped before its baseline is complete can be resumed with these settings.
         set_study_attrs(study, schema=SCHEMA_VERSION, opsearch_config=config.to_dict())
+    if config.evaluator is not None:  # a bad name is refused before anything is exported or measured
+        load_evaluator(config.evaluator)
     space = context.space  # the model, the data and the fusions are made here, before anything is timed
     task = context.task(study, fit_probe=True)
     runner = Runner(context, study, task)
@@ -61,12 +63,16 @@ def _prepare(context: StudyContext, study: optuna.Study) -> Runner:
         queue_first_trials(study, config, space, progress)
         measure_baseline(context, study, task, runner.machine)
         return runner
-    # Embedding tasks need the fp32 embeddings again for the cosine; classifiers need nothing.
+    # Embedding tasks need the fp32 embeddings again for the cosine, an evaluator its metric (and the check that it
+    # still scores fp32 as it did); classifiers need nothing.
     if isinstance(task, EmbeddingTask):
         task.evaluate(context.fp32_session)
+    if isinstance(task, EvaluatorTask):
+        _evaluate_fp32_again(context, task, StudyRecord.of(study))
     time_fp32_here(context, study, runner.machine)
     record = StudyRecord.of(study)
-    progress(f"resuming {context.study_name!r}: {len(study.trials)} trials stored; fp32 {METRIC_TITLES[record.metric]} "
+    metric = METRIC_TITLES.get(record.metric, record.metric)
+    progress(f"resuming {context.study_name!r}: {len(study.trials)} trials stored; fp32 {metric} "
              f"{record.baseline_accuracy:.4f}, {record.reference_throughput:.1f} samples/s")
     return runner
 
@@ -81,11 +87,32 @@ class _Plan:
     nothing_to_do: str = ""  # said, instead of running, when ``trials`` is 0 (a worker whose study is done)
 
 
-def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print) -> optuna.Study:
+def _evaluate_fp32_again(context: StudyContext, task: EvaluatorTask, record: StudyRecord) -> None:
+    """A resumed study's evaluator scores fp32 again; one that now scores it otherwise has changed since the study
+    was made, and its losses would not compare with the stored ones: refused."""
+    try:
+        evaluation = task.evaluate(context.fp32_session)
+    except TrialFailed as exc:
+        raise StudyError(f"the study's evaluator fails on the fp32 model now: {exc}") from None
+    stored = record.baseline["metrics"].get(record.metric)
+    if evaluation.metric != record.metric or stored is None or abs(evaluation.score - stored) > 1e-6:
+        raise StudyError(f"evaluator {context.config.evaluator} now scores the fp32 model {evaluation.metric} "
+                         f"{evaluation.score:.6f}; the study stored {record.metric} {stored}: the evaluator (or its "
+                         "data) changed since the study was made, so new losses would not compare with the stored "
+                         "ones. Restore it, or start a new study with `opsearch run --study-name NEW`.")
+
+
+def run_study(config: StudyConfig, *, n_trials: int | None = None, progress: Progress = print,
+              evaluator: Callable | None = None) -> optuna.Study:
     """Create or continue the study ``config`` names, and run ``n_trials`` (default ``config.trials``) more.
+
+    ``evaluator``: your own evaluation (see :mod:`opsearch.measure._evaluator`), a module-level function; the study
+    stores its name (``config.evaluator``), so ``resume`` and ``worker`` load it again.
 
     SIGINT and SIGTERM stop it cleanly (:class:`~opsearch.errors.Interrupted`): the running trial goes back to the
     head of the queue, and :func:`resume_study` continues exactly there, in any phase."""
+    if evaluator is not None:
+        config = config.replace(evaluator=evaluator_name(evaluator))
     return _run(config, _Plan(lambda study: config.trials if n_trials is None else n_trials), progress=progress)
 
 

@@ -141,6 +141,8 @@ class StudyRecord:
     @property
     def metric(self) -> str:
         """The metric the study judges by (``accuracy`` and ``accuracy_loss`` in its records are in it)."""
+        if self.baseline.get("metric"):  # stored since metrics beyond accuracy: an evaluator's names its own
+            return self.baseline["metric"]
         name = (self.opsearch_config or {}).get("metric", "auto")
         return DEFAULT_METRICS.get(self.task, "accuracy") if name == "auto" else name
 

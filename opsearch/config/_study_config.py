@@ -168,7 +168,8 @@ class StudyConfig:
                                           choices=EXCLUDE_FRAGILE, legacy=False, metavar="{on,off,search}",
                                           parse=lambda text: {"on": True, "off": False}.get(text, text))
     max_accuracy_loss: float | str | None = setting(
-        None, "a constraint for the sampler: 0.01 (1 point of accuracy) or 1%rel (of fp32 accuracy)",
+        None, "a constraint for the sampler: 0.01 (1 point of the study's metric, accuracy by default) or 1%rel (of "
+        "fp32's score)",
         group=SEARCH, check=check_limit, parse=parse_number, metavar="LIMIT", legacy=None, default_help="none")
     objectives: list[str] = setting(["throughput", "accuracy_loss"], "what the study optimizes, two or more: "
                                     "throughput, accuracy_loss, size (the model file, MB), p50/p95/p99 (latency of "

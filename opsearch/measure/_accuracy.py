@@ -42,12 +42,10 @@ def _with_metric(metrics: dict[str, float], metric: Metric, predictions: np.ndar
     return metrics
 
 
-class ClassificationTask:
-    """The model's own classification head: argmax of its logits."""
+class _HeadTask:
+    """A model's own head, read from its logits (a subclass says how they become predictions and metrics)."""
 
-    name = "classification"
-
-    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric = METRICS["accuracy"]) -> None:
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric) -> None:
         self.feeds, self.labels, self.metric = feeds, labels, metric
 
     def outputs(self, session, feeds: list[Feed]) -> np.ndarray:
@@ -55,6 +53,18 @@ class ClassificationTask:
         logits = np.concatenate(run_all(session, feeds, "logits"), axis=0)
         _check_finite(logits, "logits")
         return logits
+
+    def evaluate(self, session) -> Evaluation:
+        return self.evaluation(self.outputs(session, self.feeds))
+
+
+class ClassificationTask(_HeadTask):
+    """The model's own classification head: argmax of its logits."""
+
+    name = "classification"
+
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric = METRICS["accuracy"]) -> None:
+        super().__init__(feeds, labels, metric=metric)
 
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         return outputs.argmax(axis=1)
@@ -66,11 +76,8 @@ class ClassificationTask:
                                self.labels)
         return Evaluation(metrics, predictions, outputs, self.metric.name)
 
-    def evaluate(self, session) -> Evaluation:
-        return self.evaluation(self.outputs(session, self.feeds))
 
-
-class RegressionTask(ClassificationTask):
+class RegressionTask(_HeadTask):
     """A head with one output, read as a number (``problem_type="regression"``: a similarity, a rating)."""
 
     name = "regression"

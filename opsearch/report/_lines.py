@@ -40,7 +40,8 @@ def machine_words(machine: dict) -> str:
 
 def study_line(report: StudyReport) -> str:
     """What the study optimizes, and the workload and CPU its front belongs to."""
-    return (f"optimizes {', '.join(OBJECTIVES[o].title for o in report.objectives)}; "
+    titles = [OBJECTIVES[o].title.replace("accuracy", report.metric_title) for o in report.objectives]
+    return (f"optimizes {', '.join(titles)}; "
             f"workload: {workload_words(report.settings.get('workload', {}))}; CPU: {machine_words(report.machine)}")
 
 
@@ -84,14 +85,16 @@ def limit_line(report: StudyReport) -> str:
                  f"trial {r.trial} {r.speedup:.2f}x, loss {r.loss_ci_low_pt:+.2f} to {r.loss_ci_high_pt:+.2f} pt"
                  for r in faster))
     if best is None and not faster:
-        return f"no trial loses at most {limit} accuracy: raise --max-accuracy-loss or run more trials."
+        return (f"no trial loses at most {limit} of {report.metric_title}: raise --max-accuracy-loss or run more "
+                "trials.")
     if best is None:
-        return (f"no trial is surely within {limit} accuracy loss{maybe}; raise --max-accuracy-loss, or evaluate "
+        return (f"no trial is surely within {limit} {report.metric_title} loss{maybe}; raise --max-accuracy-loss, "
+                "or evaluate "
                 "on more rows (--max-samples, a larger dataset) to decide.")
     tied = [r.trial for r in report.rows if best.tie_group is not None and r.tie_group == best.tie_group
             and r.trial != best.trial]
     tie = ("" if not tied else f"; tied in speed with trial{'s' if len(tied) > 1 else ''} "
-           f"{', '.join(map(str, tied))}, chosen for the lower accuracy loss, then fewer quantized nodes")
+           f"{', '.join(map(str, tied))}, chosen for the lower {report.metric_title} loss, then fewer quantized nodes")
     return (f"best within {limit}: trial {best.trial}, {best.speedup:.2f}x fp32 "
             f"({best.samples_per_s:.1f} samples/s), loss {best.accuracy_loss_pt:+.2f} pt "
             f"(95% CI {best.loss_ci_low_pt:+.2f} to {best.loss_ci_high_pt:+.2f}){tie}{maybe}")

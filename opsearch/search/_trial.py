@@ -184,4 +184,4 @@ class _Race:
         rival = max(beaten, key=lambda r: r.speedup_low)
         self.by = rival.trial
         return (f"dominated by trial {rival.trial} after {record.rounds} rounds (at most {high:.2f}x, "
-                f"below its {rival.speedup_low:.2f}x at no more accuracy loss)")
+                f"below its {rival.speedup_low:.2f}x at no more loss)")

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from opsearch.errors import TrialFailed
-from opsearch.measure import ClassificationTask, EmbeddingTask, LinearProbe
+from opsearch.measure import METRICS, ClassificationTask, EmbeddingTask, LinearProbe, RegressionTask
 
 
 class FakeSession:
@@ -97,3 +97,27 @@ def test_batched_feeds_keep_the_order_and_pad_each_batch_to_its_longest(tiny_onn
     single = encode(tokenizer, texts, max_length=64)
     assert feeds[0]["input_ids"].shape[1] == single[1]["input_ids"].shape[1]  # padded to the longer text
     assert np.array_equal(feeds[2]["input_ids"], single[4]["input_ids"])  # a batch of one is unpadded
+
+
+def test_a_regressor_answers_its_one_output_and_reports_its_metric() -> None:
+    outputs = [np.array([[0.5]]), np.array([[2.0]]), np.array([[1.0]]), np.array([[3.5]])]
+    task = RegressionTask(_feeds(4), np.array([0.0, 2.0, 1.5, 3.0]), metric=METRICS["pearson"])
+    evaluation = task.evaluate(FakeSession(outputs))
+    assert evaluation.predictions.tolist() == [0.5, 2.0, 1.0, 3.5]
+    assert evaluation.metrics["spearman"] == pytest.approx(0.8)  # one swapped pair of ranks
+    assert evaluation.score == evaluation.metrics["pearson"]
+    assert evaluation.metrics["mse"] == pytest.approx(np.mean([0.25, 0.0, 0.25, 0.25]))
+
+
+def test_a_regressor_with_two_outputs_fails_the_trial_naming_the_task_flag() -> None:
+    task = RegressionTask(_feeds(1), np.array([1.0]))
+    with pytest.raises(TrialFailed, match="one number per text.*--task classification"):
+        task.evaluate(FakeSession([np.array([[0.1, 0.9]])]))
+
+
+def test_the_studys_metric_is_among_a_classifiers_metrics() -> None:
+    task = ClassificationTask(_feeds(4), np.array([0, 1, 1, 0]), metric=METRICS["mcc"])
+    evaluation = task.evaluate(FakeSession([np.array([[1.0, 0.0]]), np.array([[0.0, 1.0]]),
+                                            np.array([[1.0, 0.0]]), np.array([[1.0, 0.0]])]))
+    assert evaluation.metric == "mcc" and evaluation.score == pytest.approx(METRICS["mcc"].score(
+        np.array([0, 1, 0, 0]), np.array([0, 1, 1, 0])))

@@ -121,6 +121,10 @@ CHECK_RULES = {
         lambda v: isinstance(v, str) and _known_encoding(v),
         st.sampled_from(["utf-8", "latin-1", "cp1252", "mac_roman"]),
         st.sampled_from(["utf-9", "", "base64", "rot13", "no-such"])),
+    _values.check_evaluator: Rule(
+        lambda v: isinstance(v, str) and bool(v.rpartition(":")[0]) and v.rpartition(":")[2].isidentifier(),
+        st.from_regex(r"[a-z_]{1,6}(\.[a-z_]{1,4})?:[a-z_][a-z0-9_]{0,5}", fullmatch=True),
+        st.sampled_from(["", "mod", "mod:", ":fn", "mod:1fn", "a:b-c"])),
     _values.check_limit: Rule(
         lambda v: re.fullmatch(RELATIVE, v) is not None if isinstance(v, str) else 0 <= v < 1,
         st.floats(0, 1, exclude_max=True) | st.just(0) | st.from_regex(RELATIVE, fullmatch=True),

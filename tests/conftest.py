@@ -73,7 +73,10 @@ def _train(model, tokenizer, rows: list[dict], *, steps: int = 60) -> None:
     pairs = [r["sentence2"] for r in rows] if "sentence2" in rows[0] else None  # given as text_pair
     batch = tokenizer([r.get("sentence", r.get("sentence1")) for r in rows], pairs, padding=True,
                       return_tensors="pt")
-    labels = torch.tensor([r["label"] for r in rows])
+    if "labels" in rows[0]:  # multi-label: a comma list of topics, as multi-hot floats
+        labels = torch.tensor([[float(t in r["labels"].split(",")) for t in TOPICS] for r in rows])
+    else:
+        labels = torch.tensor([r["label"] for r in rows])
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
     model.train()
     for _ in range(steps):
@@ -111,6 +114,24 @@ def rating_rows(n: int, *, seed: int = 0) -> list[dict]:
                  + rng.sample(FILLER, 2))
         rng.shuffle(words)
         rows.append({"sentence": " ".join(words), "label": round(positive + rng.uniform(-0.3, 0.3), 2)})
+    return rows
+
+
+TOPICS = ("positive", "negative", "film")  # a multi-label row's labels: which of these it mentions
+
+
+def topic_rows(n: int, *, seed: int = 0) -> list[dict]:
+    """Texts tagged with every topic they mention (a positive word, a negative word, the word film): zero to three
+    labels per row, written as a comma list ("positive,film"; "" for none)."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words = rng.sample([w for w in FILLER if w != "film"], 3)
+        tags = [t for t in TOPICS if rng.random() < 0.5]
+        words += [rng.choice(POSITIVE)] * ("positive" in tags) + [rng.choice(NEGATIVE)] * ("negative" in tags)
+        words += ["film"] * ("film" in tags)
+        rng.shuffle(words)
+        rows.append({"sentence": " ".join(words), "labels": ",".join(tags)})
     return rows
 
 

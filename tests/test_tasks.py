@@ -7,7 +7,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import fast_settings, make_tiny_head, pair_rows, rating_rows, write_table
+from conftest import TOPICS, fast_settings, make_tiny_head, pair_rows, rating_rows, topic_rows, write_table
 from sklearn.metrics import matthews_corrcoef
 
 from opsearch.cli import main
@@ -94,6 +94,41 @@ def test_a_regressor_is_read_from_its_config_judged_by_spearman_and_scores_the_s
     predicted = [rate(text)[0]["score"] for text in rows.texts]
     spearman = stats.spearmanr(predicted, rows.labels).statistic
     assert spearman == pytest.approx(record["metrics"]["spearman"], abs=1e-6)
+
+
+@pytest.fixture(scope="module")
+def topic_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-topics")
+    model = make_tiny_head(folder / "model", topic_rows(300, seed=1), num_labels=3,
+                           problem_type="multi_label_classification", steps=120,
+                           id2label=dict(enumerate(TOPICS)), label2id={t: i for i, t in enumerate(TOPICS)})
+    return model, write_table(folder / "topics.csv", topic_rows(200, seed=2))
+
+
+def test_a_multi_label_tagger_is_judged_by_micro_f1_and_scores_the_same_in_a_pipeline(topic_model, tmp_path,
+                                                                                       capsys):
+    from optimum.onnxruntime import ORTModelForSequenceClassification
+    from sklearn.metrics import f1_score
+    from transformers import AutoTokenizer, pipeline
+
+    model, data = topic_model
+    study, config, lines = _study(tmp_path, model, data)
+    assert any("(multi-label)" in line for line in lines)  # problem_type read from the checkpoint
+    report = build_report(study)
+    assert report.metric == "f1_micro" and report.baseline["metrics"]["f1_micro"] > 0.9
+    assert "fp32 baseline: micro F1 " in format_report(report)
+    trial = next(t for t in study.trials if t.state.name == "COMPLETE")
+    low, high = trial.user_attrs["accuracy_loss_ci"]
+    assert low <= trial.user_attrs["accuracy_loss"] <= high
+
+    out, record = _export(config, tmp_path, capsys)
+    rows = _evaluation_rows(config, "multi-label")
+    assert rows.labels.shape == (len(rows.texts), 3)
+    tag = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
+                   tokenizer=AutoTokenizer.from_pretrained(out), top_k=None, function_to_apply="sigmoid")
+    predicted = np.array([[next(s["score"] for s in tag(text) if s["label"] == t) > 0.5 for t in TOPICS]
+                          for text in rows.texts])
+    assert f1_score(rows.labels, predicted, average="micro") == pytest.approx(record["metrics"]["f1_micro"])
 
 
 def test_labels_that_do_not_fit_the_task_are_refused_naming_the_fix(rating_model, pair_model, tmp_path):

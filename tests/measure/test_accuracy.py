@@ -101,12 +101,12 @@ def test_batched_feeds_keep_the_order_and_pad_each_batch_to_its_longest(tiny_onn
 
 def test_a_regressor_answers_its_one_output_and_reports_its_metric() -> None:
     outputs = [np.array([[0.5]]), np.array([[2.0]]), np.array([[1.0]]), np.array([[3.5]])]
-    task = RegressionTask(_feeds(4), np.array([0.0, 2.0, 1.5, 3.0]), metric=METRICS["pearson"])
+    task = RegressionTask(_feeds(4), np.array([0.0, 1.5, 2.0, 3.0]), metric=METRICS["pearson"])
     evaluation = task.evaluate(FakeSession(outputs))
     assert evaluation.predictions.tolist() == [0.5, 2.0, 1.0, 3.5]
     assert evaluation.metrics["spearman"] == pytest.approx(0.8)  # one swapped pair of ranks
     assert evaluation.score == evaluation.metrics["pearson"]
-    assert evaluation.metrics["mse"] == pytest.approx(np.mean([0.25, 0.0, 0.25, 0.25]))
+    assert evaluation.metrics["mse"] == pytest.approx(np.mean([0.25, 0.25, 1.0, 0.25]))
 
 
 def test_a_regressor_with_two_outputs_fails_the_trial_naming_the_task_flag() -> None:

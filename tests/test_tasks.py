@@ -122,29 +122,35 @@ def test_a_multi_label_tagger_is_judged_by_micro_f1_and_scores_the_same_in_a_pip
     assert low <= trial.user_attrs["accuracy_loss"] <= high
 
     out, record = _export(config, tmp_path, capsys)
-    rows = _evaluation_rows(config, "multi-label")
+    rows = _evaluation_rows(config, "multi-label", dict(enumerate(TOPICS)))
     assert rows.labels.shape == (len(rows.texts), 3)
     tag = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
                    tokenizer=AutoTokenizer.from_pretrained(out), top_k=None, function_to_apply="sigmoid")
-    predicted = np.array([[next(s["score"] for s in tag(text) if s["label"] == t) > 0.5 for t in TOPICS]
-                          for text in rows.texts])
+    scores = [{s["label"]: s["score"] for s in tag([text])[0]} for text in rows.texts]
+    predicted = np.array([[row[t] > 0.5 for t in TOPICS] for row in scores])
     assert f1_score(rows.labels, predicted, average="micro") == pytest.approx(record["metrics"]["f1_micro"])
 
 
-def test_labels_that_do_not_fit_the_task_are_refused_naming_the_fix(rating_model, pair_model, tmp_path):
+def test_labels_and_metrics_that_do_not_fit_the_task_are_refused_naming_the_fix(rating_model, pair_model, tmp_path,
+                                                                                capsys):
     model, ratings = rating_model
     with pytest.raises(DatasetError, match="--task regression"):
         _study(tmp_path, model, ratings, task="classification")
     pairs_model, pairs = pair_model
     with pytest.raises(DatasetError, match="text pair column 'hypothesis'.*--text-pair-column"):
         _study(tmp_path, pairs_model, pairs, text_pair_column="hypothesis")
+    assert main(["run", "--model", str(pairs_model), "--dataset", str(pairs), "--metric", "spearman", "--storage",
+                 f"sqlite:///{tmp_path / 'm.db'}", "--trials", "1"]) != 0
+    assert ("--metric spearman does not fit a classification model's predictions: use one of ['accuracy', "
+            "'f1_macro', 'f1_micro', 'f1_weighted', 'mcc']") in capsys.readouterr().err
+    assert not (tmp_path / "m.db").exists()  # refused before anything was stored
     words = write_table(tmp_path / "words.csv", [{"sentence": "good film", "label": "high"}] * 100)
     with pytest.raises(DatasetError, match="'high'.*not a number.*--label-column"):
         _study(tmp_path, model, words, task="regression")
 
 
-def _evaluation_rows(config: StudyConfig, task: str):
-    """The rows the study evaluated (its held-out fit rows left out)."""
+def _evaluation_rows(config: StudyConfig, task: str, id2label: dict[int, str] | None = None):
+    """The rows the study evaluated (its held-out fit rows left out), labels mapped to the model's."""
     from opsearch.source import load_study_data
 
-    return load_study_data(config, id2label=None, task=task).eval
+    return load_study_data(config, id2label=id2label, task=task).eval

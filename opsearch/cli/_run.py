@@ -34,7 +34,10 @@ def take_action(args: argparse.Namespace) -> int:
     from opsearch.search import run_study
 
     config = config_from_args(args)
-    study = run_study(config, progress=progress(args))
+    try:
+        study = run_study(config, progress=progress(args))
+    except ConfigError as exc:  # refused once the model is known (a metric that does not fit its task): as typed
+        raise (exc.spelled_by(spelled(given_settings(args, args.setting_flags), args.setting_flags)) or exc) from None
     return finish(study, config.resolved_storage(), args)
 
 

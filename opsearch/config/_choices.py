@@ -3,10 +3,11 @@ that act on a choice (the quantizer, the timer, the sampler) read them from here
 
 from __future__ import annotations
 
-TASKS = ("auto", "classification", "regression", "embedding")
+TASKS = ("auto", "classification", "regression", "multi-label", "embedding")
 # What a study judges a model by (opsearch.measure's metrics); auto: accuracy for classes, Spearman for a regressor.
 METRICS = ("auto", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "mcc", "spearman", "pearson")
-DEFAULT_METRICS = {"classification": "accuracy", "embedding": "accuracy", "regression": "spearman"}
+DEFAULT_METRICS = {"classification": "accuracy", "embedding": "accuracy", "regression": "spearman",
+                   "multi-label": "f1_micro"}
 # How reports name each metric.
 METRIC_TITLES = {"accuracy": "accuracy", "f1_macro": "macro F1", "f1_micro": "micro F1", "f1_weighted": "weighted F1",
                  "mcc": "MCC", "spearman": "Spearman", "pearson": "Pearson"}

@@ -8,6 +8,7 @@ from opsearch.measure._accuracy import (
     ClassificationTask,
     EmbeddingTask,
     Evaluation,
+    MultiLabelTask,
     RegressionTask,
     classification_metrics,
     evaluated,
@@ -45,7 +46,7 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
-from opsearch.measure._metrics import METRICS, Metric, metric_for
+from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric, metric_for
 from opsearch.measure._probes import build_cost_model, probe_recipes
 from opsearch.measure._profile import NodeProfile, profile_nodes, profile_together
 from opsearch.measure._protocol import TimingProtocol, protocol_settings
@@ -101,6 +102,8 @@ __all__ = [
     "METRICS",
     "Metric",
     "RegressionTask",
+    "MultiLabelTask",
+    "LABEL_SET_METRICS",
     "evaluated",
     "metric_for",
     "metric_loss_ci",

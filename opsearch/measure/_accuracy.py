@@ -18,7 +18,7 @@ import numpy as np
 
 from opsearch.errors import TrialFailed
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine
-from opsearch.measure._metrics import METRICS, Metric
+from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric
 from opsearch.measure._sessions import Feed, run_all
 
 
@@ -99,6 +99,29 @@ class RegressionTask(_HeadTask):
                           self.metric.name)
 
 
+class MultiLabelTask(_HeadTask):
+    """A head with one logit per label, each read through a sigmoid (``problem_type="multi_label_classification"``):
+    a row's answer is the set of labels whose logit is above 0 (probability above one half), as a multi-hot row."""
+
+    name = "multi-label"
+
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric = LABEL_SET_METRICS["f1_micro"]
+                 ) -> None:
+        super().__init__(feeds, np.asarray(labels, dtype=np.int64), metric=metric)
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        if outputs.shape[1] != self.labels.shape[1]:
+            raise TrialFailed(f"the model has {outputs.shape[1]} outputs for {self.labels.shape[1]} labels")
+        return (outputs > 0).astype(np.int64)
+
+    def evaluation(self, outputs: np.ndarray) -> Evaluation:
+        predictions = self.predict(outputs)
+        metrics = {name: LABEL_SET_METRICS[name].score(predictions, self.labels)
+                   for name in ("accuracy", "f1_micro", "f1_macro")}
+        return Evaluation(_with_metric(metrics, self.metric, predictions, self.labels), predictions, outputs,
+                          self.metric.name)
+
+
 class EmbeddingTask:
     """Pooled sentence embeddings through a probe frozen on fp32 embeddings; also their cosine to fp32."""
 
@@ -136,19 +159,25 @@ class EmbeddingTask:
 
 
 # In a trial's packed predictions, the rows its evaluation never reached (it stopped early: see ``measure.screen``);
-# NaN among numbers (a regressor's predictions).
+# NaN among numbers (a regressor's predictions); a row of SET_NOT_EVALUATED among label sets (multi-hot rows).
 NOT_EVALUATED = int(np.iinfo(np.uint16).max)
+SET_NOT_EVALUATED = int(np.iinfo(np.uint8).max)
 
 
 def evaluated(values: np.ndarray) -> np.ndarray:
     """Which rows of unpacked predictions were evaluated."""
     values = np.asarray(values)
+    if values.ndim == 2:
+        return values[:, 0] != SET_NOT_EVALUATED
     return ~np.isnan(values) if values.dtype.kind == "f" else values != NOT_EVALUATED
 
 
-def not_evaluated(rows: int, *, numbers: bool) -> np.ndarray:
-    """Predictions of ``rows`` rows, none evaluated yet (``numbers``: a regressor's)."""
-    return np.full(rows, np.nan) if numbers else np.full(rows, NOT_EVALUATED, dtype=np.int64)
+def not_evaluated(like: np.ndarray) -> np.ndarray:
+    """Predictions of as many rows as the labels ``like``, none evaluated yet."""
+    like = np.asarray(like)
+    if like.ndim == 2:
+        return np.full(like.shape, SET_NOT_EVALUATED, dtype=np.int64)
+    return np.full(len(like), np.nan) if like.dtype.kind == "f" else np.full(len(like), NOT_EVALUATED, dtype=np.int64)
 
 
 def pack_labels(values: np.ndarray) -> str:
@@ -158,6 +187,9 @@ def pack_labels(values: np.ndarray) -> str:
     values = np.asarray(values)
     if values.dtype.kind == "f":
         return "<f4:" + base64.b64encode(zlib.compress(values.astype("<f4").tobytes(), 9)).decode("ascii")
+    if values.ndim == 2:  # label sets: a byte per row and label ("u1x3": three labels per row)
+        return f"u1x{values.shape[1]}:" + base64.b64encode(zlib.compress(values.astype("u1").tobytes(), 9)).decode(
+            "ascii")
     if values.size and (values.min() < 0 or values.max() > np.iinfo(np.uint16).max):
         raise ValueError(f"class ids must lie in 0..65535, not {values.min()}..{values.max()}")
     dtype = "u1" if not values.size or values.max() <= np.iinfo(np.uint8).max else "<u2"
@@ -166,6 +198,10 @@ def pack_labels(values: np.ndarray) -> str:
 
 def unpack_labels(text: str) -> np.ndarray:
     dtype, _, packed = text.partition(":")
+    if "x" in dtype:  # label sets
+        dtype, width = dtype.split("x")
+        rows = np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=dtype)
+        return rows.reshape(-1, int(width)).astype(np.int64)
     values = np.frombuffer(zlib.decompress(base64.b64decode(packed)), dtype=dtype)
     return values.astype(np.float64) if values.dtype.kind == "f" else values.astype(np.int64)
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from opsearch.errors import StudyError
 from opsearch.measure._accuracy import Evaluation, evaluated, unpack_labels
-from opsearch.measure._metrics import CLASS_TASKS, METRICS, Metric
+from opsearch.measure._metrics import CLASS_TASKS, LABEL_SET_METRICS, LABEL_SET_TASKS, METRICS, Metric
 from opsearch.measure._screen import AccuracyScreen
 from opsearch.measure._statistics import accuracy_loss_ci, metric_loss_ci
 
@@ -50,6 +50,18 @@ def check_fp32(evaluation: Evaluation, labels: np.ndarray, task: str) -> float |
     predictions barely correlate with the labels). The majority class's accuracy (None for a regressor)."""
     if task in CLASS_TASKS:
         return check_fp32_accuracy(evaluation.metrics["accuracy"], labels)
+    if task in LABEL_SET_TASKS:
+        # Answering each label's more frequent value on every row: what a model that learned nothing scores.
+        constant = np.tile((labels.mean(axis=0) > 0.5).astype(np.int64), (len(labels), 1))
+        floor = LABEL_SET_METRICS["f1_micro"].score(constant, labels)
+        f1 = LABEL_SET_METRICS["f1_micro"].score(evaluation.predictions, labels)
+        if f1 <= floor + BASELINE_MARGIN:
+            raise StudyError(
+                f"the fp32 model scores {f1:.4f} micro F1 on {len(labels)} evaluation rows, no better than answering "
+                f"each label's more frequent value ({floor:.4f}): losses against it would mean nothing. Check that "
+                "the dataset's labels match the model's (--label-column, --label-map), and that the model is "
+                "trained for this task.")
+        return None
     correlation = METRICS["spearman"].score(evaluation.predictions, labels)
     if correlation < MIN_CORRELATION:
         raise StudyError(

@@ -24,6 +24,7 @@ from opsearch.errors import ConfigError
 # The tasks a metric fits, by the kind of prediction it reads.
 CLASS_TASKS = ("classification", "embedding")  # one class id per row
 VALUE_TASKS = ("regression",)  # one number per row
+LABEL_SET_TASKS = ("multi-label",)  # a set of labels per row, as a multi-hot row
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class Metric:
 
     def __reduce__(self):
         """Sent to a trial's child process by name (its functions are closures, which do not pickle)."""
-        return _named, (self.name,)
+        return _named, (self.name, self.tasks == LABEL_SET_TASKS)
 
     @property
     def title(self) -> str:
@@ -127,6 +128,38 @@ def _right(predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
     return (predictions == references).astype(float)
 
 
+# Label-set metrics (multi-hot rows: predictions and references (..., rows, labels)) --------------------------
+
+def _label_counts(predictions: np.ndarray, references: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Per resample and label: true positives, false positives, false negatives."""
+    p, r = predictions.astype(bool), references.astype(bool)
+    return ((p & r).sum(axis=-2).astype(float), (p & ~r).sum(axis=-2).astype(float),
+            (~p & r).sum(axis=-2).astype(float))
+
+
+def _set_f1_batched(average: str) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    def f1(predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
+        tp, fp, fn = _label_counts(predictions, references)
+        if average == "micro":
+            tp, fp, fn = tp.sum(axis=-1), fp.sum(axis=-1), fn.sum(axis=-1)
+        denominator = 2 * tp + fp + fn
+        per_label = np.divide(2 * tp, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+        if average == "micro":
+            return per_label
+        if average == "weighted":
+            support = tp + fn
+            total = support.sum(axis=-1)
+            return np.divide((per_label * support).sum(axis=-1), total, out=np.zeros_like(total), where=total > 0)
+        return per_label.mean(axis=-1)
+
+    return f1
+
+
+def _exact(predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """1 for a row whose every label is right (scikit-learn's subset accuracy)."""
+    return (predictions == references).all(axis=-1).astype(float)
+
+
 # Value metrics ------------------------------------------------------------------------------------------------
 
 def _pearson_batched(x: np.ndarray, y: np.ndarray) -> np.ndarray:
@@ -167,17 +200,28 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
-def _named(name: str) -> Metric:
-    return METRICS[name]
+def _named(name: str, label_sets: bool = False) -> Metric:
+    return (LABEL_SET_METRICS if label_sets else METRICS)[name]
+
+
+# The same names over label sets: accuracy is the share of rows whose every label is right.
+LABEL_SET_METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric("accuracy", LABEL_SET_TASKS, lambda p, r: float(_exact(p, r).mean()),
+           lambda p, r: _exact(p, r).mean(axis=-1), _exact),
+    Metric("f1_micro", LABEL_SET_TASKS, _f1_score("micro"), _set_f1_batched("micro")),
+    Metric("f1_macro", LABEL_SET_TASKS, _f1_score("macro"), _set_f1_batched("macro")),
+    Metric("f1_weighted", LABEL_SET_TASKS, _f1_score("weighted"), _set_f1_batched("weighted")),
+)}
 
 
 def metric_for(name: str, task: str) -> Metric:
     """The metric ``name`` ("auto": the task's usual one), refused (naming --metric) when it does not fit the task."""
     if name == "auto":
         name = DEFAULT_METRICS[task]
-    metric = METRICS[name]
+    registry = LABEL_SET_METRICS if task in LABEL_SET_TASKS else METRICS
+    metric = registry.get(name, METRICS[name])
     if task not in metric.tasks:
-        fits = [m.name for m in METRICS.values() if task in m.tasks]
+        fits = [m.name for m in registry.values() if task in m.tasks]
         problem = f"does not fit a {task} model's predictions: use one of {fits}."
         raise ConfigError(f"metric={name!r} {problem}", setting="metric", value=name, problem=problem)
     return metric

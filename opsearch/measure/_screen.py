@@ -95,7 +95,7 @@ def evaluate_screened(task: ClassificationTask | EmbeddingTask, session, screen:
     order = feed_order(sizes, screen.seed)
     outputs: list[np.ndarray | None] = [None] * len(sizes)
     labels = np.asarray(task.labels)
-    predictions = not_evaluated(total, numbers=labels.dtype.kind == "f")
+    predictions = not_evaluated(labels)
     done, look = 0, 1
     for position, j in enumerate(order):
         outputs[j] = task.outputs(session, [task.feeds[j]])

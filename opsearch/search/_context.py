@@ -26,6 +26,7 @@ from opsearch.measure import (
     EvaluatorTask,
     LinearProbe,
     Metric,
+    MultiLabelTask,
     RegressionTask,
     SingleTiming,
     ThreadSettings,
@@ -57,7 +58,7 @@ from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_
 Progress = Callable[[str], None]
 # Calibration rows the ranges pass runs on: enough to see each layer's range, few enough to cost seconds.
 RANGE_ROWS = 32
-Task = ClassificationTask | RegressionTask | EmbeddingTask | EvaluatorTask
+Task = ClassificationTask | RegressionTask | MultiLabelTask | EmbeddingTask | EvaluatorTask
 
 
 class StudyContext:
@@ -177,6 +178,8 @@ class StudyContext:
             return ClassificationTask(feeds, rows.labels, metric=self.metric)
         if self.model.task == "regression":
             return RegressionTask(feeds, rows.labels, metric=self.metric)
+        if self.model.task == "multi-label":
+            return MultiLabelTask(feeds, rows.labels, metric=self.metric)
         probe = self._probe(study, fit=fit_probe)
         return EmbeddingTask(feeds, rows.labels, probe=probe, pooling=self.model.pooling,
                              normalize=self.model.normalize, metric=self.metric)

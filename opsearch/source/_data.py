@@ -11,8 +11,10 @@ and the description says which rows were dropped and why, and how many texts are
 
 from __future__ import annotations
 
+import json
 import logging
 import math
+import re
 from collections import Counter
 from dataclasses import dataclass
 
@@ -93,6 +95,9 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     if task == "regression":
         mapping, label_names = _numbers(eval_raw + fit.raw, config.dataset), []
         eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.float64))
+    elif task == "multi-label":
+        mapping, label_names = _label_sets(eval_raw + fit.raw, config, id2label=id2label, dataset=config.dataset)
+        eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.int64))
     else:
         mapping, label_names = _label_mapping(eval_raw, config, id2label=id2label, task=task,
                                               dataset=config.dataset)
@@ -173,6 +178,52 @@ def _numbers(raw: list, dataset: str) -> dict[str, float]:
                                "numbers: pick the number column with --label-column, or use --task classification "
                                "for class labels.") from None
     return mapping
+
+
+def _label_list(value, dataset: str) -> list[str]:
+    """A multi-label row's labels: a list (JSON, Parquet), a JSON list in text, or a comma (or ; or |) list."""
+    if isinstance(value, list | tuple):
+        return [str(v) for v in value]
+    text = str(value).strip()
+    if text.startswith("["):
+        try:
+            parsed = json.loads(text)
+        except json.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, list):
+            raise DatasetError(f"label {text[:40]!r} of {dataset!r} starts like a JSON list but is none: write "
+                               "[\"a\", \"b\"], or a comma list a,b.")
+        return [str(v) for v in parsed]
+    return [part.strip() for part in re.split(r"[,;|]", text) if part.strip()]
+
+
+def _label_sets(raw: list, config: StudyConfig, *, id2label: dict[int, str] | None,
+                dataset: str) -> tuple[dict[str, tuple[int, ...]], list[str]]:
+    """A multi-label study's labels: each value (as a string) to its multi-hot row, and the labels' names."""
+    sets = {str(v): _label_list(v, dataset) for v in raw}
+    names = sorted({name for labels in sets.values() for name in labels})
+    if config.label_map is not None:
+        missing = [n for n in names if n not in config.label_map]
+        if missing:
+            raise DatasetError(f"labels {missing} of {dataset!r} are not in label_map {config.label_map}: add them.")
+        ids = dict(config.label_map)
+    elif id2label:
+        by_name = {name.lower(): i for i, name in id2label.items()}
+        if all(n.lower() in by_name for n in names):
+            ids = {n: by_name[n.lower()] for n in names}
+        elif all(_is_int(n) and int(n) in id2label for n in names):
+            ids = {n: int(n) for n in names}
+        else:
+            raise DatasetError(f"labels {names} of {dataset!r} do not match the model's labels {id2label}: give "
+                               "--label-map, e.g. --label-map toxic=0,insult=1.")
+    elif all(_is_int(n) for n in names):
+        ids = {n: int(n) for n in names}
+    else:
+        ids = {n: i for i, n in enumerate(names)}
+    width = max([len(id2label or {}), *(i + 1 for i in ids.values())])
+    mapping = {key: tuple(int(i in {ids[n] for n in labels}) for i in range(width)) for key, labels in sets.items()}
+    inverse = {i: n for n, i in ids.items()}
+    return mapping, [(id2label or {}).get(i) or inverse.get(i, str(i)) for i in range(width)]
 
 
 def _check_classes(data: LabelledTexts, dataset: str) -> None:

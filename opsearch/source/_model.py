@@ -159,6 +159,8 @@ def task_of_config(config: dict) -> str:
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         return "embedding"
     problem = config.get("problem_type")
+    if problem == "multi_label_classification":
+        return "multi-label"
     labels = len(config.get("id2label") or {}) or config.get("num_labels", 2)
     return "regression" if problem == "regression" or (problem is None and labels == 1) else "classification"
 
@@ -204,7 +206,7 @@ def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], 
 
     logger.info("exporting %s to ONNX (once per study) ...", source)
     with atomic_folder(target, prefix=".export-", needs_bytes=_export_size(source)) as tmp:
-        model_cls = (ORTModelForSequenceClassification if task in ("classification", "regression")
+        model_cls = (ORTModelForSequenceClassification if task in ("classification", "regression", "multi-label")
                      else ORTModelForFeatureExtraction)
         try:
             model = model_cls.from_pretrained(source, export=True)

@@ -167,3 +167,33 @@ def test_numbers_pack_as_float32_and_rows_never_evaluated_come_back_as_nan() -> 
     np.testing.assert_array_equal(back[[0, 1, 3]], values[[0, 1, 3]])
     ids = unpack_labels(pack_labels(np.array([0, 2, 1])))
     assert ids.dtype == np.int64 and ids.tolist() == [0, 2, 1]
+
+
+@pytest.mark.parametrize("name", ["accuracy", "f1_micro", "f1_macro", "f1_weighted"])
+def test_each_label_set_metric_and_its_batched_form_equal_sklearn(name: str) -> None:
+    """Multi-hot rows: scikit-learn's multilabel metrics (accuracy is the share of rows whose every label is right),
+    the batched form equal on resamples, labels missing from a resample included."""
+    metric = metric_for(name, "multi-label")
+    rng = np.random.default_rng(3)
+    references = (rng.random((60, 4)) < [0.5, 0.3, 0.1, 0.02]).astype(np.int64)
+    predictions = np.where(rng.random((60, 4)) < 0.15, 1 - references, references)
+    expected_of = {"accuracy": lambda p, r: accuracy_score(r, p),
+                   **{n: (lambda p, r, a=n[3:]: f1_score(r, p, average=a, zero_division=0))
+                      for n in ("f1_micro", "f1_macro", "f1_weighted")}}[name]
+    assert metric.score(predictions, references) == pytest.approx(expected_of(predictions, references))
+    rows = rng.integers(0, 60, size=(30, 10))
+    np.testing.assert_allclose(metric.batched(predictions[rows], references[rows]),
+                               [expected_of(predictions[r], references[r]) for r in rows], atol=1e-12)
+    assert metric.decomposes == (name == "accuracy")
+
+
+def test_label_sets_pack_a_byte_per_label_and_rows_never_evaluated_come_back_marked() -> None:
+    from opsearch.measure import evaluated
+
+    rows = np.array([[1, 0, 1], [0, 0, 0], [255, 255, 255]])
+    back = unpack_labels(pack_labels(rows))
+    np.testing.assert_array_equal(back, rows)
+    assert evaluated(back).tolist() == [True, True, False]
+    assert metric_for("auto", "multi-label").name == "f1_micro"
+    with pytest.raises(ConfigError, match="does not fit a multi-label"):
+        metric_for("mcc", "multi-label")

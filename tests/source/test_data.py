@@ -124,6 +124,25 @@ def test_the_usual_pair_columns_are_read_as_pairs_unless_the_model_is_an_encoder
     assert all(isinstance(t, str) for t in load(path, text_column=first, task="embedding").eval.texts)
 
 
+@pytest.mark.parametrize(("written", "suffix"), [
+    (lambda tags: ",".join(tags) or "[]", ".csv"),
+    (lambda tags: tags, ".jsonl"),
+    (lambda tags: json.dumps(tags), ".csv"),
+])
+def test_multi_label_rows_become_multi_hot_rows_in_the_models_label_order(tmp_path: Path, written,
+                                                                          suffix: str) -> None:
+    topics = ["film", "negative", "positive"]
+    rows = [{"sentence": f"text {i}", "labels": written([t for j, t in enumerate(topics) if (i >> j) & 1])}
+            for i in range(40)]
+    id2label = {0: "POSITIVE", 1: "negative", 2: "Film"}  # another order, other cases
+    data = load(write_rows(tmp_path / f"d{suffix}", rows), task="multi-label", id2label=id2label)
+    assert data.label_names == ["POSITIVE", "negative", "Film"]
+    got = dict(zip(data.eval.texts, data.eval.labels.tolist(), strict=True))
+    for i in range(40):
+        if f"text {i}" in got:
+            assert got[f"text {i}"] == [(i >> 2) & 1, (i >> 1) & 1, i & 1]
+
+
 def test_number_labels_are_kept_as_numbers_for_a_regressor(tmp_path: Path) -> None:
     rows = [{"sentence": f"text {i}", "label": i / 10} for i in range(40)]
     data = load(write_rows(tmp_path / "d.csv", rows), task="regression", id2label=None)

@@ -19,7 +19,7 @@ from opsearch.search import run_study
 
 def _study(tmp_path, model, data, **settings):
     config = StudyConfig(model=str(model), dataset=str(data), storage=f"sqlite:///{tmp_path / 's.db'}",
-                         study_name="task", modes=["dynamic"], **fast_settings(**settings))
+                         study_name="task", modes=["dynamic"], **fast_settings(remeasure_front=False, **settings))
     lines: list[str] = []
     return run_study(config, n_trials=2, progress=lines.append), config, lines
 

@@ -142,11 +142,16 @@ def _check_writable(storage: str, path: Path) -> None:
 
 
 def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
-    """Queue a trial that was cut off (its configuration, its preset name) to be tried again."""
-    if trial.params:
+    """Queue a trial that was cut off (its configuration, its preset name, whether it is a starting point) to be
+    tried again. A queued trial cut off before its parameters were drawn has only those it was queued with; a sampled
+    one cut off while drawing had chosen nothing yet, and is not queued."""
+    params = trial.params or trial.system_attrs.get("fixed_params")
+    if params:
         record = TrialRecord.of(trial)
         extra = {"preset": record.preset} if record.preset else {}
-        study.enqueue_trial(trial.params, user_attrs=trial_attrs(retry_of=trial.number, retry_reason=reason, **extra))
+        if record.starting is not None:
+            extra["starting"] = record.starting
+        study.enqueue_trial(params, user_attrs=trial_attrs(retry_of=trial.number, retry_reason=reason, **extra))
 
 
 def _queue_again(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:

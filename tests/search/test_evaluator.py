@@ -75,7 +75,7 @@ def _ran(study) -> list:
 
 
 def _config(tmp_path, checkpoint, data, **settings) -> StudyConfig:
-    settings = {"study_name": "ev", "modes": ["dynamic"], **settings}
+    settings = {"study_name": "ev", "modes": ["dynamic"], "remeasure_front": False, **settings}
     return StudyConfig(model=str(checkpoint), dataset=str(data), storage=f"sqlite:///{tmp_path / 's.db'}",
                        **fast_settings(**settings))
 
@@ -113,8 +113,8 @@ def test_an_evaluator_goes_round_trip_through_resume_and_a_worker_process(evalua
     config = _config(tmp_path, tiny_checkpoint, tiny_csv, isolation="process")  # trials load it in a child too
     run_study(config, n_trials=1, progress=lambda line: None, evaluator=evaluators.mcc)
     lines: list[str] = []
-    study = resume_study(storage=config.storage, study_name="ev", n_trials=1, progress=lines.append)
-    assert any("fp32 my mcc" in line for line in lines)
+    resume_study(storage=config.storage, study_name="ev", n_trials=0, progress=lines.append)
+    assert any("fp32 my mcc" in line for line in lines)  # resumed: the evaluator loaded, and fp32 scored again
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "user_code"), os.environ.get("PYTHONPATH", "")])}
     worker = subprocess.run([sys.executable, "-m", "opsearch.cli", "worker", "--storage", config.storage,
                              "--study-name", "ev", "--trials", "1"], capture_output=True, text=True, env=env,
@@ -122,7 +122,7 @@ def test_an_evaluator_goes_round_trip_through_resume_and_a_worker_process(evalua
     assert worker.returncode == 0, worker.stderr[-2000:]
     study = resume_study(storage=config.storage, study_name="ev", n_trials=0, progress=lines.append)
     done = [t for t in study.trials if t.state.name == "COMPLETE"]
-    assert len(done) == 3 and all("my mcc" in t.user_attrs["metrics"] for t in done)
+    assert len(done) == 2 and all("my mcc" in t.user_attrs["metrics"] for t in done)
 
     # The module gone: resume says which evaluator could not be loaded, and changes nothing.
     no_path = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
@@ -131,7 +131,7 @@ def test_an_evaluator_goes_round_trip_through_resume_and_a_worker_process(evalua
                           timeout=600, cwd=tmp_path)
     assert gone.returncode != 0 and "my_eval:mcc" in gone.stderr and "could not be loaded" in gone.stderr
     assert "Traceback" not in gone.stderr
-    assert len(_ran(resume_study(storage=config.storage, study_name="ev", n_trials=0, progress=lines.append))) == 3
+    assert len(_ran(resume_study(storage=config.storage, study_name="ev", n_trials=0, progress=lines.append))) == 2
 
 
 def test_a_trial_whose_evaluator_fails_fails_alone_with_its_message(evaluators, tmp_path, tiny_checkpoint, tiny_csv):

@@ -170,3 +170,26 @@ def test_a_postgresql_study_runs_resumes_and_takes_a_worker(postgres_url, tmp_pa
     assert {t.number: t.values for t in done if t.number in first} == first
     assert build_report(worker).front
     assert (tmp_path / "opsearch-runs" / "pg.cache" / "fp32" / "model.onnx").is_file()
+
+
+def test_a_queued_trial_cut_off_before_its_parameters_were_drawn_is_queued_again_as_queued(tmp_path) -> None:
+    """A worker killed between popping a queued trial (a starting point) and drawing its parameters leaves a trial
+    with no params: its retry comes from what it was queued with, preset name and starting flag kept."""
+    from opsearch.store import queue_retry, trial_attrs
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize", "minimize"])
+    study.enqueue_trial({"op_MatMul": True, "per_channel": False},
+                        user_attrs=trial_attrs(preset="dynamic: weight MatMuls only", starting=True))
+    popped = study.ask()  # the queue's trial, RUNNING, nothing drawn yet
+    cut = study._storage.get_trial(popped._trial_id)
+    assert cut.params == {}
+    queue_retry(study, cut, "the process running it stopped")
+    retry = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    assert retry.system_attrs["fixed_params"] == {"op_MatMul": True, "per_channel": False}
+    assert retry.user_attrs["retry_of"] == cut.number and retry.user_attrs["preset"] == "dynamic: weight MatMuls only"
+    assert retry.user_attrs["starting"] is True
+
+    fresh = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize", "minimize"])
+    sampled = fresh.ask()  # not queued: a sampled trial cut off while drawing chose nothing, and is not retried
+    queue_retry(fresh, fresh._storage.get_trial(sampled._trial_id), "the process running it stopped")
+    assert not fresh.get_trials(states=(optuna.trial.TrialState.WAITING,))

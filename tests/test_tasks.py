@@ -13,8 +13,9 @@ from sklearn.metrics import matthews_corrcoef
 from opsearch.cli import main
 from opsearch.config import StudyConfig
 from opsearch.errors import DatasetError
+from opsearch.measure import metric_for, metric_loss_ci, pack_labels, unpack_labels
 from opsearch.report import TRIAL_FILE, build_report, format_report
-from opsearch.search import run_study
+from opsearch.search import create_runner, run_study
 
 
 def _study(tmp_path, model, data, **settings):
@@ -118,8 +119,21 @@ def test_a_multi_label_tagger_is_judged_by_micro_f1_and_scores_the_same_in_a_pip
     assert report.metric == "f1_micro" and report.baseline["metrics"]["f1_micro"] > 0.9
     assert "fp32 baseline: micro F1 " in format_report(report)
     trial = next(t for t in study.trials if t.state.name == "COMPLETE")
-    low, high = trial.user_attrs["accuracy_loss_ci"]
-    assert low <= trial.user_attrs["accuracy_loss"] <= high
+    baseline = study.user_attrs["baseline"]
+    labels, fp32 = unpack_labels(baseline["labels"]), unpack_labels(baseline["predictions"])
+    answers = unpack_labels(trial.user_attrs["predictions"])
+    assert labels.shape == fp32.shape == answers.shape == (len(labels), 3)
+    f1 = metric_for("f1_micro", "multi-label")
+    assert trial.user_attrs["accuracy_loss"] == pytest.approx(f1.score(fp32, labels) - f1.score(answers, labels))
+    assert trial.user_attrs["accuracy_loss_ci"] == pytest.approx(list(metric_loss_ci(f1, fp32, answers, labels)))
+    runner = create_runner(config, progress=lambda line: None)  # what judges the next trials: label-set F1
+    try:
+        changed = np.where(np.arange(len(labels))[:, None] < 20, 1 - fp32, fp32)
+        assert runner.fp32.metric.tasks == ("multi-label",)
+        assert runner.fp32.loss_ci(pack_labels(changed), seed=0) == pytest.approx(
+            list(metric_loss_ci(f1, fp32, changed, labels)))
+    finally:
+        runner.close()
 
     out, record = _export(config, tmp_path, capsys)
     rows = _evaluation_rows(config, "multi-label", dict(enumerate(TOPICS)))

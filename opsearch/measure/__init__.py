@@ -46,7 +46,7 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
-from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric, metric_for
+from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric, metric_for, metric_named
 from opsearch.measure._probes import build_cost_model, probe_recipes
 from opsearch.measure._profile import NodeProfile, profile_nodes, profile_together
 from opsearch.measure._protocol import TimingProtocol, protocol_settings
@@ -106,6 +106,7 @@ __all__ = [
     "LABEL_SET_METRICS",
     "evaluated",
     "metric_for",
+    "metric_named",
     "metric_loss_ci",
     "majority_accuracy",
     "ALPHA",

@@ -214,12 +214,18 @@ LABEL_SET_METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
+def metric_named(name: str, task: str) -> Metric:
+    """The built-in metric ``name`` in the form a ``task``'s predictions take (label sets: multi-hot rows)."""
+    registry = LABEL_SET_METRICS if task in LABEL_SET_TASKS else METRICS
+    return registry.get(name, METRICS[name])
+
+
 def metric_for(name: str, task: str) -> Metric:
     """The metric ``name`` ("auto": the task's usual one), refused (naming --metric) when it does not fit the task."""
     if name == "auto":
         name = DEFAULT_METRICS[task]
     registry = LABEL_SET_METRICS if task in LABEL_SET_TASKS else METRICS
-    metric = registry.get(name, METRICS[name])
+    metric = metric_named(name, task)
     if task not in metric.tasks:
         fits = [m.name for m in registry.values() if task in m.tasks]
         problem = f"does not fit a {task} model's predictions: use one of {fits}."

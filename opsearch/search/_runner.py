@@ -17,7 +17,7 @@ import optuna
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyStopped, TrialFailed
-from opsearch.measure import METRICS, WAITING_FOR_LOCK, EvaluatorTask, Fp32Answers, fingerprint, machine_id
+from opsearch.measure import WAITING_FOR_LOCK, EvaluatorTask, Fp32Answers, fingerprint, machine_id, metric_named
 from opsearch.quantize import QuantRecipe
 from opsearch.search._budget import Budget, front_session_seconds, trial_seconds
 from opsearch.search._context import StudyContext, Task
@@ -91,7 +91,8 @@ class Runner:
     def fp32(self) -> Fp32Answers:
         """fp32's answers, read once the baseline is stored."""
         record = self.record
-        metric = self.task.metric if isinstance(self.task, EvaluatorTask) else METRICS[record.metric]
+        # The task's metric (an evaluator's is known once it scored fp32); a runner without a task, the stored one's.
+        metric = self.task.metric if self.task is not None else metric_named(record.metric, record.task)
         return Fp32Answers.of_baseline(record.baseline, majority=record.data.get("majority_accuracy"), metric=metric)
 
     @property

@@ -118,9 +118,6 @@ class Runner:
         # An evaluator answers all its rows at once: nothing to stop early.
         early = cfg.early_stop and not isinstance(self.task, EvaluatorTask)
         screen = self.fp32.screen(self.accuracy_limit, seed=cfg.seed) if early else None
-        why = self.fp32.metric.why_no_early_stop()
-        if screen is not None and self.accuracy_limit is not None and why:
-            self.context.progress(f"early stopping for the limit: off: {why}")
         return TrialSetup(ctx.model.onnx_path, ctx.threads, self.task, ctx.workload, ctx.calibration, ctx.protocol,
                           ctx.lock_path, ctx.cache_dir, ctx.study_name, screen=screen,
                           objectives=tuple(cfg.objectives))
@@ -141,6 +138,9 @@ class Runner:
         self._trials_left, self._budget, self._durations = n_trials, budget, durations
         if n_trials <= 0:
             return self.study
+        why = self.fp32.metric.why_no_early_stop()
+        if self.config.early_stop and self.accuracy_limit is not None and why:
+            self.progress(f"early stopping for the limit: off: {why}")
 
         def report(study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
             deliver_stops()  # Optuna has stored the trial: a stop asked for meanwhile happens now

@@ -109,8 +109,8 @@ def test_predictions_and_a_metric_give_the_builtin_metrics_answer_and_its_bootst
 
 
 def test_an_evaluator_goes_round_trip_through_resume_and_a_worker_process(evaluators, tmp_path, tiny_checkpoint,
-                                                                         tiny_csv):
-    config = _config(tmp_path, tiny_checkpoint, tiny_csv, isolation="process")  # trials load it in a child too
+                                                                         tiny_csv, capsys):
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv)
     run_study(config, n_trials=1, progress=lambda line: None, evaluator=evaluators.mcc)
     lines: list[str] = []
     resume_study(storage=config.storage, study_name="ev", n_trials=0, progress=lines.append)
@@ -125,13 +125,14 @@ def test_an_evaluator_goes_round_trip_through_resume_and_a_worker_process(evalua
     assert len(done) == 2 and all("my mcc" in t.user_attrs["metrics"] for t in done)
 
     # The module gone: resume says which evaluator could not be loaded, and changes nothing.
-    no_path = {**os.environ, "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
-    gone = subprocess.run([sys.executable, "-m", "opsearch.cli", "resume", "--storage", config.storage,
-                           "--study-name", "ev", "--trials", "1"], capture_output=True, text=True, env=no_path,
-                          timeout=600, cwd=tmp_path)
-    assert gone.returncode != 0 and "my_eval:mcc" in gone.stderr and "could not be loaded" in gone.stderr
-    assert "Traceback" not in gone.stderr
-    assert len(_ran(resume_study(storage=config.storage, study_name="ev", n_trials=0, progress=lines.append))) == 2
+    sys.path.remove(str(tmp_path / "user_code"))
+    sys.modules.pop("my_eval")
+    assert main(["resume", "--storage", config.storage, "--study-name", "ev", "--trials", "1"]) != 0
+    err = capsys.readouterr().err
+    assert "my_eval:mcc: its module could not be loaded (ModuleNotFoundError" in err and "Traceback" not in err
+    import optuna
+
+    assert len(_ran(optuna.load_study(study_name="ev", storage=config.storage))) == 2
 
 
 def test_a_trial_whose_evaluator_fails_fails_alone_with_its_message(evaluators, tmp_path, tiny_checkpoint, tiny_csv):
@@ -154,6 +155,18 @@ def test_an_evaluator_that_fails_on_fp32_stops_the_study_naming_it(evaluators, t
         run_study(_config(tmp_path, tiny_checkpoint, tiny_csv), n_trials=1, progress=lambda line: None,
                   evaluator=getattr(evaluators, name))
     assert not (tmp_path / "s.db").exists()  # a refused new study leaves nothing behind
+
+
+def test_a_trial_process_gets_the_evaluator_by_name_and_loads_it_again(evaluators):
+    """What a spawned trial process receives: the task pickled without its function, loaded again by name."""
+    import pickle
+
+    task = EvaluatorTask("my_eval:right", texts=["a"], labels=np.array([1]), feeds=[])
+    task.metric, task.labels = "a metric only this process has", np.array([0.0])
+    state = pickle.dumps(task)
+    assert b"right" in state and b"a metric only" not in state
+    again = pickle.loads(state)
+    assert again.function is evaluators.right and again.metric is None and again.labels.tolist() == [0.0]
 
 
 def test_an_evaluator_returning_other_rows_than_for_fp32_fails_the_trial():
@@ -197,7 +210,6 @@ def test_predictions_are_a_metric_the_bootstrap_can_resample():
 def test_an_evaluators_loss_interval_equals_the_builtin_metrics_on_the_same_changed_answers():
     """Where the trial's answers differ from fp32's: per-row scores give accuracy's paired interval, predictions
     with a metric give the built-in metric's bootstrap (same rows resampled)."""
-    from sklearn.metrics import matthews_corrcoef
 
     from opsearch.measure import Fp32Answers, pack_labels
 
@@ -214,7 +226,10 @@ def test_an_evaluators_loss_interval_equals_the_builtin_metrics_on_the_same_chan
     ci = mine.loss_ci(pack_labels((trial == labels).astype(float)), seed=1)
     assert ci == pytest.approx(builtin.loss_ci(pack_labels(trial), seed=1)) and ci[1] > 0
 
-    _, _, whole = task._read(Predictions(fp32, labels, matthews_corrcoef, name="my mcc"))
+    def mcc(predictions, references):  # the user's metric (numpy's MCC: scikit-learn's would take seconds here)
+        return float(METRICS["mcc"].batched(predictions[None], references[None])[0])
+
+    _, _, whole = task._read(Predictions(fp32, labels, mcc, name="my mcc"))
     mine = Fp32Answers(0.0, labels, fp32, metric=whole)
     builtin = Fp32Answers(0.0, labels, fp32, metric=METRICS["mcc"])
     ci = mine.loss_ci(pack_labels(trial), seed=2)

@@ -201,25 +201,8 @@ def _label_sets(raw: list, config: StudyConfig, *, id2label: dict[int, str] | No
                 dataset: str) -> tuple[dict[str, tuple[int, ...]], list[str]]:
     """A multi-label study's labels: each value (as a string) to its multi-hot row, and the labels' names."""
     sets = {str(v): _label_list(v, dataset) for v in raw}
-    names = sorted({name for labels in sets.values() for name in labels})
-    if config.label_map is not None:
-        missing = [n for n in names if n not in config.label_map]
-        if missing:
-            raise DatasetError(f"labels {missing} of {dataset!r} are not in label_map {config.label_map}: add them.")
-        ids = dict(config.label_map)
-    elif id2label:
-        by_name = {name.lower(): i for i, name in id2label.items()}
-        if all(n.lower() in by_name for n in names):
-            ids = {n: by_name[n.lower()] for n in names}
-        elif all(_is_int(n) and int(n) in id2label for n in names):
-            ids = {n: int(n) for n in names}
-        else:
-            raise DatasetError(f"labels {names} of {dataset!r} do not match the model's labels {id2label}: give "
-                               "--label-map, e.g. --label-map toxic=0,insult=1.")
-    elif all(_is_int(n) for n in names):
-        ids = {n: int(n) for n in names}
-    else:
-        ids = {n: i for i, n in enumerate(names)}
+    ids = _label_ids(sorted({name for labels in sets.values() for name in labels}), config, id2label=id2label,
+                     dataset=dataset)
     width = max([len(id2label or {}), *(i + 1 for i in ids.values())])
     mapping = {key: tuple(int(i in {ids[n] for n in labels}) for i in range(width)) for key, labels in sets.items()}
     inverse = {i: n for n, i in ids.items()}
@@ -374,27 +357,7 @@ def _label_mapping(raw: list, config: StudyConfig, *, id2label: dict[int, str] |
         raise DatasetError(f"labels of {dataset!r} include numbers with fractions ({', '.join(fractions[:3])}), which "
                            "are no class ids: for a model that predicts a number, pass --task regression; else pick "
                            "the class column with --label-column.")
-    if config.label_map is not None:
-        missing = [v for v in values if v not in config.label_map]
-        if missing:
-            raise DatasetError(f"labels {missing} of {dataset!r} are not in label_map {config.label_map}: "
-                               "add them, or list them in exclude_labels.")
-        mapping = dict(config.label_map)
-    elif task == "classification" and id2label:
-        by_name = {name.lower(): i for i, name in id2label.items()}
-        if all(v.lower() in by_name for v in values):
-            mapping = {v: by_name[v.lower()] for v in values}
-        elif all(_is_int(v) and int(v) in id2label for v in values):
-            mapping = {v: int(v) for v in values}
-        else:
-            raise DatasetError(
-                f"labels {values} of {dataset!r} do not match the model's classes {id2label}: "
-                "give --label-map, e.g. --label-map negative=0,positive=1."
-            )
-    elif all(_is_int(v) for v in values):
-        mapping = {v: int(v) for v in values}
-    else:
-        mapping = {v: i for i, v in enumerate(values)}
+    mapping = _label_ids(values, config, id2label=id2label if task == "classification" else None, dataset=dataset)
     n_classes = max(mapping.values()) + 1
     if task == "classification" and id2label:
         names = [id2label.get(i, str(i)) for i in range(max(n_classes, len(id2label)))]
@@ -402,6 +365,30 @@ def _label_mapping(raw: list, config: StudyConfig, *, id2label: dict[int, str] |
         inverse = {i: v for v, i in mapping.items()}
         names = [inverse.get(i, str(i)) for i in range(n_classes)]
     return mapping, names
+
+
+def _label_ids(names: list[str], config: StudyConfig, *, id2label: dict[int, str] | None,
+               dataset: str) -> dict[str, int]:
+    """Each label name to its id: by ``label_map``, else by the model's ``id2label`` (names case-insensitively, or
+    ids), else as written when all are whole numbers, else numbered in sorted order."""
+    if config.label_map is not None:
+        missing = [n for n in names if n not in config.label_map]
+        if missing:
+            raise DatasetError(f"labels {missing} of {dataset!r} are not in label_map {config.label_map}: "
+                               "add them, or list them in exclude_labels.")
+        return dict(config.label_map)
+    if id2label:
+        by_name = {name.lower(): i for i, name in id2label.items()}
+        if all(n.lower() in by_name for n in names):
+            return {n: by_name[n.lower()] for n in names}
+        if all(_is_int(n) and int(n) in id2label for n in names):
+            return {n: int(n) for n in names}
+        example = ",".join(f"{name}={i}" for i, name in sorted(id2label.items())[:2])
+        raise DatasetError(f"labels {names} of {dataset!r} do not match the model's classes {id2label}: give "
+                           f"--label-map, e.g. --label-map {example}.")
+    if all(_is_int(n) for n in names):
+        return {n: int(n) for n in names}
+    return {n: i for i, n in enumerate(names)}
 
 
 def _is_number(value: str) -> bool:

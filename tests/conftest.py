@@ -21,11 +21,11 @@ FILLER = ["the", "film", "was", "a", "movie", "plot", "very", "and", "story", "i
 VOCAB = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *POSITIVE, *NEGATIVE, *FILLER]
 
 
-def make_tokenizer(folder: Path):
+def make_tokenizer(folder: Path, vocab: list[str] = VOCAB):
     from transformers import BertTokenizerFast
 
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "vocab.txt").write_text("\n".join(VOCAB) + "\n")
+    (folder / "vocab.txt").write_text("\n".join(vocab) + "\n")
     tokenizer = BertTokenizerFast(vocab_file=str(folder / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(folder)
     return tokenizer
@@ -133,6 +133,122 @@ def topic_rows(n: int, *, seed: int = 0) -> list[dict]:
         rng.shuffle(words)
         rows.append({"sentence": " ".join(words), "labels": ",".join(tags)})
     return rows
+
+
+# A tagger's and a question answerer's words: the sentiment words, some with a sub-token ("greats": great ##s).
+SPAN_VOCAB = [*VOCAB, "##s"]
+TAGS = ("O", "B-POS", "I-POS", "B-NEG", "I-NEG")
+
+
+def _word(rng: random.Random, words: list[str]) -> str:
+    word = rng.choice(words)
+    return word + "s" if rng.random() < 0.3 else word  # two tokens: the tag is read at the first
+
+
+def tagged_rows(n: int, *, seed: int = 0) -> list[dict]:
+    """Sentences whose sentiment words are entities: POS or NEG, one or two words long (the second I-), among
+    filler words; words and tags as space-separated text, as a flat file holds them."""
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        words, tags = [], []
+        for _ in range(rng.randint(3, 6)):
+            if rng.random() < 0.4 and (not tags or tags[-1] == "O"):  # entities apart: B- then I- is one
+                kind, pool = rng.choice([("POS", POSITIVE), ("NEG", NEGATIVE)])
+                length = rng.choice([1, 1, 2])
+                words += [_word(rng, pool) for _ in range(length)]
+                tags += [f"B-{kind}"] + [f"I-{kind}"] * (length - 1)
+            else:
+                words.append(rng.choice(FILLER))
+                tags.append("O")
+        rows.append({"tokens": " ".join(words), "ner_tags": " ".join(tags)})
+    return rows
+
+
+def question_rows(n: int, *, seed: int = 0, words: tuple[int, int] = (6, 20)) -> list[dict]:
+    """The question "good" or "bad" asked of a context of filler words holding one word of that kind: the answer is
+    that word (SQuAD's columns: question, context, answers as JSON)."""
+    import json
+
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(n):
+        context = [rng.choice(FILLER) for _ in range(rng.randint(*words))]
+        question = rng.choice(["good", "bad"])
+        answer = _word(rng, POSITIVE if question == "good" else NEGATIVE)
+        context.insert(rng.randint(0, len(context)), answer)
+        text = " ".join(context)
+        start = len(" ".join(context[:context.index(answer)])) + (1 if context.index(answer) else 0)
+        rows.append({"question": question, "context": text,
+                     "answers": json.dumps({"text": [answer], "answer_start": [start]})})
+    return rows
+
+
+def make_tiny_tagger(folder: Path, rows: list[dict], *, seed: int = 0, steps: int = 120) -> Path:
+    """A 2-layer BERT token classifier over TAGS, trained for seconds on ``rows`` (labels at each word's first
+    token, -100 elsewhere, as transformers' examples align them)."""
+    import torch
+    from transformers import BertConfig, BertForTokenClassification
+
+    torch.manual_seed(seed)
+    model = BertForTokenClassification(BertConfig(
+        vocab_size=len(SPAN_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64, num_labels=len(TAGS), id2label=dict(enumerate(TAGS)),
+        label2id={t: i for i, t in enumerate(TAGS)})).eval()
+    tokenizer = make_tokenizer(folder, SPAN_VOCAB)
+    batch = tokenizer([r["tokens"].split() for r in rows], is_split_into_words=True, padding=True,
+                      return_tensors="pt")
+    labels = torch.full(batch["input_ids"].shape, -100)
+    for i, row in enumerate(rows):
+        tags, seen = row["ner_tags"].split(), set()
+        for position, word in enumerate(batch.word_ids(i)):
+            if word is not None and word not in seen:
+                seen.add(word)
+                labels[i, position] = TAGS.index(tags[word])
+    _fit(model, batch, {"labels": labels}, steps)
+    model.save_pretrained(folder)
+    return folder
+
+
+def make_tiny_reader(folder: Path, rows: list[dict], *, seed: int = 0, steps: int = 60) -> Path:
+    """A 2-layer BERT extractive question answerer, trained for seconds on ``rows`` (question_rows)."""
+    import json
+
+    import torch
+    from transformers import BertConfig, BertForQuestionAnswering
+
+    torch.manual_seed(seed)
+    model = BertForQuestionAnswering(BertConfig(
+        vocab_size=len(SPAN_VOCAB), hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+        max_position_embeddings=64)).eval()
+    tokenizer = make_tokenizer(folder, SPAN_VOCAB)
+    batch = tokenizer([r["question"] for r in rows], [r["context"] for r in rows], padding=True,
+                      return_offsets_mapping=True, return_tensors="pt")
+    offsets = batch.pop("offset_mapping")
+    starts, ends = [], []
+    for i, row in enumerate(rows):
+        answer = json.loads(row["answers"])
+        a = answer["answer_start"][0]
+        b = a + len(answer["text"][0])
+        context = [p for p, s in enumerate(batch.sequence_ids(i)) if s == 1]
+        starts.append(next(p for p in context if offsets[i, p, 0] == a))
+        ends.append(next(p for p in context if offsets[i, p, 1] == b))
+    _fit(model, batch, {"start_positions": torch.tensor(starts), "end_positions": torch.tensor(ends)}, steps)
+    model.save_pretrained(folder)
+    return folder
+
+
+def _fit(model, batch, targets: dict, steps: int) -> None:
+    import torch
+
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        loss = model(**batch, **targets).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
 
 
 def write_table(path: Path, rows: list[dict], *, delimiter: str = ",") -> Path:

@@ -7,7 +7,20 @@ import json
 
 import numpy as np
 import pytest
-from conftest import TOPICS, fast_settings, make_tiny_head, pair_rows, rating_rows, topic_rows, write_table
+from conftest import (
+    TAGS,
+    TOPICS,
+    fast_settings,
+    make_tiny_head,
+    make_tiny_reader,
+    make_tiny_tagger,
+    pair_rows,
+    question_rows,
+    rating_rows,
+    tagged_rows,
+    topic_rows,
+    write_table,
+)
 from sklearn.metrics import matthews_corrcoef
 
 from opsearch.cli import main
@@ -163,6 +176,113 @@ def test_labels_and_metrics_that_do_not_fit_the_task_are_refused_naming_the_fix(
     words = write_table(tmp_path / "words.csv", [{"sentence": "good film", "label": "high"}] * 100)
     with pytest.raises(DatasetError, match="'high'.*not a number.*--label-column"):
         _study(tmp_path, model, words, task="regression")
+
+
+@pytest.fixture(scope="module")
+def tagger_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-tagger")
+    return make_tiny_tagger(folder / "model", tagged_rows(300, seed=1)), write_table(folder / "tags.csv",
+                                                                                      tagged_rows(200, seed=2))
+
+
+def test_a_tagger_is_judged_by_entity_f1_at_first_sub_tokens_and_scores_the_same_in_a_pipeline(tagger_model,
+                                                                                                tmp_path, capsys):
+    from optimum.onnxruntime import ORTModelForTokenClassification
+    from seqeval.metrics.sequence_labeling import get_entities
+    from transformers import AutoTokenizer, pipeline
+
+    model, data = tagger_model
+    study, config, lines = _study(tmp_path, model, data, max_accuracy_loss=0.05)
+    assert any("(token-classification)" in line for line in lines)  # ForTokenClassification read from the config
+    assert any("columns 'tokens', 'ner_tags'" in line for line in lines)
+    assert any(line.startswith("early stopping for the limit: off: entity F1 is not a mean") for line in lines)
+    report = build_report(study)
+    assert report.metric == "entity_f1" and report.baseline["metrics"]["entity_f1"] > 0.8
+    assert "fp32 baseline: entity F1 " in format_report(report)
+    trial = next(t for t in study.trials if t.state.name == "COMPLETE")
+    baseline = study.user_attrs["baseline"]
+    labels, fp32 = unpack_labels(baseline["labels"]), unpack_labels(baseline["predictions"])
+    answers = unpack_labels(trial.user_attrs["predictions"])
+    entity = metric_for("entity_f1", "token-classification", TAGS)
+    assert labels.shape == fp32.shape == answers.shape
+    assert trial.user_attrs["accuracy_loss_ci"] == pytest.approx(list(metric_loss_ci(entity, fp32, answers, labels)))
+
+    out, record = _export(config, tmp_path, capsys)
+    assert record["metric"] == "entity_f1"
+    rows = _evaluation_rows(config, "token-classification", dict(enumerate(TAGS)))
+    assert labels.shape == (len(rows.texts), max(len(words) for words in rows.texts))  # a tag per word, padded
+    assert any(word.endswith("s") and word[:-1] in ("good", "bad", "great", "poor") for r in rows.texts for word in r)
+    tag = pipeline("token-classification", model=ORTModelForTokenClassification.from_pretrained(out),
+                   tokenizer=AutoTokenizer.from_pretrained(out), aggregation_strategy="first")
+    found = true = right = 0
+    for words, tags in zip(rows.texts, rows.labels, strict=True):
+        text = " ".join(words)
+        starts = np.cumsum([0] + [len(w) + 1 for w in words])
+        gold = {(kind, int(starts[a]), int(starts[b] + len(words[b])))
+                for kind, a, b in get_entities([TAGS[t] for t in tags[:len(words)]])}
+        guessed = {(e["entity_group"], e["start"], e["end"]) for e in tag(text)}
+        found, true, right = found + len(guessed), true + len(gold), right + len(guessed & gold)
+    assert 2 * right / (found + true) == pytest.approx(record["metrics"]["entity_f1"])
+
+
+@pytest.fixture(scope="module")
+def reader_model(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tiny-reader")
+    return make_tiny_reader(folder / "model", question_rows(300, seed=1)), write_table(
+        folder / "questions.csv", question_rows(120, seed=2, words=(20, 60)))
+
+
+def test_a_question_answerer_reads_long_contexts_in_windows_and_scores_the_same_in_a_pipeline(reader_model,
+                                                                                               tmp_path, capsys):
+    from optimum.onnxruntime import ORTModelForQuestionAnswering
+    from transformers import AutoTokenizer, pipeline
+
+    from opsearch.measure import squad_scores
+    from opsearch.source import question_stride
+
+    model, data = reader_model
+    study, config, lines = _study(tmp_path, model, data)
+    assert any("(question-answering)" in line for line in lines)
+    assert any("contexts longer than 32 tokens are read in" in line for line in lines)
+    report = build_report(study)
+    assert report.metric == "squad_f1" and "fp32 baseline: SQuAD F1 " in format_report(report)
+    assert report.baseline["metrics"]["squad_f1"] > 0.8
+    rows = _evaluation_rows(config, "question-answering")
+    tokenizer = AutoTokenizer.from_pretrained(model)
+    # Answers past the first window are found: the windows are read, not only the first.
+    far = [i for i, q in enumerate(rows.texts)
+           if len(tokenizer(q.question, q.context[:q.context.index(rows.answers[i][0])])["input_ids"]) > 32]
+    fp32 = unpack_labels(study.user_attrs["baseline"]["predictions"])  # each question's F1
+    assert len(far) >= 15 and fp32[far].mean() > 0.8
+
+    out, record = _export(config, tmp_path, capsys)
+    read = pipeline("question-answering", model=ORTModelForQuestionAnswering.from_pretrained(out),
+                    tokenizer=AutoTokenizer.from_pretrained(out))
+    scores = np.array([squad_scores(read(question=q.question, context=q.context, max_seq_len=32,
+                                         doc_stride=question_stride(32), max_answer_len=30,
+                                         align_to_words=False)["answer"], answers)
+                       for q, answers in zip(rows.texts, rows.answers, strict=True)])
+    assert scores.mean(axis=0) == pytest.approx([record["metrics"]["exact_match"], record["metrics"]["squad_f1"]])
+
+
+def test_tags_and_answers_that_do_not_fit_are_refused_naming_the_row_and_the_fix(tagger_model, reader_model,
+                                                                                 tmp_path, capsys):
+    model, _ = tagger_model
+    short = write_table(tmp_path / "short.csv", [{"tokens": "good film", "ner_tags": "B-POS"}] * 50)
+    with pytest.raises(DatasetError, match="row 1 has 2 words in 'tokens' but 1 tags in 'ner_tags'"):
+        _study(tmp_path, model, short)
+    unknown = write_table(tmp_path / "unknown.csv", [{"tokens": "good film", "ner_tags": "B-PER O"}] * 100)
+    with pytest.raises(DatasetError, match=r"do not match the model's classes.*--label-map"):
+        _study(tmp_path, model, unknown)
+    reader, questions = reader_model
+    elsewhere = write_table(tmp_path / "elsewhere.csv", [{"question": "good", "context": "the film was good",
+                                                          "answers": "great"}] * 100)
+    with pytest.raises(DatasetError, match="row 1: the answer 'great' in 'answers' is not in its context"):
+        _study(tmp_path, reader, elsewhere)
+    assert main(["run", "--model", str(reader), "--dataset", str(questions), "--metric", "mcc", "--storage",
+                 f"sqlite:///{tmp_path / 'm.db'}", "--trials", "1"]) != 0
+    assert ("--metric mcc does not fit a question-answering model's predictions: use one of ['exact_match', "
+            "'squad_f1']") in capsys.readouterr().err
 
 
 def _evaluation_rows(config: StudyConfig, task: str, id2label: dict[int, str] | None = None):

@@ -26,12 +26,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def take_action(args: argparse.Namespace) -> int:
     from opsearch.report import choose_trial, export_trial
-    from opsearch.store import load_existing
+    from opsearch.source import ort_model_name
+    from opsearch.store import StudyRecord, load_existing
 
     study = load_existing(args.storage, args.study_name)
     number = choose_trial(study, trial=args.trial, max_accuracy_loss=study_limit(study, args.max_accuracy_loss),
                           by=args.by)
     out = export_trial(study, number, args.out_dir, storage=args.storage)
     print(f"trial {number} written to {out}: load it with "
-          f"ORTModelForSequenceClassification.from_pretrained({str(out)!r})")
+          f"{ort_model_name(StudyRecord.of(study).task)}.from_pretrained({str(out)!r})")
     return 0

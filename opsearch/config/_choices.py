@@ -3,14 +3,19 @@ that act on a choice (the quantizer, the timer, the sampler) read them from here
 
 from __future__ import annotations
 
-TASKS = ("auto", "classification", "regression", "multi-label", "embedding")
+TASKS = ("auto", "classification", "regression", "multi-label", "token-classification", "question-answering",
+         "embedding")
 # What a study judges a model by (opsearch.measure's metrics); auto: accuracy for classes, Spearman for a regressor.
-METRICS = ("auto", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "mcc", "spearman", "pearson")
+# A tagger: entity_f1 (seqeval's entity-level micro F1) or accuracy (of word tags); extractive QA: SQuAD's.
+METRICS = ("auto", "accuracy", "f1_macro", "f1_micro", "f1_weighted", "mcc", "spearman", "pearson", "entity_f1",
+           "exact_match", "squad_f1")
 DEFAULT_METRICS = {"classification": "accuracy", "embedding": "accuracy", "regression": "spearman",
-                   "multi-label": "f1_micro"}
+                   "multi-label": "f1_micro", "token-classification": "entity_f1",
+                   "question-answering": "squad_f1"}
 # How reports name each metric.
 METRIC_TITLES = {"accuracy": "accuracy", "f1_macro": "macro F1", "f1_micro": "micro F1", "f1_weighted": "weighted F1",
-                 "mcc": "MCC", "spearman": "Spearman", "pearson": "Pearson"}
+                 "mcc": "MCC", "spearman": "Spearman", "pearson": "Pearson", "entity_f1": "entity F1",
+                 "exact_match": "exact match", "squad_f1": "SQuAD F1"}
 # weight_only: ONNX Runtime's MatMulNBits (4- or 8-bit weights in blocks, float activations) and 4-bit embeddings
 # (GatherBlockQuantized), through onnxruntime.quantization.matmul_nbits_quantizer.
 # mixed: a precision per group of layers and roles (opsearch.quantize's groups), static and dynamic in one model

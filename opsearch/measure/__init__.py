@@ -1,5 +1,6 @@
 """Stage 3, the measurements: ONNX Runtime sessions, the timed workload, paired timing and its statistics,
-the machine, and accuracy (a classifier's head, or an encoder through a probe)."""
+the machine, and accuracy in the study's metric (a model's own head for each task, an encoder through a probe, or
+your own evaluator)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ from opsearch.measure._accuracy import (
     EmbeddingTask,
     Evaluation,
     MultiLabelTask,
+    QuestionAnsweringTask,
     RegressionTask,
+    TokenClassificationTask,
     classification_metrics,
     evaluated,
     pack_labels,
@@ -46,7 +49,16 @@ from opsearch.measure._machine import (
     machine_id,
     timing_lock,
 )
-from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric, metric_for, metric_named
+from opsearch.measure._metrics import (
+    LABEL_SET_METRICS,
+    METRICS,
+    QUESTION_METRICS,
+    Metric,
+    metric_for,
+    metric_named,
+    squad_scores,
+    tag_metrics,
+)
 from opsearch.measure._probes import build_cost_model, probe_recipes
 from opsearch.measure._profile import NodeProfile, profile_nodes, profile_together
 from opsearch.measure._protocol import TimingProtocol, protocol_settings
@@ -103,6 +115,11 @@ __all__ = [
     "Metric",
     "RegressionTask",
     "MultiLabelTask",
+    "QuestionAnsweringTask",
+    "TokenClassificationTask",
+    "QUESTION_METRICS",
+    "squad_scores",
+    "tag_metrics",
     "LABEL_SET_METRICS",
     "evaluated",
     "metric_for",

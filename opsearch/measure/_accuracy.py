@@ -18,8 +18,9 @@ import numpy as np
 
 from opsearch.errors import TrialFailed
 from opsearch.measure._embedding import LinearProbe, embed, mean_cosine
-from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric
-from opsearch.measure._sessions import Feed, run_all
+from opsearch.measure._metrics import LABEL_SET_METRICS, METRICS, Metric, squad_scores, tag_metrics
+from opsearch.measure._sessions import Feed, input_names, rows_in, run_all
+from opsearch.source import TAG_PAD
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,114 @@ class MultiLabelTask(_HeadTask):
                    for name in ("accuracy", "f1_micro", "f1_macro")}
         return Evaluation(_with_metric(metrics, self.metric, predictions, self.labels), predictions, outputs,
                           self.metric.name)
+
+
+class TokenClassificationTask(_HeadTask):
+    """A tagger: a tag per word, read at the word's first token (as transformers aligns word labels), the argmax
+    of its logits. A word cut off by max_length is tagged outside any entity ("O")."""
+
+    name = "token-classification"
+
+    def __init__(self, feeds: list[Feed], labels: np.ndarray, *, metric: Metric) -> None:
+        super().__init__(feeds, np.asarray(labels, dtype=np.int64), metric=metric)
+        self.outside = metric.tags.index("O") if "O" in metric.tags else 0
+
+    def outputs(self, session, feeds: list[Feed]) -> np.ndarray:
+        """Each row's word tags (rows, the longest row's words), padded with TAG_PAD."""
+        rows = []
+        for feed, logits in zip(feeds, run_all(session, feeds, "logits"), strict=True):
+            _check_finite(logits, "logits")
+            if logits.shape[-1] > len(self.metric.tags):
+                raise TrialFailed(f"the model has {logits.shape[-1]} tags for the data's {len(self.metric.tags)}")
+            index = feed["word_index"]
+            tags = np.take_along_axis(logits.argmax(axis=-1), np.maximum(index, 0), axis=1)
+            tags = np.where(index == -1, self.outside, np.where(index == -2, TAG_PAD, tags))
+            padded = np.full((len(tags), self.labels.shape[1]), TAG_PAD, dtype=np.int64)
+            padded[:, :tags.shape[1]] = tags
+            rows.append(padded)
+        return np.concatenate(rows)
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs
+
+    def evaluation(self, outputs: np.ndarray) -> Evaluation:
+        metrics = {name: metric.score(outputs, self.labels) for name, metric in tag_metrics(self.metric.tags).items()}
+        return Evaluation(_with_metric(metrics, self.metric, outputs, self.labels), outputs, outputs,
+                          self.metric.name)
+
+
+# The longest answer a question-answering model may give, in tokens (SQuAD's evaluation scripts' limit).
+MAX_ANSWER_TOKENS = 30
+
+
+class QuestionAnsweringTask(_HeadTask):
+    """An extractive question answerer: each question's answer is the span of its context, over all its windows,
+    that transformers' question-answering pipeline gives (``align_to_words=False``, ``max_answer_len`` 30). Its
+    per-row prediction is that answer's score in the study's metric (SQuAD's exact match or F1, the best over the
+    row's right answers), so losses pair question by question."""
+
+    name = "question-answering"
+
+    def __init__(self, feeds: list[Feed], texts: list, answers: tuple, *, metric: Metric) -> None:
+        super().__init__(feeds, np.zeros(len(texts)), metric=metric)
+        self.texts, self.answers = texts, answers
+        first = 0
+        for feed in feeds:  # each window's question, as a row of the study
+            feed["question_row"] = first + feed["overflow_to_sample_mapping"]
+            first += rows_in(feed)
+
+    def outputs(self, session, feeds: list[Feed]) -> np.ndarray:
+        """Each question's answer: (question row, first character, end character) in its context."""
+        names = input_names(session)
+        spans = []
+        for feed in feeds:
+            start, end = session.run(["start_logits", "end_logits"], {k: v for k, v in feed.items() if k in names})
+            _check_finite(start, "start logits")
+            _check_finite(end, "end logits")
+            spans.extend(self._answers(start, end, feed))
+        return np.array(spans, dtype=np.int64).reshape(-1, 3)
+
+    def _answers(self, start: np.ndarray, end: np.ndarray, feed: Feed) -> list[tuple[int, int, int]]:
+        """The best span of each window (the pipeline's scoring); the same answer's scores summed over windows."""
+        found: dict[int, dict[str, list]] = {}
+        for w, row in enumerate(feed["question_row"].tolist()):
+            allowed = feed["answer_mask"][w] == 1
+            p_start = _softmax(np.where(allowed, start[w], -10000.0))
+            p_end = _softmax(np.where(allowed, end[w], -10000.0))
+            p_start[0] = p_end[0] = 0.0
+            candidates = np.tril(np.triu(np.outer(p_start, p_end)), MAX_ANSWER_TOKENS - 1)
+            i, j = np.unravel_index(np.argmax(candidates), candidates.shape)
+            if not (allowed[i] and allowed[j]):
+                continue
+            a, b = int(feed["offset_mapping"][w, i, 0]), int(feed["offset_mapping"][w, j, 1])
+            text = self.texts[row].context[a:b].lower()
+            answers = found.setdefault(row, {})
+            if text in answers:
+                answers[text][0] += float(candidates[i, j])
+            else:
+                answers[text] = [float(candidates[i, j]), a, b]
+        rows = sorted(set(feed["question_row"].tolist()))
+        best = {row: max(found[row].values(), key=lambda x: x[0]) for row in found}
+        return [(row, *best[row][1:]) if row in best else (row, 0, 0) for row in rows]
+
+    def _scores(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        """Each answer's exact match and F1 against its question's right answers."""
+        scores = np.array([squad_scores(self.texts[row].context[a:b], self.answers[row]) for row, a, b in outputs])
+        scores = scores.reshape(-1, 2)
+        return {"exact_match": scores[:, 0], "squad_f1": scores[:, 1]}
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        return self._scores(outputs)[self.metric.name]
+
+    def evaluation(self, outputs: np.ndarray) -> Evaluation:
+        scores = self._scores(outputs)
+        metrics = {name: float(values.mean()) for name, values in scores.items()}
+        return Evaluation(metrics, scores[self.metric.name], outputs, self.metric.name)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    exp = np.exp(logits - logits.max())
+    return exp / exp.sum()
 
 
 class EmbeddingTask:

@@ -13,9 +13,18 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from opsearch.config import METRIC_TITLES
 from opsearch.errors import StudyError
 from opsearch.measure._accuracy import Evaluation, evaluated, unpack_labels
-from opsearch.measure._metrics import CLASS_TASKS, LABEL_SET_METRICS, LABEL_SET_TASKS, METRICS, Metric
+from opsearch.measure._metrics import (
+    CLASS_TASKS,
+    LABEL_SET_METRICS,
+    LABEL_SET_TASKS,
+    METRICS,
+    QUESTION_TASKS,
+    TAG_TASKS,
+    Metric,
+)
 from opsearch.measure._screen import AccuracyScreen
 from opsearch.measure._statistics import accuracy_loss_ci, metric_loss_ci
 
@@ -25,6 +34,8 @@ CHANCE_MARGIN = 0.005
 BASELINE_MARGIN = 0.02
 # A regressor's fp32 predictions must correlate with the labels at least this much for losses to mean anything.
 MIN_CORRELATION = 0.1
+# A tagger's entity F1, an answerer's SQuAD F1, at fp32: at least this.
+MIN_SPAN_SCORE = 0.1
 
 
 def majority_accuracy(labels: np.ndarray) -> float:
@@ -60,6 +71,19 @@ def check_fp32(evaluation: Evaluation, labels: np.ndarray, task: str) -> float |
                 f"the fp32 model scores {f1:.4f} micro F1 on {len(labels)} evaluation rows, no better than answering "
                 f"each label's more frequent value ({floor:.4f}): losses against it would mean nothing. Check that "
                 "the dataset's labels match the model's (--label-column, --label-map), and that the model is "
+                "trained for this task.")
+        return None
+    if task in TAG_TASKS + QUESTION_TASKS:
+        # A tagger that finds no entity, an answerer that finds no answer: what a model that learned nothing scores.
+        name, check = (("entity_f1", "the dataset's tags match the model's (--label-column, --label-map)")
+                       if task in TAG_TASKS else
+                       ("squad_f1", "the columns are the question, its context and its answers (--text-column, "
+                        "--text-pair-column, --label-column)"))
+        score = evaluation.metrics[name]
+        if score < MIN_SPAN_SCORE:
+            raise StudyError(
+                f"the fp32 model scores {score:.4f} {METRIC_TITLES[name]} on {len(labels)} evaluation rows, under "
+                f"{MIN_SPAN_SCORE}: losses against it would mean nothing. Check that {check}, and that the model is "
                 "trained for this task.")
         return None
     correlation = METRICS["spearman"].score(evaluation.predictions, labels)

@@ -20,11 +20,14 @@ import numpy as np
 
 from opsearch.config import DEFAULT_METRICS, METRIC_TITLES
 from opsearch.errors import ConfigError
+from opsearch.source import TAG_PAD
 
 # The tasks a metric fits, by the kind of prediction it reads.
 CLASS_TASKS = ("classification", "embedding")  # one class id per row
 VALUE_TASKS = ("regression",)  # one number per row
 LABEL_SET_TASKS = ("multi-label",)  # a set of labels per row, as a multi-hot row
+TAG_TASKS = ("token-classification",)  # a tag per word, a row of tag ids per text
+QUESTION_TASKS = ("question-answering",)  # an answer per question, scored against its right answers
 
 
 @dataclass(frozen=True)
@@ -36,10 +39,15 @@ class Metric:
     _score: Callable[[np.ndarray, np.ndarray], float]  # predictions, references -> the metric (sklearn, scipy)
     _batched: Callable[[np.ndarray, np.ndarray], np.ndarray]  # (resamples, rows) each -> (resamples,)
     _per_row: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None  # per-row scores; their mean: the metric
+    # A metric of counts summed over rows (entity F1: entities found, predicted, true): each row's counts, and the
+    # metric of their sums (..., counts) -> (...). The bootstrap then resamples the counts, computed once.
+    _counts: Callable[[np.ndarray, np.ndarray], np.ndarray] | None = None
+    _of_counts: Callable[[np.ndarray], np.ndarray] | None = None
+    tags: tuple[str, ...] = ()  # a tagger's tag names, by id
 
     def __reduce__(self):
         """Sent to a trial's child process by name (its functions are closures, which do not pickle)."""
-        return _named, (self.name, self.tasks == LABEL_SET_TASKS)
+        return _named, (self.name, self.tasks[0] if self.tasks else "", self.tags)
 
     @property
     def title(self) -> str:
@@ -58,6 +66,14 @@ class Metric:
         if self._per_row is None:
             raise ValueError(f"{self.name} is not a mean of per-row scores")
         return np.asarray(self._per_row(np.asarray(predictions), np.asarray(references)), dtype=float)
+
+    def counts(self, predictions: np.ndarray, references: np.ndarray) -> np.ndarray | None:
+        """Each row's counts (rows, counts), for a metric of counts summed over rows; else None."""
+        return None if self._counts is None else self._counts(np.asarray(predictions), np.asarray(references))
+
+    def of_counts(self, sums: np.ndarray) -> np.ndarray:
+        """The metric of counts summed over rows (..., counts) -> (...)."""
+        return self._of_counts(sums)
 
     def batched(self, predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
         """The metric of each row of (resamples, rows) arrays, at once (what the bootstrap computes)."""
@@ -188,6 +204,95 @@ def _correlation(kind: str) -> Callable[[np.ndarray, np.ndarray], float]:
     return correlation
 
 
+# Tag metrics (rows of tag ids padded with TAG_PAD; predictions and references alike) ---------------------------
+
+def _tag_counts(tags: tuple[str, ...]) -> Callable[[np.ndarray, np.ndarray], np.ndarray]:
+    """Per row: entities both sides hold (same type, same words), entities predicted, true entities (seqeval's
+    conlleval-style reading of IOB tags), words tagged right, words."""
+    def counts(predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
+        from seqeval.metrics.sequence_labeling import get_entities
+
+        rows = np.zeros((len(references), 5))
+        for i, (guess, truth) in enumerate(zip(predictions, references, strict=True)):
+            n = int((truth != TAG_PAD).sum())
+            predicted = set(get_entities([tags[t] for t in guess[:n]]))
+            true = set(get_entities([tags[t] for t in truth[:n]]))
+            rows[i] = len(predicted & true), len(predicted), len(true), (guess[:n] == truth[:n]).sum(), n
+        return rows
+
+    return counts
+
+
+def _entity_f1(sums: np.ndarray) -> np.ndarray:
+    found, predicted, true = sums[..., 0], sums[..., 1], sums[..., 2]
+    denominator = predicted + true
+    return np.divide(2 * found, denominator, out=np.zeros_like(denominator), where=denominator > 0)
+
+
+def _word_accuracy(sums: np.ndarray) -> np.ndarray:
+    return sums[..., 3] / sums[..., 4]
+
+
+def _of_counted(counts: Callable, of_counts: Callable) -> tuple[Callable, Callable]:
+    """A metric of summed counts as a score and a batched function (rows of every resample counted)."""
+    def score(predictions: np.ndarray, references: np.ndarray) -> float:
+        return float(of_counts(counts(predictions, references).sum(axis=0)))
+
+    def batched(predictions: np.ndarray, references: np.ndarray) -> np.ndarray:
+        b, n = predictions.shape[:2]
+        rows = counts(predictions.reshape(b * n, -1), references.reshape(b * n, -1))
+        return of_counts(rows.reshape(b, n, -1).sum(axis=1))
+
+    return score, batched
+
+
+def tag_metrics(tags: tuple[str, ...]) -> dict[str, Metric]:
+    """A tagger's metrics over its tag names: entity F1 (seqeval's micro F1 over entities) and word accuracy."""
+    counts = _tag_counts(tags)
+    made = {}
+    for name, of_counts in (("entity_f1", _entity_f1), ("accuracy", _word_accuracy)):
+        score, batched = _of_counted(counts, of_counts)
+        made[name] = Metric(name, TAG_TASKS, score, batched, _counts=counts, _of_counts=of_counts, tags=tags)
+    return made
+
+
+# Question-answering metrics: a question's prediction is already its score against its right answers ----------
+
+def _normalize_answer(text: str) -> str:
+    """SQuAD's normalization: lower case, no punctuation, no articles, single spaces (the official v1.1 script)."""
+    import re
+    import string
+
+    text = "".join(c for c in text.lower() if c not in set(string.punctuation))
+    return " ".join(re.sub(r"\b(a|an|the)\b", " ", text).split())
+
+
+def squad_scores(prediction: str, answers: tuple[str, ...]) -> tuple[float, float]:
+    """A predicted answer's exact match and F1 against its right answers (the best over them), as SQuAD v1.1's
+    evaluation computes them."""
+    from collections import Counter
+
+    guess = _normalize_answer(prediction)
+    exact = max(float(guess == _normalize_answer(a)) for a in answers)
+    f1 = 0.0
+    for answer in answers:
+        predicted, true = guess.split(), _normalize_answer(answer).split()
+        common = sum((Counter(predicted) & Counter(true)).values())
+        if common:
+            precision, recall = common / len(predicted), common / len(true)
+            f1 = max(f1, 2 * precision * recall / (precision + recall))
+    return exact, f1
+
+
+def _mean(predictions: np.ndarray, references: np.ndarray) -> float:
+    return float(np.mean(predictions))
+
+
+QUESTION_METRICS: dict[str, Metric] = {m.name: m for m in (
+    Metric(name, QUESTION_TASKS, _mean, lambda p, r: p.mean(axis=-1), lambda p, r: p.astype(float))
+    for name in ("exact_match", "squad_f1"))}
+
+
 METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("accuracy", CLASS_TASKS, lambda p, r: float(_right(p, r).mean()),
            lambda p, r: _right(p, r).mean(axis=1), _right),
@@ -200,10 +305,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
-def _named(name: str, label_sets: bool = False) -> Metric:
-    return (LABEL_SET_METRICS if label_sets else METRICS)[name]
-
-
 # The same names over label sets: accuracy is the share of rows whose every label is right.
 LABEL_SET_METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("accuracy", LABEL_SET_TASKS, lambda p, r: float(_exact(p, r).mean()),
@@ -214,20 +315,33 @@ LABEL_SET_METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
-def metric_named(name: str, task: str) -> Metric:
-    """The built-in metric ``name`` in the form a ``task``'s predictions take (label sets: multi-hot rows)."""
-    registry = LABEL_SET_METRICS if task in LABEL_SET_TASKS else METRICS
-    return registry.get(name, METRICS[name])
+def _registry(task: str, tags: tuple[str, ...] = ()) -> dict[str, Metric]:
+    if task in LABEL_SET_TASKS:
+        return LABEL_SET_METRICS
+    if task in TAG_TASKS:
+        return tag_metrics(tuple(tags))
+    if task in QUESTION_TASKS:
+        return QUESTION_METRICS
+    return METRICS
 
 
-def metric_for(name: str, task: str) -> Metric:
+def metric_named(name: str, task: str, tags: tuple[str, ...] = ()) -> Metric:
+    """The built-in metric ``name`` in the form a ``task``'s predictions take (label sets: multi-hot rows; a
+    tagger's: rows of ids of ``tags``)."""
+    return _registry(task, tags).get(name, METRICS.get(name)) or QUESTION_METRICS[name]
+
+
+def _named(name: str, task: str, tags: tuple[str, ...]) -> Metric:
+    return metric_named(name, task, tags)
+
+
+def metric_for(name: str, task: str, tags: tuple[str, ...] = ()) -> Metric:
     """The metric ``name`` ("auto": the task's usual one), refused (naming --metric) when it does not fit the task."""
     if name == "auto":
         name = DEFAULT_METRICS[task]
-    registry = LABEL_SET_METRICS if task in LABEL_SET_TASKS else METRICS
-    metric = metric_named(name, task)
+    metric = metric_named(name, task, tags)
     if task not in metric.tasks:
-        fits = [m.name for m in registry.values() if task in m.tasks]
+        fits = [m.name for m in _registry(task, tags).values() if task in m.tasks]
         problem = f"does not fit a {task} model's predictions: use one of {fits}."
         raise ConfigError(f"metric={name!r} {problem}", setting="metric", value=name, problem=problem)
     return metric

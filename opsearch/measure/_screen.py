@@ -29,6 +29,7 @@ import numpy as np
 
 from opsearch.measure._accuracy import ClassificationTask, EmbeddingTask, Evaluation, evaluated, not_evaluated
 from opsearch.measure._metrics import METRICS, Metric
+from opsearch.measure._sessions import rows_in
 from opsearch.measure._statistics import surely_above, surely_at_most
 
 LOOKS = 8
@@ -86,7 +87,7 @@ def evaluate_screened(task: ClassificationTask | EmbeddingTask, session, screen:
                       *, on_chunk=lambda rows, total: None) -> Screening:
     """Evaluate ``task`` on ``session`` chunk by chunk (see the module's docstring); ``screen`` None: whole, in one
     go. A whole evaluation gives exactly what ``task.evaluate`` gives."""
-    sizes = [len(next(iter(feed.values()))) for feed in task.feeds]
+    sizes = [rows_in(feed) for feed in task.feeds]
     total = sum(sizes)
     if screen is None:
         evaluation = task.evaluate(session)

@@ -152,11 +152,19 @@ def metric_loss_ci(metric, reference: np.ndarray, candidate: np.ndarray, referen
     reference, candidate, references = np.asarray(reference), np.asarray(candidate), np.asarray(references)
     if np.array_equal(reference, candidate):
         return 0.0, 0.0
+    counted = metric.counts(reference, references)
+    if counted is not None:  # a metric of counts summed over rows: the rows' counts, made once, are resampled
+        differences = (counted, metric.counts(candidate, references))
 
-    def loss(rows: np.ndarray, axis: int = -1) -> np.ndarray:
-        picked = np.atleast_2d(rows.astype(int))
-        truth = references[picked]
-        return metric.batched(reference[picked], truth) - metric.batched(candidate[picked], truth)
+        def loss(rows: np.ndarray, axis: int = -1) -> np.ndarray:
+            picked = np.atleast_2d(rows.astype(int))
+            return metric.of_counts(differences[0][picked].sum(axis=1)) - metric.of_counts(
+                differences[1][picked].sum(axis=1))
+    else:
+        def loss(rows: np.ndarray, axis: int = -1) -> np.ndarray:
+            picked = np.atleast_2d(rows.astype(int))
+            truth = references[picked]
+            return metric.batched(reference[picked], truth) - metric.batched(candidate[picked], truth)
 
     batch = max(1, int(2e6 // len(references)))  # bounded memory on large evaluation sets
     low, high = _percentile_bootstrap((np.arange(len(references)),), loss, level=level, resamples=resamples,

@@ -27,10 +27,12 @@ from opsearch.measure import (
     LinearProbe,
     Metric,
     MultiLabelTask,
+    QuestionAnsweringTask,
     RegressionTask,
     SingleTiming,
     ThreadSettings,
     TimingProtocol,
+    TokenClassificationTask,
     Workload,
     default_lock_path,
     embed,
@@ -52,13 +54,22 @@ from opsearch.quantize import (
     measure_ranges,
 )
 from opsearch.search._space import SearchSpace
-from opsearch.source import LabelledTexts, PreparedModel, StudyData, load_study_data, prepare_model
+from opsearch.source import (
+    QUESTION_TASKS,
+    TAG_TASKS,
+    LabelledTexts,
+    PreparedModel,
+    StudyData,
+    load_study_data,
+    prepare_model,
+)
 from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_attrs
 
 Progress = Callable[[str], None]
 # Calibration rows the ranges pass runs on: enough to see each layer's range, few enough to cost seconds.
 RANGE_ROWS = 32
-Task = ClassificationTask | RegressionTask | MultiLabelTask | EmbeddingTask | EvaluatorTask
+Task = (ClassificationTask | RegressionTask | MultiLabelTask | TokenClassificationTask | QuestionAnsweringTask
+        | EmbeddingTask | EvaluatorTask)
 
 
 class StudyContext:
@@ -93,7 +104,8 @@ class StudyContext:
     @cached_property
     def metric(self) -> Metric:
         """What the study judges by (``--metric``; auto: the task's usual one)."""
-        return metric_for(self.config.metric, self.model.task)
+        tags = tuple(self.data.label_names) if self.model.task in TAG_TASKS else ()
+        return metric_for(self.config.metric, self.model.task, tags)
 
     @cached_property
     def data(self) -> StudyData:
@@ -110,7 +122,12 @@ class StudyContext:
     def tokenizer(self):
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(self.model.folder)
+        tokenizer = AutoTokenizer.from_pretrained(self.model.folder)
+        if self.model.task in TAG_TASKS + QUESTION_TASKS and not tokenizer.is_fast:
+            raise StudyError(f"a {self.model.task} study reads words and spans through a fast tokenizer, and the "
+                             f"one in {str(self.model.folder)!r} is not: save it with a tokenizer.json "
+                             "(AutoTokenizer.from_pretrained(..., use_fast=True).save_pretrained(folder)).")
+        return tokenizer
 
     @cached_property
     def workload(self) -> Workload:
@@ -180,6 +197,10 @@ class StudyContext:
             return RegressionTask(feeds, rows.labels, metric=self.metric)
         if self.model.task == "multi-label":
             return MultiLabelTask(feeds, rows.labels, metric=self.metric)
+        if self.model.task in TAG_TASKS:
+            return TokenClassificationTask(feeds, rows.labels, metric=self.metric)
+        if self.model.task in QUESTION_TASKS:
+            return QuestionAnsweringTask(feeds, rows.texts, rows.answers, metric=self.metric)
         probe = self._probe(study, fit=fit_probe)
         return EmbeddingTask(feeds, rows.labels, probe=probe, pooling=self.model.pooling,
                              normalize=self.model.normalize, metric=self.metric)

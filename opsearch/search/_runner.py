@@ -92,7 +92,8 @@ class Runner:
         """fp32's answers, read once the baseline is stored."""
         record = self.record
         # The task's metric (an evaluator's is known once it scored fp32); a runner without a task, the stored one's.
-        metric = self.task.metric if self.task is not None else metric_named(record.metric, record.task)
+        metric = self.task.metric if self.task is not None else metric_named(
+            record.metric, record.task, tuple(record.data.get("labels") or ()))
         return Fp32Answers.of_baseline(record.baseline, majority=record.data.get("majority_accuracy"), metric=metric)
 
     @property

@@ -2,18 +2,34 @@
 
 from __future__ import annotations
 
-from opsearch.source._data import LabelledTexts, StudyData, Text, load_study_data, load_texts, tokenize
-from opsearch.source._model import PreparedModel, is_local_spec, prepare_model, resolve_local
+from opsearch.source._data import (
+    LabelledTexts,
+    Question,
+    StudyData,
+    Text,
+    load_study_data,
+    load_texts,
+    question_stride,
+    tokenize,
+)
+from opsearch.source._model import PreparedModel, is_local_spec, ort_model_name, prepare_model, resolve_local
+from opsearch.source._spans import QUESTION_TASKS, TAG_PAD, TAG_TASKS
 
 __all__ = [
     "LabelledTexts",
     "PreparedModel",
+    "QUESTION_TASKS",
+    "Question",
+    "TAG_PAD",
+    "TAG_TASKS",
     "StudyData",
     "Text",
     "is_local_spec",
     "load_study_data",
     "load_texts",
+    "ort_model_name",
     "prepare_model",
+    "question_stride",
     "resolve_local",
     "tokenize",
 ]

@@ -24,6 +24,18 @@ from opsearch.config import StudyConfig
 from opsearch.errors import DatasetError
 from opsearch.source._model import is_local_spec
 from opsearch.source._reading import read_dataset
+from opsearch.source._spans import (
+    ANSWER_COLUMNS,
+    CONTEXT_COLUMNS,
+    QUESTION_COLUMNS,
+    QUESTION_TASKS,
+    TAG_COLUMNS,
+    TAG_TASKS,
+    WORD_COLUMNS,
+    Question,
+    structured_rows,
+    tag_rows,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,35 +43,58 @@ TEXT_COLUMNS = ("sentence", "text", "sentence1", "content", "review")
 LABEL_COLUMNS = ("label", "labels")
 
 # Why a row is dropped, in the order the description lists them. A row is counted under the first that applies.
-EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN = (
-    "empty text", "missing label", "label -1 (unlabelled)", "label in exclude_labels", "unknown label")
-_REASONS = (EMPTY_TEXT, MISSING_LABEL, UNLABELLED, EXCLUDED, UNKNOWN)
+EMPTY_TEXT, MISSING_LABEL, NO_ANSWER, UNLABELLED, EXCLUDED, UNKNOWN = (
+    "empty text", "missing label", "no answer (unanswerable questions are not scored)", "label -1 (unlabelled)",
+    "label in exclude_labels", "unknown label")
+_REASONS = (EMPTY_TEXT, MISSING_LABEL, NO_ANSWER, UNLABELLED, EXCLUDED, UNKNOWN)
 
 
-Text = str | tuple[str, str]  # one text, or a pair (the second the tokenizer's text_pair)
+# One row's text: a text, a pair (the second the tokenizer's text_pair), a tagger's words, or a question.
+Text = str | tuple[str, str] | list[str] | Question
 
 
-def tokenize(tokenizer, texts: list[Text] | Text, **options):
-    """``tokenizer`` on texts or pairs (``(text, text_pair)``: the pair's second text as the tokenizer's
-    ``text_pair``, as transformers' pipelines pass it), one or a list."""
+def question_stride(max_length: int) -> int:
+    """How many tokens a context's windows overlap: transformers' question-answering pipeline's default."""
+    return min(max_length // 2, 128)
+
+
+def tokenize(tokenizer, texts: list[Text] | tuple[str, str], **options):
+    """``tokenizer`` on a list of rows of one kind, or on one pair, as transformers' pipelines feed them: a pair's
+    second text as ``text_pair``; a tagger's words as words (``is_split_into_words``); a question before its
+    context, the context cut into windows of ``max_length`` tokens that overlap by :func:`question_stride` (each
+    window a row of the result, ``overflow_to_sample_mapping`` naming its question)."""
     if isinstance(texts, tuple):
-        return tokenizer(texts[0], text_pair=texts[1], **options)
-    if isinstance(texts, list) and texts and isinstance(texts[0], tuple):
+        texts = [texts]
+    first = texts[0] if texts else ""
+    if isinstance(first, tuple):
         return tokenizer([t[0] for t in texts], text_pair=[t[1] for t in texts], **options)
+    if isinstance(first, list):
+        return tokenizer(texts, is_split_into_words=True, **options)
+    if isinstance(first, Question):
+        options = {**options, "truncation": "only_second"}
+        return tokenizer([q.question for q in texts], [q.context for q in texts],
+                         stride=question_stride(options["max_length"]), return_overflowing_tokens=True,
+                         return_offsets_mapping=True, **options)
     return tokenizer(texts, **options)
-
 
 
 @dataclass(frozen=True)
 class LabelledTexts:
-    texts: list[Text]  # a text, or a (text, text_pair) pair, per row
-    labels: np.ndarray  # class ids (int64), or a regressor's numbers (float64)
+    texts: list[Text]  # per row: a text, a (text, text_pair) pair, a tagger's words, or a Question
+    # class ids (int64); a regressor's numbers (float64); multi-hot rows (multi-label); word tag ids padded with
+    # TAG_PAD (token-classification); per row, the index into ``answers`` of its answers (question-answering)
+    labels: np.ndarray
+    answers: tuple[tuple[str, ...], ...] = ()  # question-answering: each row's right answers
+
+    def __post_init__(self) -> None:
+        if self.answers and len(self.answers) != len(self.labels):
+            raise ValueError("one set of answers per row")
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def take(self, n: int) -> LabelledTexts:
-        return LabelledTexts(self.texts[:n], self.labels[:n])
+        return LabelledTexts(self.texts[:n], self.labels[:n], self.answers[:n])
 
 
 @dataclass(frozen=True)
@@ -82,9 +117,10 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
     text_col, pair_col, label_col = _columns(eval_source, config, task)
     rng = np.random.default_rng(config.seed)
 
-    eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, pair_col, label_col, config.exclude_labels)
+    eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, pair_col, label_col, config.exclude_labels,
+                                               task=task)
     if config.fit_dataset or config.fit_split:
-        fit = _fit_source_rows(config, rng)
+        fit = _fit_source_rows(config, rng, task)
     else:
         fit, eval_texts, eval_raw = _held_out_rows(config, task, rng, eval_texts, eval_raw)
 
@@ -92,6 +128,10 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
         keep = np.sort(rng.permutation(len(eval_texts))[: config.max_samples])
         eval_texts, eval_raw = [eval_texts[i] for i in keep], [eval_raw[i] for i in keep]
 
+    if task in TAG_TASKS + QUESTION_TASKS:
+        return _structured_data(config, task, eval_texts, eval_raw, fit, id2label=id2label, tokenizer=tokenizer,
+                                head=f"{config.dataset} [{eval_split}]", columns=(text_col, pair_col, label_col),
+                                dropped=eval_dropped)
     if task == "regression":
         mapping, label_names = _numbers(eval_raw + fit.raw, config.dataset), []
         eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.float64))
@@ -104,13 +144,42 @@ def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, tas
         eval_data = LabelledTexts(eval_texts, np.array([mapping[str(v)] for v in eval_raw], dtype=np.int64))
         _check_classes(eval_data, config.dataset)
     fit_data, unknown, fit_dropped = _mapped_fit_rows(fit, mapping)
-    columns = ", ".join(repr(c) for c in (text_col, pair_col, label_col) if c)
-    parts = [f"{config.dataset} [{eval_split}]: {len(eval_data)} evaluation rows (columns {columns})",
-             _dropped_text(eval_dropped, "rows", unknown)]
+    description = _description(config, eval_data, fit, fit_dropped, head=f"{config.dataset} [{eval_split}]",
+                               columns=(text_col, pair_col, label_col), dropped=eval_dropped, unknown=unknown,
+                               tokenizer=tokenizer)
+    return StudyData(eval=eval_data, fit=fit_data, label_names=label_names, description=description)
+
+
+def _description(config: StudyConfig, eval_data: LabelledTexts, fit: _FitRows, fit_dropped: Counter, *, head: str,
+                 columns: tuple, dropped: Counter, unknown: list[str], tokenizer) -> str:
+    """What the study reads: the rows, the columns, what was dropped or truncated, where the fit rows come from."""
+    named = ", ".join(repr(c) for c in columns if c)
+    parts = [f"{head}: {len(eval_data)} evaluation rows (columns {named})", _dropped_text(dropped, "rows", unknown)]
     if tokenizer is not None:
         parts.append(_truncated_text(tokenizer, eval_data.texts, config.max_length))
     parts += [fit.how, _dropped_text(fit_dropped, fit.noun, unknown)]
-    description = "; ".join(p for p in parts if p)
+    return "; ".join(p for p in parts if p)
+
+
+def _structured_data(config: StudyConfig, task: str, texts: list, raw: list, fit: _FitRows, *,
+                     id2label: dict[int, str] | None, tokenizer, head: str, columns: tuple,
+                     dropped: Counter) -> StudyData:
+    """A tagger's or a question-answering study's rows: tags as ids of the model's labels (padded rows), answers
+    kept as text. Their fit rows serve calibration only, so they keep their texts alone."""
+    if task in TAG_TASKS:
+        names = sorted({tag for tags in raw + fit.raw for tag in tags})
+        ids = _label_ids(names, config, id2label=id2label, dataset=config.dataset)
+        inverse = {i: n for n, i in ids.items()}
+        width = max([len(id2label or {}), *(i + 1 for i in ids.values())])
+        label_names = [(id2label or {}).get(i) or inverse.get(i, str(i)) for i in range(width)]
+        eval_data = LabelledTexts(texts, tag_rows(raw, ids))
+    else:
+        label_names = []
+        eval_data = LabelledTexts(texts, np.zeros(len(texts)), answers=tuple(raw))
+    fit_texts = [fit.texts[i] for i in fit.order]
+    fit_data = LabelledTexts(fit_texts, np.zeros(len(fit_texts)))
+    description = _description(config, eval_data, fit, fit.dropped, head=head, columns=columns, dropped=dropped,
+                               unknown=[], tokenizer=tokenizer)
     return StudyData(eval=eval_data, fit=fit_data, label_names=label_names, description=description)
 
 
@@ -126,7 +195,7 @@ class _FitRows:
     noun: str  # what the description calls them
 
 
-def _fit_source_rows(config: StudyConfig, rng: np.random.Generator) -> _FitRows:
+def _fit_source_rows(config: StudyConfig, rng: np.random.Generator, task: str) -> _FitRows:
     """The fit rows from ``fit_dataset`` or ``fit_split``, in a seeded shuffle."""
     if config.fit_split and not config.fit_dataset and is_local_spec(config.dataset):
         raise DatasetError(f"fit_split={config.fit_split!r} names a split of a hub dataset, but {config.dataset!r} is "
@@ -134,7 +203,7 @@ def _fit_source_rows(config: StudyConfig, rng: np.random.Generator) -> _FitRows:
                            "to hold out fit_size rows of the file.")
     fit_source, fit_split = read_dataset(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
                                   encoding=config.encoding)
-    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config, "fit"), config.exclude_labels)
+    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config, task), config.exclude_labels, task=task)
     return _FitRows(texts, raw, rng.permutation(len(texts)), dropped,
                     f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]", "fit rows")
 
@@ -238,6 +307,12 @@ def _truncated_text(tokenizer, texts: list[str], max_length: int) -> str:
     (special tokens included), never past max_length + 1, so a long text costs no more than a short one."""
     if not texts:
         return ""
+    if isinstance(texts[0], Question):
+        windows = Counter(tokenize(tokenizer, texts, truncation=True, max_length=max_length)
+                          ["overflow_to_sample_mapping"])
+        long = [n for n in windows.values() if n > 1]
+        return (f"{len(long)} contexts longer than {max_length} tokens are read in {sum(long)} windows overlapping by "
+                f"{question_stride(max_length)} tokens" if long else "")
     ids = tokenize(tokenizer, texts, truncation=True, max_length=max_length + 1)["input_ids"]
     n = sum(1 for i in ids if len(i) > max_length)
     if not n:
@@ -309,6 +384,13 @@ def _columns(dataset, config: StudyConfig, task: str) -> tuple[str, str | None, 
         raise DatasetError(f"no {what} column found (looked for {list(usual)}); the dataset's columns are "
                            f"{columns}. Pass {flag} with one of them.")
 
+    if task in TAG_TASKS:
+        return (pick(config.text_column, WORD_COLUMNS + TEXT_COLUMNS, "words", "--text-column"), None,
+                pick(config.label_column, TAG_COLUMNS, "tags", "--label-column"))
+    if task in QUESTION_TASKS:
+        return (pick(config.text_column, QUESTION_COLUMNS, "question", "--text-column"),
+                pick(config.text_pair_column, CONTEXT_COLUMNS, "context", "--text-pair-column"),
+                pick(config.label_column, ANSWER_COLUMNS, "answer", "--label-column"))
     text = pick(config.text_column, TEXT_COLUMNS, "text", "--text-column")
     if config.text_pair_column is not None:
         pair = pick(config.text_pair_column, (), "text pair", "--text-pair-column")
@@ -318,9 +400,17 @@ def _columns(dataset, config: StudyConfig, task: str) -> tuple[str, str | None, 
     return text, pair, pick(config.label_column, LABEL_COLUMNS, "label", "--label-column")
 
 
-def _rows(dataset, text_col: str, pair_col: str | None, label_col: str,
-          exclude: list[str]) -> tuple[list[str | tuple[str, str]], list, Counter]:
+def _rows(dataset, text_col: str, pair_col: str | None, label_col: str, exclude: list[str], *,
+          task: str) -> tuple[list[Text], list, Counter]:
     """The rows with a text (and its pair) and a label, and how many were dropped for each reason."""
+    if task in TAG_TASKS + QUESTION_TASKS:
+        dropped = Counter()
+        kept_texts, kept_labels = structured_rows(dataset, task, text_col, pair_col, label_col, dropped,
+                                                  empty=EMPTY_TEXT,
+                                                  missing=NO_ANSWER if task in QUESTION_TASKS else MISSING_LABEL)
+        if not kept_texts:
+            raise DatasetError(f"no row has both a text in {text_col!r} and a label in {label_col!r}.")
+        return kept_texts, kept_labels, dropped
     texts, labels = dataset[text_col], dataset[label_col]
     pairs = dataset[pair_col] if pair_col else [None] * len(texts)
     names = getattr(dataset.features.get(label_col), "names", None)

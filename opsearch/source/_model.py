@@ -153,9 +153,14 @@ def _task_from_hub(model_id: str, task: str) -> str:
 
 
 def task_of_config(config: dict) -> str:
-    """The task a checkpoint's config says: a sequence classifier (a regressor when its ``problem_type`` says
-    regression, or it has one label and no problem type, as transformers reads it), else an encoder."""
+    """The task a checkpoint's config says: a token classifier, an extractive question answerer, a sequence
+    classifier (a regressor when its ``problem_type`` says regression, or it has one label and no problem type, as
+    transformers reads it, a multi-label one when it says so), else an encoder."""
     architectures = config.get("architectures") or []
+    if any(a.endswith("ForTokenClassification") for a in architectures):
+        return "token-classification"
+    if any(a.endswith("ForQuestionAnswering") for a in architectures):
+        return "question-answering"
     if not any(a.endswith("ForSequenceClassification") for a in architectures):
         return "embedding"
     problem = config.get("problem_type")
@@ -169,13 +174,20 @@ def _task_from_outputs(onnx_path: Path, config: dict) -> str:
     """An exported model's task: its checkpoint config beside it where that says, else its output names."""
     import onnx
 
-    outputs = [o.name for o in onnx.load(str(onnx_path), load_external_data=False).graph.output]
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    outputs = [o.name for o in graph.output]
+    if config.get("architectures") and ("logits" in outputs or "start_logits" in outputs):
+        return task_of_config(config)
+    if "start_logits" in outputs and "end_logits" in outputs:
+        return "question-answering"
     if "logits" in outputs:
-        return task_of_config(config) if config.get("architectures") else "classification"
+        rank = len(next(o for o in graph.output if o.name == "logits").type.tensor_type.shape.dim)
+        return "token-classification" if rank == 3 else "classification"
     if "last_hidden_state" in outputs:
         return "embedding"
     raise ModelError(f"ONNX model {str(onnx_path)!r} has outputs {outputs}; opsearch reads 'logits' "
-                     "(a classifier) or 'last_hidden_state' (an encoder). Set task explicitly or re-export.")
+                     "(a classifier or a tagger), 'start_logits' and 'end_logits' (a question answerer) or "
+                     "'last_hidden_state' (an encoder). Set --task, or re-export.")
 
 
 def _sha256(path: Path) -> str:
@@ -201,13 +213,11 @@ def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], 
                 return target / "model.onnx"
             notify(f"the cached ONNX export {str(target / 'model.onnx')!r} is damaged (its checksum changed "
                    "since it was written): exporting again")
-    from optimum.onnxruntime import ORTModelForFeatureExtraction, ORTModelForSequenceClassification
     from transformers import AutoTokenizer
 
     logger.info("exporting %s to ONNX (once per study) ...", source)
     with atomic_folder(target, prefix=".export-", needs_bytes=_export_size(source)) as tmp:
-        model_cls = (ORTModelForSequenceClassification if task in ("classification", "regression", "multi-label")
-                     else ORTModelForFeatureExtraction)
+        model_cls = ort_model_class(task)
         try:
             model = model_cls.from_pretrained(source, export=True)
             tokenizer = AutoTokenizer.from_pretrained(source)
@@ -218,6 +228,23 @@ def _export(source: str, *, cache_dir: Path, task: str, notify: Callable[[str], 
         # The checksum lets a later run tell a damaged cache (disk full, a crash mid-copy) from a good one.
         (tmp / EXPORT_MARKER).write_text(json.dumps({**record, "sha256": _sha256(tmp / "model.onnx")}, indent=2))
     return target / "model.onnx"
+
+
+def ort_model_name(task: str) -> str:
+    """The name of optimum's ``ORTModelFor...`` class a task's model exports through and loads back in."""
+    if task in ("classification", "regression", "multi-label"):
+        return "ORTModelForSequenceClassification"
+    if task == "token-classification":
+        return "ORTModelForTokenClassification"
+    if task == "question-answering":
+        return "ORTModelForQuestionAnswering"
+    return "ORTModelForFeatureExtraction"
+
+
+def ort_model_class(task: str):
+    import optimum.onnxruntime
+
+    return getattr(optimum.onnxruntime, ort_model_name(task))
 
 
 def _export_size(source: str) -> int | None:

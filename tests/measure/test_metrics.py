@@ -197,3 +197,83 @@ def test_label_sets_pack_a_byte_per_label_and_rows_never_evaluated_come_back_mar
     assert metric_for("auto", "multi-label").name == "f1_micro"
     with pytest.raises(ConfigError, match="does not fit a multi-label"):
         metric_for("mcc", "multi-label")
+
+
+# A tagger's metrics: seqeval's reading of IOB tags ------------------------------------------------------------
+
+TAG_NAMES = ("O", "B-PER", "I-PER", "B-LOC", "I-LOC")
+
+
+def _tag_case(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of 2 to 9 tags (padded), some predictions wrong at random: I- after O, types mixed, B- inside."""
+    from opsearch.source import TAG_PAD
+
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(2, 10, size=rows)
+    truth = np.full((rows, lengths.max()), TAG_PAD)
+    guess = truth.copy()
+    for i, n in enumerate(lengths):
+        truth[i, :n] = rng.integers(0, len(TAG_NAMES), size=n)
+        guess[i, :n] = np.where(rng.random(n) < 0.25, rng.integers(0, len(TAG_NAMES), size=n), truth[i, :n])
+    return guess, truth
+
+
+def _names(rows: np.ndarray) -> list[list[str]]:
+    from opsearch.source import TAG_PAD
+
+    return [[TAG_NAMES[t] for t in row if t != TAG_PAD] for row in rows]
+
+
+def test_entity_f1_and_word_accuracy_and_their_batched_forms_equal_seqeval() -> None:
+    from seqeval.metrics import accuracy_score as seqeval_accuracy
+    from seqeval.metrics import f1_score as seqeval_f1
+
+    guess, truth = _tag_case(120, seed=3)
+    entity, words = metric_for("entity_f1", "token-classification", TAG_NAMES), metric_for(
+        "accuracy", "token-classification", TAG_NAMES)
+    assert entity.score(guess, truth) == pytest.approx(seqeval_f1(_names(truth), _names(guess)))
+    assert words.score(guess, truth) == pytest.approx(seqeval_accuracy(_names(truth), _names(guess)))
+    rows = np.random.default_rng(0).integers(0, len(truth), size=(4, len(truth)))
+    expected = [seqeval_f1(_names(truth[r]), _names(guess[r])) for r in rows]
+    assert entity.batched(guess[rows], truth[rows]) == pytest.approx(expected)
+    assert not entity.decomposes and "not a mean of per-row scores" in entity.why_no_early_stop()
+
+
+def test_a_tagger_loss_interval_resamples_counts_made_once_and_equals_resampling_the_tags() -> None:
+    import dataclasses
+
+    from opsearch.source import TAG_PAD
+
+    reference, truth = _tag_case(150, seed=4)
+    rng = np.random.default_rng(1)
+    changed = (rng.random(truth.shape) < 0.2) & (truth != TAG_PAD)
+    candidate = np.where(changed, rng.integers(0, len(TAG_NAMES), size=truth.shape), reference)
+    entity = metric_for("entity_f1", "token-classification", TAG_NAMES)
+    fast = metric_loss_ci(entity, reference, candidate, truth, resamples=300, seed=2)
+    slow = metric_loss_ci(dataclasses.replace(entity, _counts=None), reference, candidate, truth, resamples=300,
+                          seed=2)
+    assert fast == pytest.approx(slow)
+    assert fast[0] < entity.score(reference, truth) - entity.score(candidate, truth) < fast[1]
+
+
+def test_a_tagger_metric_goes_to_a_trial_process_with_its_tag_names() -> None:
+    import pickle
+
+    entity = metric_for("entity_f1", "token-classification", TAG_NAMES)
+    copy = pickle.loads(pickle.dumps(entity))
+    guess, truth = _tag_case(30, seed=6)
+    assert copy.tags == TAG_NAMES and copy.score(guess, truth) == entity.score(guess, truth)
+
+
+@pytest.mark.parametrize(("prediction", "answers", "exact", "f1"), [
+    ("Denver Broncos", ("Denver Broncos", "The Denver Broncos"), 1.0, 1.0),
+    ("the Denver Broncos!", ("Denver Broncos",), 1.0, 1.0),  # articles, punctuation and case are not counted
+    ("Broncos", ("Denver Broncos",), 0.0, 2 * (1 * 0.5) / 1.5),
+    ("Carolina Panthers", ("Denver Broncos",), 0.0, 0.0),
+    ("", ("Denver Broncos",), 0.0, 0.0),
+    ("in Santa Clara, California", ("Santa Clara", "Levi's Stadium"), 0.0, 2 * (0.5 * 1) / 1.5),
+])
+def test_squad_scores_follow_the_official_v1_1_evaluation(prediction, answers, exact, f1) -> None:
+    from opsearch.measure import squad_scores
+
+    assert squad_scores(prediction, answers) == pytest.approx((exact, f1))

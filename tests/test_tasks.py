@@ -4,6 +4,7 @@ exports, and its export loads in optimum's pipeline for that task with the score
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -246,6 +247,7 @@ def test_a_question_answerer_reads_long_contexts_in_windows_and_scores_the_same_
     assert any("contexts longer than 32 tokens are read in" in line for line in lines)
     report = build_report(study)
     assert report.metric == "squad_f1" and "fp32 baseline: SQuAD F1 " in format_report(report)
+    assert re.search(r"workload: 10 questions in \d+ windows, one question's windows per call", format_report(report))
     assert report.baseline["metrics"]["squad_f1"] > 0.8
     rows = _evaluation_rows(config, "question-answering")
     tokenizer = AutoTokenizer.from_pretrained(model)

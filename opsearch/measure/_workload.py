@@ -91,6 +91,9 @@ class Workload:
 
     def describe(self) -> dict:
         lengths = [int(f["input_ids"].shape[1]) for f in self._feeds]
-        return {"samples": self.samples, "batch_size": self.batch_size, "end_to_end": self.end_to_end,
-                "max_length": self.max_length, "batches": len(self._feeds),
-                "mean_tokens": float(np.mean(lengths))}
+        described = {"samples": self.samples, "batch_size": self.batch_size, "end_to_end": self.end_to_end,
+                     "max_length": self.max_length, "batches": len(self._feeds),
+                     "mean_tokens": float(np.mean(lengths))}
+        if "overflow_to_sample_mapping" in self._feeds[0]:  # questions, read in windows
+            described["windows"] = sum(len(f["input_ids"]) for f in self._feeds)
+        return described

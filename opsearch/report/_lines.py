@@ -22,6 +22,12 @@ def workload_words(workload: dict) -> str:
     if not workload:
         return "workload not recorded"
     batch = int(workload.get("batch_size", 1))
+    if "windows" in workload:  # questions, each read in windows of its context
+        shape = (f"in {workload['windows']} windows, one question's windows per call" if batch == 1
+                 else f"in {workload['windows']} windows, {batch} questions' windows per call")
+        tokens = f" of at most {workload['max_length']} tokens" if "max_length" in workload else ""
+        return (f"{workload.get('samples', '?')} questions {shape}{tokens}, "
+                + ("tokenized inside the timed region" if workload.get("end_to_end") else "tokenized beforehand"))
     shape = "one text per call, unpadded" if batch == 1 else f"batches of {batch}, padded to the longest"
     tokens = (f", texts cut to {workload['max_length']} tokens (mean {workload['mean_tokens']:.0f})"
               if "max_length" in workload and "mean_tokens" in workload else "")

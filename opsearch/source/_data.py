@@ -340,7 +340,7 @@ def _fit_size(config: StudyConfig, task: str, rows: int) -> tuple[int, str]:
     if task == "embedding":
         uses.append(("the probe", config.probe_samples))
     if not uses:
-        return 0, "a dynamic-only classification study needs none"
+        return 0, "a dynamic-only study needs none"
     needed = max(n for _, n in uses)
     cap = int(rows * MAX_HELD_OUT_SHARE)
     held = min(needed, cap)

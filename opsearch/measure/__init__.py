@@ -97,7 +97,7 @@ from opsearch.measure._timing import (
     measure_single,
     stability_warnings,
 )
-from opsearch.measure._workload import Workload
+from opsearch.measure._workload import Workload, synthetic_inputs
 
 __all__ = [
     "BASELINE_MARGIN",
@@ -152,6 +152,7 @@ __all__ = [
     "ThreadSettings",
     "TimingProtocol",
     "Workload",
+    "synthetic_inputs",
     "accuracy_loss_ci",
     "across_sessions_ci",
     "bench",

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from opsearch.measure._sessions import Feed, Text, encode, input_names
+from opsearch.measure._sessions import Feed, Text, encode, input_names, rows_in
 
 
 @dataclass
@@ -18,20 +18,26 @@ class Workload:
     timed region, as a pipeline user would see it; otherwise inputs are tokenized once, beforehand."""
 
     texts: list[Text]  # texts or pairs
-    tokenizer: object
+    tokenizer: object  # None: ``inputs`` are the workload
     batch_size: int = 1
     max_length: int = 256
     end_to_end: bool = False
+    inputs: list[Feed] | None = field(default=None, repr=False)  # made without a tokenizer (synthetic_inputs)
     _feeds: list[Feed] = field(init=False, repr=False, default_factory=list)
 
     def __post_init__(self) -> None:
+        if self.inputs is not None:
+            if self.end_to_end:
+                raise ValueError("a workload of given inputs has no tokenizer to time")
+            self._feeds = list(self.inputs)
+            return
         if not self.texts:
             raise ValueError("a workload needs at least one text")
         self._feeds = encode(self.tokenizer, self.texts, max_length=self.max_length, batch_size=self.batch_size)
 
     @property
     def samples(self) -> int:
-        return len(self.texts)
+        return len(self.texts) if self.inputs is None else sum(rows_in(feed) for feed in self._feeds)
 
     def batches(self) -> list[list[Text]]:
         return [self.texts[i:i + self.batch_size] for i in range(0, len(self.texts), self.batch_size)]
@@ -96,4 +102,42 @@ class Workload:
                      "mean_tokens": float(np.mean(lengths))}
         if "overflow_to_sample_mapping" in self._feeds[0]:  # questions, read in windows
             described["windows"] = sum(len(f["input_ids"]) for f in self._feeds)
+        if self.inputs is not None:
+            described["synthetic"] = True
         return described
+
+
+def synthetic_inputs(onnx_path, *, rows: int, batch_size: int, length: int, seed: int = 0) -> list[Feed]:
+    """Inputs of the model's own signature for a model without a tokenizer, to time it by: ``rows`` rows of
+    ``length`` tokens, ``batch_size`` per call (dimensions the graph names take these; fixed ones stay). Token ids
+    are drawn below the size of the embedding table the input feeds (a Gather's), masks are ones, token types and
+    positions what a tokenizer gives one text; float inputs are standard normal."""
+    import onnx
+
+    graph = onnx.load(str(onnx_path), load_external_data=False).graph
+    tables = {i.name: i.dims[0] for i in graph.initializer if len(i.dims) == 2}
+    vocab = {n.input[1]: tables[n.input[0]] for n in graph.node if n.op_type == "Gather" and n.input[0] in tables}
+    initializers = {i.name for i in graph.initializer}
+    rng = np.random.default_rng(seed)
+    feeds = []
+    for start in range(0, rows, batch_size):
+        batch = min(batch_size, rows - start)
+        feed = {}
+        for graph_input in (i for i in graph.input if i.name not in initializers):
+            tensor = graph_input.type.tensor_type
+            dims = [d.dim_value if d.HasField("dim_value") else None for d in tensor.shape.dim]
+            shape = tuple(d if d is not None else (batch if k == 0 else length) for k, d in enumerate(dims))
+            dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type)
+            name = graph_input.name.lower()
+            if dtype.kind == "f":
+                feed[graph_input.name] = rng.standard_normal(shape).astype(dtype)
+            elif "mask" in name or dtype.kind == "b":
+                feed[graph_input.name] = np.ones(shape, dtype=dtype)
+            elif "type" in name:
+                feed[graph_input.name] = np.zeros(shape, dtype=dtype)
+            elif "position" in name:
+                feed[graph_input.name] = np.broadcast_to(np.arange(shape[-1]), shape).astype(dtype)
+            else:
+                feed[graph_input.name] = rng.integers(0, vocab.get(graph_input.name, 1000), size=shape).astype(dtype)
+        feeds.append(feed)
+    return feeds

@@ -170,7 +170,12 @@ def fragile_names(model: onnx.ModelProto) -> tuple[str, ...]:
 def _quantize_optimum(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibration, excluded) -> Path | None:
     from optimum.onnxruntime import ORTQuantizer
 
-    quantizer = ORTQuantizer.from_pretrained(fp32_path.parent, file_name=fp32_path.name)
+    if (fp32_path.parent / "config.json").is_file():
+        quantizer = ORTQuantizer.from_pretrained(fp32_path.parent, file_name=fp32_path.name)
+    else:  # a plain ONNX model (studied with an evaluator): optimum's reading of a missing config fails
+        from transformers import PretrainedConfig
+
+        quantizer = ORTQuantizer(fp32_path, config=PretrainedConfig())
     config = recipe.to_optimum(nodes_to_exclude=excluded)
     work = tmp / "optimum"
     ranges = _calibrate(quantizer, recipe, calibration, tmp) if recipe.mode == "static" else None

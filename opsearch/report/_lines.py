@@ -22,6 +22,9 @@ def workload_words(workload: dict) -> str:
     if not workload:
         return "workload not recorded"
     batch = int(workload.get("batch_size", 1))
+    if workload.get("synthetic"):  # a model without a tokenizer
+        return (f"{workload.get('samples', '?')} rows of {workload.get('max_length', '?')} tokens drawn at random "
+                f"(the model has no tokenizer), {batch} per call")
     if "windows" in workload:  # questions, each read in windows of its context
         shape = (f"in {workload['windows']} windows, one question's windows per call" if batch == 1
                  else f"in {workload['windows']} windows, {batch} questions' windows per call")

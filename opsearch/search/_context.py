@@ -41,6 +41,7 @@ from opsearch.measure import (
     make_session,
     measure_single,
     metric_for,
+    synthetic_inputs,
     timing_lock,
 )
 from opsearch.quantize import (
@@ -60,6 +61,7 @@ from opsearch.source import (
     LabelledTexts,
     PreparedModel,
     StudyData,
+    has_tokenizer,
     load_study_data,
     prepare_model,
 )
@@ -96,8 +98,19 @@ class StudyContext:
     @cached_property
     def model(self) -> PreparedModel:
         started = time.perf_counter()
-        model = prepare_model(self.config.model, cache_dir=self.cache_dir, task=self.config.task,
-                              notify=self.progress)
+        cfg = self.config
+        model = prepare_model(cfg.model, cache_dir=self.cache_dir, task=cfg.task, notify=self.progress,
+                              evaluator=cfg.evaluator is not None)
+        if not has_tokenizer(model.folder):  # a plain ONNX model, evaluated by the user's evaluator
+            needs = [what for what, needed in (("static calibration", cfg.needs_calibration),
+                                               ("the mixed mode's ranges pass", "mixed" in cfg.modes),
+                                               ("--end-to-end", cfg.end_to_end)) if needed]
+            if needs:
+                raise StudyError(f"{' and '.join(needs)} need the model's tokenizer, and there is none beside "
+                                 f"{str(model.onnx_path)!r}: save it there (tokenizer.save_pretrained(folder)), or "
+                                 "search --modes dynamic,weight_only.")
+            self.progress("model: no tokenizer beside it: your evaluator scores it, and it is timed on inputs of "
+                          f"its own signature ({cfg.max_length} tokens a row, drawn at random)")
         self.progress(f"model: {model.onnx_path} ({model.task}), ready in {time.perf_counter() - started:.1f} s")
         return model
 
@@ -122,6 +135,8 @@ class StudyContext:
     def tokenizer(self):
         from transformers import AutoTokenizer
 
+        if not has_tokenizer(self.model.folder):
+            return None  # a plain ONNX model with an evaluator (see ``model``)
         tokenizer = AutoTokenizer.from_pretrained(self.model.folder)
         if self.model.task in TAG_TASKS + QUESTION_TASKS and not tokenizer.is_fast:
             raise StudyError(f"a {self.model.task} study reads words and spans through a fast tokenizer, and the "
@@ -132,6 +147,10 @@ class StudyContext:
     @cached_property
     def workload(self) -> Workload:
         cfg = self.config
+        if self.tokenizer is None:
+            inputs = synthetic_inputs(self.model.onnx_path, rows=cfg.timing_samples, batch_size=cfg.batch_size,
+                                      length=cfg.max_length, seed=cfg.seed)
+            return Workload([], None, batch_size=cfg.batch_size, max_length=cfg.max_length, inputs=inputs)
         return Workload(self.data.eval.texts[: cfg.timing_samples], self.tokenizer, batch_size=cfg.batch_size,
                         max_length=cfg.max_length, end_to_end=cfg.end_to_end)
 
@@ -187,8 +206,8 @@ class StudyContext:
         scores through the probe stored with it; ``fit_probe`` fits and stores one when the study has none yet (a
         new study)."""
         rows = self.data.eval if rows is None else rows
-        feeds = encode(self.tokenizer, rows.texts, max_length=self.config.max_length,
-                       batch_size=self.accuracy_batch_size(study))
+        feeds = [] if self.tokenizer is None else encode(self.tokenizer, rows.texts, max_length=self.config.max_length,
+                                                         batch_size=self.accuracy_batch_size(study))
         if self.config.evaluator is not None:
             return EvaluatorTask(self.config.evaluator, texts=rows.texts, labels=rows.labels, feeds=feeds)
         if self.model.task == "classification":

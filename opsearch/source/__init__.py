@@ -12,7 +12,14 @@ from opsearch.source._data import (
     question_stride,
     tokenize,
 )
-from opsearch.source._model import PreparedModel, is_local_spec, ort_model_name, prepare_model, resolve_local
+from opsearch.source._model import (
+    PreparedModel,
+    has_tokenizer,
+    is_local_spec,
+    ort_model_name,
+    prepare_model,
+    resolve_local,
+)
 from opsearch.source._spans import QUESTION_TASKS, TAG_PAD, TAG_TASKS
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "TAG_TASKS",
     "StudyData",
     "Text",
+    "has_tokenizer",
     "is_local_spec",
     "load_study_data",
     "load_texts",

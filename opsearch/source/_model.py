@@ -86,12 +86,14 @@ def is_local_spec(spec: str) -> bool:
 
 
 def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto", notify: Callable[[str], None] = logger.warning,
-                  need_tokenizer: bool = True) -> PreparedModel:
+                  need_tokenizer: bool = True, evaluator: bool = False) -> PreparedModel:
     """Resolve MODEL to an fp32 ONNX model, exporting a checkpoint once into ``cache_dir`` (``notify`` hears
     when a damaged export is made again).
 
     ``task="auto"`` reads the checkpoint's architecture (``*ForSequenceClassification`` is a classifier,
-    anything else an encoder whose pooled output is probed) or the ONNX model's output names.
+    anything else an encoder whose pooled output is probed) or the ONNX model's output names. A study with its
+    own ``evaluator`` takes any ONNX model, with or without a tokenizer (outputs that name no task: read as a
+    classifier's, which only decides how the data's labels are read).
     """
     path = resolve_local(spec, kind="model", error=ModelError)
     if path is not None and path.is_file():
@@ -114,11 +116,16 @@ def prepare_model(spec: str, *, cache_dir: Path, task: str = "auto", notify: Cal
         onnx_path = _export(spec, cache_dir=cache_dir, task=task, notify=notify)
 
     _check_onnx(onnx_path, spec)
-    if need_tokenizer:  # listing a graph's operators (opsearch inspect) needs none
+    if need_tokenizer and not evaluator:  # listing a graph's operators (opsearch inspect) needs none
         _check_tokenizer(onnx_path.parent, spec)
     config = _read_json(onnx_path.parent / "config.json")
     if task == "auto":
-        task = _task_from_outputs(onnx_path, config)
+        try:
+            task = _task_from_outputs(onnx_path, config)
+        except ModelError:
+            if not evaluator:
+                raise
+            task = "classification"
     id2label = {int(k): str(v) for k, v in (config.get("id2label") or {}).items()}
     pooling, normalize = _pooling_settings(path if path is not None and path.is_dir() else onnx_path.parent)
     return PreparedModel(onnx_path=onnx_path, task=task, id2label=id2label, pooling=pooling,
@@ -271,8 +278,12 @@ def _check_onnx(onnx_path: Path, spec: str) -> None:
                          "Re-export it, or delete the cache folder to export again.") from exc
 
 
+def has_tokenizer(folder: Path) -> bool:
+    return any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
+
+
 def _check_tokenizer(folder: Path, spec: str) -> None:
-    if not any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json")):
+    if not has_tokenizer(folder):
         raise ModelError(f"model {spec!r}: no tokenizer next to the ONNX model in {str(folder)!r}. "
                          "Save the tokenizer there (tokenizer.save_pretrained(folder)).")
 

@@ -55,6 +55,21 @@ EVALUATORS = '''
         return np.zeros((3, 2))
 
 
+    def own_inputs(candidate):
+        """A plain ONNX model's evaluation: the evaluator reads the rows with its own tokenizer."""
+        import os
+
+        from transformers import AutoTokenizer
+
+        assert not candidate.feeds  # the study has no tokenizer to make them with
+        tokenizer = AutoTokenizer.from_pretrained(os.environ["MY_TOKENIZER"])
+        right = []
+        for text, label in zip(candidate.texts, candidate.labels):
+            feed = {k: v.astype(np.int64) for k, v in tokenizer(text, return_tensors="np").items()}
+            right.append(float(candidate.session.run(["logits"], feed)[0].argmax() == label))
+        return np.array(right)
+
+
 '''
 
 
@@ -234,3 +249,31 @@ def test_an_evaluators_loss_interval_equals_the_builtin_metrics_on_the_same_chan
     builtin = Fp32Answers(0.0, labels, fp32, metric=METRICS["mcc"])
     ci = mine.loss_ci(pack_labels(trial), seed=2)
     assert ci == pytest.approx(builtin.loss_ci(pack_labels(trial), seed=2)) and ci[1] > ci[0]
+
+
+def test_a_plain_onnx_model_without_a_tokenizer_is_studied_with_an_evaluator(evaluators, tmp_path, tiny_onnx,
+                                                                            tiny_checkpoint, tiny_csv, monkeypatch):
+    import shutil
+
+    from opsearch.errors import ModelError
+
+    plain = tmp_path / "plain" / "model.onnx"
+    plain.parent.mkdir()
+    shutil.copy(tiny_onnx.onnx_path, plain)
+    monkeypatch.setenv("MY_TOKENIZER", str(tiny_checkpoint))
+    lines: list[str] = []
+    study = run_study(_config(tmp_path, plain, tiny_csv), n_trials=2, progress=lines.append,
+                      evaluator=evaluators.own_inputs)
+    assert any("no tokenizer beside it: your evaluator scores it" in line for line in lines)
+    assert "rows of 32 tokens drawn at random (the model has no tokenizer)" in format_report(build_report(study))
+    assert sum(t.state.name == "COMPLETE" and t.user_attrs["speedup"] > 0 for t in study.trials) == 2
+    builtin = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, study_name="builtin"), n_trials=0,
+                        progress=lambda line: None)
+    assert (study.user_attrs["baseline"]["metrics"]["score"]
+            == builtin.user_attrs["baseline"]["metrics"]["accuracy"])  # the same rows, read by the user's code
+
+    with pytest.raises(StudyError, match="static calibration .*need the model's tokenizer.*--modes dynamic"):
+        run_study(_config(tmp_path, plain, tiny_csv, study_name="static", modes=["dynamic", "static"]), n_trials=1,
+                  progress=lambda line: None, evaluator=evaluators.own_inputs)
+    with pytest.raises(ModelError, match="no tokenizer next to the ONNX model"):
+        run_study(_config(tmp_path, plain, tiny_csv, study_name="none"), n_trials=1, progress=lambda line: None)

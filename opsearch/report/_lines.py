@@ -143,7 +143,7 @@ def _spent_lines(report: StudyReport) -> list[str]:
              "timing"]
     stopped = cost.stopped_evaluations + cost.raced
     if not stopped:
-        lines[0] += "; early stopping " + ("stopped none" if cost.early_stop else "off (--no-early-stop)")
+        lines[0] += "; early stopping " + ("stopped none" if cost.early_stop else f"off ({cost.why_off})")
         return lines
     saved = cost.saved_s
     lines[0] += (f"; early stopping cut {len(cost.stopped_evaluations)} evaluations and {len(cost.raced)} timings "

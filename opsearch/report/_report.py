@@ -51,6 +51,7 @@ class StudyCost:
     trials: list[TrialCost]
     eval_rows: int  # rows a whole evaluation answers
     early_stop: bool
+    why_off: str = ""  # why early stopping was off, when it was
 
     @property
     def evaluate_s(self) -> float:
@@ -105,7 +106,10 @@ def study_cost(study: optuna.Study) -> StudyCost:
         out.append(TrialCost(t.number, t.state.name.lower(), float(r.evaluate_seconds), float(r.timing_seconds or 0.0),
                              int(r.timing.get("rounds", 0)), r.evaluated_rows,
                              r.stopped_early or (r.fail_reason if broken else ""), untimed=not r.timing))
-    return StudyCost(out, int(record.data.get("eval_rows", 0)), bool(config.get("early_stop", False)))
+    evaluator = config.get("evaluator")
+    early_stop = bool(config.get("early_stop", False)) and not evaluator
+    why_off = "" if early_stop else ("your evaluator scores whole evaluations" if evaluator else "--no-early-stop")
+    return StudyCost(out, int(record.data.get("eval_rows", 0)), early_stop, why_off)
 
 
 @dataclass(frozen=True)

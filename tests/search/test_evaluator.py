@@ -265,7 +265,9 @@ def test_a_plain_onnx_model_without_a_tokenizer_is_studied_with_an_evaluator(eva
     study = run_study(_config(tmp_path, plain, tiny_csv), n_trials=2, progress=lines.append,
                       evaluator=evaluators.own_inputs)
     assert any("no tokenizer beside it: your evaluator scores it" in line for line in lines)
-    assert "rows of 32 tokens drawn at random (the model has no tokenizer)" in format_report(build_report(study))
+    text = format_report(build_report(study))
+    assert "rows of 32 tokens drawn at random (the model has no tokenizer)" in text
+    assert "early stopping off (your evaluator scores whole evaluations)" in text
     assert sum(t.state.name == "COMPLETE" and t.user_attrs["speedup"] > 0 for t in study.trials) == 2
     builtin = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, study_name="builtin"), n_trials=0,
                         progress=lambda line: None)

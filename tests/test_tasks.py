@@ -22,7 +22,7 @@ from conftest import (
     topic_rows,
     write_table,
 )
-from sklearn.metrics import matthews_corrcoef
+from pipelines import pipeline_score
 
 from opsearch.cli import main
 from opsearch.config import StudyConfig
@@ -63,8 +63,6 @@ def rating_model(tmp_path_factory):
 
 def test_a_pair_classifier_reads_both_texts_and_its_export_scores_the_same_in_a_pipeline(pair_model, tmp_path,
                                                                                           capsys):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from transformers import AutoTokenizer, pipeline
 
     model, data = pair_model
     study, config, lines = _study(tmp_path, model, data, metric="mcc", max_accuracy_loss=0.05)
@@ -80,18 +78,11 @@ def test_a_pair_classifier_reads_both_texts_and_its_export_scores_the_same_in_a_
     assert record["metric"] == "mcc"
     rows = _evaluation_rows(config, "classification")
     assert all(isinstance(text, tuple) for text in rows.texts)
-    classify = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
-                        tokenizer=AutoTokenizer.from_pretrained(out))
-    predicted = [classify({"text": a, "text_pair": b})["label"] for a, b in rows.texts]
-    ids = np.array([int(p.split("_")[-1]) for p in predicted])
-    assert matthews_corrcoef(rows.labels, ids) == pytest.approx(record["metrics"]["mcc"])
+    assert pipeline_score("classification", out, rows, metric="mcc") == pytest.approx(record["metrics"]["mcc"])
 
 
 def test_a_regressor_is_read_from_its_config_judged_by_spearman_and_scores_the_same_in_a_pipeline(rating_model,
                                                                                                    tmp_path, capsys):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from scipy import stats
-    from transformers import AutoTokenizer, pipeline
 
     model, data = rating_model
     study, config, lines = _study(tmp_path, model, data)
@@ -106,10 +97,7 @@ def test_a_regressor_is_read_from_its_config_judged_by_spearman_and_scores_the_s
 
     out, record = _export(config, tmp_path, capsys)
     rows = _evaluation_rows(config, "regression")
-    rate = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
-                    tokenizer=AutoTokenizer.from_pretrained(out), function_to_apply="none")
-    predicted = [rate(text)[0]["score"] for text in rows.texts]
-    spearman = stats.spearmanr(predicted, rows.labels).statistic
+    spearman = pipeline_score("regression", out, rows, metric="spearman")
     assert spearman == pytest.approx(record["metrics"]["spearman"], abs=1e-6)
 
 
@@ -124,9 +112,6 @@ def topic_model(tmp_path_factory):
 
 def test_a_multi_label_tagger_is_judged_by_micro_f1_and_scores_the_same_in_a_pipeline(topic_model, tmp_path,
                                                                                        capsys):
-    from optimum.onnxruntime import ORTModelForSequenceClassification
-    from sklearn.metrics import f1_score
-    from transformers import AutoTokenizer, pipeline
 
     model, data = topic_model
     study, config, lines = _study(tmp_path, model, data)
@@ -154,11 +139,7 @@ def test_a_multi_label_tagger_is_judged_by_micro_f1_and_scores_the_same_in_a_pip
     out, record = _export(config, tmp_path, capsys)
     rows = _evaluation_rows(config, "multi-label", dict(enumerate(TOPICS)))
     assert rows.labels.shape == (len(rows.texts), 3)
-    tag = pipeline("text-classification", model=ORTModelForSequenceClassification.from_pretrained(out),
-                   tokenizer=AutoTokenizer.from_pretrained(out), top_k=None, function_to_apply="sigmoid")
-    scores = [{s["label"]: s["score"] for s in tag([text])[0]} for text in rows.texts]
-    predicted = np.array([[row[t] > 0.5 for t in TOPICS] for row in scores])
-    assert f1_score(rows.labels, predicted, average="micro") == pytest.approx(record["metrics"]["f1_micro"])
+    assert pipeline_score("multi-label", out, rows, metric="f1_micro") == pytest.approx(record["metrics"]["f1_micro"])
 
 
 def test_labels_and_metrics_that_do_not_fit_the_task_are_refused_naming_the_fix(rating_model, pair_model, tmp_path,
@@ -188,9 +169,6 @@ def tagger_model(tmp_path_factory):
 
 def test_a_tagger_is_judged_by_entity_f1_at_first_sub_tokens_and_scores_the_same_in_a_pipeline(tagger_model,
                                                                                                 tmp_path, capsys):
-    from optimum.onnxruntime import ORTModelForTokenClassification
-    from seqeval.metrics.sequence_labeling import get_entities
-    from transformers import AutoTokenizer, pipeline
 
     model, data = tagger_model
     study, config, lines = _study(tmp_path, model, data, max_accuracy_loss=0.05)
@@ -213,17 +191,8 @@ def test_a_tagger_is_judged_by_entity_f1_at_first_sub_tokens_and_scores_the_same
     rows = _evaluation_rows(config, "token-classification", dict(enumerate(TAGS)))
     assert labels.shape == (len(rows.texts), max(len(words) for words in rows.texts))  # a tag per word, padded
     assert any(word.endswith("s") and word[:-1] in ("good", "bad", "great", "poor") for r in rows.texts for word in r)
-    tag = pipeline("token-classification", model=ORTModelForTokenClassification.from_pretrained(out),
-                   tokenizer=AutoTokenizer.from_pretrained(out), aggregation_strategy="first")
-    found = true = right = 0
-    for words, tags in zip(rows.texts, rows.labels, strict=True):
-        text = " ".join(words)
-        starts = np.cumsum([0] + [len(w) + 1 for w in words])
-        gold = {(kind, int(starts[a]), int(starts[b] + len(words[b])))
-                for kind, a, b in get_entities([TAGS[t] for t in tags[:len(words)]])}
-        guessed = {(e["entity_group"], e["start"], e["end"]) for e in tag(text)}
-        found, true, right = found + len(guessed), true + len(gold), right + len(guessed & gold)
-    assert 2 * right / (found + true) == pytest.approx(record["metrics"]["entity_f1"])
+    assert pipeline_score("token-classification", out, rows, metric="entity_f1", tags=TAGS) == pytest.approx(
+        record["metrics"]["entity_f1"])
 
 
 @pytest.fixture(scope="module")
@@ -235,11 +204,8 @@ def reader_model(tmp_path_factory):
 
 def test_a_question_answerer_reads_long_contexts_in_windows_and_scores_the_same_in_a_pipeline(reader_model,
                                                                                                tmp_path, capsys):
-    from optimum.onnxruntime import ORTModelForQuestionAnswering
-    from transformers import AutoTokenizer, pipeline
+    from transformers import AutoTokenizer
 
-    from opsearch.measure import squad_scores
-    from opsearch.source import question_stride
 
     model, data = reader_model
     study, config, lines = _study(tmp_path, model, data)
@@ -258,13 +224,9 @@ def test_a_question_answerer_reads_long_contexts_in_windows_and_scores_the_same_
     assert len(far) >= 15 and fp32[far].mean() > 0.8
 
     out, record = _export(config, tmp_path, capsys)
-    read = pipeline("question-answering", model=ORTModelForQuestionAnswering.from_pretrained(out),
-                    tokenizer=AutoTokenizer.from_pretrained(out))
-    scores = np.array([squad_scores(read(question=q.question, context=q.context, max_seq_len=32,
-                                         doc_stride=question_stride(32), max_answer_len=30,
-                                         align_to_words=False)["answer"], answers)
-                       for q, answers in zip(rows.texts, rows.answers, strict=True)])
-    assert scores.mean(axis=0) == pytest.approx([record["metrics"]["exact_match"], record["metrics"]["squad_f1"]])
+    for metric in ("exact_match", "squad_f1"):
+        assert pipeline_score("question-answering", out, rows, metric=metric) == pytest.approx(
+            record["metrics"][metric])
 
 
 def test_tags_and_answers_that_do_not_fit_are_refused_naming_the_row_and_the_fix(tagger_model, reader_model,

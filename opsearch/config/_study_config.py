@@ -89,14 +89,17 @@ class StudyConfig:
                            role=IDENTITY, check=required_value, default_help="the default study's")
     task: str = setting("auto", "classification: the model's own head (one text, or a pair with "
                         "--text-pair-column); regression: a head with one output and number labels; multi-label: a "
-                        "sigmoid per label, a list of labels per row; embedding: "
+                        "sigmoid per label, a list of labels per row; token-classification: a tag per word; "
+                        "question-answering: an answer's span in a context read in windows; embedding: "
                         "pooled encoder output scored by a linear probe fitted once on fp32 embeddings; auto: read "
                         "the model's config", group=DATA, role=IDENTITY, choices=TASKS)
     metric: str = setting("auto", "what the study judges by, its loss in points of it: accuracy, f1_macro, "
                           "f1_micro, f1_weighted, mcc (classes); spearman, pearson (regression); f1_*, accuracy "
-                          "(multi-label)", group=DATA,
+                          "(multi-label); entity_f1, accuracy (token-classification); squad_f1, exact_match "
+                          "(question-answering)", group=DATA,
                           role=IDENTITY, choices=METRICS,
-                          default_help="accuracy; spearman for regression, f1_micro for multi-label",
+                          default_help="accuracy; spearman for regression, f1_micro for multi-label, entity_f1 for "
+                          "token-classification, squad_f1 for question-answering",
                           legacy="auto")
     split: str | None = setting(None, "evaluation split of a hub dataset", group=DATA, role=IDENTITY,
                                 default_help="validation, else test, else train")

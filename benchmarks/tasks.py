@@ -61,7 +61,6 @@ def main() -> None:
 
     from opsearch.config import METRIC_TITLES, StudyConfig
     from opsearch.report import TRIAL_FILE, choose_trial, export_trial
-    from opsearch.report._lines import machine_words
     from opsearch.search import run_study
     from opsearch.source import load_study_data
     from opsearch.store import StudyRecord, trial_rows
@@ -86,7 +85,8 @@ def main() -> None:
             again = pipeline_score(task, out, evaluated, metric=metric,
                                    tags=names if task == "token-classification" else ())
             fp32 = study.user_attrs["baseline"]["metrics"][metric]
-            machine = machine_words(StudyRecord.of(study).machine)
+            recorded_machine = StudyRecord.of(study).machine
+            machine = f"{recorded_machine['cpu']} ({', '.join(recorded_machine['int8_flags'])})"
             print(f"| {task} | {METRIC_TITLES[metric]} | {fp32:.4f} | trial {number} ({row.mode} {row.operators}): "
                   f"{row.speedup:.2f}x ({row.speedup_ci_low:.2f}-{row.speedup_ci_high:.2f}) | "
                   f"{row.accuracy_loss_pt:+.2f} ({row.loss_ci_low_pt:+.2f} to {row.loss_ci_high_pt:+.2f}) | "

@@ -1,7 +1,8 @@
 """What a model's score means for each task, and the metrics that report it.
 
 A task evaluates one ONNX session on the whole evaluation split and returns its metrics: a classifier's own
-head (one text or a pair), a regressor's one output, or an encoder's embeddings through a frozen probe. The study's
+head (one text or a pair), a regressor's one output, a multi-label tagger's sigmoids, a token tagger's tag per
+word, an extractive question answerer's span, or an encoder's embeddings through a frozen probe. The study's
 metric (``measure._metrics``) is among them, as ``Evaluation.score``. A task fails the trial (never wins it) when
 the outputs are not finite. A classifier's usual metrics are an ``evaluate`` module computed locally with
 scikit-learn (``evaluate.load("accuracy")`` fetches its script from the hub), so they run on machines without it.

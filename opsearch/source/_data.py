@@ -82,7 +82,7 @@ def tokenize(tokenizer, texts: list[Text] | tuple[str, str], **options):
 class LabelledTexts:
     texts: list[Text]  # per row: a text, a (text, text_pair) pair, a tagger's words, or a Question
     # class ids (int64); a regressor's numbers (float64); multi-hot rows (multi-label); word tag ids padded with
-    # TAG_PAD (token-classification); per row, the index into ``answers`` of its answers (question-answering)
+    # TAG_PAD (token-classification); zeros for question-answering, whose references are ``answers``
     labels: np.ndarray
     answers: tuple[tuple[str, ...], ...] = ()  # question-answering: each row's right answers
 

@@ -77,8 +77,10 @@ def test_a_spent_budget_ends_the_study_between_trials_with_its_front_session_and
     from opsearch.search import _study
 
     budgets: list[Budget] = []
-    monkeypatch.setattr(_study, "Budget", lambda seconds: budgets.append(Budget(seconds)) or budgets[-1])
-    # One second: spent by the baseline and the first trial. The first trial still runs; none after it.
+    # One second, most of it spent before the first trial (a fast machine's baseline and trial could take less than
+    # a second): the first trial still runs; none after it.
+    monkeypatch.setattr(_study, "Budget", lambda seconds: budgets.append(Budget(seconds, started=time.monotonic()
+                                                                                 - 0.8)) or budgets[-1])
     wall, mono = time.time(), time.monotonic()  # to read a trial's end (wall clock) on the budget's clock
     study = run_study(_config(tmp_path, tiny_checkpoint, tiny_csv, timeout=1), n_trials=5, progress=lines.append)
     assert len(study.get_trials(states=(COMPLETE,))) == 1

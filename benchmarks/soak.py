@@ -178,9 +178,9 @@ def postgres_server() -> Iterator[str]:
         raise NoPostgres("PostgreSQL server programs not found (/usr/lib/postgresql/*/bin/initdb): "
                          "apt-get install postgresql")
     try:
-        import psycopg2  # noqa: F401
+        import psycopg  # noqa: F401
     except ImportError:
-        raise NoPostgres("psycopg2 is missing: pip install 'opsearch[postgres]'") from None
+        raise NoPostgres("psycopg is missing: pip install 'opsearch[postgres]'") from None
     bin_dir = Path(found[-1]).parent
     root = Path(tempfile.mkdtemp(prefix="opsearch-soak-pg-"))  # a folder the postgres user can enter
     data, sock = root / "data", root / "sock"
@@ -208,7 +208,7 @@ def postgres_server() -> Iterator[str]:
             pg(str(bin_dir / "createdb"), "-h", str(sock), "-p", str(port), "-U", "postgres", "opsearch")
         except subprocess.CalledProcessError as exc:
             raise NoPostgres(f"PostgreSQL could not start here: {exc.stderr.strip()[-300:]}") from None
-        yield f"postgresql+psycopg2://postgres@/opsearch?host={sock}&port={port}"
+        yield f"postgresql://postgres@/opsearch?host={sock}&port={port}"
     finally:
         subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)

@@ -59,6 +59,8 @@ def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseSt
                              + ". Check the path; `opsearch run` prints its study's --storage when it ends.")
     elif "://" not in storage:
         raise StudyError(f"storage {storage!r} is not a storage URL: give {SCHEMES}.")
+    if path is not None and storage.startswith("sqlite:///") and path.is_file() and path.stat().st_size:
+        _check_sqlite_file(storage, path)
     if storage.startswith(JOURNAL_PREFIX):
         from optuna.storages.journal import JournalFileBackend, JournalStorage
 
@@ -84,6 +86,39 @@ def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseSt
                              f"{SCHEMES}.") from None
         raise StudyError(f"storage {storage!r} cannot be opened: {type(exc).__name__}: {exc}. Check the URL, "
                          "that the server runs and that the database exists.") from None
+
+
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _check_sqlite_file(storage: str, path: Path) -> None:
+    """Refuse, naming the file and what is wrong, an SQLite file that is damaged (truncated, overwritten, bits
+    flipped: SQLite's own quick_check, read-only) or that holds another program's tables, before anything opens it
+    for writing: a command never makes a damaged storage worse, nor builds a study on top of it."""
+    import sqlite3
+
+    def refuse(what: str, fix: str = "Restore it from a copy (`sqlite3 FILE .recover` may save what is left), or "
+                                       "give a new file") -> StudyError:
+        return StudyError(f"storage {storage!r}: {str(path)!r} {what}; opsearch changed nothing in it. {fix}: "
+                          "--storage sqlite:///NEW.db.")
+
+    with path.open("rb") as f:
+        header = f.read(len(SQLITE_HEADER))
+    if header != SQLITE_HEADER:
+        raise refuse(f"is not an SQLite database, or its first page is damaged (it begins {header[:8]!r})")
+    connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=60)
+    try:
+        problems = [row[0] for row in connection.execute("PRAGMA quick_check(5)")]
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise refuse(f"is damaged ({exc})") from None
+    finally:
+        connection.close()
+    if problems != ["ok"]:
+        raise refuse(f"is damaged (SQLite's check: {'; '.join(problems)[:200]})")
+    if tables and "studies" not in tables:
+        shown = ", ".join(sorted(tables)[:5]) + (", ..." if len(tables) > 5 else "")
+        raise refuse(f"holds another program's tables ({shown}), no study storage", "Give opsearch a file of its own")
 
 
 def _lock_whole_transactions(engine) -> None:

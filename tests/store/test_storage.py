@@ -38,9 +38,9 @@ def test_file_of_a_storage(storage: str, path: str | None) -> None:
 
 
 def test_an_unreachable_database_names_the_url_and_the_fix() -> None:
-    with pytest.raises(StudyError, match=r"(?s)postgresql\+psycopg2://nobody@127.0.0.1:9/none.*cannot be "
+    with pytest.raises(StudyError, match=r"(?s)postgresql://nobody@127.0.0.1:9/none.*cannot be "
                                          r"opened.*server runs"):
-        open_storage("postgresql+psycopg2://nobody@127.0.0.1:9/none")
+        open_storage("postgresql://nobody@127.0.0.1:9/none")  # the URL the README shows, with the extra's driver
 
 
 def test_a_database_without_its_driver_says_what_to_install() -> None:
@@ -122,7 +122,7 @@ def postgres_url():
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL server programs not found (/usr/lib/postgresql/*/bin): apt-get install postgresql")
-    pytest.importorskip("psycopg2", reason="psycopg2 is missing: pip install 'opsearch[postgres]'")
+    pytest.importorskip("psycopg", reason="psycopg is missing: pip install 'opsearch[postgres]'")
     # Not under pytest's own folder: under root that is closed to the postgres user.
     root = Path(tempfile.mkdtemp(prefix="opsearch-pg-"))
     data, sock = root / "data", root / "sock"
@@ -149,7 +149,7 @@ def postgres_url():
         pytest.skip(f"PostgreSQL could not start here: {exc.stderr.strip()[-300:]}")
     try:
         pg(str(bin_dir / "createdb"), "-h", str(sock), "-p", str(port), "-U", "postgres", "opsearch")
-        yield f"postgresql+psycopg2://postgres@/opsearch?host={sock}&port={port}"
+        yield f"postgresql://postgres@/opsearch?host={sock}&port={port}"  # as the README writes it
     finally:
         subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
                        capture_output=True)
@@ -193,3 +193,52 @@ def test_a_queued_trial_cut_off_before_its_parameters_were_drawn_is_queued_again
     sampled = fresh.ask()  # not queued: a sampled trial cut off while drawing chose nothing, and is not retried
     queue_retry(fresh, fresh._storage.get_trial(sampled._trial_id), "the process running it stopped")
     assert not fresh.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def _damaged(source: Path, target: Path, how: str) -> Path:
+    """A copy of a study file, damaged as a bad copy or a full disk leaves one."""
+    data = bytearray(source.read_bytes())
+    page = 4096
+    if how == "truncated":
+        data = data[:len(data) // 3]
+    elif how == "zero-filled":
+        third = len(data) // 3
+        data[third:2 * third] = bytes(third)
+    elif how == "bits-flipped":
+        for start in range(page, len(data), page):  # every page's header: its b-tree page type and cell count
+            for offset in range(0, 8):
+                data[start + offset] ^= 0xA5
+    elif how == "another-program":
+        import sqlite3
+
+        with sqlite3.connect(target) as connection:
+            connection.execute("CREATE TABLE invoices (id INTEGER PRIMARY KEY, total REAL)")
+        connection.close()
+        return target
+    target.write_bytes(bytes(data))
+    return target
+
+
+@pytest.mark.parametrize("how", ["truncated", "zero-filled", "bits-flipped", "another-program"])
+def test_a_damaged_study_file_is_named_and_left_as_it_was_by_every_command(how, tmp_path, capsys, tiny_checkpoint,
+                                                                           tiny_csv) -> None:
+    import hashlib
+
+    from opsearch.cli import main
+
+    source = sorted((Path(__file__).resolve().parents[1] / "fixtures" / "stored").glob("*.db"))[-1]
+    path = _damaged(source, tmp_path / "study.db", how)
+    before = hashlib.sha256(path.read_bytes()).hexdigest()
+    storage = f"sqlite:///{path}"
+    commands = [["report", "--storage", storage, "--study-name", "s"],
+                ["plot", "--storage", storage, "--study-name", "s", "--out", str(tmp_path / "p.png")],
+                ["export", "--storage", storage, "--study-name", "s", "--best", str(tmp_path / "out")],
+                ["run", "--storage", storage, "--study-name", "new", "--model", str(tiny_checkpoint), "--dataset",
+                 str(tiny_csv), "--trials", "1"]]
+    for command in commands:
+        assert main(command) != 0, command
+        err = capsys.readouterr().err
+        assert "Traceback" not in err and f"{str(path)!r}" in err and "opsearch changed nothing in it" in err, err
+        assert ("another program's tables (invoices)" in err) == (how == "another-program"), err
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == before
+    assert not (tmp_path / "new.cache").exists()  # run built nothing on top of it

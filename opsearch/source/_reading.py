@@ -81,6 +81,8 @@ def _decoded(path: Path, spec: str, encoding: str) -> str:
 def _check_fields(text: str, spec: str, *, tsv: bool, **dialect) -> None:
     """Every row has as many fields as the header, as the csv module reads the file with the dialect ``datasets``
     is given (a TSV: tabs, no quoting). Blank lines are skipped, as pandas skips them."""
+    # A field may be as long as the file (one long review): the csv module's default cap, 131072 characters, is not.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.reader(io.StringIO(text, newline=""), **dialect)
     header = next(reader, [])
     first: tuple[int, int, int] | None = None  # (line, last line, fields) of the first ragged row

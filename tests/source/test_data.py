@@ -523,6 +523,14 @@ def test_a_row_with_more_or_fewer_fields_than_the_header_is_refused(tmp_path: Pa
     assert "Fix the row so it has one value per column" in message and fix in message
 
 
+@pytest.mark.parametrize("suffix", ["tsv", "csv"])
+def test_a_text_longer_than_the_csv_modules_field_limit_is_read_whole(tmp_path: Path, suffix: str) -> None:
+    rows = unique_rows(30)
+    rows[3]["sentence"] = " ".join(["word"] * 200_000)  # 999,999 characters: over the csv module's 131,072
+    path = write_rows(tmp_path / f"d.{suffix}", rows)
+    assert sorted(pairs(load(path))) == sorted(source_pairs(rows, "sentence", "label"))
+
+
 def test_ragged_rows_are_counted_and_the_first_is_named(tmp_path: Path) -> None:
     path = write_rows(tmp_path / "d.tsv", unique_rows(30))
     lines = path.read_text().splitlines()

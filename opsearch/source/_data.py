@@ -109,12 +109,23 @@ class StudyData:
 
 def load_study_data(config: StudyConfig, *, id2label: dict[int, str] | None, task: str,
                     tokenizer=None) -> StudyData:
+    """Load, split, map labels (see :func:`_load`); every refusal names the file it is about."""
+    specs = [spec for spec in (config.dataset, config.fit_dataset) if spec]
+    try:
+        return _load(config, id2label=id2label, task=task, tokenizer=tokenizer)
+    except DatasetError as exc:
+        if any(spec in str(exc) for spec in specs):
+            raise
+        raise DatasetError(f"dataset {config.dataset!r}: {exc}") from None
+
+
+def _load(config: StudyConfig, *, id2label: dict[int, str] | None, task: str, tokenizer=None) -> StudyData:
     """Load, split, map labels. The split is seeded by ``config.seed``, so it is the same on every resume.
 
     With a ``tokenizer``, the description also counts the evaluation texts longer than ``config.max_length``
     tokens (they are truncated)."""
     eval_source, eval_split = read_dataset(config.dataset, config.split, role="evaluation", encoding=config.encoding)
-    text_col, pair_col, label_col = _columns(eval_source, config, task)
+    text_col, pair_col, label_col = _columns(eval_source, config, task, config.dataset)
     rng = np.random.default_rng(config.seed)
 
     eval_texts, eval_raw, eval_dropped = _rows(eval_source, text_col, pair_col, label_col, config.exclude_labels,
@@ -203,7 +214,9 @@ def _fit_source_rows(config: StudyConfig, rng: np.random.Generator, task: str) -
                            "to hold out fit_size rows of the file.")
     fit_source, fit_split = read_dataset(config.fit_dataset or config.dataset, config.fit_split or "train", role="fit",
                                   encoding=config.encoding)
-    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config, task), config.exclude_labels, task=task)
+    spec = config.fit_dataset or config.dataset
+    texts, raw, dropped = _rows(fit_source, *_columns(fit_source, config, task, spec), config.exclude_labels,
+                                task=task)
     return _FitRows(texts, raw, rng.permutation(len(texts)), dropped,
                     f"fit rows from {config.fit_dataset or config.dataset} [{fit_split}]", "fit rows")
 
@@ -368,20 +381,20 @@ def load_texts(spec: str, *, split: str | None = None, text_column: str | None =
 USUAL_PAIRS = {"sentence1": "sentence2", "premise": "hypothesis", "question1": "question2"}
 
 
-def _columns(dataset, config: StudyConfig, task: str) -> tuple[str, str | None, str]:
-    """The text, text-pair (None: single texts) and label columns."""
+def _columns(dataset, config: StudyConfig, task: str, spec: str) -> tuple[str, str | None, str]:
+    """The text, text-pair (None: single texts) and label columns of the dataset ``spec`` names."""
     columns = list(dataset.column_names)
 
     def pick(given: str | None, usual: tuple[str, ...], what: str, flag: str) -> str:
         if given is not None:
             if given not in columns:
-                raise DatasetError(f"{what} column {given!r} is not in the dataset; its columns are {columns}. "
-                                   f"Pass {flag} with one of them.")
+                raise DatasetError(f"{what} column {given!r} is not in the dataset {spec!r}; its columns are "
+                                   f"{columns}. Pass {flag} with one of them.")
             return given
         for name in usual:
             if name in columns:
                 return name
-        raise DatasetError(f"no {what} column found (looked for {list(usual)}); the dataset's columns are "
+        raise DatasetError(f"no {what} column found in {spec!r} (looked for {list(usual)}); its columns are "
                            f"{columns}. Pass {flag} with one of them.")
 
     if task in TAG_TASKS:

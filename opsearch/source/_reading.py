@@ -85,6 +85,10 @@ def _check_fields(text: str, spec: str, *, tsv: bool, **dialect) -> None:
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))
     reader = csv.reader(io.StringIO(text, newline=""), **dialect)
     header = next(reader, [])
+    twice = sorted({name for name in header if name.strip() and header.count(name) > 1})
+    if twice:
+        raise DatasetError(f"dataset file {spec!r}: its header (line 1) names {', '.join(map(repr, twice))} more than "
+                           "once. Give each column a name of its own.")
     first: tuple[int, int, int] | None = None  # (line, last line, fields) of the first ragged row
     ragged, line = 0, reader.line_num
     for row in reader:

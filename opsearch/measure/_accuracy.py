@@ -153,7 +153,8 @@ class TokenClassificationTask(_HeadTask):
         return outputs
 
     def evaluation(self, outputs: np.ndarray) -> Evaluation:
-        metrics = {name: metric.score(outputs, self.labels) for name, metric in tag_metrics(self.metric.tags).items()}
+        sums = self.metric.counts(outputs, self.labels).sum(axis=0)  # read once, for every tag metric
+        metrics = {name: float(metric.of_counts(sums)) for name, metric in tag_metrics(self.metric.tags).items()}
         return Evaluation(_with_metric(metrics, self.metric, outputs, self.labels), outputs, outputs,
                           self.metric.name)
 

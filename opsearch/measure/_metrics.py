@@ -13,6 +13,7 @@ confusion counts or ranks, which the tests hold equal to scikit-learn's and scip
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -20,14 +21,12 @@ import numpy as np
 
 from opsearch.config import DEFAULT_METRICS, METRIC_TITLES
 from opsearch.errors import ConfigError
-from opsearch.source import TAG_PAD
+from opsearch.source import QUESTION_TASKS, TAG_PAD, TAG_TASKS  # a tag per word; an answer per question
 
 # The tasks a metric fits, by the kind of prediction it reads.
 CLASS_TASKS = ("classification", "embedding")  # one class id per row
 VALUE_TASKS = ("regression",)  # one number per row
 LABEL_SET_TASKS = ("multi-label",)  # a set of labels per row, as a multi-hot row
-TAG_TASKS = ("token-classification",)  # a tag per word, a row of tag ids per text
-QUESTION_TASKS = ("question-answering",)  # an answer per question, scored against its right answers
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ class Metric:
 
     def __reduce__(self):
         """Sent to a trial's child process by name (its functions are closures, which do not pickle)."""
-        return _named, (self.name, self.tasks[0] if self.tasks else "", self.tags)
+        return metric_named, (self.name, self.tasks[0] if self.tasks else "", self.tags)
 
     @property
     def title(self) -> str:
@@ -315,11 +314,16 @@ LABEL_SET_METRICS: dict[str, Metric] = {m.name: m for m in (
 )}
 
 
+@functools.cache
+def _tag_metrics_of(tags: tuple[str, ...]) -> dict[str, Metric]:
+    return tag_metrics(tags)
+
+
 def _registry(task: str, tags: tuple[str, ...] = ()) -> dict[str, Metric]:
     if task in LABEL_SET_TASKS:
         return LABEL_SET_METRICS
     if task in TAG_TASKS:
-        return tag_metrics(tuple(tags))
+        return _tag_metrics_of(tuple(tags))
     if task in QUESTION_TASKS:
         return QUESTION_METRICS
     return METRICS
@@ -328,11 +332,10 @@ def _registry(task: str, tags: tuple[str, ...] = ()) -> dict[str, Metric]:
 def metric_named(name: str, task: str, tags: tuple[str, ...] = ()) -> Metric:
     """The built-in metric ``name`` in the form a ``task``'s predictions take (label sets: multi-hot rows; a
     tagger's: rows of ids of ``tags``)."""
-    return _registry(task, tags).get(name, METRICS.get(name)) or QUESTION_METRICS[name]
-
-
-def _named(name: str, task: str, tags: tuple[str, ...]) -> Metric:
-    return metric_named(name, task, tags)
+    for registry in (_registry(task, tags), METRICS, LABEL_SET_METRICS, QUESTION_METRICS, _tag_metrics_of(tags)):
+        if name in registry:  # the task's own form first; another task's, for metric_for to refuse by name
+            return registry[name]
+    raise KeyError(name)
 
 
 def metric_for(name: str, task: str, tags: tuple[str, ...] = ()) -> Metric:

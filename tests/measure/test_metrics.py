@@ -237,6 +237,8 @@ def test_entity_f1_and_word_accuracy_and_their_batched_forms_equal_seqeval() -> 
     expected = [seqeval_f1(_names(truth[r]), _names(guess[r])) for r in rows]
     assert entity.batched(guess[rows], truth[rows]) == pytest.approx(expected)
     assert not entity.decomposes and "not a mean of per-row scores" in entity.why_no_early_stop()
+    with pytest.raises(ConfigError, match="metric='entity_f1' does not fit a classification model"):
+        metric_for("entity_f1", "classification")
 
 
 def test_a_tagger_loss_interval_resamples_counts_made_once_and_equals_resampling_the_tags() -> None:

@@ -89,6 +89,13 @@ class Interrupted(StudyStopped):
     exit_code = 130
 
 
+class StorageUnreachable(StudyStopped):
+    """The database storage stayed away past ``storage_patience``: the study stops as an interrupted one does, and
+    ``opsearch resume`` continues once the database is back."""
+
+    exit_code = 130
+
+
 class DiskFull(StudyStopped):
     """A write failed for want of space: the message names the path, the space free and the space needed."""
 

@@ -204,6 +204,10 @@ class StudyConfig:
                                   default_help="sqlite:///opsearch-runs/STUDY_NAME.db")
     study_name: str | None = setting(None, "the study's name in its storage", group=SEARCH,
                                      check=check_study_name, default_help="MODEL-DATASET")
+    storage_patience: float | str = setting(
+        "10m", "how long run, resume and worker wait for a database storage that went away (a server restart, a "
+        "dropped connection) before stopping as an interrupted study: 10m, 90s or seconds", group=SEARCH,
+        role=RUNTIME, check=check_duration, parse=parse_number, metavar="DURATION")
 
     # Timing: each round runs the candidate and the fp32 model once over the same workload, in shuffled order.
     rounds: int = setting(10, "paired timing rounds measured per trial (fewer for one early stopping finds surely "
@@ -346,6 +350,11 @@ class StudyConfig:
     def accuracy_limit(self, baseline_accuracy: float) -> float | None:
         """``max_accuracy_loss`` as a fraction of accuracy, given the fp32 accuracy; None without a limit."""
         return accuracy_limit(self.max_accuracy_loss, baseline_accuracy)
+
+    @property
+    def storage_patience_seconds(self) -> float:
+        """``storage_patience`` in seconds."""
+        return duration_seconds(self.storage_patience)
 
     @property
     def timeout_seconds(self) -> float | None:

@@ -81,7 +81,7 @@ def open_study(context: StudyContext, *, worker: bool) -> tuple[optuna.Study, op
     suggest the same next configuration."""
     config = context.config
     made = NewStudy.before(context)
-    backend = open_storage(context.storage)
+    backend = open_storage(context.storage, patience=config.storage_patience_seconds, say=context.progress)
     sampler = make_sampler(config.replace(seed=config.seed + os.getpid()) if worker else config)
     names = [s.study_name for s in optuna.get_all_study_summaries(backend, include_best_trial=False)]
     made.study = context.study_name not in names

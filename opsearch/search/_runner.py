@@ -16,7 +16,7 @@ from pathlib import Path
 import optuna
 
 from opsearch.config import StudyConfig
-from opsearch.errors import StudyStopped, TrialFailed
+from opsearch.errors import StorageUnreachable, StudyStopped, TrialFailed
 from opsearch.measure import WAITING_FOR_LOCK, EvaluatorTask, Fp32Answers, fingerprint, machine_id, metric_named
 from opsearch.quantize import QuantRecipe
 from opsearch.search._budget import Budget, front_session_seconds, trial_seconds
@@ -341,6 +341,11 @@ class Runner:
         first when the study goes on; the stop's reason and phase are recorded with it."""
         trial = self._running
         if trial is None:
+            return
+        if isinstance(stop, StorageUnreachable):  # nothing can be written: its missed heartbeats will say it
+            stop.reason += (f"; trial {trial.number} was {self._phase}: once the database is back, it is found stale "
+                            "and queued again")
+            self._running = None
             return
         record = TrialRecord.of(trial)
         set_trial_attrs(trial, interrupted=[*record.interrupted, f"{stop.reason} while {self._phase}"])

@@ -11,12 +11,14 @@ period and its configuration queued again, on whichever worker comes next.
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import optuna
 
 from opsearch.config import DEFAULT_RUN_DIR
 from opsearch.errors import StudyError
+from opsearch.store._patience import patient_storage
 from opsearch.store._records import TrialRecord, trial_attrs
 
 JOURNAL_PREFIX = "journal:"
@@ -41,13 +43,18 @@ def cache_dir_for(storage: str, study_name: str) -> Path:
     return (path.parent if path is not None else DEFAULT_RUN_DIR) / f"{study_name}.cache"
 
 
+# How long a database storage is waited for when it goes away, unless the study says (storage_patience).
+DEFAULT_PATIENCE = 600.0
+
 # What --storage takes, for the message that refuses anything else.
 SCHEMES = "sqlite:///FILE.db, journal:FILE.log, or a database URL such as postgresql://USER@HOST/DB"
 
 
-def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseStorage:
+def open_storage(storage: str, *, create: bool = True, patience: float = DEFAULT_PATIENCE,
+                 say: Callable[[str], None] | None = None) -> optuna.storages.BaseStorage:
     """The storage a URL names. ``create=False`` (the read-only commands): a file that is not there is an error,
-    and nothing is created, not even its folder."""
+    and nothing is created, not even its folder. A database storage, once open, waits up to ``patience`` seconds
+    for a database that goes away (``store._patience``), saying so through ``say``."""
     path = file_of(storage)
     if path is not None:
         if create:
@@ -73,7 +80,8 @@ def open_storage(storage: str, *, create: bool = True) -> optuna.storages.BaseSt
         _lock_whole_transactions(backend.engine)
         return backend
     try:
-        return optuna.storages.RDBStorage(storage, engine_kwargs={"pool_pre_ping": True}, **heartbeat)
+        return patient_storage(storage, patience=patience, say=say, engine_kwargs={"pool_pre_ping": True},
+                               **heartbeat)
     except ImportError as exc:
         raise StudyError(f"storage {storage!r} needs a database driver that is not installed ({exc}). For "
                          "PostgreSQL: pip install 'opsearch[postgres]'.") from None

@@ -7,12 +7,14 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import optuna
 import pytest
-from conftest import fast_settings
+from conftest import fast_settings, settings_argv
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
@@ -116,44 +118,63 @@ def _postgres_bin() -> Path | None:
     return Path(found[-1]).parent if found else None
 
 
+class _Postgres:
+    """A throwaway PostgreSQL cluster on a Unix socket, owned by the test (as the postgres user under root), that the
+    test can stop and start again."""
+
+    def __init__(self, bin_dir: Path) -> None:
+        self.bin_dir = bin_dir
+        # Not under pytest's own folder: under root that is closed to the postgres user.
+        self.root = Path(tempfile.mkdtemp(prefix="opsearch-pg-"))
+        self.data, self.sock = self.root / "data", self.root / "sock"
+        self.sock.mkdir()
+        self.run_as: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
+            if shutil.which("runuser") is None:
+                pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
+            self.run_as = ["runuser", "-u", "postgres", "--"]
+            shutil.chown(self.root, "postgres")
+            shutil.chown(self.sock, "postgres")
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.url = f"postgresql://postgres@/opsearch?host={self.sock}&port={self.port}"  # as the README writes it
+
+    def pg(self, program: str, *args: str) -> None:
+        subprocess.run([*self.run_as, str(self.bin_dir / program), *args], check=True, capture_output=True, text=True)
+
+    def start(self) -> None:
+        self.pg("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o",
+                f"-k {self.sock} -p {self.port} -c listen_addresses=''", "start")
+
+    def stop(self, mode: str = "immediate") -> None:
+        subprocess.run([*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
+                       capture_output=True)
+
+
 @pytest.fixture(scope="module")
-def postgres_url():
-    """A throwaway PostgreSQL cluster on a Unix socket, owned by the test (as the postgres user under root)."""
+def postgres():
     bin_dir = _postgres_bin()
     if bin_dir is None:
         pytest.skip("PostgreSQL server programs not found (/usr/lib/postgresql/*/bin): apt-get install postgresql")
     pytest.importorskip("psycopg", reason="psycopg is missing: pip install 'opsearch[postgres]'")
-    # Not under pytest's own folder: under root that is closed to the postgres user.
-    root = Path(tempfile.mkdtemp(prefix="opsearch-pg-"))
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def pg(*args: str) -> None:
-        subprocess.run([*run_as, *args], check=True, capture_output=True, text=True)
-
+    server = _Postgres(bin_dir)
     try:
-        pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-           f"-k {sock} -p {port} -c listen_addresses=''", "start")
+        server.pg("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+        server.start()
     except subprocess.CalledProcessError as exc:
         pytest.skip(f"PostgreSQL could not start here: {exc.stderr.strip()[-300:]}")
     try:
-        pg(str(bin_dir / "createdb"), "-h", str(sock), "-p", str(port), "-U", "postgres", "opsearch")
-        yield f"postgresql://postgres@/opsearch?host={sock}&port={port}"  # as the README writes it
+        server.pg("createdb", "-h", str(server.sock), "-p", str(server.port), "-U", "postgres", "opsearch")
+        yield server
     finally:
-        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        server.stop()
+        shutil.rmtree(server.root, ignore_errors=True)
+
+
+@pytest.fixture()
+def postgres_url(postgres):
+    return postgres.url
 
 
 def test_a_postgresql_study_runs_resumes_and_takes_a_worker(postgres_url, tmp_path, monkeypatch, tiny_checkpoint,
@@ -170,6 +191,65 @@ def test_a_postgresql_study_runs_resumes_and_takes_a_worker(postgres_url, tmp_pa
     assert {t.number: t.values for t in done if t.number in first} == first
     assert build_report(worker).front
     assert (tmp_path / "opsearch-runs" / "pg.cache" / "fp32" / "model.onnx").is_file()
+
+
+def _opsearch(args: list[str], log: Path, cwd: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "OPSEARCH_LOCK_DIR": str(cwd)}
+    return subprocess.Popen([sys.executable, "-m", "opsearch.cli", *args], stdout=log.open("w"),
+                            stderr=subprocess.STDOUT, env=env, cwd=cwd)
+
+
+def _wait_for_line(process: subprocess.Popen, log: Path, text: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def _run_args(postgres, model: Path, data: Path, study: str, **settings) -> list[str]:
+    return ["run", "--model", str(model), "--dataset", str(data), "--storage", postgres.url, "--study-name", study,
+            *settings_argv(fast_settings(isolation="process", modes=["dynamic"], remeasure_front=False,
+                                         **settings))]
+
+
+def test_a_database_restart_mid_study_is_waited_for_and_every_trial_stored(postgres, tmp_path, tiny_checkpoint,
+                                                                           tiny_csv) -> None:
+    log = tmp_path / "run.log"
+    run = _opsearch(_run_args(postgres, tiny_checkpoint, tiny_csv, "restart", trials=4), log, tmp_path)
+    _wait_for_line(run, log, "trial 0: ")  # a trial is being measured
+    postgres.stop("fast")
+    time.sleep(10)  # away longer than a trial takes: the run meets it while writing
+    postgres.start()
+    assert run.wait(timeout=300) == 0, log.read_text()
+    text = log.read_text()
+    assert "storage unreachable since" in text and "the running trial is kept" in text
+    assert "storage reachable again after" in text and "Traceback" not in text
+    study = optuna.load_study(study_name="restart", storage=postgres.url)
+    assert len(study.get_trials(states=(COMPLETE,))) == 4
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL))
+
+
+def test_a_database_away_past_storage_patience_stops_the_run_as_interrupted_and_resume_finishes(
+        postgres, tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    log = tmp_path / "run.log"
+    run = _opsearch([*_run_args(postgres, tiny_checkpoint, tiny_csv, "away", trials=3), "--storage-patience", "4"],
+                    log, tmp_path)
+    _wait_for_line(run, log, "trial 0: ")
+    postgres.stop("fast")
+    try:
+        assert run.wait(timeout=120) == 130, log.read_text()
+    finally:
+        postgres.start()
+    text = log.read_text()
+    assert "opsearch: stopped: the storage was unreachable for" in text and "(storage_patience 4 s)" in text
+    assert "opsearch resume --storage" in text and "Traceback" not in text
+    resume = _opsearch(["resume", "--storage", postgres.url, "--study-name", "away"], tmp_path / "resume.log", tmp_path)
+    assert resume.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
+    assert "trial 0 was left running by a stopped process: marked failed, queued again" in (
+        tmp_path / "resume.log").read_text()
+    study = optuna.load_study(study_name="away", storage=postgres.url)
+    assert len(study.get_trials(states=(COMPLETE,))) == 3
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
 
 
 def test_a_queued_trial_cut_off_before_its_parameters_were_drawn_is_queued_again_as_queued(tmp_path) -> None:
@@ -242,3 +322,34 @@ def test_a_damaged_study_file_is_named_and_left_as_it_was_by_every_command(how, 
         assert ("another program's tables (invoices)" in err) == (how == "another-program"), err
     assert hashlib.sha256(path.read_bytes()).hexdigest() == before
     assert not (tmp_path / "new.cache").exists()  # run built nothing on top of it
+
+
+def test_a_lost_connection_is_waited_for_and_anything_else_raised_at_once(tmp_path, monkeypatch) -> None:
+    """The retry loop on its own (the PostgreSQL tests restart a real server): a lost connection is tried again
+    with one line as it goes and one as it comes back, past the patience the study stops, and an error that is
+    no lost connection is raised at once."""
+    from sqlalchemy.exc import OperationalError
+
+    from opsearch.errors import StorageUnreachable
+    from opsearch.store import _patience
+
+    monkeypatch.setattr(_patience, "RETRY_SECONDS", 0.01)
+    lines: list[str] = []
+    storage = _patience.patient_storage(f"sqlite:///{tmp_path / 'p.db'}", patience=5, say=lines.append)
+    calls = []
+
+    def flaky(self, value):
+        calls.append(value)
+        if len(calls) < 3:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection unexpectedly"))
+        return value * 2
+
+    assert storage._patiently(flaky, 21) == 42 and len(calls) == 3
+    assert lines[0].startswith("storage unreachable since ") and "the running trial is kept" in lines[0]
+    assert lines[1].startswith("storage reachable again after") and len(lines) == 2
+
+    storage.patience = 0.05
+    with pytest.raises(StorageUnreachable, match=r"unreachable for .* \(storage_patience 0 s\)"):
+        storage._patiently(lambda self: (_ for _ in ()).throw(OperationalError("x", {}, ConnectionError("gone"))))
+    with pytest.raises(ValueError):
+        storage._patiently(lambda self: (_ for _ in ()).throw(ValueError("a bad query is no outage")))

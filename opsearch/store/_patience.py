@@ -1,0 +1,107 @@
+"""A database storage that outlasts the database going away: a server restarted for maintenance, a dropped
+connection. Every storage call that loses its connection is tried again, every few seconds, with one line when the
+storage goes and one when it comes back; the running trial is kept, and stored once the database is back. A storage
+away longer than ``patience`` seconds stops the study as an interrupted one stops (exit code 130), and ``opsearch
+resume`` continues it: a trial left running is found stale by its missing heartbeats and queued again.
+
+SQLite files have no connection to lose; this is for server databases (PostgreSQL, MySQL)."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+import time
+from collections.abc import Callable
+
+import optuna
+
+from opsearch.errors import StorageUnreachable
+
+# How long to wait between tries while the database is away.
+RETRY_SECONDS = 2.0
+
+
+def connection_lost(exc: BaseException) -> bool:
+    """Whether an error (or what caused it: Optuna wraps the driver's errors) is a lost or refused connection, as
+    opposed to a bad query."""
+    from sqlalchemy import exc as sa
+
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, sa.OperationalError | sa.InterfaceError) or (
+                isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+class PatientRDBStorage(optuna.storages.RDBStorage):
+    """Optuna's RDBStorage whose calls wait for a database that went away (see the module's docstring)."""
+
+    patience: float = 600.0
+    say: Callable[[str], None] = staticmethod(_stderr)
+    _lost_at: float | None = None  # when the storage went, while it is away (shared by the calls that wait)
+
+    def _patiently(self, method, *args, **kwargs):
+        while True:
+            try:
+                result = method(self, *args, **kwargs)
+            except Exception as exc:
+                if not connection_lost(exc):
+                    raise
+                self._wait()
+                continue
+            if self._lost_at is not None:
+                self.say(f"storage reachable again after {time.time() - self._lost_at:.0f} s; going on")
+                self._lost_at = None
+            return result
+
+    def _wait(self) -> None:
+        now = time.time()
+        if self._lost_at is None:
+            self._lost_at = now
+            self.say(f"storage unreachable since {time.strftime('%H:%M:%S', time.localtime(now))}, retrying every "
+                     f"{RETRY_SECONDS:.0f} s for up to {self.patience:.0f} s (storage_patience); the running trial "
+                     "is kept")
+        if now - self._lost_at >= self.patience:
+            raise StorageUnreachable(f"the storage was unreachable for {now - self._lost_at:.0f} s (storage_patience "
+                                     f"{self.patience:.0f} s)")
+        time.sleep(RETRY_SECONDS)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        """A beat is best effort: one the database misses is skipped (its thread never waits, nor dies)."""
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:
+            if not connection_lost(exc):
+                raise
+
+
+def _patient(method):
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        return self._patiently(method, *args, **kwargs)
+
+    return call
+
+
+for _name, _method in vars(optuna.storages.RDBStorage).items():
+    if not _name.startswith("_") and inspect.isfunction(_method) and _name != "record_heartbeat":
+        setattr(PatientRDBStorage, _name, _patient(_method))
+
+
+def patient_storage(url: str, *, patience: float, say: Callable[[str], None] | None = None,
+                    **kwargs) -> PatientRDBStorage:
+    """The database at ``url`` as a storage that waits up to ``patience`` seconds for it when it goes away once
+    opened (opening it fails at once: a wrong URL is no outage)."""
+    storage = PatientRDBStorage(url, **kwargs)
+    storage.patience = patience
+    if say is not None:
+        storage.say = say
+    return storage

@@ -8,6 +8,7 @@ SQLite files have no connection to lose; this is for server databases (PostgreSQ
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import sys
@@ -73,6 +74,11 @@ class PatientRDBStorage(optuna.storages.RDBStorage):
             raise StorageUnreachable(f"the storage was unreachable for {now - self._lost_at:.0f} s (storage_patience "
                                      f"{self.patience:.0f} s)")
         time.sleep(RETRY_SECONDS)
+        # The next try starts clean: no session left mid-transaction, no pooled connection to the old server.
+        with contextlib.suppress(Exception):
+            self.scoped_session.remove()
+        with contextlib.suppress(Exception):
+            self.engine.dispose()
 
     def record_heartbeat(self, trial_id: int) -> None:
         """A beat is best effort: one the database misses is skipped (its thread never waits, nor dies)."""
@@ -91,8 +97,12 @@ def _patient(method):
     return call
 
 
+# Optuna's cached storage calls these of RDBStorage's own methods too, beside the public ones.
+_CALLED_FROM_OUTSIDE = {"_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
+                        "_set_trial_param"}
 for _name, _method in vars(optuna.storages.RDBStorage).items():
-    if not _name.startswith("_") and inspect.isfunction(_method) and _name != "record_heartbeat":
+    if ((not _name.startswith("_") or _name in _CALLED_FROM_OUTSIDE) and inspect.isfunction(_method)
+            and _name != "record_heartbeat"):
         setattr(PatientRDBStorage, _name, _patient(_method))
 
 

@@ -69,14 +69,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import glob
 import json
 import os
 import random
 import re
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -89,6 +86,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's opsearch; the tests' tiny model and data
+from postgres import NoPostgres, throwaway_postgres  # noqa: E402  (tests/postgres.py, shared with the tests)
 
 STUDY = "soak"
 SIGNALS = (signal.SIGKILL, signal.SIGINT)
@@ -166,53 +164,11 @@ def create_study(name: str, url: str, workdir: Path, settings: dict, say: Say = 
 
 # PostgreSQL ---------------------------------------------------------------------------------------------------
 
-class NoPostgres(Exception):
-    """PostgreSQL cannot run here; the message says why."""
-
-
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
-    """A throwaway PostgreSQL cluster on a Unix socket (as the postgres user under root), as the tests start one."""
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    if not found:
-        raise NoPostgres("PostgreSQL server programs not found (/usr/lib/postgresql/*/bin/initdb): "
-                         "apt-get install postgresql")
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise NoPostgres("psycopg is missing: pip install 'opsearch[postgres]'") from None
-    bin_dir = Path(found[-1]).parent
-    root = Path(tempfile.mkdtemp(prefix="opsearch-soak-pg-"))  # a folder the postgres user can enter
-    data, sock = root / "data", root / "sock"
-    sock.mkdir()
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-        if shutil.which("runuser") is None:
-            shutil.rmtree(root, ignore_errors=True)
-            raise NoPostgres("running as root without runuser: cannot start PostgreSQL as another user")
-        run_as = ["runuser", "-u", "postgres", "--"]
-        shutil.chown(root, "postgres")
-        shutil.chown(sock, "postgres")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-
-    def pg(*args: str) -> None:
-        subprocess.run([*run_as, *args], check=True, capture_output=True, text=True)
-
-    try:
-        try:
-            pg(str(bin_dir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-            pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-w", "-l", str(root / "log"), "-o",
-               f"-k {sock} -p {port} -c listen_addresses='' -c max_connections=200", "start")
-            pg(str(bin_dir / "createdb"), "-h", str(sock), "-p", str(port), "-U", "postgres", "opsearch")
-        except subprocess.CalledProcessError as exc:
-            raise NoPostgres(f"PostgreSQL could not start here: {exc.stderr.strip()[-300:]}") from None
-        yield f"postgresql://postgres@/opsearch?host={sock}&port={port}"
-    finally:
-        subprocess.run([*run_as, str(bin_dir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    """The tests' throwaway PostgreSQL server (``tests/postgres.py``), with room for many workers' connections."""
+    with throwaway_postgres(max_connections=200) as server:
+        yield server.url
 
 
 # Reading a study without opsearch's locks or Optuna's cache -----------------------------------------------------

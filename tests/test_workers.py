@@ -152,6 +152,41 @@ def test_a_damaged_export_cache_is_exported_again(tmp_path, tiny_checkpoint, tin
     assert _snapshot(resumed.get_trials()) | before == _snapshot(resumed.get_trials())
 
 
+def test_a_trial_another_workers_sweep_took_for_dead_is_not_stored_twice_and_the_worker_goes_on(
+        tmp_path, tiny_checkpoint, tiny_csv, monkeypatch) -> None:
+    """After a database outage longer than the heartbeat's grace, another worker's sweep may fail the trial this
+    worker is measuring and queue its configuration again. Optuna then refuses to store it ("Cannot tell a FAIL
+    trial"): the worker says so and goes on, and the queued copy is the one stored."""
+    import opsearch.search._trial as trial_module
+    import opsearch.store._storage as storage_module
+
+    storage = f"sqlite:///{tmp_path / 'taken.db'}"
+    real, swept = trial_module.quantize, []
+
+    def swept_meanwhile(recipe, **kwargs):
+        if not swept:  # as another worker's stale sweep does it: fail the running trial, queue its configuration
+            other = optuna.load_study(study_name="taken", storage=storage)
+            (running,) = other.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+            other._storage.set_trial_state_values(running._trial_id, FAIL)
+            storage_module._queue_again(other, other._storage.get_trial(running._trial_id))
+            swept.append(running.number)
+        return real(recipe, **kwargs)
+
+    monkeypatch.setattr(trial_module, "quantize", swept_meanwhile)
+    lines: list[str] = []
+    config = StudyConfig(model=str(tiny_checkpoint), dataset=str(tiny_csv), storage=storage, study_name="taken",
+                         modes=["dynamic"], remeasure_front=False, **fast_settings())
+    study = run_study(config, n_trials=2, progress=lines.append)
+    (taken,) = swept
+    assert any(f"trial {taken} was marked fail by another worker while the storage was away" in line
+               for line in lines), lines
+    assert study.trials[taken].state == FAIL and study.trials[taken].values is None  # nothing stored on it
+    retry = next(t for t in study.trials if t.user_attrs.get("retry_of") == taken)
+    assert retry.state == optuna.trial.TrialState.WAITING
+    assert retry.system_attrs["fixed_params"] == study.trials[taken].params
+    assert len(study.get_trials(states=(COMPLETE,))) == 2  # the worker went on
+
+
 def test_a_silent_worker_on_another_host_has_its_trial_failed_and_queued_again(tmp_path, tiny_checkpoint, tiny_csv,
                                                                                monkeypatch) -> None:
     import opsearch.store._storage as storage_module

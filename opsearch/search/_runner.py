@@ -56,6 +56,7 @@ class Runner:
     predictor: Predictor | None = None  # the cost model's use in the search (None: ``predict`` is off)
     _executor: Executor | None = None
     _running: optuna.Trial | None = None  # the trial this process measures now, put back on the queue on a stop
+    _last: optuna.Trial | None = None  # the trial this process measured last, until Optuna has stored it
     _trials_left: int = 0  # of this run's n_trials, not yet counted
     _budget: Budget | None = None  # this run's time budget, if any
     _durations: list[float] = field(default_factory=list)  # this run's trials' durations so far
@@ -170,8 +171,16 @@ class Runner:
         self.progress.start(n_trials)
         try:
             with stop_on_signals():
-                # Repeated draws are not counted (see _queue_instead): the callback stops after n_trials others.
-                self.study.optimize(self._objective, n_trials=None, catch=(TrialFailed,), callbacks=callbacks)
+                while True:
+                    try:
+                        # Repeated draws are not counted (see _queue_instead): the callback stops after n_trials
+                        # others.
+                        self.study.optimize(self._objective, n_trials=None, catch=(TrialFailed,),
+                                            callbacks=callbacks)
+                        break
+                    except ValueError as exc:  # Optuna's "Cannot tell a FAIL trial": see _taken_over
+                        if not self._taken_over(exc):
+                            raise
         except StudyStopped as stop:
             if self._executor is not None:
                 self._executor.stop()
@@ -181,6 +190,24 @@ class Runner:
             release_stops()  # never left held once optimize ends
             self.progress.close()
         return self.study
+
+    def _taken_over(self, exc: ValueError) -> bool:
+        """Whether the trial this process last measured was finished by another process meanwhile (Optuna then
+        refuses to store it). That happens when the database was away longer than the heartbeat's grace: another
+        worker's sweep took the trial for dead and queued its configuration again, so the copy runs in its place
+        and nothing is stored twice. Said, and the study goes on."""
+        trial, self._last = self._last, None
+        if trial is None or not str(exc).startswith("Cannot tell a"):
+            return False
+        stored = self.study._storage.get_trial(trial._trial_id)
+        if not stored.state.is_finished():
+            return False
+        self._running = None
+        release_stops()
+        self.progress(f"trial {trial.number} was marked {stored.state.name.lower()} by another worker while the "
+                      "storage was away (its heartbeats stopped): its configuration is queued again and runs in "
+                      "its place; this worker goes on")
+        return True
 
     def _stop_if_settled(self, study: optuna.Study) -> bool:
         """Stop (and say True) when the cost model, checked on every trial timed so far, says nothing untried can
@@ -223,9 +250,11 @@ class Runner:
         return front_session_seconds(self.study, candidates, self.context.protocol, self.context.workload.samples)
 
     def _objective(self, trial: optuna.Trial) -> tuple[float, ...]:
-        self._running, self._phase = trial, "preparing the trial"
+        self._running, self._last, self._phase = trial, trial, "preparing the trial"
         try:
             measured = self._measure(trial)
+        except optuna.exceptions.UpdateFinishedTrialError:  # another process finished it: see _taken_over
+            raise optuna.TrialPruned("finished by another process meanwhile") from None
         except (optuna.TrialPruned, TrialFailed) as exc:
             if isinstance(exc, optuna.TrialPruned):
                 record_constraint(trial, None, self.accuracy_limit)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import sys
 import time
 from collections.abc import Callable
@@ -42,12 +43,35 @@ def _stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-class PatientRDBStorage(optuna.storages.RDBStorage):
+def _patient(method):
+    @functools.wraps(method)
+    def call(self, *args, **kwargs):
+        return self._patiently(method, *args, **kwargs)
+
+    return call
+
+
+class _PatientCalls(optuna.storages.RDBStorage):
+    """RDBStorage with every call that reads or writes the study wrapped in ``_patiently`` (below)."""
+
+
+# Optuna's cached storage calls these of RDBStorage's own methods too, beside the public ones.
+_CALLED_FROM_OUTSIDE = {"_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
+                        "_set_trial_param"}
+for _name, _method in vars(optuna.storages.RDBStorage).items():
+    if ((not _name.startswith("_") or _name in _CALLED_FROM_OUTSIDE) and inspect.isfunction(_method)
+            and _name != "record_heartbeat"):
+        setattr(_PatientCalls, _name, _patient(_method))
+
+
+class PatientRDBStorage(_PatientCalls):
     """Optuna's RDBStorage whose calls wait for a database that went away (see the module's docstring)."""
 
     patience: float = 600.0
     say: Callable[[str], None] = staticmethod(_stderr)
     _lost_at: float | None = None  # when the storage went, while it is away (shared by the calls that wait)
+    _back_at: float = -math.inf  # when it was last found away or back: stale trials are not judged soon after
+    _beating: int | None = None  # the trial whose heartbeat this process records
 
     def _patiently(self, method, *args, **kwargs):
         while True:
@@ -61,10 +85,13 @@ class PatientRDBStorage(optuna.storages.RDBStorage):
             if self._lost_at is not None:
                 self.say(f"storage reachable again after {time.time() - self._lost_at:.0f} s; going on")
                 self._lost_at = None
+                self._back_at = time.time()
+                self._beat_now()
             return result
 
     def _wait(self) -> None:
         now = time.time()
+        self._back_at = now
         if self._lost_at is None:
             self._lost_at = now
             self.say(f"storage unreachable since {time.strftime('%H:%M:%S', time.localtime(now))}, retrying every "
@@ -81,29 +108,29 @@ class PatientRDBStorage(optuna.storages.RDBStorage):
             self.engine.dispose()
 
     def record_heartbeat(self, trial_id: int) -> None:
-        """A beat is best effort: one the database misses is skipped (its thread never waits, nor dies)."""
+        """A beat is best effort: one the database misses is skipped (its thread never waits, nor dies), and
+        remembered as an outage seen."""
+        self._beating = trial_id
         try:
             super().record_heartbeat(trial_id)
         except Exception as exc:
             if not connection_lost(exc):
                 raise
+            self._back_at = time.time()
 
+    def _beat_now(self) -> None:
+        """Back from an outage, this process's running trial says at once that its worker is alive, before another
+        worker's sweep takes it for dead."""
+        if self._beating is not None:
+            with contextlib.suppress(Exception):
+                super().record_heartbeat(self._beating)
 
-def _patient(method):
-    @functools.wraps(method)
-    def call(self, *args, **kwargs):
-        return self._patiently(method, *args, **kwargs)
-
-    return call
-
-
-# Optuna's cached storage calls these of RDBStorage's own methods too, beside the public ones.
-_CALLED_FROM_OUTSIDE = {"_create_new_trial", "_get_best_trial_id", "_get_stale_trial_ids", "_get_trials",
-                        "_set_trial_param"}
-for _name, _method in vars(optuna.storages.RDBStorage).items():
-    if ((not _name.startswith("_") or _name in _CALLED_FROM_OUTSIDE) and inspect.isfunction(_method)
-            and _name != "record_heartbeat"):
-        setattr(PatientRDBStorage, _name, _patient(_method))
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        """No trial is judged stale within a grace period of an outage this process saw: every worker's heartbeats
+        stopped while the database was away, and the living ones need time to beat again."""
+        if time.time() - self._back_at < (self.grace_period or 0) + (self.heartbeat_interval or 0):
+            return []
+        return super()._get_stale_trial_ids(study_id)
 
 
 def patient_storage(url: str, *, patience: float, say: Callable[[str], None] | None = None,

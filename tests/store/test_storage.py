@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
-import glob
+import json
+import math
 import os
-import shutil
-import socket
+import re
+import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import optuna
 import pytest
 from conftest import fast_settings, settings_argv
+from postgres import NoPostgres, throwaway_postgres
 
 from opsearch.config import StudyConfig
 from opsearch.errors import StudyError
@@ -113,63 +114,13 @@ def test_a_journal_file_holds_a_study(tmp_path, tiny_checkpoint, tiny_csv) -> No
     assert (tmp_path / "j.cache" / "fp32" / "model.onnx").is_file()  # the cache sits beside the journal
 
 
-def _postgres_bin() -> Path | None:
-    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
-    return Path(found[-1]).parent if found else None
-
-
-class _Postgres:
-    """A throwaway PostgreSQL cluster on a Unix socket, owned by the test (as the postgres user under root), that the
-    test can stop and start again."""
-
-    def __init__(self, bin_dir: Path) -> None:
-        self.bin_dir = bin_dir
-        # Not under pytest's own folder: under root that is closed to the postgres user.
-        self.root = Path(tempfile.mkdtemp(prefix="opsearch-pg-"))
-        self.data, self.sock = self.root / "data", self.root / "sock"
-        self.sock.mkdir()
-        self.run_as: list[str] = []
-        if os.geteuid() == 0:  # PostgreSQL refuses to run as root
-            if shutil.which("runuser") is None:
-                pytest.skip("running as root without runuser: cannot start PostgreSQL as another user")
-            self.run_as = ["runuser", "-u", "postgres", "--"]
-            shutil.chown(self.root, "postgres")
-            shutil.chown(self.sock, "postgres")
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = s.getsockname()[1]
-        self.url = f"postgresql://postgres@/opsearch?host={self.sock}&port={self.port}"  # as the README writes it
-
-    def pg(self, program: str, *args: str) -> None:
-        subprocess.run([*self.run_as, str(self.bin_dir / program), *args], check=True, capture_output=True, text=True)
-
-    def start(self) -> None:
-        self.pg("pg_ctl", "-D", str(self.data), "-w", "-l", str(self.root / "log"), "-o",
-                f"-k {self.sock} -p {self.port} -c listen_addresses=''", "start")
-
-    def stop(self, mode: str = "immediate") -> None:
-        subprocess.run([*self.run_as, str(self.bin_dir / "pg_ctl"), "-D", str(self.data), "-m", mode, "-w", "stop"],
-                       capture_output=True)
-
-
 @pytest.fixture(scope="module")
 def postgres():
-    bin_dir = _postgres_bin()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server programs not found (/usr/lib/postgresql/*/bin): apt-get install postgresql")
-    pytest.importorskip("psycopg", reason="psycopg is missing: pip install 'opsearch[postgres]'")
-    server = _Postgres(bin_dir)
     try:
-        server.pg("initdb", "-D", str(server.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
-        server.start()
-    except subprocess.CalledProcessError as exc:
-        pytest.skip(f"PostgreSQL could not start here: {exc.stderr.strip()[-300:]}")
-    try:
-        server.pg("createdb", "-h", str(server.sock), "-p", str(server.port), "-U", "postgres", "opsearch")
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.root, ignore_errors=True)
+        with throwaway_postgres() as server:
+            yield server
+    except NoPostgres as exc:
+        pytest.skip(str(exc))
 
 
 @pytest.fixture()
@@ -203,7 +154,7 @@ def _wait_for_line(process: subprocess.Popen, log: Path, text: str, timeout: flo
     deadline = time.monotonic() + timeout
     while text not in log.read_text():
         assert process.poll() is None and time.monotonic() < deadline, log.read_text()
-        time.sleep(0.05)
+        time.sleep(0.01)
 
 
 def _run_args(postgres, model: Path, data: Path, study: str, **settings) -> list[str]:
@@ -212,44 +163,54 @@ def _run_args(postgres, model: Path, data: Path, study: str, **settings) -> list
                                          **settings))]
 
 
-def test_a_database_restart_mid_study_is_waited_for_and_every_trial_stored(postgres, tmp_path, tiny_checkpoint,
-                                                                           tiny_csv) -> None:
-    log = tmp_path / "run.log"
-    run = _opsearch(_run_args(postgres, tiny_checkpoint, tiny_csv, "restart", trials=4), log, tmp_path)
-    _wait_for_line(run, log, "trial 0: ")  # a trial is being measured
-    postgres.stop("fast")
-    time.sleep(10)  # away longer than a trial takes: the run meets it while writing
-    postgres.start()
-    assert run.wait(timeout=300) == 0, log.read_text()
-    text = log.read_text()
-    assert "storage unreachable since" in text and "the running trial is kept" in text
-    assert "storage reachable again after" in text and "Traceback" not in text
-    study = optuna.load_study(study_name="restart", storage=postgres.url)
-    assert len(study.get_trials(states=(COMPLETE,))) == 4
-    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.FAIL))
+def _outage(run: subprocess.Popen, postgres) -> None:
+    """The server stops at once, as in a crash, while the run is held still: however quick its trials, its next
+    storage call meets the outage."""
+    run.send_signal(signal.SIGSTOP)
+    try:
+        postgres.stop(check=True)
+    finally:
+        run.send_signal(signal.SIGCONT)
 
 
-def test_a_database_away_past_storage_patience_stops_the_run_as_interrupted_and_resume_finishes(
+def test_a_database_restart_is_waited_for_and_one_past_storage_patience_stops_the_run_for_resume(
         postgres, tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    """One run meets two outages: a restart it outlasts (the trial being measured is stored once the server is
+    back), then a server away past --storage-patience, which stops it as an interrupted study; resume finishes."""
     log = tmp_path / "run.log"
-    run = _opsearch([*_run_args(postgres, tiny_checkpoint, tiny_csv, "away", trials=3), "--storage-patience", "4"],
+    run = _opsearch([*_run_args(postgres, tiny_checkpoint, tiny_csv, "outage", trials=6), "--storage-patience", "8"],
                     log, tmp_path)
-    _wait_for_line(run, log, "trial 0: ")
-    postgres.stop("fast")
+    _wait_for_line(run, log, "trial 0: ")  # a trial is being measured
+    _outage(run, postgres)
+    _wait_for_line(run, log, "storage unreachable since")  # away until the run has met it
+    time.sleep(3)
+    postgres.start()
+    _wait_for_line(run, log, "storage reachable again after")
+    _wait_for_line(run, log, "[1/6 ")  # trial 0, measured across the outage, is told
+    _wait_for_line(run, log, "trial 1: ")  # and trial 1 is being measured (it takes a tenth of a second or more)
+    _outage(run, postgres)  # the run has trials to go: it meets this one too, and it lasts
     try:
         assert run.wait(timeout=120) == 130, log.read_text()
     finally:
         postgres.start()
     text = log.read_text()
-    assert "opsearch: stopped: the storage was unreachable for" in text and "(storage_patience 4 s)" in text
-    assert "opsearch resume --storage" in text and "Traceback" not in text
-    resume = _opsearch(["resume", "--storage", postgres.url, "--study-name", "away"], tmp_path / "resume.log", tmp_path)
+    assert "storage unreachable since" in text and "the running trial is kept" in text and "Traceback" not in text
+    assert "opsearch: stopped: the storage was unreachable for" in text and "(storage_patience 8 s)" in text
+    assert "opsearch resume --storage" in text
+    assert re.search(r"trial 1 was [a-z ]+: once the database is back, it is found stale and queued again", text)
+    study = optuna.load_study(study_name="outage", storage=postgres.url)
+    assert len(study.get_trials(states=(COMPLETE,))) >= 1  # trial 0, measured across the first outage, was stored
+
+    resume = _opsearch(["resume", "--storage", postgres.url, "--study-name", "outage"], tmp_path / "resume.log",
+                       tmp_path)
     assert resume.wait(timeout=300) == 0, (tmp_path / "resume.log").read_text()
-    assert "trial 0 was left running by a stopped process: marked failed, queued again" in (
+    assert "trial 1 was left running by a stopped process: marked failed, queued again" in (
         tmp_path / "resume.log").read_text()
-    study = optuna.load_study(study_name="away", storage=postgres.url)
-    assert len(study.get_trials(states=(COMPLETE,))) == 3
+    study = optuna.load_study(study_name="outage", storage=postgres.url)
+    assert len(study.get_trials(states=(COMPLETE,))) == 6
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    numbers = [t.params for t in study.get_trials(states=(COMPLETE,))]
+    assert len({json.dumps(p, sort_keys=True) for p in numbers}) == len(numbers)  # none stored twice
 
 
 def test_a_queued_trial_cut_off_before_its_parameters_were_drawn_is_queued_again_as_queued(tmp_path) -> None:
@@ -353,3 +314,43 @@ def test_a_lost_connection_is_waited_for_and_anything_else_raised_at_once(tmp_pa
         storage._patiently(lambda self: (_ for _ in ()).throw(OperationalError("x", {}, ConnectionError("gone"))))
     with pytest.raises(ValueError):
         storage._patiently(lambda self: (_ for _ in ()).throw(ValueError("a bad query is no outage")))
+
+
+def test_after_an_outage_no_trial_is_judged_stale_until_the_living_workers_could_beat_again(tmp_path,
+                                                                                           monkeypatch) -> None:
+    """Every worker's heartbeats stop while the database is away: a sweep right after it would take the living
+    for dead. A worker that saw the outage (a call that waited, or a beat that missed) judges no trial stale within
+    a grace period of it, and beats for its own trial as soon as the database is back."""
+    from sqlalchemy.exc import OperationalError
+
+    from opsearch.store import _patience
+
+    monkeypatch.setattr(_patience, "RETRY_SECONDS", 0.01)
+    storage = _patience.patient_storage(f"sqlite:///{tmp_path / 'p.db'}", patience=5, say=lambda line: None,
+                                        heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage, study_name="beats")
+    trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.2)
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]  # no outage seen: judged as usual
+
+    def unreachable(self, trial_id):
+        raise OperationalError("INSERT", {}, ConnectionError("server closed the connection unexpectedly"))
+
+    with monkeypatch.context() as patch:
+        patch.setattr(optuna.storages.RDBStorage, "record_heartbeat", unreachable)
+        storage.record_heartbeat(trial._trial_id)  # missed, and not raised: the beat thread lives on
+    assert storage._get_stale_trial_ids(study._study_id) == []  # held off: the outage was just now
+
+    storage._back_at = -math.inf
+    calls = []
+
+    def back_on_second_try(self):
+        calls.append(1)
+        if len(calls) == 1:
+            raise OperationalError("SELECT 1", {}, ConnectionError("server closed the connection unexpectedly"))
+        return self.get_heartbeat_interval()
+
+    assert storage._patiently(back_on_second_try) == 1
+    storage._back_at = -math.inf  # the hold-off aside, its trial is fresh: it beat on coming back
+    assert storage._get_stale_trial_ids(study._study_id) == []

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 
 from opsearch._files import atomic_write_text
-from opsearch.config import RUNTIME_FIELDS, StudyConfig
+from opsearch.config import RUNTIME_FIELDS, StudyConfig, default_of, settings_of
 from opsearch.errors import StudyError
 from opsearch.measure import (
     ClassificationTask,
@@ -63,6 +63,7 @@ from opsearch.source import (
     StudyData,
     has_tokenizer,
     load_study_data,
+    plain_onnx,
     prepare_model,
 )
 from opsearch.store import StudyRecord, cache_dir_for, load_existing, set_study_attrs
@@ -74,10 +75,21 @@ Task = (ClassificationTask | RegressionTask | MultiLabelTask | TokenClassificati
         | EmbeddingTask | EvaluatorTask)
 
 
+# The modes that need the model's tokenizer: calibration inputs, the ranges pass.
+CALIBRATED_MODES = ("static", "mixed")
+
+
 class StudyContext:
     """A study's settings and where it lives, with its inputs prepared on first use (see the module's docstring)."""
 
     def __init__(self, config: StudyConfig, *, progress: Progress = print) -> None:
+        if (config.evaluator is not None and config.modes == default_of(settings_of(StudyConfig)["modes"][0]) and any(
+                m in config.modes for m in CALIBRATED_MODES) and plain_onnx(config.model)):
+            # The default modes on a model nothing can calibrate: the modes it can take, not a refusal. Made here,
+            # before the study is opened, so a stored study holds the modes it searched.
+            config = config.replace(modes=[m for m in config.modes if m not in CALIBRATED_MODES])
+            progress(f"modes: {', '.join(config.modes)} (static needs calibration inputs, which only the model's "
+                     "tokenizer makes, and there is none beside it; --modes chooses)")
         self.config = config
         self.progress = progress
         self.study_name = config.resolved_study_name()

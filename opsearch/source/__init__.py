@@ -17,6 +17,7 @@ from opsearch.source._model import (
     has_tokenizer,
     is_local_spec,
     ort_model_name,
+    plain_onnx,
     prepare_model,
     resolve_local,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "StudyData",
     "Text",
     "has_tokenizer",
+    "plain_onnx",
     "is_local_spec",
     "load_study_data",
     "load_texts",

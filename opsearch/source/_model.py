@@ -278,6 +278,15 @@ def _check_onnx(onnx_path: Path, spec: str) -> None:
                          "Re-export it, or delete the cache folder to export again.") from exc
 
 
+def plain_onnx(spec: str) -> bool:
+    """Whether MODEL names a local ONNX model (a file, or a folder of them) with no tokenizer beside it: only an
+    evaluator can read its inputs, and nothing can calibrate it."""
+    path = Path(spec)
+    if path.is_file() and path.suffix == ".onnx":
+        return not has_tokenizer(path.parent)
+    return bool(_onnx_files(path)) and not has_tokenizer(path)
+
+
 def has_tokenizer(folder: Path) -> bool:
     return any((folder / name).is_file() for name in ("tokenizer.json", "vocab.txt", "tokenizer_config.json"))
 

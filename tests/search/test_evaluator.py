@@ -10,6 +10,7 @@ import sys
 import textwrap
 
 import numpy as np
+import optuna
 import pytest
 from conftest import fast_settings
 
@@ -19,6 +20,7 @@ from opsearch.errors import ConfigError, StudyError
 from opsearch.measure import METRICS, EvaluatorTask, Predictions, evaluator_name
 from opsearch.report import build_report, format_report
 from opsearch.search import resume_study, run_study
+from opsearch.store import StudyRecord
 
 EVALUATORS = '''
     import numpy as np
@@ -273,6 +275,18 @@ def test_a_plain_onnx_model_without_a_tokenizer_is_studied_with_an_evaluator(eva
                         progress=lambda line: None)
     assert (study.user_attrs["baseline"]["metrics"]["score"]
             == builtin.user_attrs["baseline"]["metrics"]["accuracy"])  # the same rows, read by the user's code
+
+    # The default modes: static, which needs calibration inputs, is left out (said), not refused; the study stores
+    # the modes it searched, and the same command again continues it.
+    defaults = _config(tmp_path, plain, tiny_csv, study_name="defaults", trials=1).replace(
+        modes=StudyConfig(model="m", dataset="d").modes)
+    assert "static" in defaults.modes
+    lines.clear()
+    study = run_study(defaults, progress=lines.append, evaluator=evaluators.own_inputs)
+    assert "modes: dynamic, weight_only (static needs calibration inputs" in "\n".join(lines)
+    assert StudyRecord.of(study).opsearch_config["modes"] == ["dynamic", "weight_only"]
+    again = run_study(defaults, progress=lambda line: None, evaluator=evaluators.own_inputs)
+    assert len(again.get_trials(states=(optuna.trial.TrialState.COMPLETE,))) == 2
 
     with pytest.raises(StudyError, match="static calibration .*need the model's tokenizer.*--modes dynamic"):
         run_study(_config(tmp_path, plain, tiny_csv, study_name="static", modes=["dynamic", "static"]), n_trials=1,

@@ -13,7 +13,8 @@ from opsearch.config import StudyConfig
 BENCH_SETTINGS = {"timing_samples": "--samples", "batch_size": "--batch-size", "end_to_end": "--end-to-end",
                   "rounds": "--rounds", "max_rounds": "--max-rounds", "ci_target": "--ci-target",
                   "max_seconds": "--max-seconds", "intra_op_threads": "--threads", "sessions_per_model": "--sessions",
-                  "speedup_estimator": "--estimator", "seed": "--seed", "encoding": "--encoding"}
+                  "speedup_estimator": "--estimator", "seed": "--seed", "encoding": "--encoding",
+                  "margin": "--margin"}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -43,6 +44,6 @@ def take_action(args: argparse.Namespace) -> int:
     result = bench(args.model_a, args.model_b, texts=texts, samples=args.timing_samples, batch_size=args.batch_size,
                    end_to_end=args.end_to_end, max_length=defaults["max_length"].default,
                    threads=ThreadSettings.resolve(args.intra_op_threads, defaults["inter_op_threads"].default, False),
-                   protocol=protocol)
+                   protocol=protocol, margin=args.margin)
     print(json.dumps(result.to_dict(), indent=2) if args.json else result.summary())
     return 0

@@ -47,8 +47,11 @@ from opsearch.config._study_config import (
     as_list,
     resolve_relative,
 )
+from opsearch.config._values import check_duration, duration_seconds
 
 __all__ = [
+    "check_duration",
+    "duration_seconds",
     "ACCURACY_LEVELS",
     "FP32_ENDS",
     "FP32_TOP",

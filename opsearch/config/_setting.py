@@ -98,10 +98,12 @@ def positive(unit: str) -> Callable[[str, Any], None]:
     return check
 
 
-def fraction(example: str) -> Callable[[str, Any], None]:
+def fraction(example: str, *, zero: bool = False) -> Callable[[str, Any], None]:
+    """A share between 0 and 1 (``zero``: 0 allowed too)."""
     def check(name: str, value: Any) -> None:
-        if not isinstance(value, int | float) or isinstance(value, bool) or not 0 < value < 1:
-            refuse(name, value, f"must lie between 0 and 1 (e.g. {example}).")
+        if (not isinstance(value, int | float) or isinstance(value, bool)
+                or not (0 <= value if zero else 0 < value) or not value < 1):
+            refuse(name, value, f"must lie {'from 0 up to' if zero else 'between 0 and'} 1 (e.g. {example}).")
     return check
 
 

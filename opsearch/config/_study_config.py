@@ -217,6 +217,10 @@ class StudyConfig:
     timing_samples: int = setting(150, "texts per timing round", group=TIMING, check=whole(1))
     ci_target: float = setting(0.02, "add rounds until the speedup's 95% interval is within +-this (relative)",
                                group=TIMING, check=fraction("0.02 for +-2%"))
+    margin: float = setting(0.02, "the smallest speed difference worth naming (relative): two speeds whose 95% "
+                            "interval lies within +-margin are no different, and one is faster only when its interval "
+                            "clears the margin; 0: any difference the interval shows", group=TIMING, role=RUNTIME,
+                            check=fraction("0.02 for 2%", zero=True), legacy=0.0)
     speedup_estimator: str = setting(
         "floor", "floor: ratio of each side's summed fastest time per text over rounds, more reproducible between "
         "runs; median: median of per-round ratios, the machine's typical interference included", group=TIMING,

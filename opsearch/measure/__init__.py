@@ -74,8 +74,10 @@ from opsearch.measure._sessions import (
     run_all,
 )
 from opsearch.measure._statistics import (
+    VERDICTS,
     accuracy_loss_ci,
     across_sessions_ci,
+    between_sd,
     bootstrap_ci,
     floor_ci,
     floor_seconds,
@@ -85,6 +87,8 @@ from opsearch.measure._statistics import (
     surely_above,
     surely_at_most,
     tie_groups,
+    verdict,
+    widen,
 )
 from opsearch.measure._timing import (
     RACE_FROM,
@@ -191,6 +195,10 @@ __all__ = [
     "stability_warnings",
     "synthetic_texts",
     "tie_groups",
+    "verdict",
+    "widen",
+    "VERDICTS",
+    "between_sd",
     "timing_lock",
     "WAITING_FOR_LOCK",
     "lock_holder",

@@ -90,12 +90,15 @@ def across_sessions_ci(candidate_calls: np.ndarray, baseline_calls: np.ndarray, 
     return float(np.percentile(values, tail)), float(np.percentile(values, 100 - tail))
 
 
-def tie_groups(seconds: list[np.ndarray], *, alpha: float = 0.05) -> tuple[list[list[int]], dict]:
-    """Which of several models timed in the same rounds cannot be told apart.
+def tie_groups(seconds: list[np.ndarray], *, alpha: float = 0.05,
+               margin: float = 0.0) -> tuple[list[list[int]], dict]:
+    """Which of several models timed in the same rounds cannot be told apart by more than ``margin``.
 
     ``seconds``: each model's seconds per round, fastest model first, the rounds shared. Every pair is compared by
     a Wilcoxon signed-rank test on the per-round log ratio (the rounds are paired), the p-values adjusted by Holm
-    for the number of pairs. Groups form in speed order: a model joins the last group when it cannot be told apart
+    for the number of pairs. With a ``margin`` (relative, e.g. 0.02), the test is one-sided and shifted: is the
+    slower one slower by more than the margin? (a difference under it is none worth naming); without, two-sided:
+    do they differ at all? Groups form in speed order: a model joins the last group when it cannot be told apart
     from that group's first (fastest) member, and otherwise starts a group. Returns the groups (indices
     into ``seconds``) and the adjusted p-values, keyed "i-j"."""
     from scipy import stats
@@ -104,8 +107,12 @@ def tie_groups(seconds: list[np.ndarray], *, alpha: float = 0.05) -> tuple[list[
     pairs = [(i, j) for i in range(n) for j in range(i + 1, n)]
     raw = []
     for i, j in pairs:
-        diff = np.log(np.asarray(seconds[i], dtype=float)) - np.log(np.asarray(seconds[j], dtype=float))
-        raw.append(1.0 if not np.any(diff) else float(stats.wilcoxon(diff).pvalue))
+        diff = np.log(np.asarray(seconds[j], dtype=float)) - np.log(np.asarray(seconds[i], dtype=float))
+        if margin:
+            diff = diff - np.log1p(margin)
+            raw.append(float(stats.wilcoxon(diff, alternative="greater").pvalue) if np.any(diff) else 1.0)
+        else:
+            raw.append(1.0 if not np.any(diff) else float(stats.wilcoxon(diff).pvalue))
     adjusted = dict(zip((f"{i}-{j}" for i, j in pairs), holm(raw), strict=True)) if pairs else {}
     groups: list[list[int]] = []
     for k in range(n):
@@ -114,6 +121,62 @@ def tie_groups(seconds: list[np.ndarray], *, alpha: float = 0.05) -> tuple[list[
         else:
             groups.append([k])
     return groups, adjusted
+
+
+# What `opsearch bench` and a study's answers say of a speedup's interval against the margin (see ``verdict``).
+VERDICTS = ("same", "a_faster", "b_faster", "undecided")
+
+
+def verdict(interval: tuple[float, float], margin: float) -> str:
+    """What a speedup's interval (A's time over B's, inverted: above 1 means A is faster) says, given the smallest
+    difference worth naming (``margin``, relative):
+
+    - "same": the whole interval lies within +-margin: no meaningful difference;
+    - "a_faster" / "b_faster": the whole interval clears the margin (and so 1) on one side;
+    - "undecided": neither: they may differ, by at most the interval's far end; more rounds would decide.
+
+    Margin 0 is the plain test: "same" when the interval holds 1. (An equivalence test in the manner of Schuirmann's
+    two one-sided tests, read off the interval, beside a minimum-effect test for a difference.)"""
+    low, high = interval
+    upper, lower = 1 + margin, 1 / (1 + margin)
+    if low > upper:
+        return "a_faster"
+    if high < lower:
+        return "b_faster"
+    if margin == 0 or (low >= lower and high <= upper):
+        return "same"
+    return "undecided"
+
+
+def between_sd(log_estimates: np.ndarray, standard_errors: np.ndarray) -> float:
+    """How much an estimate moves between checkpoints beyond what each one's own standard error explains: the
+    standard deviation between them in a random-effects model, by DerSimonian and Laird's moment estimator
+    ("Meta-analysis in clinical trials", 1986), the checkpoints taken for studies. 0 when they agree within their
+    errors, and with fewer than two. (Neither scipy nor numpy has it; statsmodels does, which opsearch does not
+    depend on.)"""
+    y, se = np.asarray(log_estimates, dtype=float), np.asarray(standard_errors, dtype=float)
+    if len(y) < 2:
+        return 0.0
+    w = 1 / np.maximum(se, 1e-12) ** 2
+    mean = float(np.sum(w * y) / np.sum(w))
+    q = float(np.sum(w * (y - mean) ** 2))
+    denominator = float(np.sum(w) - np.sum(w ** 2) / np.sum(w))
+    return float(np.sqrt(max(0.0, (q - (len(y) - 1)) / denominator))) if denominator > 0 else 0.0
+
+
+def widen(interval: tuple[float, float], point: float, sd: float, *, level: float = 0.95) -> tuple[float, float]:
+    """A ratio's interval with one more variance component, ``sd`` (on the log scale), added to each side's
+    half-width in quadrature: the interval of an estimate whose error is the sum of the measured one and an
+    independent one of that size."""
+    from scipy import stats
+
+    if not sd:
+        return interval
+    z = float(stats.norm.ppf(0.5 + level / 2))
+    low, high = interval
+    below = np.hypot(np.log(point) - np.log(low), z * sd)
+    above = np.hypot(np.log(high) - np.log(point), z * sd)
+    return float(point * np.exp(-below)), float(point * np.exp(above))
 
 
 def mean_difference_ci(on: np.ndarray, off: np.ndarray, *, level: float = 0.95, resamples: int = 2000,

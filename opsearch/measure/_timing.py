@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 from opsearch.measure._protocol import TimingProtocol
-from opsearch.measure._statistics import across_sessions_ci, bootstrap_ci, floor_ci, floor_seconds
+from opsearch.measure._statistics import across_sessions_ci, between_sd, bootstrap_ci, floor_ci, floor_seconds
 
 Clock = Callable[[], float]
 # Racing (``measure_paired(race=...)``) may stop a candidate from this many rounds on.
@@ -49,6 +49,8 @@ RACE_FROM = 5
 Side = Callable[[], "Sequence[float] | np.ndarray | None"]
 # Told the candidate's record so far; returns why its rounds can stop ("" to go on).
 Race = Callable[["PairedTiming"], str]
+# A run's rounds are cut into this many stretches of time to see how far the speedup drifts over it.
+DRIFT_SEGMENTS = 3
 # The latency percentiles every timing record keeps (of single calls, in ms).
 PERCENTILES = (50, 95, 99)
 
@@ -119,6 +121,19 @@ class PairedTiming:
         """The bootstrap-over-rounds part's half-width, relative: what more rounds shrink."""
         low, high = self.rounds_ci or self.speedup_ci
         return (high - low) / 2 / self.speedup
+
+    def drift_sd(self, segments: int = DRIFT_SEGMENTS) -> float:
+        """How much the speedup moved over this measurement's own run (log scale): its rounds, in the order they
+        ran, cut into ``segments`` stretches of time, each stretch's mean log ratio and standard error, and the
+        spread between stretches beyond those errors (``between_sd``). Rounds rotate over the sessions, so every
+        stretch holds them all: what differs between stretches is the machine over minutes. 0 with fewer than two
+        rounds a stretch."""
+        logs = np.log(np.asarray(self.baseline_s) / np.asarray(self.candidate_s))
+        if len(logs) < 2 * segments:
+            return 0.0
+        parts = np.array_split(logs, segments)
+        return between_sd(np.array([p.mean() for p in parts]),
+                          np.array([p.std(ddof=1) / np.sqrt(len(p)) for p in parts]))
 
     @property
     def target_met(self) -> bool:

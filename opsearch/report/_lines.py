@@ -122,8 +122,9 @@ def footnotes(report: StudyReport) -> list[str]:
     how = ("each side's summed fastest time per text over paired rounds" if report.estimator == "floor"
            else "median of per-round ratios")
     return [f"throughput = fp32 reference samples/s x paired speedup ({how}); the speedup's 95% interval (+-) "
-            "takes in the sessions: a bootstrap over the session pairs the rounds rotated over, then over rounds "
-            "(the machine's drift over minutes stays outside it: see \"Honest answers\" in docs/measuring.md).",
+            "takes in the sessions (a bootstrap over the session pairs the rounds rotated over, then over rounds) "
+            "and the study's drift term (see \"Honest answers\" in docs/measuring.md).",
+            report.drift,
             f"loss 95% CI: paired bootstrap over the evaluation rows (both models answered the same rows, at batch "
             f"{report.accuracy_batch_size}); vs limit: within (the whole interval at most the limit), over (all of "
             "it above), uncertain (it straddles the limit: more evaluation rows would decide)."]

@@ -25,6 +25,7 @@ from opsearch.store import (
     front_rows,
     knee,
     same_graph_groups,
+    study_drift,
     trial_rows,
 )
 
@@ -130,6 +131,8 @@ class StudyReport:
     minutes: float = 0.0  # the study's busy minutes of trials
     predictions: PredictionCheck | None = None  # the cost model's predictions against the timed trials
     metric: str = "accuracy"  # what the study judges by: rows' accuracy and losses are in it
+    drift: str = ""  # the study's drift term, as store.Drift describes it
+    margin: float = 0.0  # the front session's margin: a speed difference under it is no difference
 
     @property
     def metric_title(self) -> str:
@@ -206,7 +209,9 @@ def build_report(study: optuna.Study, *, max_accuracy_loss: float | None = None)
                        objectives=record.objectives,
                        # Without a limit there is no one answer to follow, only the front.
                        answer=answer_over_time(study, rows) if max_accuracy_loss is not None else [],
-                       minutes=study_minutes(study), predictions=prediction_check(study), metric=record.metric)
+                       minutes=study_minutes(study), predictions=prediction_check(study), metric=record.metric,
+                       drift=study_drift(study).describe(),
+                       margin=float((record.front_remeasured.get("tie_test") or {}).get("margin") or 0.0))
 
 
 def tie_label(group: int | None) -> str:

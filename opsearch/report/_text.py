@@ -87,7 +87,8 @@ def _notes(report: StudyReport) -> list[str]:
                      "ci_target after max_rounds; "
                      "raise max_rounds or timing_samples, or quiet the machine.")
     if any(r.tie_group is not None for r in report.front):
-        lines.append("tie: the front session could not tell these trials' speeds apart (Wilcoxon signed-rank "
+        by = f"by more than the {report.margin:.0%} margin" if report.margin else "at all"
+        lines.append(f"tie: the front session could not tell these trials' speeds apart {by} (Wilcoxon signed-rank "
                      "tests on its paired rounds, Holm-adjusted); the same letter is one speed.")
     session = report.remeasured_at
     if session:

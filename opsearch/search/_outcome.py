@@ -69,6 +69,8 @@ class OutcomeRecorder:
         if self.fp32.at_chance(outcome.metrics):
             _fail(trial, self.fp32.at_chance_reason(outcome.metrics))
         window = outcome.timed_window
+        if outcome.drift_check is not None:
+            set_trial_attrs(trial, drift_check=outcome.drift_check)
         set_trial_attrs(trial, timing=outcome.timing, timed_window=list(window),
                         timing_seconds=round(window[1] - window[0], 2), machine_id=self.machine_id,
                         machine=self.machine, speedup=float(outcome.timing["speedup"]),

@@ -33,7 +33,8 @@ from opsearch.measure import (
 )
 from opsearch.quantize import QuantRecipe, quantize
 from opsearch.search._context import Progress, StudyContext
-from opsearch.store import StudyRecord, TrialRecord, best_within, set_study_attrs, trial_rows
+from opsearch.search._drift import reference_model, time_reference_pair
+from opsearch.store import StudyRecord, TrialRecord, best_within, set_study_attrs, study_drift, trial_rows
 
 TIE_ALPHA = 0.05
 
@@ -95,11 +96,19 @@ def remeasure_front(context: StudyContext, study: optuna.Study, *, max_seconds: 
         if not measured:
             return None
         timings = _time_session(context, sessions, max_seconds)
+        reference = reference_model(study, context)
+        check = None if reference is None else time_reference_pair(
+            reference, context.model.onnx_path, threads=context.threads, workload=context.workload,
+            protocol=context.protocol, lock_path=context.lock_path, holder=context.study_name)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    session = _session_record(measured, timings, considered, seconds=round(time.perf_counter() - started, 1))
+    session = _session_record(measured, timings, considered, seconds=round(time.perf_counter() - started, 1),
+                              margin=context.config.margin)
+    if check is not None:
+        session["drift_check"] = check
     set_study_attrs(study, front_remeasured=session)
     _tell(progress, measured, timings, session)
+    progress(study_drift(study).describe())
     return session
 
 
@@ -140,15 +149,17 @@ def _time_session(context: StudyContext, sessions: list[list], max_seconds: floa
 
 
 def _session_record(measured: list[optuna.trial.FrozenTrial], timings: list[PairedTiming], considered: list[int],
-                    *, seconds: float) -> dict:
-    """What the study stores of the session: its tie groups and each candidate's timing."""
+                    *, seconds: float, margin: float) -> dict:
+    """What the study stores of the session: its tie groups (a difference under ``margin`` is none) and each
+    candidate's timing."""
     by_speed = sorted(range(len(measured)), key=lambda i: -timings[i].speedup)
-    groups, adjusted = tie_groups([timings[i].candidate_s for i in by_speed], alpha=TIE_ALPHA)
+    groups, adjusted = tie_groups([timings[i].candidate_s for i in by_speed], alpha=TIE_ALPHA, margin=margin)
     number = [measured[i].number for i in by_speed]
     return {
         "at": datetime.now(UTC).isoformat(timespec="seconds"),
         "ties": [[number[k] for k in group] for group in groups],
         "tie_test": {"test": "Wilcoxon signed-rank on per-round log time ratios, Holm-adjusted", "alpha": TIE_ALPHA,
+                     "margin": margin,
                      "p_adjusted": {f"{number[int(i)]}-{number[int(j)]}": p
                                     for key, p in adjusted.items() for i, j in [key.split("-")]}},
         "rounds": timings[0].rounds,

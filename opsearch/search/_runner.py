@@ -21,6 +21,7 @@ from opsearch.measure import WAITING_FOR_LOCK, EvaluatorTask, Fp32Answers, finge
 from opsearch.quantize import QuantRecipe
 from opsearch.search._budget import Budget, front_session_seconds, trial_seconds
 from opsearch.search._context import StudyContext, Task
+from opsearch.search._drift import adopt_reference, due_reference
 from opsearch.search._isolation import ChildProcess, Executor, InProcess, Limits
 from opsearch.search._open import process_identity
 from opsearch.search._outcome import OutcomeRecorder
@@ -282,8 +283,11 @@ class Runner:
         completed = self._completed()
         known = frozenset(TrialRecord.of(t).graph_hash for t in completed) - {""}
         rivals = self._rivals() if self.config.early_stop else ()
+        drift = due_reference(self.study, self.context)
         try:
-            outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known, rivals))
+            outcome = self.executor.run(TrialJob(trial.number, recipe, out_dir, known, rivals, drift))
+            if outcome.timing is not None:  # the first trial timed becomes the study's drift reference
+                adopt_reference(self.study, trial.number, outcome.graph_hash, out_dir, self.cache_dir)
         except TrialFailed as exc:
             set_trial_attrs(trial, fail_reason=str(exc))
             raise

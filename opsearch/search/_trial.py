@@ -31,6 +31,7 @@ from opsearch.measure import (
     timing_lock,
 )
 from opsearch.quantize import QuantRecipe, quantize
+from opsearch.search._drift import Reference, time_reference_pair
 from opsearch.store import objectives_of
 
 Phase = Callable[[str], None]
@@ -72,6 +73,8 @@ class TrialJob:
     out_dir: Path
     known_graphs: frozenset[str] = frozenset()  # graphs already measured: a repeat is not measured again
     rivals: tuple[Rival, ...] = ()  # feasible timed trials, for racing
+    # The study's reference model (store._drift) when a drift check is due after this trial: (its file, its graph).
+    drift_reference: Reference | None = None
 
 
 @dataclass
@@ -90,6 +93,7 @@ class TrialOutcome:
     broken: bool = False  # stopped early at chance level: the trial fails
     timing: dict | None = None  # None: not timed (stopped early for accuracy)
     timed_window: tuple[float, float] | None = None  # wall-clock start and end of the timed section
+    drift_check: dict | None = None  # the reference pair timed again after it (store._drift), when one was due
 
     @property
     def repeats_known_graph(self) -> bool:
@@ -133,6 +137,12 @@ class TrialMeasurer:
 
         race = self._race(job.rivals, screening, quantized.size_mb) if setup.screen is not None else None
         outcome.timing = self._time(quantized.path, session, race, outcome, phase).to_dict()
+        if job.drift_reference is not None:
+            setup = self.setup
+            outcome.drift_check = time_reference_pair(job.drift_reference, setup.fp32_path, threads=setup.threads,
+                                                      workload=setup.workload, protocol=setup.protocol,
+                                                      lock_path=setup.lock_path, holder=setup.study_name,
+                                                      phase=phase)
         return outcome
 
     def _time(self, path: Path, session, race: _Race | None, outcome: TrialOutcome, phase: Phase) -> PairedTiming:

@@ -3,6 +3,7 @@ its completed trials read back as rows, with the Pareto front and the best trial
 
 from __future__ import annotations
 
+from opsearch.store._drift import DRIFT_EVERY_SECONDS, Drift, DriftCheck, study_drift
 from opsearch.store._migrate import SCHEMA_VERSION
 from opsearch.store._objectives import (
     BY_NAME as OBJECTIVES,
@@ -42,6 +43,10 @@ from opsearch.store._states import fail_orphan, queue_again
 from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_storage, queue_retry
 
 __all__ = [
+    "DRIFT_EVERY_SECONDS",
+    "Drift",
+    "DriftCheck",
+    "study_drift",
     "CONSTRAINT_STATES",
     "DEFAULT_OBJECTIVES",
     "OBJECTIVES",

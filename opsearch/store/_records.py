@@ -79,6 +79,8 @@ class TrialRecord:
     constraints: list | None = None  # [loss minus limit]: > 0 is infeasible (Optuna keeps its own copy)
     interrupted: list = field(default_factory=list)  # why and in which phase each stop (a signal, a full disk) cut
     # it off; it then went back to the head of the queue, its number kept
+    # The reference pair timed again after this trial (store._drift): {"at", "speedup", "speedup_ci", "graph_hash"}.
+    drift_check: dict | None = None
 
     @classmethod
     def of(cls, trial: optuna.trial.FrozenTrial | optuna.Trial) -> TrialRecord:
@@ -109,6 +111,8 @@ class StudyRecord:
     # The front session: {"at", "trials", "ties", "considered" (None: not listed, every trial counts as seen), ...}.
     front_remeasured: dict = field(default_factory=dict)
     cost_models: dict = field(default_factory=dict)  # machine id -> measure.CostModel.to_dict(), built there once
+    # The trial whose pair with fp32 is timed again through the study (store._drift): {"trial", "graph_hash"}.
+    drift_reference: dict = field(default_factory=dict)
 
     @classmethod
     def of(cls, study: optuna.Study) -> StudyRecord:

@@ -31,6 +31,7 @@ import optuna
 
 from opsearch.errors import ConfigError
 from opsearch.quantize import QuantRecipe
+from opsearch.store._drift import Drift, study_drift
 from opsearch.store._objectives import BY_NAME, objectives_of
 from opsearch.store._pareto import non_dominated
 from opsearch.store._records import StudyRecord, TrialRecord
@@ -122,11 +123,12 @@ def trial_rows(study: optuna.Study, *, max_accuracy_loss: float | None = None) -
     # Tie groups of one member say nothing: only real ties are marked.
     groups = {number: i for i, group in enumerate(session.get("ties", [])) if len(group) > 1 for number in group}
     done = study.get_trials(deepcopy=False, states=(COMPLETE,))
+    drift = study_drift(study)
     rows = []
     for t in done:
         timed_again = remeasured.get(str(t.number))
         after_session = considered is not None and t.number not in considered
-        row = _row(t, timed_again, reference, max_accuracy_loss)
+        row = _row(t, timed_again, reference, max_accuracy_loss, drift)
         rows.append(replace(row, candidate=not remeasured or timed_again is not None or after_session,
                             tie_group=groups.get(t.number) if timed_again is not None else None))
     objectives = objectives_of(record.objectives)
@@ -224,7 +226,7 @@ def _infeasible_reason(trial: optuna.trial.FrozenTrial, max_accuracy_loss: float
 
 
 def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: float | None,
-         max_accuracy_loss: float | None = None) -> TrialRow:
+         max_accuracy_loss: float | None = None, drift: Drift | None = None) -> TrialRow:
     record = TrialRecord.of(trial)
     recipe = record.recipe or {}
     timing = remeasured or record.timing
@@ -233,7 +235,10 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
     if not timing:  # stopped early for accuracy: never timed (its stored throughput only fills Optuna's slot)
         throughput = math.nan
     latency = timing.get("latency_ms") or {}
+    speedup = float(timing.get("speedup", math.nan))
     ci = timing.get("speedup_ci", [math.nan, math.nan])
+    if drift is not None and timing:  # the study's drift term, added to the interval measured (store._drift)
+        ci = drift.widen((float(ci[0]), float(ci[1])), speedup)
     flags = QuantRecipe.from_dict(recipe).flags() if recipe else []
     reason = _infeasible_reason(trial, max_accuracy_loss)
     low, high = loss_interval_pt(trial)
@@ -245,11 +250,11 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         accuracy=float(record.accuracy if record.accuracy is not None else math.nan),
         accuracy_loss_pt=100 * trial_loss(trial),
         samples_per_s=throughput,
-        speedup=float(timing.get("speedup", math.nan)),
+        speedup=speedup,
         speedup_ci_low=float(ci[0]),
         speedup_ci_high=float(ci[1]),
         speedup_cv=float(timing.get("speedup_cv", math.nan)),
-        ci_halfwidth=float(timing.get("ci_halfwidth", math.nan)),
+        ci_halfwidth=(float(ci[1]) - float(ci[0])) / 2 / speedup if timing else math.nan,
         rounds=int(timing.get("rounds", 0)),
         noisy=bool(timing.get("noisy", False)),
         same_graph_as=record.same_graph_as,

@@ -99,7 +99,10 @@ def _positive(unit: str) -> Rule:
                 st.floats(max_value=0) | st.sampled_from([0, -1, -0.0, math.nan, -math.inf]))
 
 
-def _fraction(example: str) -> Rule:
+def _fraction(example: str, zero: bool) -> Rule:
+    if zero:
+        return Rule(lambda v: number(v) and 0 <= v < 1, st.floats(0, 1, exclude_max=True),
+                    st.floats(1) | st.floats(max_value=0, exclude_max=True) | st.sampled_from([-1, 1, 1.0, math.nan]))
     return Rule(lambda v: number(v) and 0 < v < 1, st.floats(0, 1, exclude_min=True, exclude_max=True),
                 st.floats(1) | st.floats(max_value=0) | st.sampled_from([0, 1, 1.0, math.nan, math.inf]))
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from opsearch.cli import main
@@ -40,7 +41,7 @@ def test_bench_without_dataset_uses_synthetic_texts(quantized_folder, tiny_onnx,
                  "--max-rounds", "3", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     verdict, measured = out.splitlines()[:2]
-    assert verdict.startswith(("no measurable difference", "A is faster", "B is faster"))
+    assert verdict.startswith(("no meaningful difference", "A is faster", "B is faster", "undecided"))
     assert measured.startswith("A is ") and "paired rounds" in out and "10 texts per round" in out
 
 
@@ -62,19 +63,53 @@ def test_bench_reports_both_estimators_and_the_chosen_one_leads(quantized_folder
     assert record["median_ratio_ci"][0] <= record["median_ratio"] <= record["median_ratio_ci"][1]
 
 
-def _result(low: float, high: float):
+def _result(low: float, high: float, *, margin: float = 0.02, candidate_s=(0.1,) * 12, baseline_s=(0.1,) * 12):
     from opsearch.measure import BenchResult, PairedTiming, ThreadSettings
 
-    timing = PairedTiming((0.1,) * 4, (0.1,) * 4, 10, 1, 0.02, (low, high), candidate_floor_s=0.1, baseline_floor_s=0.1)
-    return BenchResult("a", "b", timing, {"samples": 10, "batch_size": 1}, ThreadSettings(1))
+    timing = PairedTiming(tuple(candidate_s), tuple(baseline_s), 10, 1, 0.02, (low, high), candidate_floor_s=0.1,
+                          baseline_floor_s=0.1 * (low + high) / 2)  # the speedup: the interval's middle
+    return BenchResult("a", "b", timing, {"samples": 10, "batch_size": 1}, ThreadSettings(1), margin)
 
 
-@pytest.mark.parametrize(("low", "high", "verdict", "words"), [
-    (0.98, 1.03, "same", "no measurable difference: A and B differ by at most 3.0%"),
-    (1.04, 1.09, "a_faster", "A is faster: by 4.0% to 9.0%"),
-    (0.90, 0.95, "b_faster", "B is faster: by 5.3% to 11.1%"),
+@pytest.mark.parametrize(("low", "high", "margin", "verdict", "words"), [
+    # An A/A pair: 0.9% of one process's luck, +-0.7%: inside the 2% margin, no meaningful difference.
+    (0.991 * 0.993, 0.991 * 1.007, 0.02, "same",
+     "no meaningful difference (2% margin): A and B differ by at most 1.6%"),
+    # A 4% gap measured to +-1% clears the margin: A is faster.
+    (1.04 * 0.99, 1.04 * 1.01, 0.02, "a_faster", "A is faster: by 3.0% to 5.0% (2% margin)"),
+    (0.90, 0.95, 0.02, "b_faster", "B is faster: by 5.3% to 11.1% (2% margin)"),
+    # A 3% gap to +-3%: it may be nothing, it may be 6%: undecided.
+    (1.03 * 0.97, 1.03 * 1.03, 0.02, "undecided",
+     "undecided: A and B differ by at most 6.1%, which the 2% margin neither rules in nor out; more rounds "
+     "(--max-rounds) would decide"),
+    # No margin: the plain test, any difference the interval shows.
+    (0.991 * 0.993, 0.991 * 1.007, 0.0, "b_faster", "B is faster: by 0.2% to 1.6% (no margin)"),
+    (0.98, 1.03, 0.0, "same", "no meaningful difference (no margin): A and B differ by at most 3.0%"),
 ])
-def test_the_verdict_follows_the_interval(low, high, verdict, words) -> None:
-    result = _result(low, high)
+def test_the_verdict_weighs_the_interval_against_the_margin(low, high, margin, verdict, words) -> None:
+    result = _result(low, high, margin=margin)
+    assert result.drift_sd == 0  # the injected rounds do not drift: the interval is the one measured
     assert result.verdict == verdict and result.to_dict()["verdict"] == verdict
+    assert result.to_dict()["margin"] == margin
     assert result.summary().splitlines()[0] == words
+
+
+def test_drift_over_the_run_widens_the_interval_by_the_injected_amount() -> None:
+    """Rounds whose speedup steps by +3%, 0 and -3% over three stretches of the run (with 0.1% of noise inside
+    each): the drift term is 3% (log scale), and each side of the interval grows to hypot(measured, 1.96 x 3%)."""
+    rng = np.random.default_rng(0)
+    steps = np.repeat([0.03, 0.0, -0.03], 8)
+    logs = np.log(1.5) + steps + rng.normal(0, 0.001, size=24)
+    baseline = 0.15 * np.ones(24)
+    candidate = baseline / np.exp(logs)
+    result = _result(1.49, 1.51, candidate_s=candidate, baseline_s=baseline)
+    assert result.drift_sd == pytest.approx(0.03, rel=0.05)
+    low, high = result.interval
+    point = result.timing.speedup
+    assert np.log(high / point) == pytest.approx(np.hypot(np.log(1.51 / point), 1.959964 * result.drift_sd))
+    assert np.log(point / low) == pytest.approx(np.hypot(np.log(point / 1.49), 1.959964 * result.drift_sd))
+    record = result.to_dict()
+    assert record["speedup_ci"] == [low, high] and record["speedup_ci_sessions"] == [1.49, 1.51]
+    assert record["drift_sd"] == result.drift_sd
+    steady = _result(1.49, 1.51, candidate_s=baseline / 1.5, baseline_s=baseline)
+    assert steady.drift_sd == 0 and steady.interval == (1.49, 1.51)

@@ -19,7 +19,8 @@ CHANGED = {"rounds": 7, "max_rounds": 41, "warmup_rounds": 3, "ci_target": 0.037
 NOT_THE_PROTOCOLS = {"timing_samples": "the workload's texts", "batch_size": "the workload's",
                      "end_to_end": "the workload's", "intra_op_threads": "the sessions'",
                      "inter_op_threads": "the sessions'", "allow_spinning": "the sessions'",
-                     "remeasure_front": "whether the front session runs at all"}
+                     "remeasure_front": "whether the front session runs at all",
+                     "margin": "how a measured difference is judged (ties, verdicts), not how rounds run"}
 
 
 def config(**settings: Any) -> StudyConfig:

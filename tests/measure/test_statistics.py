@@ -5,7 +5,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from opsearch.measure import TimingProtocol, accuracy_loss_ci, holm, pack_labels, tie_groups, unpack_labels
+from opsearch.measure import (
+    TimingProtocol,
+    accuracy_loss_ci,
+    between_sd,
+    holm,
+    pack_labels,
+    tie_groups,
+    unpack_labels,
+    verdict,
+    widen,
+)
 from opsearch.measure._timing import paired_record
 
 
@@ -58,6 +68,49 @@ def test_models_within_noise_are_tied_and_a_real_gap_is_found() -> None:
     groups, adjusted = tie_groups([a, b, c])
     assert groups == [[0, 1], [2]]
     assert adjusted["0-1"] > 0.05 and adjusted["0-2"] < 0.05 and adjusted["1-2"] < 0.05
+
+
+def test_with_a_margin_a_difference_under_it_is_a_tie_and_one_over_it_is_not() -> None:
+    """Three models 1% and 5% slower than the first, measured to 0.3% a round: without a margin every one is its
+    own speed (the 1% is real); with a 2% margin the 1% is no difference worth naming, the 5% still is."""
+    rng = np.random.default_rng(4)
+    shared = 1 + 0.05 * rng.standard_normal(30)
+    a, b, c = ((0.1 * slower) * (1 + 0.003 * rng.standard_normal(30)) * shared for slower in (1.0, 1.01, 1.05))
+    assert tie_groups([a, b, c])[0] == [[0], [1], [2]]
+    groups, adjusted = tie_groups([a, b, c], margin=0.02)
+    assert groups == [[0, 1], [2]]
+    assert adjusted["0-1"] > 0.05 and adjusted["0-2"] < 0.05
+
+
+def test_between_sd_is_the_spread_beyond_each_checks_own_error() -> None:
+    """DerSimonian and Laird's estimate: checks that agree within their errors have none; with equal errors se,
+    tau^2 is the checks' sample variance minus se^2 (the moment identity); 1,000 checks drawn with an injected spread
+    give it back."""
+    assert between_sd(np.log([2.00, 2.01, 1.99]), np.array([0.02, 0.02, 0.02])) == 0.0
+    assert between_sd(np.log([2.0]), np.array([0.01])) == 0.0
+    y, se = np.array([0.03, 0.0, -0.03, 0.01]), 0.005
+    assert between_sd(y, np.full(4, se)) ** 2 == pytest.approx(np.var(y, ddof=1) - se ** 2)
+    rng = np.random.default_rng(5)
+    errors = rng.uniform(0.005, 0.02, size=1000)
+    drawn = rng.normal(0, 0.03, size=1000) + rng.normal(0, errors)
+    assert between_sd(drawn, errors) == pytest.approx(0.03, rel=0.1)
+
+
+def test_widen_adds_the_component_to_each_side_in_quadrature() -> None:
+    low, high = widen((1.9, 2.2), 2.0, 0.02)
+    z = 1.959964
+    assert np.log(2.0 / low) == pytest.approx(np.hypot(np.log(2.0 / 1.9), z * 0.02))
+    assert np.log(high / 2.0) == pytest.approx(np.hypot(np.log(2.2 / 2.0), z * 0.02))
+    assert widen((1.9, 2.2), 2.0, 0.0) == (1.9, 2.2)
+
+
+def test_the_verdicts_against_a_margin() -> None:
+    assert verdict((0.984, 0.998), 0.02) == "same"  # inside +-2%
+    assert verdict((1.0296, 1.0504), 0.02) == "a_faster"  # clears 1.02
+    assert verdict((0.90, 0.95), 0.02) == "b_faster"  # clears 1/1.02
+    assert verdict((0.9991, 1.0609), 0.02) == "undecided"  # holds 1 and reaches past the margin
+    assert verdict((1.01, 1.03), 0.02) == "undecided"  # surely faster, but maybe by less than the margin
+    assert verdict((1.01, 1.03), 0.0) == "a_faster" and verdict((0.99, 1.03), 0.0) == "same"
 
 
 def _calls(seconds: np.ndarray) -> np.ndarray:

@@ -200,7 +200,7 @@ class Runner:
         trial, self._last = self._last, None
         if trial is None or not str(exc).startswith("Cannot tell a"):
             return False
-        stored = self.study._storage.get_trial(trial._trial_id)
+        stored = self.study.get_trials(deepcopy=False)[trial.number]
         if not stored.state.is_finished():
             return False
         self._running = None

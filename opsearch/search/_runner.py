@@ -27,7 +27,12 @@ from opsearch.search._open import process_identity
 from opsearch.search._outcome import OutcomeRecorder
 from opsearch.search._predict import Predictor, prediction_attrs
 from opsearch.search._progress import Lines, trial_event
-from opsearch.search._sampling import already_tried, record_constraint, untried_configuration
+from opsearch.search._sampling import (
+    already_tried,
+    measured_meanwhile,
+    record_constraint,
+    untried_configuration,
+)
 from opsearch.search._stops import deliver_stops, hold_stops, release_stops, stop_on_signals
 from opsearch.search._trial import Rival, TrialJob, TrialSetup
 from opsearch.store import (
@@ -295,6 +300,11 @@ class Runner:
             shutil.rmtree(out_dir, ignore_errors=True)
         twin = next((t for t in completed if t.number != trial.number
                      and TrialRecord.of(t).graph_hash == outcome.graph_hash), None)
+        earlier = measured_meanwhile(self.study, trial)
+        if earlier is not None:  # another worker drew it at the same moment: the lower number's measurement stands
+            reason = f"same configuration as trial {earlier.number} (drawn by another worker at the same moment)"
+            set_trial_attrs(trial, fail_reason=reason, repeat_of=earlier.number)
+            raise optuna.TrialPruned(reason)
         return self._recorder().record(trial, outcome, twin if outcome.repeats_known_graph else None)
 
     def _recipe(self, trial: optuna.Trial) -> QuantRecipe:

@@ -56,6 +56,22 @@ def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.
     return None
 
 
+def measured_meanwhile(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.trial.FrozenTrial | None:
+    """After measuring: a trial with exactly these parameters (and extra fp32 nodes) that completed, or that another
+    worker is measuring under a lower number. Two workers can pass ``already_tried`` at one moment, each before the
+    other's parameters are all stored; checked again once measured, the higher number yields, so no configuration
+    is stored measured twice. (A pruned twin does not count: it yielded already.)"""
+    extra = TrialRecord.of(trial).nodes_to_exclude
+    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                          optuna.trial.TrialState.RUNNING)):
+        if other.state == optuna.trial.TrialState.RUNNING and other.number > trial.number:
+            continue
+        if (other.number != trial.number and other.params == trial.params
+                and TrialRecord.of(other).nodes_to_exclude == extra):
+            return other
+    return None
+
+
 def untried_configuration(study: optuna.Study, space, params: dict, *, seed: int,
                           attempts: int = 400) -> dict | None:
     """A configuration of ``space`` no trial of the study has run, is running or waits to run: first one parameter

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import optuna
 
-from opsearch.errors import StorageUnreachable
+from opsearch.errors import StorageUnreachable, StudyStopped
 
 # How long to wait between tries while the database is away.
 RETRY_SECONDS = 2.0
@@ -37,6 +37,20 @@ def connection_lost(exc: BaseException) -> bool:
             return True
         exc = exc.__cause__ or exc.__context__
     return False
+
+
+def _stop_within(exc: BaseException) -> StudyStopped | None:
+    """The stop (a signal's ``Interrupted``) an error was raised while handling, if any. A signal's handler raises
+    where the process happens to be, possibly inside the database driver; the driver's cleanup then fails on the
+    half-used connection and its error replaces the stop, which must not be lost: the trial would be failed
+    instead of put back."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, StudyStopped):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 def _stderr(line: str) -> None:
@@ -78,6 +92,10 @@ class PatientRDBStorage(_PatientCalls):
             try:
                 result = method(self, *args, **kwargs)
             except Exception as exc:
+                stop = _stop_within(exc)
+                if stop is not None:  # a stop (Ctrl-C) landed inside the driver, whose cleanup then failed
+                    self._fresh_connections()
+                    raise stop from None
                 if not connection_lost(exc):
                     raise
                 self._wait()
@@ -101,7 +119,11 @@ class PatientRDBStorage(_PatientCalls):
             raise StorageUnreachable(f"the storage was unreachable for {now - self._lost_at:.0f} s (storage_patience "
                                      f"{self.patience:.0f} s)")
         time.sleep(RETRY_SECONDS)
-        # The next try starts clean: no session left mid-transaction, no pooled connection to the old server.
+        self._fresh_connections()
+
+    def _fresh_connections(self) -> None:
+        """The next call starts clean: no session left mid-transaction, no pooled connection to an old server or
+        left mid-protocol."""
         with contextlib.suppress(Exception):
             self.scoped_session.remove()
         with contextlib.suppress(Exception):

@@ -82,3 +82,27 @@ def test_already_tried_finds_an_exact_repeat() -> None:
     first, second, third = study.trials
     assert already_tried(study, second).number == first.number
     assert already_tried(study, third) is None
+
+
+def test_two_workers_that_drew_one_configuration_at_once_store_it_once() -> None:
+    """Both passed already_tried before the other's parameters were stored. Checked again once measured: the
+    higher number yields to the lower one, running or complete, and a yielded (pruned) twin yields to no one."""
+    from opsearch.search._sampling import measured_meanwhile
+
+    study = optuna.create_study()
+    x = optuna.distributions.IntDistribution(0, 3)
+    low, high, other = study.ask(), study.ask(), study.ask()
+    for trial, value in ((low, 1), (high, 1), (other, 2)):
+        study._storage.set_trial_param(trial._trial_id, "x", value, x)
+    def seen(trial):  # as the worker's own trial reads once its parameters are drawn
+        return measured_meanwhile(study, study.trials[trial.number])
+
+    assert seen(low) is None  # the twin runs under a higher number
+    assert seen(high).number == low.number
+    assert seen(other) is None
+    study.tell(high, state=optuna.trial.TrialState.PRUNED)
+    assert seen(low) is None  # its twin yielded: it stands
+    study.tell(low, 1.0)
+    late = study.ask()
+    study._storage.set_trial_param(late._trial_id, "x", 1, x)
+    assert seen(late).number == low.number  # a completed one stands before anything later

@@ -354,3 +354,34 @@ def test_after_an_outage_no_trial_is_judged_stale_until_the_living_workers_could
     assert storage._patiently(back_on_second_try) == 1
     storage._back_at = -math.inf  # the hold-off aside, its trial is fresh: it beat on coming back
     assert storage._get_stale_trial_ids(study._study_id) == []
+
+
+def test_a_stop_that_lands_inside_the_driver_is_raised_as_the_stop_not_the_drivers_cleanup_error(tmp_path,
+                                                                                              monkeypatch) -> None:
+    """Ctrl-C raises where the process is, possibly inside psycopg; SQLAlchemy's cleanup then fails on the half-used
+    connection ("can't change 'autocommit' now") and its error replaced the stop: the trial was failed with no
+    reason instead of put back (the 8-worker soak found it). The stop is raised, on fresh connections."""
+    from optuna.exceptions import StorageInternalError
+    from sqlalchemy.exc import ProgrammingError
+
+    from opsearch.errors import Interrupted
+    from opsearch.store import _patience
+
+    storage = _patience.patient_storage(f"sqlite:///{tmp_path / 'p.db'}", patience=5, say=lambda line: None)
+    disposed = []
+    monkeypatch.setattr(storage.engine, "dispose", lambda: disposed.append(1))
+
+    def stopped_mid_ping(self):
+        try:
+            try:
+                raise Interrupted("SIGINT")
+            except Interrupted:  # the driver's cleanup, failing in turn
+                raise ConnectionError("can't change 'autocommit' now: connection in transaction status ACTIVE")
+        except ConnectionError as exc:
+            wrapped = ProgrammingError("SELECT 1", {}, exc)
+            wrapped.__cause__ = exc  # as SQLAlchemy raises it: from the driver's error
+            raise StorageInternalError("An exception is raised during the commit.") from wrapped
+
+    with pytest.raises(Interrupted, match="SIGINT"):
+        storage._patiently(stopped_mid_ping)
+    assert disposed

@@ -376,7 +376,7 @@ def test_a_stop_that_lands_inside_the_driver_is_raised_as_the_stop_not_the_drive
             try:
                 raise Interrupted("SIGINT")
             except Interrupted:  # the driver's cleanup, failing in turn
-                raise ConnectionError("can't change 'autocommit' now: connection in transaction status ACTIVE")
+                raise ConnectionError("can't change 'autocommit' now: connection in transaction status ACTIVE")  # noqa: B904 (as the driver does: the stop is only its context)
         except ConnectionError as exc:
             wrapped = ProgrammingError("SELECT 1", {}, exc)
             wrapped.__cause__ = exc  # as SQLAlchemy raises it: from the driver's error

@@ -18,7 +18,7 @@ import optuna
 from opsearch.errors import TrialFailed
 from opsearch.measure import ThreadSettings, TimingProtocol, Workload, make_session, measure_paired, timing_lock
 from opsearch.quantize import QuantRecipe, quantize
-from opsearch.store import DRIFT_EVERY_SECONDS, DriftCheck, StudyRecord, set_study_attrs, study_drift
+from opsearch.store import DRIFT_EVERY_SECONDS, DriftCheck, StudyRecord, TrialRecord, set_study_attrs, study_drift
 
 Reference = tuple[Path, str]  # the reference model's file and its graph hash
 
@@ -70,7 +70,7 @@ def reference_model(study: optuna.Study, context) -> Reference | None:
     model = folder / "model.onnx"
     if model.is_file():
         return model, reference["graph_hash"]
-    recipe = QuantRecipe.from_dict(study.trials[reference["trial"]].user_attrs["recipe"])
+    recipe = QuantRecipe.from_dict(TrialRecord.of(study.trials[reference["trial"]]).recipe)
     work = folder.with_name(folder.name + ".work")
     shutil.rmtree(work, ignore_errors=True)
     try:

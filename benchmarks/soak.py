@@ -113,6 +113,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's opsearch; the
 from postgres import NoPostgres, Postgres, throwaway_postgres  # noqa: E402  (tests/postgres.py, shared)
 
 from opsearch.config import duration_seconds  # noqa: E402  (the flag's parser, as the workers read it)
+from opsearch.store import connection_lost  # noqa: E402  (what the workers wait out, read the same way)
 
 STUDY = "soak"
 SIGNALS = (signal.SIGKILL, signal.SIGINT)
@@ -346,20 +347,6 @@ class Reader:
 
     def close(self) -> None:
         self.storage.engine.dispose()
-
-
-def connection_lost(exc: BaseException | None) -> bool:
-    """Whether an error, or one it wraps, is a lost or refused database connection (not a bad query)."""
-    from sqlalchemy import exc as sa
-
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, sa.OperationalError | sa.InterfaceError) or (
-                isinstance(exc, sa.DBAPIError) and exc.connection_invalidated):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
 
 
 def frozen(trial) -> str:

@@ -45,15 +45,7 @@ def already_tried(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.
     ``sensitivity.enqueue_fallbacks``) that finished, or that another worker is measuring under a lower number, if
     any: the hook that prunes sampled repeats. (Two workers that sample at one moment from one history draw the same
     configuration; the lower number measures it, the other is pruned.)"""
-    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
-    extra = TrialRecord.of(trial).nodes_to_exclude
-    for other in study.get_trials(deepcopy=False, states=states):
-        if other.state == optuna.trial.TrialState.RUNNING and other.number > trial.number:
-            continue
-        if (other.number != trial.number and other.params == trial.params
-                and TrialRecord.of(other).nodes_to_exclude == extra):
-            return other
-    return None
+    return _same_configuration(study, trial, (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED))
 
 
 def measured_meanwhile(study: optuna.Study, trial: optuna.trial.BaseTrial) -> optuna.trial.FrozenTrial | None:
@@ -61,10 +53,17 @@ def measured_meanwhile(study: optuna.Study, trial: optuna.trial.BaseTrial) -> op
     worker is measuring under a lower number. Two workers can pass ``already_tried`` at one moment, each before the
     other's parameters are all stored; checked again once measured, the higher number yields, so no configuration
     is stored measured twice. (A pruned twin does not count: it yielded already.)"""
+    return _same_configuration(study, trial, (optuna.trial.TrialState.COMPLETE,))
+
+
+def _same_configuration(study: optuna.Study, trial: optuna.trial.BaseTrial,
+                        finished: tuple[optuna.trial.TrialState, ...]) -> optuna.trial.FrozenTrial | None:
+    """The first other trial with ``trial``'s parameters and extra fp32 nodes that is in one of the ``finished``
+    states, or RUNNING under a lower number."""
+    running = optuna.trial.TrialState.RUNNING
     extra = TrialRecord.of(trial).nodes_to_exclude
-    for other in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                          optuna.trial.TrialState.RUNNING)):
-        if other.state == optuna.trial.TrialState.RUNNING and other.number > trial.number:
+    for other in study.get_trials(deepcopy=False, states=(*finished, running)):
+        if other.state == running and other.number > trial.number:
             continue
         if (other.number != trial.number and other.params == trial.params
                 and TrialRecord.of(other).nodes_to_exclude == extra):

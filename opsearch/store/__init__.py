@@ -14,6 +14,7 @@ from opsearch.store._objectives import (
     study_objectives,
 )
 from opsearch.store._pareto import knee, non_dominated
+from opsearch.store._patience import connection_lost
 from opsearch.store._records import (
     DEFAULT_OBJECTIVES,
     StudyRecord,
@@ -43,6 +44,7 @@ from opsearch.store._states import fail_orphan, queue_again
 from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_storage, queue_retry
 
 __all__ = [
+    "connection_lost",
     "DRIFT_EVERY_SECONDS",
     "Drift",
     "DriftCheck",

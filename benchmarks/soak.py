@@ -806,6 +806,7 @@ class Outcome:
 def check(target: Target, trials: list | None = None) -> Outcome:
     """The end checks (see the module's docstring) on the study as stored now."""
     trials = target.reader.trials() if trials is None else trials
+    dump_trials(trials, target.workdir / f"{target.name}-trials.json")
     by_number = {t.number: t for t in trials}
     state = {t.number: t.state.name for t in trials}
     findings = list(target.findings)
@@ -899,9 +900,13 @@ def check(target: Target, trials: list | None = None) -> Outcome:
                                         "again" + (sigint_note if today(t) else ""), today(t)))
             continue
         for r in again:
-            if drawn and _configuration(r) != drawn:
-                findings.append(Finding("nothing lost", f"trial {r.number}, the retry of trial {t.number}, runs other "
-                                        "parameters"))
+            ran = _configuration(r)
+            if drawn and ran != drawn:
+                differ = {k: (drawn.get(k), (ran or {}).get(k)) for k in sorted({*drawn, *(ran or {})})
+                          if drawn.get(k) != (ran or {}).get(k)}
+                findings.append(Finding("nothing lost", f"trial {r.number} ({state[r.number]}), the retry of trial "
+                                        f"{t.number}, runs other parameters: {differ} (theirs, the retry's); "
+                                        f"trial {t.number}: {_provenance(t)}; trial {r.number}: {_provenance(r)}"))
     for k in target.kills:
         for n in k.cut_off:
             if n not in by_number:
@@ -953,6 +958,21 @@ def log_lines(target: Target) -> dict[str, int]:
             for name, phrase in LOG_LINES.items():
                 counts[name] += text.count(phrase)
     return counts
+
+
+def _provenance(trial) -> dict:
+    """Where a trial's configuration came from, for a finding about it."""
+    keys = ("retry_of", "retry_reason", "instead_of", "preset", "interrupted", "repeat_of", "fail_reason", "worker")
+    return {"has_recipe": "recipe" in trial.user_attrs, "fixed_params": trial.system_attrs.get("fixed_params"),
+            **{k: trial.user_attrs[k] for k in keys if k in trial.user_attrs}}
+
+
+def dump_trials(trials: list, path: Path) -> None:
+    """Every trial as stored at the end (state, parameters, provenance), kept to look into a finding afterwards."""
+    rows = [{"number": t.number, "state": t.state.name, "params": t.params, "values": t.values,
+             "start": str(t.datetime_start), "complete": str(t.datetime_complete), **_provenance(t)}
+            for t in sorted(trials, key=lambda t: t.number)]
+    path.write_text(json.dumps(rows, indent=1, default=str))
 
 
 def _configuration(trial) -> dict | None:

@@ -20,6 +20,7 @@ from opsearch.quantize._fusion import fused_model
 from opsearch.quantize._graph import graph_hash, matmul_kinds, model_file_mb, quantized_nodes
 from opsearch.quantize._groups import GraphGroups, find_groups, plan, realized
 from opsearch.quantize._recipe import QuantRecipe
+from opsearch.quantize._smooth import smoothed_model
 
 if TYPE_CHECKING:
     import onnx
@@ -56,8 +57,9 @@ def quantize(recipe: QuantRecipe, *, fp32_path: Path, out_dir: Path,
 
     start = time.perf_counter()
     with atomic_folder(out_dir, prefix=".quant-", needs_bytes=2 * Path(fp32_path).stat().st_size) as tmp:
-        if recipe.calibrated and calibration is None and recipe.operators_to_quantize:
-            raise QuantizationFailed("static quantization needs calibration samples")
+        if recipe.needs_rows and calibration is None and recipe.operators_to_quantize:
+            raise QuantizationFailed(("static quantization" if recipe.calibrated else "smoothing")
+                                     + " needs calibration samples")
         graph, groups, excluded, model_file = _run_quantizer(recipe, fp32_path, tmp, calibration, cache_dir)
         if model_file is None or not model_file.is_file():
             raise QuantizationFailed("the quantizer wrote no model file")
@@ -76,7 +78,7 @@ def _run_quantizer(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibration:
     """Run the recipe's quantizer in ``tmp``; an error other than a failed trial is raised as QuantizationFailed."""
     try:
         with quiet():
-            source, graph, groups, excluded = _source_graph(recipe, fp32_path, tmp, cache_dir)
+            source, graph, groups, excluded = _source_graph(recipe, fp32_path, tmp, cache_dir, calibration)
             model_file = _apply_recipe(recipe, source, tmp, calibration, groups, excluded)
     except TrialFailed:
         raise
@@ -85,14 +87,18 @@ def _run_quantizer(recipe: QuantRecipe, fp32_path: Path, tmp: Path, calibration:
     return graph, groups, excluded, model_file
 
 
-def _source_graph(recipe: QuantRecipe, fp32_path: Path, tmp: Path,
-                  cache_dir: Path | None) -> tuple[Path, onnx.ModelProto, GraphGroups, tuple[str, ...]]:
-    """Fuse if asked, then read: the graph's path in a private view, the graph, its groups, and the nodes the recipe
-    keeps fp32 by what they are (fragile nodes; MatMuls of two activations), named from this graph: after fusion, a
-    fused Attention holds its attention MatMuls already."""
+def _source_graph(recipe: QuantRecipe, fp32_path: Path, tmp: Path, cache_dir: Path | None,
+                  calibration: dict[str, np.ndarray] | None) -> tuple[Path, onnx.ModelProto, GraphGroups,
+                                                                     tuple[str, ...]]:
+    """Fuse if asked, smooth if asked, then read: the graph's path in a private view, the graph, its groups, and the
+    nodes the recipe keeps fp32 by what they are (fragile nodes; MatMuls of two activations), named from this graph:
+    after fusion, a fused Attention holds its attention MatMuls already. Smoothing keeps every node's name."""
     source = fp32_path
+    cache = cache_dir if cache_dir else tmp / "cache"
     if recipe.fusion != "none":
-        source = fused_model(fp32_path, recipe.fusion, cache_dir=cache_dir if cache_dir else tmp / "cache")
+        source = fused_model(fp32_path, recipe.fusion, cache_dir=cache)
+    if recipe.smoothing:
+        source = smoothed_model(source, dict(recipe.smoothing), calibration, cache_dir=cache)
     graph = _load_graph(source)
     groups = find_groups(graph)
     excluded = fragile_names(graph) if recipe.exclude_fragile and recipe.mode == "static" else ()

@@ -17,6 +17,7 @@ from opsearch.config import (
     WEIGHT_TYPES,
 )
 from opsearch.config import FUSIONS as FUSION_LEVELS
+from opsearch.quantize._smooth import SMOOTH_ROLES
 
 # The vocabulary each of a recipe's fields takes (opsearch.config names them once).
 _CHOICES = {"mode": MODES, "weight_bits": WEIGHT_BITS, "block_size": BLOCK_SIZES, "accuracy_level": ACCURACY_LEVELS,
@@ -61,6 +62,10 @@ class QuantRecipe:
     # scores and context) stay fp32, as Intel Neural Compressor leaves them. The quantizer names them from the graph
     # it quantizes (quantize.matmul_kinds) and adds them to nodes_to_exclude.
     matmul_weights_only: bool = False
+    # Dynamic, static and mixed: roles (quantize.SMOOTH_ROLES) whose projections' input activations are smoothed
+    # before quantizing, each with its strength alpha in (0, 1) (quantize._smooth: SmoothQuant's migration of
+    # activation outliers into the weights). Kept only where a projection of that role is quantized.
+    smoothing: tuple[tuple[str, float], ...] = ()
 
     def __post_init__(self) -> None:
         for name, choices in _CHOICES.items():
@@ -79,6 +84,25 @@ class QuantRecipe:
         if self.mode == "mixed" and self.operators_to_quantize and not self.precisions:
             raise ValueError("a mixed recipe names no role to quantize (precisions is empty)")
         object.__setattr__(self, "matmul_weights_only", self._weights_only())
+        object.__setattr__(self, "smoothing", self._smoothing())
+
+    def _smoothing(self) -> tuple[tuple[str, float], ...]:
+        """``smoothing`` checked and kept where it changes what is quantized: a role's projections quantized
+        (a mixed recipe's role not fp32; a dynamic or static recipe's MatMuls or Gemms), sorted by role."""
+        pairs = tuple(sorted((str(r), float(a)) for r, a in self.smoothing))
+        for role, alpha in pairs:
+            if role not in SMOOTH_ROLES:
+                raise ValueError(f"smoothing role {role!r} is not one of {SMOOTH_ROLES}")
+            if not 0 < alpha < 1:
+                raise ValueError(f"smoothing strength {alpha!r} for {role} is not in (0, 1)")
+        if len({r for r, _ in pairs}) != len(pairs):
+            raise ValueError(f"smoothing names a role twice: {pairs}")
+        if self.mode == "mixed":
+            quantized = {r for r, p in self.precisions if p != "fp32"}
+            return tuple((r, a) for r, a in pairs if r in quantized)
+        if self.mode in ("dynamic", "static") and {"MatMul", "Gemm", "Attention"} & set(self.operators_to_quantize):
+            return pairs
+        return ()
 
     def _weights_only(self) -> bool:
         """``matmul_weights_only`` where it decides the graph: off without a MatMul quantized dynamic or static (a
@@ -105,12 +129,18 @@ class QuantRecipe:
         for key in ("operators_to_quantize", "nodes_to_exclude", "fp32_groups"):
             data[key] = tuple(data.get(key, ()))
         data["precisions"] = tuple(tuple(pair) for pair in data.get("precisions", ()))
+        data["smoothing"] = tuple(tuple(pair) for pair in data.get("smoothing", ()))
         return cls(**data)
 
     @property
     def calibrated(self) -> bool:
-        """Whether any node is quantized static, so that quantizing needs calibration rows."""
+        """Whether any node is quantized static (a calibrated quantizer)."""
         return self.mode == "static" or any(p == "static" for _, p in self.precisions)
+
+    @property
+    def needs_rows(self) -> bool:
+        """Whether quantizing reads calibration rows: a calibrated quantizer, or smoothing's activation maxima."""
+        return self.calibrated or bool(self.smoothing)
 
     def flags(self) -> list[str]:
         """The flags that differ from the plain recipe, in short words (shared by labels and reports)."""
@@ -133,6 +163,8 @@ class QuantRecipe:
             flags += [f"fp32_{end}{n}" for end, n in (("first", self.fp32_first), ("last", self.fp32_last)) if n]
             if self.fp32_groups:
                 flags.append(f"fp32_top{len(self.fp32_groups)}")
+        if self.smoothing:
+            flags.append("smooth:" + ",".join(f"{r}@{a:g}" for r, a in self.smoothing))
         flags += [name for name in ("per_channel", "reduce_range", "matmul_weights_only") if getattr(self, name)]
         static = self.calibrated
         if static and self.activations_symmetric:

@@ -62,6 +62,7 @@ from opsearch.config._values import (
     duration_seconds,
     parse_label_map,
     parse_number,
+    parse_strengths,
     required_value,
 )
 from opsearch.errors import ConfigError
@@ -173,6 +174,14 @@ class StudyConfig:
                                           "Adds in fp32 (on, off or search)", group=SEARCH, role=IDENTITY,
                                           choices=EXCLUDE_FRAGILE, legacy=False, metavar="{on,off,search}",
                                           parse=lambda text: {"on": True, "off": False}.get(text, text))
+    # SmoothQuant (quantize._smooth): each role's projections may have their input activations' outlier channels
+    # migrated into the weights before quantizing, at one of these strengths or not at all (searched per role).
+    smoothing: list[float] = setting([], "smoothing strengths searched for each role's projections (qkv, attn_out, "
+                                     "ffn_in, ffn_out) beside none, e.g. 0.5,0.75,0.85: the activations' outlier "
+                                     "channels moved into the weights before quantizing (SmoothQuant); off: none",
+                                     group=SEARCH, role=IDENTITY, many=True, may_be_empty=True,
+                                     check=fraction("0.5"), parse=parse_strengths, metavar="A,B|off", legacy=[],
+                                     default_help="off")
     max_accuracy_loss: float | str | None = setting(
         None, "a constraint for the sampler: 0.01 (1 point of the study's metric, accuracy by default) or 1%rel (of "
         "fp32's score)",
@@ -343,8 +352,8 @@ class StudyConfig:
     @property
     def needs_calibration(self) -> bool:
         """True when a searched mode calibrates activation ranges on fit rows (static, and mixed: its static
-        groups and its ranges pass)."""
-        return any(mode in ("static", "mixed") for mode in self.modes)
+        groups and its ranges pass), or smoothing takes the activations' channel maxima on them."""
+        return any(mode in ("static", "mixed") for mode in self.modes) or bool(self.smoothing)
 
     @property
     def calibration_rows(self) -> int:

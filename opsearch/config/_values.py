@@ -33,6 +33,14 @@ def parse_number(text: str) -> float | str:
         return text
 
 
+def parse_strengths(text: str) -> list[float | str]:
+    """``--smoothing``: a comma list of strengths (``0.5,0.75``), or ``off`` for none; a word that is no number is
+    kept as text for the setting's check to name."""
+    if text.strip().lower() in ("off", "none", ""):
+        return []
+    return [parse_number(part.strip()) for part in text.split(",")]
+
+
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s)?$")
 
 

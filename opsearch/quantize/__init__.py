@@ -31,6 +31,7 @@ from opsearch.quantize._groups import (
 )
 from opsearch.quantize._ranges import GroupRange, GroupRanges, format_ranges, measure_ranges
 from opsearch.quantize._recipe import QuantRecipe
+from opsearch.quantize._smooth import SMOOTH_ROLES, SMOOTHED_OPS, smoothed_model
 
 __all__ = [
     "FUSION_LEVELS",
@@ -66,4 +67,7 @@ __all__ = [
     "plan",
     "precisions_for",
     "realized",
+    "SMOOTH_ROLES",
+    "SMOOTHED_OPS",
+    "smoothed_model",
 ]

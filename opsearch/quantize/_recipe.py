@@ -17,7 +17,7 @@ from opsearch.config import (
     WEIGHT_TYPES,
 )
 from opsearch.config import FUSIONS as FUSION_LEVELS
-from opsearch.quantize._smooth import SMOOTH_ROLES
+from opsearch.quantize._smooth import SMOOTH_ROLES, SMOOTHED_OPS
 
 # The vocabulary each of a recipe's fields takes (opsearch.config names them once).
 _CHOICES = {"mode": MODES, "weight_bits": WEIGHT_BITS, "block_size": BLOCK_SIZES, "accuracy_level": ACCURACY_LEVELS,
@@ -100,7 +100,7 @@ class QuantRecipe:
         if self.mode == "mixed":
             quantized = {r for r, p in self.precisions if p != "fp32"}
             return tuple((r, a) for r, a in pairs if r in quantized)
-        if self.mode in ("dynamic", "static") and {"MatMul", "Gemm", "Attention"} & set(self.operators_to_quantize):
+        if self.mode in ("dynamic", "static") and SMOOTHED_OPS & set(self.operators_to_quantize):
             return pairs
         return ()
 

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 
 # The projections smoothing can take, by role (quantize.ROLES): each reads one activation with a constant weight.
 SMOOTH_ROLES = ("qkv", "attn_out", "ffn_in", "ffn_out")
+SMOOTHED_OPS = frozenset({"MatMul", "Gemm", "Attention"})  # the operator types of those projections
 SMOOTH_ROWS = 64  # calibration rows the channel maxima are taken over
 _FACTOR_RANGE = (1e-4, 1e4)  # factors are clipped to this: a dead channel (max 0) is left alone (factor 1)
 _MARKER = "opsearch-smoothing.json"

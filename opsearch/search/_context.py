@@ -340,7 +340,8 @@ def _search_space(config: StudyConfig, graph: GraphInfo, model: PreparedModel, c
                                   calibration_samples=config.calibration_samples, fusions=levels, fused=fused,
                                   formats=config.formats, activation_types=config.activation_types,
                                   exclude_fragile=exclude, groups=groups,
-                                  sensitivity=ranges.errors() if ranges is not None else None)
+                                  sensitivity=ranges.errors() if ranges is not None else None,
+                                  smoothing=config.smoothing)
 
 
 def _groups_of(path: Path) -> GraphGroups:

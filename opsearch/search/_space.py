@@ -4,7 +4,8 @@ A variant is (fusion level, mode, static format): each has its own operator set,
 registries on that graph (a fused graph offers Attention, the exported one does not). Parameters are
 flat scalars asked conditionally, in this order: ``fusion``, ``mode``, ``format`` (static), ``op_<Type>``
 for the variant's operators, ``matmul_weights_only`` (MatMul chosen, on a graph with MatMuls of both kinds),
-then the flags. An operator parameter has the same name and choices in every variant that offers it, so
+``smooth_<role>`` for each smoothable role (a projection chosen, smoothing searched: quantize._smooth), then the
+flags. An operator parameter has the same name and choices in every variant that offers it, so
 TPE, random and NSGA-II samplers all cope; a combination the quantizer would ignore is never asked. A fused
 graph with no operator chosen is a candidate (fusion alone); the exported graph with none is the fp32 model and
 not a recipe.
@@ -28,7 +29,7 @@ from opsearch.config import (
     WEIGHT_BITS,
     WEIGHT_TYPES,
 )
-from opsearch.quantize import GraphGroups, GraphInfo, QuantRecipe, plan, precisions_for
+from opsearch.quantize import SMOOTH_ROLES, SMOOTHED_OPS, GraphGroups, GraphInfo, QuantRecipe, plan, precisions_for
 from opsearch.search._space_size import space_size
 
 # The registry whose operators each (mode, format) offers.
@@ -75,10 +76,12 @@ class SearchSpace:
     # The fusion levels whose graph holds MatMuls with a constant weight and MatMuls of two activations: there a
     # dynamic (exported graph) or static recipe that quantizes MatMul chooses ``matmul_weights_only``. () : nowhere.
     matmul_weights_only: tuple[str, ...] = ()
+    # The smoothing strengths searched for each role of SMOOTH_ROLES beside none (0.0); () : smoothing not searched.
+    smoothing: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("calibration_method", "calibration_samples", "formats", "activation_types",
-                     "exclude_fragile", "fusions", "matmul_weights_only"):
+                     "exclude_fragile", "fusions", "matmul_weights_only", "smoothing"):
             object.__setattr__(self, name, _tuple(getattr(self, name)))
         object.__setattr__(self, "operators", {k: tuple(v) for k, v in self.operators.items()})
         if not self.fusions:
@@ -94,12 +97,13 @@ class SearchSpace:
                    exclude_fragile: bool | Sequence[bool] = False,
                    groups: Mapping[str, GraphGroups] | None = None,
                    sensitivity: Mapping[str, dict[str, float]] | None = None,
-                   matmul_weights_only: bool = True) -> SearchSpace:
+                   matmul_weights_only: bool = True, smoothing: Sequence[float] = ()) -> SearchSpace:
         """``all_operators`` offers every type in the graph, quantizable or not, to show which change nothing.
 
         ``fused`` holds the fused graphs' inspections, one per level of ``fusions`` other than "none"; ``groups``
         each level's groups, needed by the mixed mode. ``matmul_weights_only`` offers that choice on each level
-        whose graph has MatMuls of both kinds (False: on none, as studies made before it).
+        whose graph has MatMuls of both kinds (False: on none, as studies made before it). ``smoothing``: the
+        strengths each role's smoothing is searched at (quantize._smooth), beside none.
         """
         graphs = {"none": graph, **(fused or {})}
         missing = [level for level in fusions if level not in graphs]
@@ -126,7 +130,8 @@ class SearchSpace:
         return cls(operators, calibration_method, calibration_samples, tuple(formats), tuple(activation_types),
                    _tuple(exclude_fragile), tuple(fusions),
                    {level: groups[level] for level in fusions if level in groups} if "mixed" in modes else {},
-                   dict(sensitivity or {}) if "mixed" in modes else {}, weights_only)
+                   dict(sensitivity or {}) if "mixed" in modes else {}, weights_only,
+                   tuple(float(a) for a in smoothing))
 
     def precisions(self) -> tuple[str, ...]:
         """The precisions mixed mode asks of every role (static only when the study searches static mode)."""
@@ -163,6 +168,15 @@ class SearchSpace:
         return ("MatMul" in operators and fusion in self.matmul_weights_only
                 and (mode == "static" or (mode == "dynamic" and fusion == "none")))
 
+    def asks_smoothing(self, operators: Sequence[str]) -> bool:
+        """Whether a dynamic or static recipe quantizing ``operators`` chooses smoothing (it quantizes a projection)."""
+        return bool(self.smoothing) and bool(set(operators) & SMOOTHED_OPS)
+
+    def _smoothing(self, ask: Ask, roles: Sequence[str]) -> tuple[tuple[str, float], ...]:
+        """Each of ``roles``' smoothing strength (0.0: none), asked in SMOOTH_ROLES' order."""
+        chosen = ((role, ask(f"smooth_{role}", [0.0, *self.smoothing])) for role in SMOOTH_ROLES if role in roles)
+        return tuple((role, alpha) for role, alpha in chosen if alpha)
+
     # Sampling --------------------------------------------------------------------------------------------
 
     def suggest(self, trial: optuna.Trial) -> QuantRecipe:
@@ -192,6 +206,7 @@ class SearchSpace:
                                accuracy_level=ask("accuracy_level", list(ACCURACY_LEVELS)) if matmul
                                else ACCURACY_LEVELS[0])
         weights_only = self.asks_weights_only(fusion, mode, chosen) and ask("matmul_weights_only", [False, True])
+        smoothing = self._smoothing(ask, SMOOTH_ROLES) if self.asks_smoothing(chosen) else ()
         per_channel = ask("per_channel", [False, True])
         reduce_range = ask("reduce_range", [False, True])
         weights_symmetric = ask("weights_symmetric", [False, True])
@@ -217,6 +232,7 @@ class SearchSpace:
             activations_dtype=activations_dtype,
             exclude_fragile=pick("exclude_fragile", self.exclude_fragile) if static else False,
             matmul_weights_only=weights_only,
+            smoothing=smoothing,
         )
 
     def _build_mixed(self, fusion: str, ask: Ask, pick) -> QuantRecipe:
@@ -242,6 +258,7 @@ class SearchSpace:
         kept = tuple(ranked[:min(top, len(assigned) - 1)])  # at least one group stays quantized
         groups = graph.by_key()
         ops = tuple(sorted({t for k in assigned if k not in kept for t in groups[k].op_types}))
+        smoothing = self._smoothing(ask, [role for role, _ in precisions]) if self.smoothing else ()
         static = any(p == "static" for k, p in assigned.items() if k not in kept)
         per_channel = ask("per_channel", [False, True])
         reduce_range = ask("reduce_range", [False, True])
@@ -259,7 +276,7 @@ class SearchSpace:
                      "calibration_samples": self.calibration_samples[0]}
         return QuantRecipe(mode="mixed", operators_to_quantize=ops, fusion=fusion, precisions=precisions,
                            fp32_first=first, fp32_last=last, fp32_groups=kept, per_channel=per_channel,
-                           reduce_range=reduce_range, weights_dtype=weights_dtype, **flags)
+                           reduce_range=reduce_range, weights_dtype=weights_dtype, smoothing=smoothing, **flags)
 
     def recipe_for(self, params: dict) -> QuantRecipe:
         """The recipe these (complete) parameters make, as ``suggest`` would build it."""
@@ -361,6 +378,8 @@ class SearchSpace:
                 value = dict(recipe.precisions).get(name[len("mixed_"):], "fp32")
             elif name == "fp32_top":
                 value = len(recipe.fp32_groups)
+            elif name.startswith("smooth_"):
+                value = dict(recipe.smoothing).get(name[len("smooth_"):], 0.0)
             else:
                 value = getattr(recipe, name)
             if value not in choices:
@@ -391,7 +410,7 @@ class SearchSpace:
                 "calibration_method": list(self.calibration_method),
                 "calibration_samples": list(self.calibration_samples), "formats": list(self.formats),
                 "activation_types": list(self.activation_types), "exclude_fragile": list(self.exclude_fragile),
-                "matmul_weights_only": list(self.matmul_weights_only)}
+                "matmul_weights_only": list(self.matmul_weights_only), "smoothing": list(self.smoothing)}
 
     @classmethod
     def from_dict(cls, data: dict) -> SearchSpace:
@@ -401,7 +420,7 @@ class SearchSpace:
                                                    "activation_types", "exclude_fragile", "fusions",
                                                    "matmul_weights_only")},
                    groups={level: GraphGroups.from_dict(g) for level, g in data["groups"].items()},
-                   sensitivity=data["sensitivity"])
+                   sensitivity=data["sensitivity"], smoothing=_tuple(data.get("smoothing", ())))
 
 
 # The parameters that change a recipe's numbers (its scales and zero points) but not which kernels run: as the cost

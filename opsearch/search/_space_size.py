@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from opsearch.config import ACCURACY_LEVELS, BLOCK_SIZES, FP32_ENDS, FP32_TOP, WEIGHT_BITS, WEIGHT_TYPES
+from opsearch.quantize import SMOOTH_ROLES, SMOOTHED_OPS
 
 
 def space_size(space) -> int:
@@ -24,9 +25,14 @@ def space_size(space) -> int:
                     total += 2 * len(BLOCK_SIZES) * ((2 ** n - 1 - with_matmul)
                                                       + with_matmul * len(WEIGHT_BITS) * len(ACCURACY_LEVELS))
                     continue
-                sets = 2 ** n - 1
-                if space.asks_weights_only(fusion, mode, space.operators_for(fusion, mode, fmt)):
-                    sets += 2 ** (n - 1)  # the sets with MatMul, once more with matmul_weights_only
+                ops = space.operators_for(fusion, mode, fmt)
+                # A set with a projection chooses each role's smoothing too (when searched).
+                with_projection = 2 ** n - 2 ** (n - len(SMOOTHED_OPS & set(ops))) if space.smoothing else 0
+                smoothings = (len(space.smoothing) + 1) ** len(SMOOTH_ROLES)
+                sets = 2 ** n - 1 + with_projection * (smoothings - 1)
+                if space.asks_weights_only(fusion, mode, ops):
+                    # the sets with MatMul (each with a projection), once more with matmul_weights_only
+                    sets += 2 ** (n - 1) * (smoothings if space.smoothing else 1)
                 flags = 2 * 2 * 2  # per_channel, reduce_range, weights_symmetric
                 if mode == "static":
                     flags *= 2 * (len(space.activation_types) + 1)  # activations_symmetric; s8 (x acts) or u8
@@ -49,4 +55,5 @@ def _mixed_size(space, fusion: str) -> int:
     flags = 2 * 2 * len(WEIGHT_TYPES)
     static_flags = 2 * 2 * 2 * len(space.calibration_method) * len(space.calibration_samples) * (
         len(space.activation_types) + 1) // 2
-    return ((no_static - 1) * flags + (every - no_static) * static_flags) * ends * ends * tops
+    smoothings = (len(space.smoothing) + 1) ** len(set(SMOOTH_ROLES) & set(roles))
+    return ((no_static - 1) * flags + (every - no_static) * static_flags) * ends * ends * tops * smoothings

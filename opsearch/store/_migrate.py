@@ -32,7 +32,7 @@ from opsearch.config import StudyConfig, default_of, legacy_values, settings_of
 from opsearch.errors import StudyError
 
 # The shape opsearch writes: the last step below. The key holding it, in a study's record and in a trial's.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 SCHEMA_KEY = "schema"
 
 Values = Sequence[float] | None  # a finished trial's objective values (None: not finished)
@@ -242,6 +242,13 @@ def _study_8(attrs: dict[str, Any]) -> None:
         attrs["search_space"] = _filled(attrs["search_space"], matmul_weights_only=[])
 
 
+def _study_9(attrs: dict[str, Any]) -> None:
+    """9, smoothing (quantize._smooth): the space names the strengths each role's smoothing is searched at. A space
+    stored before searched none."""
+    if attrs.get("search_space"):
+        attrs["search_space"] = _filled(attrs["search_space"], smoothing=[])
+
+
 def _nothing(*_: Any) -> None:
     return None
 
@@ -279,6 +286,7 @@ _STEPS = (
     _Step(study=_study_6, trial=_trial_6, paired=_paired_6, single=_single_6),
     _Step(study=_study_7, trial=_trial_7),
     _Step(study=_study_8),
+    _Step(study=_study_9),
 )
 assert len(_STEPS) == SCHEMA_VERSION, "one step per schema: SCHEMA_VERSION is the last step's"
 

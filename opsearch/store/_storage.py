@@ -186,11 +186,13 @@ def _check_writable(storage: str, path: Path) -> None:
 
 def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
     """Queue a trial that was cut off (its configuration, its preset name, whether it is a starting point) to be
-    tried again. A queued trial cut off before its parameters were drawn has only those it was queued with; a sampled
-    one cut off while drawing had chosen nothing yet, and is not queued."""
-    params = trial.params or trial.system_attrs.get("fixed_params")
+    tried again. Its configuration is whole once its recipe is stored (all parameters drawn); before that, a queued
+    trial's is what it was queued with (the parameters drawn so far are only some of it: queued alone, the retry
+    would draw the rest afresh and run another configuration), and a sampled trial's is not yet chosen: it is not
+    queued."""
+    record = TrialRecord.of(trial)
+    params = trial.params if record.recipe is not None else trial.system_attrs.get("fixed_params")
     if params:
-        record = TrialRecord.of(trial)
         extra = {"preset": record.preset} if record.preset else {}
         if record.starting is not None:
             extra["starting"] = record.starting

@@ -172,3 +172,14 @@ def test_a_mixed_study_records_each_groups_precision_and_reports_the_grid(tmp_pa
     assert "static" in TrialRecord.of(static).group_precisions.values()
     out = export_trial(study, static.number, tmp_path / "exported", storage=config.resolved_storage())
     assert json.loads((out / TRIAL_FILE).read_text())["graph_hash"] == TrialRecord.of(static).graph_hash
+
+
+def test_a_mixed_recipe_asks_smoothing_only_of_the_roles_it_quantizes(space) -> None:
+    smoothing = replace(space, smoothing=(0.5,))
+    params = smoothing.complete({"fusion": "none", "mode": "mixed", "mixed_qkv": "dynamic", "mixed_ffn_out": "static",
+                                 "smooth_qkv": 0.5, "smooth_ffn_out": 0.5, "smooth_ffn_in": 0.5})
+    assert {k for k in params if k.startswith("smooth_")} == {"smooth_qkv", "smooth_ffn_out"}
+    recipe = smoothing.suggest(optuna.trial.FixedTrial(params))
+    assert recipe.smoothing == (("ffn_out", 0.5), ("qkv", 0.5))
+    assert smoothing.params_for(recipe) == params
+    assert not any(k.startswith("smooth_") for k in space.complete(params))  # not searched: never asked

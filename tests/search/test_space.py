@@ -316,3 +316,27 @@ def test_neighbours_change_one_parameter_each_and_cover_every_other_choice() -> 
             assert sum(n[k] != anchor[k] for k in anchor.keys() & n.keys()) == 1, n
     for name in anchor:  # every other choice of every parameter is some neighbour's
         assert any(n.get(name) not in (None, anchor[name]) for n in neighbours), name
+
+
+def test_smoothing_is_asked_per_role_where_a_projection_is_quantized_and_counted() -> None:
+    """Searched at two strengths, each of the four roles asks none/0.5/0.85 when the recipe quantizes MatMul (not
+    for Gather alone); the recipes carry what was asked, every one distinct; size, enumeration, params_for and the
+    stored space agree."""
+    space = SearchSpace.from_graph(_graph(), modes=["dynamic"], smoothing=[0.5, 0.85])
+    params = list(space.enumerate_params())
+    recipes = [space.suggest(optuna.trial.FixedTrial(p)) for p in params]
+    # Gather alone: 1 set; sets with MatMul: 2, each x 3^4 smoothings; flags: per_channel, reduce_range, sym, type
+    assert len(params) == space.size() == len(set(recipes)) == (1 + 2 * 3 ** 4) * 2 * 2 * 2 * 2
+    assert {r.smoothing for r in recipes if r.operators_to_quantize == ("Gather",)} == {()}
+    assert all(not any(k.startswith("smooth_") for k in p) for p, r in zip(params, recipes, strict=True)
+               if r.operators_to_quantize == ("Gather",))
+    assert {dict(r.smoothing).get("ffn_out", 0.0) for r in recipes} == {0.0, 0.5, 0.85}
+    recipe = QuantRecipe("dynamic", ("MatMul",), smoothing=(("qkv", 0.85), ("ffn_out", 0.5)))
+    found = space.params_for(recipe)
+    assert found is not None and found["smooth_qkv"] == 0.85 and found["smooth_attn_out"] == 0.0
+    assert space.suggest(optuna.trial.FixedTrial(found)) == recipe
+    assert SearchSpace.from_dict(space.to_dict()) == space
+    assert SearchSpace.from_graph(_graph(), modes=["dynamic"]).params_for(recipe) is None  # not searched: absent
+    stored = space.to_dict()
+    del stored["smoothing"]  # a space stored before smoothing searches none
+    assert SearchSpace.from_dict(stored).smoothing == ()

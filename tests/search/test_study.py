@@ -407,3 +407,24 @@ def test_a_three_objective_study_stores_each_value_by_name_resumes_and_reports(t
     assert all(r.size_mb > 0 and r.latency_p99_ms > 0 for r in report.rows)
     csv = render(report, None, "csv").splitlines()
     assert {"size_mb", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms"} <= set(csv[0].split(","))
+
+
+def test_a_study_searching_smoothing_measures_a_smoothed_recipe(tmp_path, tiny_checkpoint, tiny_csv) -> None:
+    """``smoothing`` searched: the study prepares calibration rows although it searches dynamic mode only, a
+    configuration with a role smoothed runs as a trial, its recipe records the strength, and its graph is not the
+    unsmoothed configuration's."""
+    config = _config(tmp_path, tiny_checkpoint, tiny_csv, modes=["dynamic"], smoothing=[0.5])
+    runner = create_runner(config, progress=lambda line: None)
+    plain = {"op_Gather": False, "op_MatMul": True, "op_Transpose": False, "matmul_weights_only": True,
+             "per_channel": False, "reduce_range": False, "weights_symmetric": True, "weights_dtype": "QInt8"}
+    plain = runner.context.space.complete(plain)
+    smoothed = {**plain, "smooth_ffn_out": 0.5, "smooth_qkv": 0.5}
+    for params in (plain, smoothed):
+        runner.study.enqueue_trial(params)
+    runner.optimize(len(runner.study.get_trials(states=(optuna.trial.TrialState.WAITING,))))
+    by_params = {tuple(sorted(t.params.items())): t for t in runner.study.get_trials(states=(COMPLETE,))}
+    first, second = (by_params[tuple(sorted(p.items()))] for p in (plain, smoothed))
+    assert TrialRecord.of(second).recipe["smoothing"] == [["ffn_out", 0.5], ["qkv", 0.5]]
+    assert TrialRecord.of(first).recipe["smoothing"] == []
+    assert TrialRecord.of(first).graph_hash != TrialRecord.of(second).graph_hash
+    assert "smooth:ffn_out@0.5,qkv@0.5" in TrialRecord.of(second).label

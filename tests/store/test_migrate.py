@@ -75,7 +75,7 @@ def test_1_a_space_stored_before_fusion_was_searched_searched_the_exported_graph
     space = upgrade_study({"search_space": SPACE_0})["search_space"]
     assert space == {**SPACE_0, "calibration_method": ["minmax"], "calibration_samples": [64], "fusions": ["none"],
                      "formats": ["QOperator"], "activation_types": ["QUInt8"], "exclude_fragile": [False],
-                     "groups": {}, "sensitivity": {}, "matmul_weights_only": []}
+                     "groups": {}, "sensitivity": {}, "matmul_weights_only": [], "smoothing": []}
     read = SearchSpace.from_dict(space)
     assert read.fusions == ("none",) and read.formats == ("QOperator",) and read.exclude_fragile == (False,)
     assert read.operators_for("none", "static") == ("Add", "MatMul")
@@ -153,16 +153,24 @@ def test_7_a_space_and_a_trial_from_before_the_mixed_mode_have_no_groups() -> No
     space = {**SPACE_0, "calibration_method": ["minmax"], "calibration_samples": [64], "fusions": ["none", "O2"],
              "formats": ["QOperator", "QDQ"], "activation_types": ["QUInt8", "QInt8"], "exclude_fragile": [True]}
     assert upgrade_study({"search_space": space})["search_space"] == {**space, "groups": {}, "sensitivity": {},
-                                                                      "matmul_weights_only": []}
+                                                                      "matmul_weights_only": [], "smoothing": []}
     assert upgrade_trial({**TRIAL_0, "size_mb": 20.0})["group_precisions"] == {}
 
 
 def test_8_a_space_from_before_the_weights_only_choice_asked_it_nowhere() -> None:
     space = SearchSpace({"dynamic": ("MatMul",), "static": ("MatMul",)}, fusions=("none",)).to_dict()
-    del space["matmul_weights_only"]
+    del space["matmul_weights_only"], space["smoothing"]
     upgraded = upgrade_study({"search_space": space})["search_space"]
-    assert upgraded == {**space, "matmul_weights_only": []}
+    assert upgraded == {**space, "matmul_weights_only": [], "smoothing": []}
     assert SearchSpace.from_dict(upgraded).matmul_weights_only == ()
+
+
+def test_9_a_space_from_before_smoothing_searched_none() -> None:
+    space = SearchSpace({"dynamic": ("MatMul",)}, fusions=("none",), smoothing=(0.5,)).to_dict()
+    del space["smoothing"]
+    upgraded = upgrade_study({"schema": 8, "search_space": space})["search_space"]
+    assert upgraded == {**space, "smoothing": []}
+    assert SearchSpace.from_dict(upgraded).smoothing == ()
 
 
 # Settings ------------------------------------------------------------------------------------------------------

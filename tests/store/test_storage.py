@@ -234,6 +234,33 @@ def test_a_queued_trial_cut_off_before_its_parameters_were_drawn_is_queued_again
     sampled = fresh.ask()  # not queued: a sampled trial cut off while drawing chose nothing, and is not retried
     queue_retry(fresh, fresh._storage.get_trial(sampled._trial_id), "the process running it stopped")
     assert not fresh.get_trials(states=(optuna.trial.TrialState.WAITING,))
+    sampled.suggest_categorical("op_MatMul", [False, True])  # cut off halfway through its draws: still not chosen
+    queue_retry(fresh, fresh._storage.get_trial(sampled._trial_id), "the process running it stopped")
+    assert not fresh.get_trials(states=(optuna.trial.TrialState.WAITING,))
+
+
+def test_a_queued_trial_cut_off_halfway_through_its_draws_is_queued_again_whole(tmp_path) -> None:
+    """Killed after drawing some of its queued parameters (its recipe not yet stored): the retry is queued with
+    every parameter it was queued with, not with the few drawn, which would leave the rest to be drawn afresh (the
+    soak's "retry runs other parameters"). Once its recipe is stored, its drawn parameters are its configuration."""
+    from opsearch.store import queue_retry, set_trial_attrs
+
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 's.db'}", directions=["maximize", "minimize"])
+    queued = {"op_MatMul": True, "per_channel": True, "reduce_range": False}
+    study.enqueue_trial(queued)
+    popped = study.ask()
+    popped.suggest_categorical("op_MatMul", [False, True])
+    queue_retry(study, study._storage.get_trial(popped._trial_id), "its worker stopped sending heartbeats")
+    retry = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    assert retry.system_attrs["fixed_params"] == queued
+
+    sampled = study.ask()  # the retry, popped, drawn whole, its recipe stored
+    for name in queued:
+        sampled.suggest_categorical(name, [False, True])
+    set_trial_attrs(sampled, recipe={"mode": "dynamic"})
+    queue_retry(study, study._storage.get_trial(sampled._trial_id), "its worker stopped sending heartbeats")
+    again = study.get_trials(states=(optuna.trial.TrialState.WAITING,))[0]
+    assert again.system_attrs["fixed_params"] == queued and again.user_attrs["retry_of"] == sampled.number
 
 
 def _damaged(source: Path, target: Path, how: str) -> Path:

@@ -201,7 +201,8 @@ def test_a_silent_worker_on_another_host_has_its_trial_failed_and_queued_again(t
     for waiting in study.get_trials(states=(optuna.trial.TrialState.WAITING,)):  # no presets in the way
         study._storage.set_trial_state_values(waiting._trial_id, optuna.trial.TrialState.FAIL)
     silent = study.ask()
-    SearchSpace.from_dict(study.user_attrs["search_space"]).suggest(silent)
+    recipe = SearchSpace.from_dict(study.user_attrs["search_space"]).suggest(silent)
+    silent.set_user_attr("recipe", recipe.to_dict())  # drawn whole, as the runner records it
     silent.set_user_attr("worker", {"host": "another-host", "pid": 1})  # not ours to judge by pid
     study._storage.record_heartbeat(silent._trial_id)  # it beat once, then its machine went away
     time.sleep(2.5)

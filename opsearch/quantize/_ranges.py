@@ -13,13 +13,14 @@ channel leaves the other channels a few steps each (Bondarenko et al., EMNLP 202
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from opsearch.quantize._groups import GraphGroups, Group, find_groups
+from opsearch.quantize._smooth import SMOOTH_ROLES, STRENGTHS, smoothing_factors
 
 if TYPE_CHECKING:
     import onnx
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 # Operator types whose int8 computation the pass redoes (fused Attention and Conv are left unranked).
 _SIMULATED = ("MatMul", "Gemm", "Gather")
 BATCH_ROWS = 8
+HIGH_ERROR = 0.05  # a group's relative int8 error from which the report names whether smoothing brings it under
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,17 @@ class GroupRange:
     typical: float  # the median abs_max of the other groups of the same role
     channel_ratio: float  # the largest input channel's max |x| over the median channel's (NaN: no channels)
     error: dict[str, float]  # "dynamic" / "static" -> relative error of the group's outputs, quantized alone
+    # A projection of a smoothable role (quantize._smooth): its dynamic error with its input smoothed, by strength
+    # ("0.5" -> error); empty for other groups.
+    smoothed: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def best_smoothed(self) -> tuple[float, float] | None:
+        """(strength, dynamic error) of the strength that gives the smallest error; None when not smoothable."""
+        if not self.smoothed:
+            return None
+        alpha, error = min(self.smoothed.items(), key=lambda item: item[1])
+        return float(alpha), error
 
     @property
     def outlier(self) -> float:
@@ -64,7 +77,7 @@ class GroupRanges:
 
     @classmethod
     def from_dict(cls, data: dict) -> GroupRanges:
-        return cls(tuple(GroupRange(**g) for g in data["groups"]), int(data["rows"]))
+        return cls(tuple(GroupRange(**{"smoothed": {}, **g}) for g in data["groups"]), int(data["rows"]))
 
 
 def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *, rows: int = 32,
@@ -82,7 +95,8 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
         n = min(rows, len(next(iter(calibration.values()))))
         batches = _batches(session, calibration, n)
         stats = _activation_stats(session, wanted, batches)
-        sums = _error_sums(session, wanted, batches, jobs, stats)
+        smoothable = {g.key for g in groups.groups if g.role in SMOOTH_ROLES}
+        sums = _error_sums(session, wanted, batches, jobs, stats, smoothable)
     return GroupRanges(_group_ranges(groups, jobs, stats, sums), n)
 
 
@@ -140,9 +154,14 @@ def _activation_stats(session: ort.InferenceSession, wanted: list[str],
 
 
 def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[dict[str, np.ndarray]],
-                jobs: dict[str, list[_Job]], stats: dict[str, _Stats]) -> dict[str, dict[str, list[float]]]:
-    """Each group's summed squared int8 error and squared fp32 output, with per-call and with fixed ranges."""
-    sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0]} for key in jobs}
+                jobs: dict[str, list[_Job]], stats: dict[str, _Stats],
+                smoothable: set[str] = frozenset()) -> dict[str, dict[str, list[float]]]:
+    """Each group's summed squared int8 error and squared fp32 output, with per-call and with fixed ranges; for a
+    ``smoothable`` group's projections also with per-call ranges on the smoothed input, at each of STRENGTHS (keys
+    "smoothed@<a>")."""
+    smoothed = {f"smoothed@{a:g}": a for a in STRENGTHS}
+    sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0],
+                  **({name: [0.0, 0.0] for name in smoothed} if key in smoothable else {})} for key in jobs}
     # A second run over the batches: a static error needs the range over every row, known only after the first.
     for feeds in batches:
         values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
@@ -152,6 +171,12 @@ def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[
                     err, ref = job.error(values, stats, static=precision == "static")
                     sums[key][precision][0] += err
                     sums[key][precision][1] += ref
+                if key not in smoothable or job.weight is None or len(job.activations) != 1:
+                    continue
+                for name, alpha in smoothed.items():
+                    err, ref = job.error(values, stats, static=False, smoothing=alpha)
+                    sums[key][name][0] += err
+                    sums[key][name][1] += ref
     return sums
 
 
@@ -160,7 +185,9 @@ def _group_ranges(groups: GraphGroups, jobs: dict[str, list[_Job]], stats: dict[
     """A ``GroupRange`` for each group the pass could redo, in the graph's order of groups."""
     found = [(group, *_group_summary(jobs[group.key], stats, sums[group.key]))
              for group in groups.groups if jobs.get(group.key)]
-    return tuple(GroupRange(g.key, g.role, g.layer, float(a), _typical(found, g), float(c), e)
+    return tuple(GroupRange(g.key, g.role, g.layer, float(a), _typical(found, g), float(c),
+                            {p: v for p, v in e.items() if not p.startswith("smoothed@")},
+                            {p[len("smoothed@"):]: v for p, v in e.items() if p.startswith("smoothed@")})
                  for g, a, c, e in found)
 
 
@@ -172,7 +199,7 @@ def _group_summary(group_jobs: list[_Job], stats: dict[str, _Stats],
     channel = float(np.nanmax([j.channel_ratio(stats) for j in group_jobs])) if any(
         j.weight is not None and j.activations for j in group_jobs) else float("nan")
     error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums.items()
-             if any(p in j.precisions for j in group_jobs)}
+             if any(p in j.precisions for j in group_jobs) or (p.startswith("smoothed@") and r > 0)}
     return abs_max, channel, error
 
 
@@ -188,16 +215,28 @@ def format_ranges(ranges: GroupRanges, *, precision: str = "static") -> str:
     order = ranges.ranking(precision) + [g.key for g in ranges.groups if precision not in g.error]
     lines = [f"activation ranges on {ranges.rows} calibration rows, and each group's int8 output error quantized "
              f"alone (worst under {precision} first):",
-             f"{'group':<22}{'max |x|':>10}{'x typical':>10}{'channel':>9}{'dynamic err':>12}{'static err':>11}"]
+             f"{'group':<22}{'max |x|':>10}{'x typical':>10}{'channel':>9}{'dynamic err':>12}{'static err':>11}"
+             f"{'smoothed':>15}"]
     for key in order:
         g = by_key[key]
         err = "".join(f"{g.error[p]:>{w}.2%}" if p in g.error else f"{'-':>{w}}"
                       for p, w in (("dynamic", 12), ("static", 11)))
         channel = f"{g.channel_ratio:>8.1f}x" if np.isfinite(g.channel_ratio) else f"{'-':>9}"
-        lines.append(f"{key:<22}{g.abs_max:>10.3g}{g.outlier:>9.1f}x{channel}{err}")
+        best = g.best_smoothed
+        smoothed = f"{best[1]:.2%} @{best[0]:g}" if best is not None else "-"
+        lines.append(f"{key:<22}{g.abs_max:>10.3g}{g.outlier:>9.1f}x{channel}{err}{smoothed:>15}")
     lines.append("max |x|: the largest activation entering the group (a table: its largest weight); x typical: that "
                  "over the median of its role's other groups; channel: its largest input channel's max over the "
-                 "median channel's.")
+                 "median channel's; smoothed: its dynamic error with its input smoothed (--smoothing) at the "
+                 f"strength of {', '.join(f'{a:g}' for a in STRENGTHS)} that gives the least.")
+    rescued = [g for g in ranges.groups if g.best_smoothed is not None and "dynamic" in g.error
+               and g.error["dynamic"] >= HIGH_ERROR]
+    if rescued:
+        kept = [g.key for g in rescued if g.best_smoothed[1] >= HIGH_ERROR]
+        lines.append(f"{len(rescued)} group(s) lose {HIGH_ERROR:.0%} or more under dynamic int8; smoothing brings "
+                     f"{len(rescued) - len(kept)} of them under it"
+                     + (f"; for {', '.join(kept)} no strength does: keep them fp32 (the mixed mode's fp32 choice)"
+                        if kept else "") + ".")
     return "\n".join(lines)
 
 
@@ -234,11 +273,19 @@ class _Job:
         ratios = [float(c.max() / max(np.median(c), 1e-12)) for c in (stats[t].channels for t in self.activations)]
         return max(ratios)
 
-    def error(self, values: dict[str, np.ndarray], stats: dict[str, _Stats], *, static: bool) -> tuple[float, float]:
-        """The squared error of the node's int8 output, and the squared norm of its fp32 output."""
+    def error(self, values: dict[str, np.ndarray], stats: dict[str, _Stats], *, static: bool,
+              smoothing: float | None = None) -> tuple[float, float]:
+        """The squared error of the node's int8 output, and the squared norm of its fp32 output; ``smoothing``: with
+        its input smoothed at that strength first (a projection with one activation; per-call ranges)."""
         if self.op == "Gather":  # a table: its int8 rows against its fp32 rows (indices do not change)
             q = _dequant_weight(self.weight)
             return float(np.sum((q - self.weight) ** 2)), float(np.sum(self.weight ** 2))
+        if smoothing is not None:
+            x = values[self.activations[0]]
+            s = smoothing_factors(stats[self.activations[0]].channels, np.abs(self.weight).max(axis=1), smoothing)
+            ref = x @ self.weight
+            got = _dequant_activation(x / s, None) @ _dequant_weight(self.weight * s[:, None])
+            return float(np.sum((got - ref) ** 2)), float(np.sum(ref ** 2))
         xs = [values[t] for t in self.activations]
         quantized = [_dequant_activation(x, stats[t] if static else None) for x, t in zip(xs, self.activations,
                                                                                             strict=True)]

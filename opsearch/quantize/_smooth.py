@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 SMOOTH_ROLES = ("qkv", "attn_out", "ffn_in", "ffn_out")
 SMOOTHED_OPS = frozenset({"MatMul", "Gemm", "Attention"})  # the operator types of those projections
 SMOOTH_ROWS = 64  # calibration rows the channel maxima are taken over
+STRENGTHS = (0.5, 0.75, 0.85)  # the strengths the ranges pass tries (SmoothQuant's paper uses 0.5 to 0.85)
 _FACTOR_RANGE = (1e-4, 1e4)  # factors are clipped to this: a dead channel (max 0) is left alone (factor 1)
 _MARKER = "opsearch-smoothing.json"
 
@@ -159,6 +160,7 @@ def smooth(model: onnx.ModelProto, strengths: dict[str, float], maxima: dict[str
             p.input[0] = divided
         inserted.append((target.nodes[0], mul))
     _insert_before(graph, inserted)
+    _drop_unused_initializers(graph)
     return out
 
 
@@ -195,14 +197,30 @@ def _insert_before(graph, inserted: list) -> None:
         ordered.append(node)
     del graph.node[:]
     graph.node.extend(ordered)
-    _drop_unused_initializers(graph)
 
 
 def _drop_unused_initializers(graph) -> None:
-    used = {i for n in graph.node for i in n.input} | {o.name for o in graph.output}
+    """Remove the initializers nothing reads any more (the weights and norms replaced by smoothed copies)."""
+    used = _read_names(graph) | {o.name for o in graph.output} | {i.name for i in graph.input}
     keep = [init for init in graph.initializer if init.name in used]
     del graph.initializer[:]
     graph.initializer.extend(keep)
+
+
+def _read_names(graph) -> set[str]:
+    """Every tensor name a node of ``graph`` or of its subgraphs (If, Loop, Scan bodies) reads."""
+    import onnx
+
+    names = set()
+    for node in graph.node:
+        names.update(node.input)
+        for attr in node.attribute:
+            if attr.type == onnx.AttributeProto.GRAPH:
+                names |= _read_names(attr.g)
+            elif attr.type == onnx.AttributeProto.GRAPHS:
+                for sub in attr.graphs:
+                    names |= _read_names(sub)
+    return names
 
 
 def smoothing_key(strengths: dict[str, float]) -> str:

@@ -51,7 +51,7 @@ def export_trial(study: optuna.Study, number: int, out_dir: str | Path, *, stora
     context = StudyContext.stored(storage, study.study_name, progress=lambda line: None)
     measured, stored = TrialRecord.of(study.trials[number]), StudyRecord.of(study)
     recipe = QuantRecipe.from_dict(measured.recipe)
-    calibration = context.calibration if recipe.calibrated else None
+    calibration = context.calibration if recipe.needs_rows else None
     model = context.model
     # Written beside out_dir and renamed into place whole: a failed check or a full disk leaves nothing behind.
     with atomic_folder(out_dir, prefix=".export-", needs_bytes=2 * model.onnx_path.stat().st_size) as folder:

@@ -183,7 +183,7 @@ def _grids_html(report: StudyReport) -> str:
     grids = ""
     for r in report.front:
         if r.group_precisions:
-            grid_header, grid_rows, outside = precision_grid(r.group_precisions)
+            grid_header, grid_rows, outside = precision_grid(r.group_precisions, r.smoothed)
             grids += (f"<h3>trial {r.trial} ({esc(r.mode)} {esc(r.flags)})</h3>"
                       + (_table(grid_header, grid_rows) if grid_rows else "")
                       + (f"<p>Outside the layers: {esc(', '.join(outside))}</p>" if outside else ""))

@@ -72,7 +72,7 @@ def _grids(report: StudyReport) -> list[str]:
         return []
     parts = ["## Precision per layer and role", "", f"{GRID_LEGEND}.", ""]
     for r in grids:
-        header, rows, outside = precision_grid(r.group_precisions)
+        header, rows, outside = precision_grid(r.group_precisions, r.smoothed)
         parts += [f"**trial {r.trial}** ({r.mode} {r.flags})", ""]
         if rows:
             parts += [markdown_table(header, rows), ""]

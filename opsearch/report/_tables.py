@@ -77,7 +77,8 @@ def matrix_table_rows(effects: StudyEffects) -> tuple[list[str], list[list[objec
 
 # A precision as one grid cell: fp32 stays blank-ish, a partial group shows its kinds' node counts ("D2/3").
 _CELL = {"fp32": "-", "dynamic": "D", "static": "S", "weight_only": "W"}
-GRID_LEGEND = "D dynamic int8, S static int8 (QDQ), W weight-only, - fp32; D2/3: 2 of the group's 3 nodes"
+GRID_LEGEND = ("D dynamic int8, S static int8 (QDQ), W weight-only, - fp32; D2/3: 2 of the group's 3 nodes; "
+               "~ smoothed (its input's outlier channels moved into its weights)")
 
 
 def _cell_of(precision: str) -> str:
@@ -87,9 +88,11 @@ def _cell_of(precision: str) -> str:
     return "".join(f"{_CELL.get(kind, kind)}{count}" for kind, count in zip(parts[::2], parts[1::2], strict=False))
 
 
-def precision_grid(groups: dict[str, str]) -> tuple[list[str], list[list[str]], list[str]]:
+def precision_grid(groups: dict[str, str], smoothed: tuple[str, ...] = ()) -> tuple[list[str], list[list[str]],
+                                                                                    list[str]]:
     """A trial's group precisions as a layer x role grid: (header, one row per layer, the groups outside the
-    layers as "role cell" words). Empty for a trial that recorded no groups."""
+    layers as "role cell" words), a quantized group of a ``smoothed`` role marked "~". Empty for a trial that
+    recorded no groups."""
     from opsearch.quantize import LAYER_ROLES
 
     layers: dict[int, dict[str, str]] = {}
@@ -97,7 +100,8 @@ def precision_grid(groups: dict[str, str]) -> tuple[list[str], list[list[str]], 
     for key, precision in groups.items():
         if key.startswith("layer.") and "/" in key:
             index, role = key[len("layer."):].split("/", 1)
-            layers.setdefault(int(index), {})[role] = _cell_of(precision)
+            mark = "~" if role in smoothed and precision != "fp32" else ""
+            layers.setdefault(int(index), {})[role] = _cell_of(precision) + mark
         else:
             outside.append(f"{key} {_cell_of(precision)}")
     roles = [r for r in LAYER_ROLES if any(r in row for row in layers.values())]

@@ -64,7 +64,7 @@ def grid_lines(report: StudyReport) -> list[str]:
         return []
     lines = [f"Precision per layer and role of the front's configurations ({GRID_LEGEND}):"]
     for r in front:
-        header, rows, outside = precision_grid(r.group_precisions)
+        header, rows, outside = precision_grid(r.group_precisions, r.smoothed)
         lines.append(f"  trial {r.trial} ({r.mode}{' ' + r.flags if r.flags else ''}):")
         if rows:
             table = pd.DataFrame(rows, columns=header)

@@ -114,13 +114,15 @@ class StudyContext:
         model = prepare_model(cfg.model, cache_dir=self.cache_dir, task=cfg.task, notify=self.progress,
                               evaluator=cfg.evaluator is not None)
         if not has_tokenizer(model.folder):  # a plain ONNX model, evaluated by the user's evaluator
-            needs = [what for what, needed in (("static calibration", cfg.needs_calibration),
+            needs = [what for what, needed in (("static calibration", any(m in cfg.modes for m in CALIBRATED_MODES)),
                                                ("the mixed mode's ranges pass", "mixed" in cfg.modes),
+                                               ("--smoothing", bool(cfg.smoothing)),
                                                ("--end-to-end", cfg.end_to_end)) if needed]
             if needs:
                 raise StudyError(f"{' and '.join(needs)} need the model's tokenizer, and there is none beside "
                                  f"{str(model.onnx_path)!r}: save it there (tokenizer.save_pretrained(folder)), or "
-                                 "search --modes dynamic,weight_only.")
+                                 "search --modes dynamic,weight_only" + (" --smoothing off" if cfg.smoothing else "")
+                                 + ".")
             self.progress("model: no tokenizer beside it: your evaluator scores it, and it is timed on inputs of "
                           f"its own signature ({cfg.max_length} tokens a row, drawn at random)")
         self.progress(f"model: {model.onnx_path} ({model.task}), ready in {time.perf_counter() - started:.1f} s")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from opsearch.quantize import QuantRecipe, quantizable_registry
+from opsearch.quantize import SMOOTH_ROLES, QuantRecipe, quantizable_registry
 from opsearch.search._space import SearchSpace, params_key
 
 # The instruction sets optimum has a preset for on x86-64 and ARM CPUs.
@@ -91,6 +91,8 @@ def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
     - "dynamic: weight MatMuls only": the MatMuls with a constant weight, dynamic int8; the MatMuls of two
       activations (attention's scores and context) stay fp32, where the graph has any. Intel Neural Compressor's
       default: each of those costs a DynamicQuantizeLinear per input for an int8 GEMM on tiny tiles.
+    - "dynamic: weight MatMuls only, every role smoothed at A", where the study searches smoothing: the same with
+      each role's input outliers moved into its weights at the first strength searched (quantize._smooth).
 
     Empty without dynamic mode. The weights-only recipe quantizes the exported graph when the space holds it.
     """
@@ -108,8 +110,13 @@ def starting_points(space: SearchSpace) -> list[tuple[str, QuantRecipe]]:
                 **base)))
     if "MatMul" in space.operators_for(fusion, "dynamic"):
         weights_only = space.asks_weights_only(fusion, "dynamic", ("MatMul",))  # False: no activation MatMul
-        kinds.append(("dynamic: weight MatMuls only", QuantRecipe(
-            operators_to_quantize=("MatMul",), fusion=fusion, matmul_weights_only=weights_only, **base)))
+        plain = QuantRecipe(operators_to_quantize=("MatMul",), fusion=fusion, matmul_weights_only=weights_only,
+                            **base)
+        kinds.append(("dynamic: weight MatMuls only", plain))
+        if space.smoothing:
+            alpha = space.smoothing[0]
+            kinds.append((f"dynamic: weight MatMuls only, every role smoothed at {alpha:g}", dataclasses.replace(
+                plain, smoothing=tuple((role, alpha) for role in SMOOTH_ROLES))))
     return kinds
 
 

@@ -188,7 +188,7 @@ def study_sensitivity(*, storage: str, study_name: str, trial: int | None = None
         return evaluation.score, evaluation.outputs
 
     return measure_sensitivity(recipe, fp32_path=context.model.onnx_path, evaluate=evaluate, by=by,
-                               calibration=context.calibration if recipe.calibrated else None,
+                               calibration=context.calibration if recipe.needs_rows else None,
                                cache_dir=context.cache_dir, max_excluded=max_excluded, progress=progress)
 
 

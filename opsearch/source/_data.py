@@ -349,7 +349,8 @@ def _fit_size(config: StudyConfig, task: str, rows: int) -> tuple[int, str]:
         return config.fit_size, "calibration/probes (fit_size)"
     uses = []
     if config.needs_calibration:
-        uses.append(("static calibration", config.calibration_rows))
+        static = any(m in ("static", "mixed") for m in config.modes)
+        uses.append(("static calibration" if static else "smoothing", config.calibration_rows))
     if task == "embedding":
         uses.append(("the probe", config.probe_samples))
     if not uses:

@@ -68,6 +68,7 @@ class TrialRow:
     tie_group: int | None = None  # the front session's tie group it shares with others (0 = the fastest), if any
     quantized_nodes: int = 0  # nodes computed in int8
     group_precisions: dict = field(default_factory=dict)  # group key -> precision in the quantized graph
+    smoothed: tuple[str, ...] = ()  # the roles whose projections' inputs were smoothed (quantize._smooth)
     accuracy_batch_size: int = 1  # the batch its accuracy was evaluated in
     stopped_early: str = ""  # why early stopping cut its evaluation (then untimed) or its timing short
     evaluated_rows: int | None = None  # the evaluation rows it answered (None: not recorded)
@@ -268,6 +269,7 @@ def _row(trial: optuna.trial.FrozenTrial, remeasured: dict | None, reference: fl
         constraint=constraint_state(low, high, None if max_accuracy_loss is None else 100 * max_accuracy_loss),
         quantized_nodes=sum(record.quantized_nodes.values()),
         group_precisions=dict(record.group_precisions),
+        smoothed=tuple(role for role, _ in recipe.get("smoothing", ())),
         accuracy_batch_size=record.accuracy_batch_size,
         stopped_early=record.stopped_early,
         evaluated_rows=record.evaluated_rows,

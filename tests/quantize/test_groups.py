@@ -16,8 +16,10 @@ from families import family_graphs as make_family_graphs
 
 from opsearch.quantize import (
     LAYER_ROLES,
+    GroupRanges,
     QuantRecipe,
     find_groups,
+    format_ranges,
     measure_ranges,
     plan,
     quantize,
@@ -150,6 +152,15 @@ def test_the_ranges_pass_ranks_an_injected_outlier_first(family_graphs, tmp_path
         assert injected.ranking(precision)[0] == "layer.1/ffn_in"
     worst = {g.key: g for g in injected.groups}["layer.1/ffn_in"]
     assert worst.channel_ratio > 50 and worst.outlier > 20
+    # smoothing moves the outlier channel into the weight: the pass says how far that brings the error down
+    alpha, smoothed = worst.best_smoothed
+    assert smoothed < 0.6 * worst.error["dynamic"] and alpha in (0.5, 0.75, 0.85)
+    assert set(worst.smoothed) == {"0.5", "0.75", "0.85"}
+    assert {g.key for g in injected.groups if g.smoothed} == {
+        f"layer.{i}/{r}" for i in range(LAYERS) for r in ("qkv", "attn_out", "ffn_in", "ffn_out")}
+    text = format_ranges(injected, precision="dynamic")
+    assert f"{smoothed:.2%} @{alpha:g}" in next(line for line in text.splitlines() if line.startswith("layer.1/ffn_in"))
+    assert GroupRanges.from_dict(injected.to_dict()) == injected
     assert {g.key for g in injected.groups} >= {f"layer.{i}/{r}" for i in range(LAYERS) for r in LAYER_ROLES}
 
 

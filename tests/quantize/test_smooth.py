@@ -119,6 +119,8 @@ def test_the_division_is_folded_into_a_layernorm_only_when_nothing_else_reads_it
         assert not muls and [n.name for n in smoothed.graph.node] == ["norm", "proj"]
         np.testing.assert_allclose(inits[norm.input[1]], [3.0, 0.5] / s, rtol=1e-6)
         np.testing.assert_allclose(inits[norm.input[2]], [0.2, -0.1] / s, rtol=1e-6)
+    used = {i for n in smoothed.graph.node for i in n.input}
+    assert {i.name for i in smoothed.graph.initializer} <= used  # the replaced weight (and norm) dropped
     for before, after in zip(_run_all(model, {"x": x}), _run_all(smoothed, {"x": x}), strict=True):
         np.testing.assert_allclose(after, before, rtol=1e-5, atol=1e-6)
 

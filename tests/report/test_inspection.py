@@ -44,6 +44,20 @@ def test_the_ranges_pass_follows_the_table() -> None:
     assert "layer.0/ffn_out" in ranges and "20.6x" in ranges  # 412 over its role's typical 20
 
 
+def test_the_ranges_pass_says_what_smoothing_would_do_and_which_groups_it_cannot_bring_under() -> None:
+    ranges = GroupRanges((
+        GroupRange("layer.0/ffn_in", "ffn_in", 0, 30.0, 30.0, 18.0, {"dynamic": 0.20}, {"0.5": 0.03, "0.75": 0.02}),
+        GroupRange("layer.0/ffn_out", "ffn_out", 0, 412.0, 20.0, 37.5, {"dynamic": 0.31}, {"0.5": 0.12, "0.85": 0.09}),
+        GroupRange("embeddings", "embeddings", None, 1.0, 1.0, float("nan"), {"dynamic": 0.01})), rows=16)
+    text = format_inspection(Inspection("m", "classification", GRAPH, GROUPS, ranges)).split("\n\n")[-1]
+    rows = {line.split()[0]: line.split() for line in text.splitlines()[2:5]}
+    assert rows["layer.0/ffn_in"][-2:] == ["2.00%", "@0.75"] and rows["layer.0/ffn_out"][-2:] == ["9.00%", "@0.85"]
+    assert rows["embeddings"][-1] == "-"
+    assert text.splitlines()[-1] == ("2 group(s) lose 5% or more under dynamic int8; smoothing brings 1 of them under "
+                                     "it; for layer.0/ffn_out no strength does: keep them fp32 (the mixed mode's fp32 "
+                                     "choice).")
+
+
 def test_json_holds_the_graph_the_groups_and_the_ranges() -> None:
     data = json.loads(inspection_json(Inspection("m", "classification", GRAPH, GROUPS, RANGES)))
     assert (data["model"], data["task"], data["path"]) == ("m", "classification", "model.onnx")

@@ -91,7 +91,8 @@ def test_markdown_of_a_report_made_by_hand() -> None:
     assert [int(row[0]) for row in front] == FRONT
     marks = {int(row[0]): row[1] for row in front}
     assert marks[KNEE] == "knee" and marks[BEST] == "best within limit"
-    assert _markdown_table(text, "layer") == [["0", "D", "-"]]  # trial 1's precision grid
+    # trial 1's precision grid: its smoothed FFN input marked; its FFN output, fp32, is not smoothed at all
+    assert _markdown_table(text, "layer") == [["0", "D~", "-"]]
     assert "- trial 3: dominated by trial 2 after 5 rounds (10.0 s evaluating, 5.0 s timing)" in text
     effects = _markdown_table(text, "setting")
     assert effects[0][:6] == ["op_MatMul", "4", "3", "+0.512", "+0.301 to +0.723", "+0.25"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import optuna
 import pytest
 from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
-from opsearch.quantize import GraphInfo, OperatorInfo, QuantRecipe
+from opsearch.quantize import SMOOTH_ROLES, GraphInfo, OperatorInfo, QuantRecipe
 from opsearch.search import SearchSpace, from_optimum, preset_recipes, presets
 
 
@@ -114,6 +116,22 @@ def test_the_starting_points_read_from_the_graph_come_first_then_optimums_preset
     assert not recipes["dynamic: MatMul only"].matmul_weights_only  # optimum's: every MatMul
     for preset in found:  # each a point of the space that gives back its recipe
         assert _minilm_like().suggest(optuna.trial.FixedTrial(preset.params)) == preset.recipe
+
+
+def test_a_study_searching_smoothing_starts_with_the_weight_matmuls_smoothed_too() -> None:
+    """Smoothing searched: right after the unsmoothed weight-MatMul starting point, the same with every role
+    smoothed at the first strength, a starting point too (never pruned), then its per-channel twin."""
+    space = dataclasses.replace(_minilm_like(), smoothing=(0.5, 0.85))
+    found = presets(space)
+    names = [p.name for p in found]
+    smoothed = "dynamic: weight MatMuls only, every role smoothed at 0.5"
+    assert names[:3] == ["dynamic: O2 fused attention", "dynamic: weight MatMuls only", smoothed]
+    assert f"{smoothed}, per-channel" in names
+    preset = found[2]
+    assert preset.starting and preset.recipe == QuantRecipe(
+        "dynamic", ("MatMul",), matmul_weights_only=True, smoothing=tuple((r, 0.5) for r in SMOOTH_ROLES))
+    assert space.suggest(optuna.trial.FixedTrial(preset.params)) == preset.recipe
+    assert not any("smoothed" in name for name in (p.name for p in presets(_minilm_like())))  # not searched
 
 
 def test_the_fused_starting_point_needs_a_fusion_that_made_attention() -> None:

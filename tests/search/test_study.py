@@ -156,8 +156,9 @@ def test_trial_left_running_by_a_dead_process_is_marked_failed(tmp_path, tiny_ch
     orphan.set_user_attr("worker", {"host": socket.gethostname(), "pid": _dead_pid()})
     from opsearch.search import SearchSpace
 
-    space = SearchSpace({m: tuple(ops) for m, ops in study.user_attrs["search_space"]["operators"].items()})
-    space.suggest(orphan)  # it had drawn its configuration before the process died
+    space = SearchSpace.from_dict(study.user_attrs["search_space"])
+    recipe = space.suggest(orphan)  # it had drawn its configuration before the process died
+    orphan.set_user_attr("recipe", recipe.to_dict())  # as the runner stores it, once drawn whole
     orphan_params = study.trials[orphan.number].params
     resumed = resume_study(storage=config.resolved_storage(), study_name="tiny", n_trials=1,
                            progress=lambda line: None)
@@ -182,6 +183,7 @@ def test_two_processes_sweeping_one_orphan_at_once_fail_it_and_queue_it_once(tmp
     study = optuna.create_study(storage=open_storage(storage.format(tmp_path)), study_name="s")
     orphan = study.ask()
     orphan.suggest_categorical("x", [1, 2])
+    orphan.set_user_attr("recipe", {"mode": "dynamic"})  # drawn whole: a configuration to queue again
     orphan.set_user_attr("worker", {"host": socket.gethostname(), "pid": _dead_pid()})
     seen_by_second = study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     lines: list[str] = []

@@ -278,6 +278,16 @@ def tiny_onnx(tiny_checkpoint, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def family_graphs(tmp_path_factory) -> dict[tuple[str, str], Path]:
+    """Tiny classifiers of six encoder families, each exported and fused at O2, made once for the session: the
+    graph-reading tests of tests/quantize share them (``tests/quantize/families.py``, on their import path)."""
+    from families import FAMILIES
+    from families import family_graphs as make
+
+    return make(FAMILIES, tmp_path_factory.mktemp("families"))
+
+
+@pytest.fixture(scope="session")
 def tiny_csv(tmp_path_factory) -> Path:
     return write_table(tmp_path_factory.mktemp("data") / "tiny.csv", sentiment_rows(240))
 

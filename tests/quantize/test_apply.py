@@ -8,7 +8,6 @@ import numpy as np
 import onnx
 import pytest
 from conftest import sentiment_rows
-from families import family_graphs
 from transformers import AutoTokenizer
 
 from opsearch.errors import TrialFailed
@@ -276,9 +275,9 @@ def test_the_flag_is_kept_only_where_it_decides_the_graph(recipe, expected: bool
 
 
 @pytest.fixture(scope="module")
-def mpnet(tmp_path_factory) -> dict[tuple[str, str], Path]:
+def mpnet(family_graphs) -> dict[tuple[str, str], Path]:
     """A tiny MPNet, exported and O2-fused: the optimizer leaves its attention unfused, activation MatMuls stand."""
-    return family_graphs(("mpnet",), tmp_path_factory.mktemp("mpnet"))
+    return {key: path for key, path in family_graphs.items() if key[0] == "mpnet"}
 
 
 def test_a_fused_dynamic_recipe_keeps_the_graph_it_always_gave(mpnet, tmp_path: Path) -> None:

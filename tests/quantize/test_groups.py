@@ -5,14 +5,12 @@ from __future__ import annotations
 
 import warnings
 from collections import Counter
-from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 from conftest import VOCAB
 from families import FAMILIES, LAYERS
-from families import family_graphs as make_family_graphs
 
 from opsearch.quantize import (
     LAYER_ROLES,
@@ -24,12 +22,6 @@ from opsearch.quantize import (
     plan,
     quantize,
 )
-
-
-@pytest.fixture(scope="module")
-def family_graphs(tmp_path_factory) -> dict[tuple[str, str], Path]:
-    """Each family's exported graph ("none") and its O2 fusion, made once for the module."""
-    return make_family_graphs(FAMILIES, tmp_path_factory.mktemp("families"))
 
 
 @pytest.mark.parametrize("fusion", ["none", "O2"])

@@ -12,7 +12,6 @@ import onnxruntime as ort
 import pytest
 from conftest import sentiment_rows
 from families import LAYERS
-from families import family_graphs as make_family_graphs
 from onnx import TensorProto, helper, numpy_helper
 
 from opsearch.quantize import QuantRecipe, find_groups, quantize
@@ -29,8 +28,8 @@ ALL = {role: 0.5 for role in SMOOTH_ROLES}
 
 
 @pytest.fixture(scope="module")
-def graphs(tmp_path_factory) -> dict[tuple[str, str], Path]:
-    return make_family_graphs(("bert", "distilbert"), tmp_path_factory.mktemp("smooth-families"))
+def graphs(family_graphs) -> dict[tuple[str, str], Path]:
+    return family_graphs
 
 
 def _calibration(rows: int = 16, length: int = 12, seed: int = 0) -> dict[str, np.ndarray]:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from opsearch.quantize._activations import Stats, activation_stats, calibration_batches, expose, exposed_session
 from opsearch.quantize._groups import GraphGroups, Group, find_groups
 from opsearch.quantize._smooth import SMOOTH_ROLES, STRENGTHS, smoothing_factors
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 # Operator types whose int8 computation the pass redoes (fused Attention and Conv are left unranked).
 _SIMULATED = ("MatMul", "Gemm", "Gather")
-BATCH_ROWS = 8
 HIGH_ERROR = 0.05  # a group's relative int8 error from which the report names whether smoothing brings it under
 
 
@@ -89,12 +89,12 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
     groups = find_groups(model)
     jobs = _group_jobs(model, groups)
     wanted = sorted({t for js in jobs.values() for j in js for t in j.activations})
-    _expose(model, wanted)
+    expose(model, wanted)
     with tempfile.TemporaryDirectory(prefix="opsearch-ranges-") as tmp:
-        session = _session(model, Path(tmp), threads)
+        session = exposed_session(model, Path(tmp), threads)
         n = min(rows, len(next(iter(calibration.values()))))
-        batches = _batches(session, calibration, n)
-        stats = _activation_stats(session, wanted, batches)
+        batches = calibration_batches(session, calibration, n)
+        stats = activation_stats(session, wanted, batches)
         smoothable = {g.key for g in groups.groups if g.role in SMOOTH_ROLES}
         sums = _error_sums(session, wanted, batches, jobs, stats, smoothable)
     return GroupRanges(_group_ranges(groups, jobs, stats, sums), n)
@@ -113,48 +113,8 @@ def _group_jobs(model: onnx.ModelProto, groups: GraphGroups) -> dict[str, list[_
     return jobs
 
 
-def _expose(model: onnx.ModelProto, tensors: list[str]) -> None:
-    """Add each of ``tensors`` that is not yet an output of ``model``'s graph to its outputs."""
-    import onnx
-
-    existing = {o.name for o in model.graph.output}
-    for tensor in tensors:
-        if tensor not in existing:
-            model.graph.output.append(onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, None))
-
-
-def _session(model: onnx.ModelProto, folder: Path, threads: int) -> ort.InferenceSession:
-    """A CPU session on ``model``, saved into ``folder``, that runs the graph exactly as it is written."""
-    import onnx
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # keep every tensor
-    path = folder / "model.onnx"
-    onnx.save_model(model, str(path), save_as_external_data=model.ByteSize() > 2**31 - 2**26,
-                    location="model.onnx.data")
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def _batches(session: ort.InferenceSession, calibration: dict[str, np.ndarray], n: int) -> list[dict[str, np.ndarray]]:
-    """The first ``n`` calibration rows as the session's feeds, ``BATCH_ROWS`` rows a batch."""
-    names = {i.name for i in session.get_inputs()}
-    return [{k: v[i:i + BATCH_ROWS] for k, v in calibration.items() if k in names} for i in range(0, n, BATCH_ROWS)]
-
-
-def _activation_stats(session: ort.InferenceSession, wanted: list[str],
-                      batches: list[dict[str, np.ndarray]]) -> dict[str, _Stats]:
-    """Each of the ``wanted`` activations' range over all the batches (the range static calibration fixes)."""
-    stats = {t: _Stats() for t in wanted}
-    for feeds in batches:
-        for tensor, value in zip(wanted, session.run(wanted, feeds), strict=True):
-            stats[tensor].add(value)
-    return stats
-
-
 def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[dict[str, np.ndarray]],
-                jobs: dict[str, list[_Job]], stats: dict[str, _Stats],
+                jobs: dict[str, list[_Job]], stats: dict[str, Stats],
                 smoothable: set[str] = frozenset()) -> dict[str, dict[str, list[float]]]:
     """Each group's summed squared int8 error and squared fp32 output, with per-call and with fixed ranges; for a
     ``smoothable`` group's projections also with per-call ranges on the smoothed input, at each of STRENGTHS (keys
@@ -180,7 +140,7 @@ def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[
     return sums
 
 
-def _group_ranges(groups: GraphGroups, jobs: dict[str, list[_Job]], stats: dict[str, _Stats],
+def _group_ranges(groups: GraphGroups, jobs: dict[str, list[_Job]], stats: dict[str, Stats],
                   sums: dict[str, dict[str, list[float]]]) -> tuple[GroupRange, ...]:
     """A ``GroupRange`` for each group the pass could redo, in the graph's order of groups."""
     found = [(group, *_group_summary(jobs[group.key], stats, sums[group.key]))
@@ -191,7 +151,7 @@ def _group_ranges(groups: GraphGroups, jobs: dict[str, list[_Job]], stats: dict[
                  for g, a, c, e in found)
 
 
-def _group_summary(group_jobs: list[_Job], stats: dict[str, _Stats],
+def _group_summary(group_jobs: list[_Job], stats: dict[str, Stats],
                    sums: dict[str, list[float]]) -> tuple[float, float, dict[str, float]]:
     """A group's largest input range, its largest channel ratio, and its relative error under each precision."""
     abs_max = max(j.abs_max(stats) for j in group_jobs)
@@ -240,18 +200,6 @@ def format_ranges(ranges: GroupRanges, *, precision: str = "static") -> str:
     return "\n".join(lines)
 
 
-class _Stats:
-    """An activation's running min, max and per-channel max |x| (the last axis is the channel)."""
-
-    def __init__(self) -> None:
-        self.low, self.high, self.channels = 0.0, 0.0, None
-
-    def add(self, value: np.ndarray) -> None:
-        self.low, self.high = min(self.low, float(value.min())), max(self.high, float(value.max()))
-        per_channel = np.abs(value.reshape(-1, value.shape[-1])).max(axis=0)
-        self.channels = per_channel if self.channels is None else np.maximum(self.channels, per_channel)
-
-
 @dataclass
 class _Job:
     """One node's int8 computation: activations by tensor name, a constant weight (or None), and how to apply."""
@@ -261,19 +209,19 @@ class _Job:
     weight: np.ndarray | None
     precisions: tuple[str, ...]
 
-    def abs_max(self, stats: dict[str, _Stats]) -> float:
+    def abs_max(self, stats: dict[str, Stats]) -> float:
         if not self.activations:
             return float(np.abs(self.weight).max())
         return max(max(-stats[t].low, stats[t].high) for t in self.activations)
 
-    def channel_ratio(self, stats: dict[str, _Stats]) -> float:
+    def channel_ratio(self, stats: dict[str, Stats]) -> float:
         """Over the input's features; NaN where the last axis is no feature (a table, or attention's scores)."""
         if not self.activations or self.weight is None:
             return float("nan")
         ratios = [float(c.max() / max(np.median(c), 1e-12)) for c in (stats[t].channels for t in self.activations)]
         return max(ratios)
 
-    def error(self, values: dict[str, np.ndarray], stats: dict[str, _Stats], *, static: bool,
+    def error(self, values: dict[str, np.ndarray], stats: dict[str, Stats], *, static: bool,
               smoothing: float | None = None) -> tuple[float, float]:
         """The squared error of the node's int8 output, and the squared norm of its fp32 output; ``smoothing``: with
         its input smoothed at that strength first (a projection with one activation; per-call ranges)."""
@@ -316,7 +264,7 @@ def _job(node, weights: dict) -> _Job | None:
     return None
 
 
-def _dequant_activation(x: np.ndarray, fixed: _Stats | None) -> np.ndarray:
+def _dequant_activation(x: np.ndarray, fixed: Stats | None) -> np.ndarray:
     """uint8 asymmetric per tensor: as a calibrated QuantizeLinear (``fixed``'s range), or as DynamicQuantizeLinear
     with the range of each call, one row per call (the timed workload's batch of one)."""
     axes = tuple(range(1, x.ndim))

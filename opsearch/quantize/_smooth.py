@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from opsearch._files import atomic_folder
+from opsearch.quantize._activations import activation_stats, calibration_batches, expose, exposed_session
 from opsearch.quantize._groups import find_groups
 
 if TYPE_CHECKING:
@@ -103,17 +104,12 @@ def channel_maxima(model_path: str | Path, calibration: dict[str, np.ndarray], t
     """Each of ``tensors``' largest ``|x|`` per channel (its last axis) over the first ``rows`` calibration rows."""
     import onnx
 
-    from opsearch.quantize._ranges import _batches, _expose, _session, _Stats
-
     model = onnx.load(str(model_path))
-    _expose(model, tensors)
+    expose(model, tensors)
     with tempfile.TemporaryDirectory(prefix="opsearch-smooth-") as tmp:
-        session = _session(model, Path(tmp), threads)
+        session = exposed_session(model, Path(tmp), threads)
         n = min(rows, len(next(iter(calibration.values()))))
-        stats = {t: _Stats() for t in tensors}
-        for feeds in _batches(session, calibration, n):
-            for tensor, value in zip(tensors, session.run(tensors, feeds), strict=True):
-                stats[tensor].add(value)
+        stats = activation_stats(session, tensors, calibration_batches(session, calibration, n))
     return {t: s.channels for t, s in stats.items()}
 
 

@@ -113,7 +113,7 @@ sys.path[:0] = [str(REPO), str(REPO / "tests")]  # this checkout's opsearch; the
 from postgres import NoPostgres, Postgres, throwaway_postgres  # noqa: E402  (tests/postgres.py, shared)
 
 from opsearch.config import duration_seconds  # noqa: E402  (the flag's parser, as the workers read it)
-from opsearch.store import connection_lost  # noqa: E402  (what the workers wait out, read the same way)
+from opsearch.store import configuration_of, connection_lost  # noqa: E402  (read as the workers read them)
 
 STUDY = "soak"
 SIGNALS = (signal.SIGKILL, signal.SIGINT)
@@ -887,7 +887,7 @@ def check(target: Target, trials: list | None = None) -> Outcome:
             continue  # a failure of its own (a broken model, a crash of its trial process): tried, not lost
         # What it was to measure: its parameters once all were drawn ("recipe" is stored then), else those it
         # was queued with (a preset, a retry); a sampled trial cut off while drawing had chosen nothing yet.
-        drawn = _configuration(t)
+        drawn = configuration_of(t)
         if not again:
             if drawn:
                 lost.append(t.number)
@@ -900,7 +900,7 @@ def check(target: Target, trials: list | None = None) -> Outcome:
                                         "again" + (sigint_note if today(t) else ""), today(t)))
             continue
         for r in again:
-            ran = _configuration(r)
+            ran = configuration_of(r)
             if drawn and ran != drawn:
                 differ = {k: (drawn.get(k), (ran or {}).get(k)) for k in sorted({*drawn, *(ran or {})})
                           if drawn.get(k) != (ran or {}).get(k)}
@@ -973,12 +973,6 @@ def dump_trials(trials: list, path: Path) -> None:
              "start": str(t.datetime_start), "complete": str(t.datetime_complete), **_provenance(t)}
             for t in sorted(trials, key=lambda t: t.number)]
     path.write_text(json.dumps(rows, indent=1, default=str))
-
-
-def _configuration(trial) -> dict | None:
-    if "recipe" in trial.user_attrs:
-        return trial.params
-    return trial.system_attrs.get("fixed_params")
 
 
 # The summary --------------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ METRIC_TITLES = {"accuracy": "accuracy", "f1_macro": "macro F1", "f1_micro": "mi
 # (GatherBlockQuantized), through onnxruntime.quantization.matmul_nbits_quantizer.
 # mixed: a precision per group of layers and roles (opsearch.quantize's groups), static and dynamic in one model
 MODES = ("dynamic", "static", "weight_only", "mixed")
+CALIBRATED_MODES = ("static", "mixed")  # the modes that calibrate activation ranges on fit rows
 # weight_only's choices: bits per weight, weights per block (one scale each), and MatMulNBits' accuracy_level
 # (0: float compute; 4: int8 compute where the CPU has a kernel). Embeddings are quantized to 4 bits.
 WEIGHT_BITS = (4, 8)

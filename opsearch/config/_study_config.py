@@ -21,6 +21,7 @@ from typing import Any
 
 from opsearch.config._choices import (
     ACTIVATION_TYPES,
+    CALIBRATED_MODES,
     CALIBRATION_METHODS,
     ENUMERATE,
     ESTIMATORS,
@@ -350,10 +351,16 @@ class StudyConfig:
     # Derived values ---------------------------------------------------------------------------------------
 
     @property
+    def calibrates(self) -> bool:
+        """True when a searched mode calibrates activation ranges on fit rows (CALIBRATED_MODES: static, and mixed:
+        its static groups and its ranges pass)."""
+        return any(mode in CALIBRATED_MODES for mode in self.modes)
+
+    @property
     def needs_calibration(self) -> bool:
-        """True when a searched mode calibrates activation ranges on fit rows (static, and mixed: its static
-        groups and its ranges pass), or smoothing takes the activations' channel maxima on them."""
-        return any(mode in ("static", "mixed") for mode in self.modes) or bool(self.smoothing)
+        """True when the study reads calibration rows: a mode calibrates, or smoothing takes the activations'
+        channel maxima on them."""
+        return self.calibrates or bool(self.smoothing)
 
     @property
     def calibration_rows(self) -> int:

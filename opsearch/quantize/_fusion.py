@@ -42,7 +42,7 @@ def fused_model(fp32_path: Path, level: str, *, cache_dir: Path) -> Path:
         return fp32_path
     fp32_path = Path(fp32_path)
     target = Path(cache_dir) / "fused" / level
-    source = _source_stamp(fp32_path)
+    source = source_stamp(fp32_path)
     marker = target / _MARKER
     if marker.is_file() and (target / "model.onnx").is_file():
         try:
@@ -56,7 +56,8 @@ def fused_model(fp32_path: Path, level: str, *, cache_dir: Path) -> Path:
     return target / "model.onnx"
 
 
-def _source_stamp(path: Path) -> dict:
+def source_stamp(path: Path) -> dict:
+    """What identifies a source model file for a graph cached from it: its path, size and modification time."""
     stat = path.stat()
     return {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 

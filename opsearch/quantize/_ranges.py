@@ -95,9 +95,10 @@ def measure_ranges(model_path: str | Path, calibration: dict[str, np.ndarray], *
         n = min(rows, len(next(iter(calibration.values()))))
         batches = calibration_batches(session, calibration, n)
         stats = activation_stats(session, wanted, batches)
-        smoothable = {g.key for g in groups.groups if g.role in SMOOTH_ROLES}
-        sums = _error_sums(session, wanted, batches, jobs, stats, smoothable)
-    return GroupRanges(_group_ranges(groups, jobs, stats, sums), n)
+        sums = _error_sums(session, wanted, batches, jobs, stats)
+        smoothable = {key: js for key, js in jobs.items() if groups.by_key()[key].role in SMOOTH_ROLES}
+        smoothed = _smoothed_errors(session, wanted, batches, smoothable, stats)
+    return GroupRanges(_group_ranges(groups, jobs, stats, sums, smoothed), n)
 
 
 def _group_jobs(model: onnx.ModelProto, groups: GraphGroups) -> dict[str, list[_Job]]:
@@ -114,14 +115,9 @@ def _group_jobs(model: onnx.ModelProto, groups: GraphGroups) -> dict[str, list[_
 
 
 def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[dict[str, np.ndarray]],
-                jobs: dict[str, list[_Job]], stats: dict[str, Stats],
-                smoothable: set[str] = frozenset()) -> dict[str, dict[str, list[float]]]:
-    """Each group's summed squared int8 error and squared fp32 output, with per-call and with fixed ranges; for a
-    ``smoothable`` group's projections also with per-call ranges on the smoothed input, at each of STRENGTHS (keys
-    "smoothed@<a>")."""
-    smoothed = {f"smoothed@{a:g}": a for a in STRENGTHS}
-    sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0],
-                  **({name: [0.0, 0.0] for name in smoothed} if key in smoothable else {})} for key in jobs}
+                jobs: dict[str, list[_Job]], stats: dict[str, Stats]) -> dict[str, dict[str, list[float]]]:
+    """Each group's summed squared int8 error and squared fp32 output, with per-call and with fixed ranges."""
+    sums = {key: {"dynamic": [0.0, 0.0], "static": [0.0, 0.0]} for key in jobs}
     # A second run over the batches: a static error needs the range over every row, known only after the first.
     for feeds in batches:
         values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
@@ -131,23 +127,37 @@ def _error_sums(session: ort.InferenceSession, wanted: list[str], batches: list[
                     err, ref = job.error(values, stats, static=precision == "static")
                     sums[key][precision][0] += err
                     sums[key][precision][1] += ref
-                if key not in smoothable or job.weight is None or len(job.activations) != 1:
-                    continue
-                for name, alpha in smoothed.items():
-                    err, ref = job.error(values, stats, static=False, smoothing=alpha)
-                    sums[key][name][0] += err
-                    sums[key][name][1] += ref
     return sums
 
 
+def _smoothed_errors(session: ort.InferenceSession, wanted: list[str], batches: list[dict[str, np.ndarray]],
+                     jobs: dict[str, list[_Job]], stats: dict[str, Stats]) -> dict[str, dict[str, float]]:
+    """Each group's relative dynamic int8 error with its projections' inputs smoothed, by strength ("0.5" -> error),
+    over its projections that read one activation with a weight (groups with none are left out)."""
+    smoothable = {key: [j for j in js if j.weight is not None and len(j.activations) == 1] for key, js in jobs.items()}
+    factors = {(key, i, alpha): smoothing_factors(stats[j.activations[0]].channels, np.abs(j.weight).max(axis=1), alpha)
+               for key, js in smoothable.items() for i, j in enumerate(js) for alpha in STRENGTHS}
+    sums = {key: {alpha: [0.0, 0.0] for alpha in STRENGTHS} for key, js in smoothable.items() if js}
+    for feeds in batches:
+        values = dict(zip(wanted, session.run(wanted, feeds), strict=True))
+        for key in sums:
+            for i, job in enumerate(smoothable[key]):
+                for alpha in STRENGTHS:
+                    err, ref = job.smoothed_error(values[job.activations[0]], factors[key, i, alpha])
+                    sums[key][alpha][0] += err
+                    sums[key][alpha][1] += ref
+    return {key: {f"{alpha:g}": float(np.sqrt(e / r)) if r > 0 else 0.0 for alpha, (e, r) in by.items()}
+            for key, by in sums.items()}
+
+
 def _group_ranges(groups: GraphGroups, jobs: dict[str, list[_Job]], stats: dict[str, Stats],
-                  sums: dict[str, dict[str, list[float]]]) -> tuple[GroupRange, ...]:
+                  sums: dict[str, dict[str, list[float]]],
+                  smoothed: dict[str, dict[str, float]]) -> tuple[GroupRange, ...]:
     """A ``GroupRange`` for each group the pass could redo, in the graph's order of groups."""
     found = [(group, *_group_summary(jobs[group.key], stats, sums[group.key]))
              for group in groups.groups if jobs.get(group.key)]
-    return tuple(GroupRange(g.key, g.role, g.layer, float(a), _typical(found, g), float(c),
-                            {p: v for p, v in e.items() if not p.startswith("smoothed@")},
-                            {p[len("smoothed@"):]: v for p, v in e.items() if p.startswith("smoothed@")})
+    return tuple(GroupRange(g.key, g.role, g.layer, float(a), _typical(found, g), float(c), e,
+                            smoothed.get(g.key, {}))
                  for g, a, c, e in found)
 
 
@@ -159,7 +169,7 @@ def _group_summary(group_jobs: list[_Job], stats: dict[str, Stats],
     channel = float(np.nanmax([j.channel_ratio(stats) for j in group_jobs])) if any(
         j.weight is not None and j.activations for j in group_jobs) else float("nan")
     error = {p: float(np.sqrt(e / r)) if r > 0 else 0.0 for p, (e, r) in sums.items()
-             if any(p in j.precisions for j in group_jobs) or (p.startswith("smoothed@") and r > 0)}
+             if any(p in j.precisions for j in group_jobs)}
     return abs_max, channel, error
 
 
@@ -221,19 +231,11 @@ class _Job:
         ratios = [float(c.max() / max(np.median(c), 1e-12)) for c in (stats[t].channels for t in self.activations)]
         return max(ratios)
 
-    def error(self, values: dict[str, np.ndarray], stats: dict[str, Stats], *, static: bool,
-              smoothing: float | None = None) -> tuple[float, float]:
-        """The squared error of the node's int8 output, and the squared norm of its fp32 output; ``smoothing``: with
-        its input smoothed at that strength first (a projection with one activation; per-call ranges)."""
+    def error(self, values: dict[str, np.ndarray], stats: dict[str, Stats], *, static: bool) -> tuple[float, float]:
+        """The squared error of the node's int8 output, and the squared norm of its fp32 output."""
         if self.op == "Gather":  # a table: its int8 rows against its fp32 rows (indices do not change)
             q = _dequant_weight(self.weight)
             return float(np.sum((q - self.weight) ** 2)), float(np.sum(self.weight ** 2))
-        if smoothing is not None:
-            x = values[self.activations[0]]
-            s = smoothing_factors(stats[self.activations[0]].channels, np.abs(self.weight).max(axis=1), smoothing)
-            ref = x @ self.weight
-            got = _dequant_activation(x / s, None) @ _dequant_weight(self.weight * s[:, None])
-            return float(np.sum((got - ref) ** 2)), float(np.sum(ref ** 2))
         xs = [values[t] for t in self.activations]
         quantized = [_dequant_activation(x, stats[t] if static else None) for x, t in zip(xs, self.activations,
                                                                                             strict=True)]
@@ -241,6 +243,14 @@ class _Job:
             ref, got = xs[0] @ self.weight, quantized[0] @ _dequant_weight(self.weight)
         else:
             ref, got = np.matmul(xs[0], xs[1]), np.matmul(quantized[0], quantized[1])
+        return float(np.sum((got - ref) ** 2)), float(np.sum(ref ** 2))
+
+
+    def smoothed_error(self, x: np.ndarray, factors: np.ndarray) -> tuple[float, float]:
+        """As ``error`` under dynamic int8, with the input divided by ``factors`` and the weight's rows multiplied by
+        them first (quantize._smooth: the same function in fp32)."""
+        ref = x @ self.weight
+        got = _dequant_activation(x / factors, None) @ _dequant_weight(self.weight * factors[:, None])
         return float(np.sum((got - ref) ** 2)), float(np.sum(ref ** 2))
 
 

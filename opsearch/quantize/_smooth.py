@@ -32,6 +32,7 @@ import numpy as np
 
 from opsearch._files import atomic_folder
 from opsearch.quantize._activations import activation_stats, calibration_batches, expose, exposed_session
+from opsearch.quantize._fusion import source_stamp
 from opsearch.quantize._groups import find_groups
 
 if TYPE_CHECKING:
@@ -138,7 +139,8 @@ def smooth(model: onnx.ModelProto, strengths: dict[str, float], maxima: dict[str
         weight_max = np.max([np.abs(w).max(axis=1) for w in weights], axis=0)
         s = smoothing_factors(maxima[target.tensor], weight_max, alpha)
         for p, w in zip(projections, weights, strict=True):
-            scaled = _unrows(w * s[:, None], p).astype(numpy_helper.to_array(inits[p.input[1]]).dtype)
+            # _rows again transposes a Gemm's transB weight back: a transpose undoes itself
+            scaled = _rows(w * s[:, None], p).astype(numpy_helper.to_array(inits[p.input[1]]).dtype)
             p.input[1] = _add_initializer(graph, inits, f"{p.input[1]}/smoothed/{p.name}", scaled)
         norm = producer.get(target.tensor)
         readers = consumers.get(target.tensor, [])
@@ -165,10 +167,6 @@ def _rows(weight: np.ndarray, node) -> np.ndarray:
     if node.op_type == "Gemm" and any(a.name == "transB" and a.i for a in node.attribute):
         return weight.T
     return weight
-
-
-def _unrows(weight: np.ndarray, node) -> np.ndarray:
-    return _rows(weight, node)  # a transpose undoes itself
 
 
 def _add_initializer(graph, inits: dict, name: str, value: np.ndarray) -> str:
@@ -232,9 +230,7 @@ def smoothed_model(source: Path, strengths: dict[str, float], calibration: dict[
     import onnx
 
     source = Path(source)
-    stat = source.stat()
-    stamp = {"source": str(source.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns,
-             "strengths": sorted(strengths.items())}
+    stamp = {**source_stamp(source), "strengths": sorted(strengths.items())}
     target = Path(cache_dir) / "smoothed" / f"{_source_key(stamp)}-{smoothing_key(strengths)}"
     marker = target / _MARKER
     if marker.is_file() and (target / "model.onnx").is_file():
@@ -246,7 +242,7 @@ def smoothed_model(source: Path, strengths: dict[str, float], calibration: dict[
     model = onnx.load(str(source))
     maxima = _cached_maxima(source, model, stamp, calibration, Path(cache_dir), threads)
     smoothed = smooth(model, strengths, maxima)
-    with atomic_folder(target, prefix=".smooth-", needs_bytes=stat.st_size) as tmp:
+    with atomic_folder(target, prefix=".smooth-", needs_bytes=stamp["size"]) as tmp:
         large = smoothed.ByteSize() > 2**31 - 2**26
         onnx.save_model(smoothed, str(tmp / "model.onnx"), save_as_external_data=large,
                         location="model.onnx.data")
@@ -255,7 +251,7 @@ def smoothed_model(source: Path, strengths: dict[str, float], calibration: dict[
 
 
 def _source_key(stamp: dict) -> str:
-    text = json.dumps({k: stamp[k] for k in ("source", "size", "mtime_ns")})
+    text = json.dumps({k: stamp[k] for k in ("path", "size", "mtime_ns")})
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import optuna
 
 from opsearch._files import atomic_write_text
-from opsearch.config import RUNTIME_FIELDS, StudyConfig, default_of, settings_of
+from opsearch.config import CALIBRATED_MODES, RUNTIME_FIELDS, StudyConfig, default_of, settings_of
 from opsearch.errors import StudyError
 from opsearch.measure import (
     ClassificationTask,
@@ -75,16 +75,12 @@ Task = (ClassificationTask | RegressionTask | MultiLabelTask | TokenClassificati
         | EmbeddingTask | EvaluatorTask)
 
 
-# The modes that need the model's tokenizer: calibration inputs, the ranges pass.
-CALIBRATED_MODES = ("static", "mixed")
-
-
 class StudyContext:
     """A study's settings and where it lives, with its inputs prepared on first use (see the module's docstring)."""
 
     def __init__(self, config: StudyConfig, *, progress: Progress = print) -> None:
-        if (config.evaluator is not None and config.modes == default_of(settings_of(StudyConfig)["modes"][0]) and any(
-                m in config.modes for m in CALIBRATED_MODES) and plain_onnx(config.model)):
+        if (config.evaluator is not None and config.modes == default_of(settings_of(StudyConfig)["modes"][0])
+                and config.calibrates and plain_onnx(config.model)):
             # The default modes on a model nothing can calibrate: the modes it can take, not a refusal. Made here,
             # before the study is opened, so a stored study holds the modes it searched.
             config = config.replace(modes=[m for m in config.modes if m not in CALIBRATED_MODES])
@@ -114,7 +110,7 @@ class StudyContext:
         model = prepare_model(cfg.model, cache_dir=self.cache_dir, task=cfg.task, notify=self.progress,
                               evaluator=cfg.evaluator is not None)
         if not has_tokenizer(model.folder):  # a plain ONNX model, evaluated by the user's evaluator
-            needs = [what for what, needed in (("static calibration", any(m in cfg.modes for m in CALIBRATED_MODES)),
+            needs = [what for what, needed in (("static calibration", cfg.calibrates),
                                                ("the mixed mode's ranges pass", "mixed" in cfg.modes),
                                                ("--smoothing", bool(cfg.smoothing)),
                                                ("--end-to-end", cfg.end_to_end)) if needed]

@@ -349,8 +349,7 @@ def _fit_size(config: StudyConfig, task: str, rows: int) -> tuple[int, str]:
         return config.fit_size, "calibration/probes (fit_size)"
     uses = []
     if config.needs_calibration:
-        static = any(m in ("static", "mixed") for m in config.modes)
-        uses.append(("static calibration" if static else "smoothing", config.calibration_rows))
+        uses.append(("static calibration" if config.calibrates else "smoothing", config.calibration_rows))
     if task == "embedding":
         uses.append(("the probe", config.probe_samples))
     if not uses:

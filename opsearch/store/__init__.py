@@ -19,6 +19,7 @@ from opsearch.store._records import (
     DEFAULT_OBJECTIVES,
     StudyRecord,
     TrialRecord,
+    configuration_of,
     set_study_attrs,
     set_trial_attrs,
     set_trial_attrs_by_id,
@@ -45,6 +46,7 @@ from opsearch.store._storage import cache_dir_for, file_of, load_existing, open_
 
 __all__ = [
     "connection_lost",
+    "configuration_of",
     "DRIFT_EVERY_SECONDS",
     "Drift",
     "DriftCheck",

@@ -179,6 +179,15 @@ def _checked(cls, values: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def configuration_of(trial: optuna.trial.FrozenTrial) -> dict | None:
+    """The configuration a trial runs, whole: its drawn parameters once its recipe is stored (all drawn); before
+    that, a queued trial's is what it was queued with (the parameters drawn so far are only some of it), and a
+    sampled trial's is not chosen yet (None)."""
+    if TrialRecord.of(trial).recipe is not None:
+        return trial.params
+    return trial.system_attrs.get("fixed_params")
+
+
 def trial_attrs(**values: Any) -> dict[str, Any]:
     """User attributes for ``enqueue_trial`` (a preset, a retry, a fallback), checked against TrialRecord."""
     return _checked(TrialRecord, values)

@@ -19,7 +19,7 @@ import optuna
 from opsearch.config import DEFAULT_RUN_DIR
 from opsearch.errors import StudyError
 from opsearch.store._patience import patient_storage
-from opsearch.store._records import TrialRecord, trial_attrs
+from opsearch.store._records import TrialRecord, configuration_of, trial_attrs
 
 JOURNAL_PREFIX = "journal:"
 HEARTBEAT_SECONDS = 30
@@ -186,13 +186,12 @@ def _check_writable(storage: str, path: Path) -> None:
 
 def queue_retry(study: optuna.Study, trial: optuna.trial.FrozenTrial, reason: str) -> None:
     """Queue a trial that was cut off (its configuration, its preset name, whether it is a starting point) to be
-    tried again. Its configuration is whole once its recipe is stored (all parameters drawn); before that, a queued
-    trial's is what it was queued with (the parameters drawn so far are only some of it: queued alone, the retry
-    would draw the rest afresh and run another configuration), and a sampled trial's is not yet chosen: it is not
-    queued."""
-    record = TrialRecord.of(trial)
-    params = trial.params if record.recipe is not None else trial.system_attrs.get("fixed_params")
+    tried again, with its whole configuration (``configuration_of``: the parameters a queued trial had drawn so far
+    are only some of it, and a retry given those alone would draw the rest afresh); a sampled trial cut off before
+    its configuration was chosen is not queued."""
+    params = configuration_of(trial)
     if params:
+        record = TrialRecord.of(trial)
         extra = {"preset": record.preset} if record.preset else {}
         if record.starting is not None:
             extra["starting"] = record.starting
